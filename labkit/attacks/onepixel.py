@@ -1,0 +1,223 @@
+"""The one-pixel attack of Su, Vargas & Sakurai (2019): differential evolution over pixels.
+
+A candidate is k concatenated (x, y, r, g, b) tuples (x = column, y = row,
+colours in [0, 1]). Each generation every candidate i gets a trial vector;
+the trial replaces it when its fitness is no worse (greedy one-to-one
+selection). Fitness, to be minimised, is the probability of the true class
+(untargeted) or 1 - the probability of the target (targeted), plus the APR
+paper's optional penalty lambda * ||delta||_2.
+
+All images and all their candidates go through the model in one stream of
+chunks per generation; each image leaves the active set as soon as any of its
+candidates succeeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from labkit.attacks._rng import HashRNG, image_keys
+from labkit.attacks.base import AttackResult, CandidateScorer, check_inputs, model_device
+
+STRATEGIES = ("rand1", "best1-scipy")
+
+
+@dataclass(frozen=True)
+class DEConfig:
+    """Hyper-parameters of the differential-evolution one-pixel attack."""
+
+    pixels: int = 1  # k, pixels changed per image (Su et al.: 1, 3, 5)
+    population: int = 400  # candidates per image (Su et al.: 400)
+    generations: int = 100  # generations after the initial population (Su et al.: 100)
+    f: float = 0.5  # mutation scale F of rand/1 (Su et al.: 0.5); best1-scipy redraws it in [0.5, 1)
+    crossover: float | None = None  # binomial crossover rate; None = no crossover (Su et al.)
+    strategy: str = "rand1"  # "rand1" (Su et al.) or "best1-scipy" (what scipy/torchattacks/ART run)
+    init_colour: str = "normal"  # "normal": N(128, 127)/255 clipped (Su et al.), or "uniform"
+    targeted: bool = False  # success = prediction equals the target (else: differs from the label)
+    penalty: float = 0.0  # lambda of the APR paper's fitness term lambda * ||delta||_2 (0 = Su et al.)
+    precision: str = "fp32"  # "fp32", or "bf16": search in bf16 autocast, confirm successes in fp32
+    chunk_size: int | None = None  # candidates per forward pass; None = 100 on CPU, 4096 on CUDA
+    seed: int = 0  # with the image's content, fixes every random draw
+
+    def __post_init__(self) -> None:
+        if self.pixels < 1:
+            raise ValueError(f"pixels (k) must be >= 1, got {self.pixels}")
+        if self.population < 4:
+            raise ValueError(f"population must be >= 4 (rand/1 needs three others), got {self.population}")
+        if self.generations < 0:
+            raise ValueError(f"generations must be >= 0, got {self.generations}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, not {self.strategy!r}")
+        if self.init_colour not in ("normal", "uniform"):
+            raise ValueError(f"init_colour must be 'normal' or 'uniform', not {self.init_colour!r}")
+        if self.crossover is not None and not 0 <= self.crossover <= 1:
+            raise ValueError(f"crossover must be None or in [0, 1], got {self.crossover}")
+        if self.f <= 0 or self.penalty < 0:
+            raise ValueError("f must be > 0 and penalty >= 0")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+
+    @property
+    def max_queries(self) -> int:
+        """The per-image query budget: the initial population plus one per candidate per generation."""
+        return self.population * (self.generations + 1)
+
+
+def _three_distinct_others(rng: HashRNG, keys: Tensor, counter: int, pop: int) -> tuple[Tensor, Tensor, Tensor]:
+    """For each image and candidate i, indices r1, r2, r3 distinct from each other and from i, (A, pop) each."""
+    m = pop - 1  # offsets 1..pop-1 from i exclude i itself
+    a = rng.randint(keys, counter, (pop,), m)
+    b = rng.randint(keys, counter + 1, (pop,), m - 1)
+    c = rng.randint(keys, counter + 2, (pop,), m - 2)
+    b = b + (b >= a)  # skip a
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+    c = c + (c >= lo)
+    c = c + (c >= hi)  # skip both, in increasing order
+    i = torch.arange(pop, device=keys.device)
+    return tuple(((i + 1 + o) % pop) for o in (a, b, c))  # type: ignore[return-value]
+
+
+def _gather(pop: Tensor, idx: Tensor) -> Tensor:
+    """pop[a, idx[a, i]] for (A, P, D) and (A, P) -> (A, P, D)."""
+    return pop.gather(1, idx[..., None].expand(-1, -1, pop.shape[2]))
+
+
+class OnePixel:
+    """Su et al.'s one-pixel attack (``DEConfig`` for the knobs), batched over images.
+
+    ``OnePixel(model, pixels=3)(images, labels)`` returns an :class:`AttackResult`.
+    ``queries`` counts whole generations: population x (generations run + 1).
+    Results depend only on (seed, image content, label/target, config), not on the
+    batch an image is in or the chunk size (up to the model's own floating-point
+    batch-size effects).
+    """
+
+    def __init__(self, model: nn.Module, config: DEConfig | None = None, **overrides: object):
+        self.model = model
+        self.config = DEConfig(**{**(config.__dict__ if config else {}), **overrides})  # type: ignore[arg-type]
+
+    # -- encoding ------------------------------------------------------------------
+    def _bounds(self, h: int, w: int, c: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        lo = torch.zeros(2 + c, device=device)
+        # Coordinates live in [0, size): floor() maps them to a pixel with equal width per pixel.
+        hi = torch.tensor([w, h] + [1.0] * c, device=device) - torch.tensor([1e-4, 1e-4] + [0.0] * c, device=device)
+        k = self.config.pixels
+        return lo.repeat(k), hi.repeat(k)
+
+    def _decode(self, vec: Tensor, h: int, w: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(R, k*(2+C)) vectors -> rows (R, k), cols (R, k), colours (R, k, C)."""
+        v = vec.view(len(vec), self.config.pixels, -1)
+        cols = v[..., 0].floor().long().clamp_(0, w - 1)
+        rows = v[..., 1].floor().long().clamp_(0, h - 1)
+        return rows, cols, v[..., 2:].clamp(0, 1)
+
+    def _init(self, rng: HashRNG, keys: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+        n, p, d = len(keys), self.config.population, len(lo)
+        pop = lo + rng.uniform(keys, 0, (p, d)) * (hi - lo)
+        if self.config.init_colour == "normal":
+            # Su et al.: colours ~ N(mean 128, std 127) on the 0..255 scale, clipped.
+            colour = (128 + 127 * rng.normal(keys, 1, (p, d))) / 255
+            is_colour = (torch.arange(d, device=keys.device) % (d // self.config.pixels)) >= 2
+            pop = torch.where(is_colour, colour.clamp(0, 1), pop)
+        return pop.view(n, p, d)
+
+    # -- one generation ------------------------------------------------------------
+    def _trials(self, rng: HashRNG, keys: Tensor, pop: Tensor, fit: Tensor, gen: int,
+                lo: Tensor, hi: Tensor) -> Tensor:
+        cfg, (a, p, d) = self.config, pop.shape
+        ctr = 1000 * gen  # disjoint counters per generation
+        r1, r2, r3 = _three_distinct_others(rng, keys, ctr, p)
+        if cfg.strategy == "rand1":
+            donor = _gather(pop, r1) + cfg.f * (_gather(pop, r2) - _gather(pop, r3))
+        else:  # scipy's best1bin with dithering: F ~ U[0.5, 1) redrawn every generation
+            f = 0.5 + 0.5 * rng.uniform(keys, ctr + 3, (1,))
+            best = pop.gather(1, fit.argmin(1)[:, None, None].expand(-1, 1, d))
+            donor = best + f[:, :, None] * (_gather(pop, r1) - _gather(pop, r2))
+        rate = cfg.crossover if cfg.crossover is not None else (1.0 if cfg.strategy == "best1-scipy" else None)
+        if rate is not None and rate < 1:
+            take = rng.uniform(keys, ctr + 4, (p, d)) < rate
+            forced = rng.randint(keys, ctr + 5, (p,), d)  # at least one coordinate from the donor
+            take |= torch.nn.functional.one_hot(forced, d).bool()
+            donor = torch.where(take, donor, pop)
+        if cfg.strategy == "rand1":
+            return torch.maximum(torch.minimum(donor, hi), lo)  # Su et al. clip to the bounds
+        # scipy replaces out-of-bounds coordinates by uniform draws inside the bounds
+        fresh = lo + rng.uniform(keys, ctr + 6, (p, d)) * (hi - lo)
+        return torch.where((donor < lo) | (donor > hi), fresh, donor)
+
+    def _score(self, scorer: CandidateScorer, img: Tensor, vec: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
+        """(fitness (R,), success (R,)) of R candidate vectors; lower fitness is better."""
+        rows, cols, colours = self._decode(vec, h, w)
+        prob, success = scorer(img, rows, cols, colours)
+        fit = 1 - prob if self.config.targeted else prob
+        if self.config.penalty:
+            original = scorer.images[img[:, None], :, rows, cols]  # (R, k, C) pixels being replaced
+            fit = fit + self.config.penalty * (colours - original).flatten(1).norm(dim=1)
+        return fit, success
+
+    # -- the attack ----------------------------------------------------------------
+    def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
+                 progress: bool = False) -> AttackResult:
+        """Attack ``images`` (N, C, H, W) in [0, 1] with true ``labels`` (N,) (and ``targets`` (N,))."""
+        cfg = self.config
+        check_inputs(self.model, images, labels, targets, cfg.targeted)
+        dev = model_device(self.model)
+        n, c, h, w = images.shape
+        scorer = CandidateScorer(self.model, images, labels, targets, cfg.chunk_size, cfg.precision)
+        keys = image_keys(scorer.images) ^ (labels.to(dev).long() * 0x9E3779B1 & 0xFFFFFFFF)
+        rng, (lo, hi) = HashRNG(cfg.seed), self._bounds(h, w, c, dev)
+        p, d = cfg.population, len(lo)
+
+        pop = self._init(rng, keys, lo, hi)
+        img_all = torch.arange(n, device=dev).repeat_interleave(p)
+        fit, succ = self._score(scorer, img_all, pop.view(n * p, d), h, w)
+        fit, succ = fit.view(n, p), succ.view(n, p)
+        queries = torch.full((n,), p, dtype=torch.int64, device=dev)
+        done = torch.zeros(n, dtype=torch.bool, device=dev)
+        winner = torch.zeros(n, d, device=dev)
+        self._settle(scorer, torch.arange(n, device=dev), pop, fit, succ, done, winner, h, w)
+
+        bar = tqdm(range(1, cfg.generations + 1), desc=f"DE k={cfg.pixels}", disable=not progress, leave=False)
+        for gen in bar:
+            act = (~done).nonzero().squeeze(1)
+            if len(act) == 0:
+                break
+            trials = self._trials(rng, keys[act], pop[act], fit[act], gen, lo, hi)
+            img = act.repeat_interleave(p)
+            t_fit, t_succ = self._score(scorer, img, trials.view(-1, d), h, w)
+            t_fit, t_succ = t_fit.view(-1, p), t_succ.view(-1, p)
+            better = t_fit <= fit[act]  # greedy one-to-one selection; ties move (as in scipy)
+            pop[act] = torch.where(better[..., None], trials, pop[act])
+            fit[act] = torch.where(better, t_fit, fit[act])
+            queries[act] += p
+            self._settle(scorer, act, trials, t_fit, t_succ, done, winner, h, w)
+            bar.set_postfix(active=int((~done).sum()), success=int(done.sum()))
+        bar.close()
+
+        left = (~done).nonzero().squeeze(1)  # failures return their fittest candidate
+        winner[left] = pop[left].gather(1, fit[left].argmin(1)[:, None, None].expand(-1, 1, d)).squeeze(1)
+        rows, cols, colours = self._decode(winner, h, w)
+        return scorer.finish(rows, cols, colours, done, queries)
+
+    def _settle(self, scorer: CandidateScorer, act: Tensor, cand: Tensor, fit: Tensor, succ: Tensor,
+                done: Tensor, winner: Tensor, h: int, w: int) -> None:
+        """Mark images of ``act`` with a successful candidate as done, keeping their fittest success.
+
+        In bf16 the chosen success is re-scored in fp32 and kept only if it holds there.
+        """
+        hit = succ.any(1)
+        if not hit.any():
+            return
+        rows_hit = hit.nonzero().squeeze(1)
+        masked = torch.where(succ[rows_hit], fit[rows_hit], torch.full_like(fit[rows_hit], float("inf")))
+        choice = cand[rows_hit].gather(1, masked.argmin(1)[:, None, None].expand(-1, 1, cand.shape[2])).squeeze(1)
+        if self.config.precision != "fp32":
+            r, c_, col = self._decode(choice, h, w)
+            _, ok = scorer(act[rows_hit], r, c_, col, precision="fp32")
+            rows_hit, choice = rows_hit[ok], choice[ok]
+        winner[act[rows_hit]] = choice
+        done[act[rows_hit]] = True

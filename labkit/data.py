@@ -1,0 +1,197 @@
+"""CIFAR-10 as uint8 tensors.
+
+Two sources, in this order:
+
+1. an ImageFolder tree (``<root>/train/<class>/*.jpg|png`` and ``<root>/test/...``)
+   named by the ``root`` argument or the ``LABKIT_DATA`` environment variable
+   (the offline copy these machines use);
+2. torchvision's ``CIFAR10(download=True)`` into the cache directory, when no
+   local tree is set (machines with internet).
+
+Decoding 60,000 JPEG files takes tens of seconds, so the decoded tensors are
+cached in one file per split under ``cache_root()/data``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from labkit.cache import cache_path, config_key, load_checked, save_atomic
+
+CLASSES: tuple[str, ...] = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SPLITS = ("train", "test")
+
+
+class DataError(FileNotFoundError):
+    """The local data folder is missing or not laid out as CIFAR-10 ImageFolder."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of CIFAR-10.
+
+    images: (N, 3, 32, 32) uint8, RGB; labels: (N,) int64 in [0, 10);
+    source: where it came from (``folder:<path>`` or ``torchvision``).
+    """
+
+    images: Tensor
+    labels: Tensor
+    classes: tuple[str, ...]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def floats(self, idx: Tensor | slice | None = None) -> Tensor:
+        """Images (or a subset) as float32 in [0, 1], shape (n, 3, 32, 32)."""
+        x = self.images if idx is None else self.images[idx]
+        return x.float().div_(255)
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path | None:
+    """The local ImageFolder root: ``root``, else ``$LABKIT_DATA``, else ``None``."""
+    value = root if root is not None else os.environ.get("LABKIT_DATA")
+    return Path(value).expanduser().resolve() if value else None
+
+
+def _layout_error(root: Path, problem: str) -> DataError:
+    return DataError(
+        f"{problem}\nlabkit expects CIFAR-10 as an ImageFolder tree: {root}/train/<class>/*.jpg "
+        f"and {root}/test/<class>/*.jpg with the ten class folders {', '.join(CLASSES)}. "
+        "Set LABKIT_DATA (or pass root=) to such a folder, e.g. "
+        "LABKIT_DATA=../shared/data/cifar10-jpeg, or unset it to download CIFAR-10 with torchvision."
+    )
+
+
+def _list_split(root: Path, split: str) -> list[tuple[Path, int]]:
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise _layout_error(root, f"no '{split}' folder in {root}")
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if tuple(found) != CLASSES:
+        raise _layout_error(root, f"{split_dir} has class folders {found}, not the CIFAR-10 classes")
+    files = []
+    for label, name in enumerate(CLASSES):
+        paths = sorted(p for p in (split_dir / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise _layout_error(root, f"{split_dir / name} holds no .jpg/.png images")
+        files += [(p, label) for p in paths]
+    return files
+
+
+def _decode_folder(files: list[tuple[Path, int]], root: Path) -> tuple[Tensor, Tensor]:
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    images = torch.empty(len(files), 3, 32, 32, dtype=torch.uint8)
+    for i, (path, _) in enumerate(files):
+        try:
+            img = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        except RuntimeError as exc:
+            raise _layout_error(root, f"cannot decode {path}: {exc}") from exc
+        if img.shape != (3, 32, 32):
+            raise _layout_error(root, f"{path} is {tuple(img.shape)}, not a 3x32x32 CIFAR image")
+        images[i] = img
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    return images, labels
+
+
+def _from_torchvision(split: str) -> tuple[Tensor, Tensor]:
+    from torchvision.datasets import CIFAR10
+
+    ds = CIFAR10(str(cache_path("data", "torchvision").parent / "torchvision"),
+                 train=split == "train", download=True)
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor(ds.targets, dtype=torch.int64)
+
+
+def load_cifar10(split: str = "test", root: str | os.PathLike | None = None) -> Split:
+    """Load a CIFAR-10 split, decoding it once and caching the tensors.
+
+    Args:
+        split: ``"train"`` (50,000 images) or ``"test"`` (10,000 images).
+        root: an ImageFolder tree; defaults to ``$LABKIT_DATA``; ``None`` and no
+            variable means torchvision's download.
+
+    Raises:
+        ValueError: for an unknown split.
+        DataError: when the local folder is missing or malformed (the message says how to fix it).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    folder = data_root(root)
+    if folder is None:
+        source = "torchvision"
+        fingerprint: object = source
+    else:
+        if not folder.is_dir():
+            raise _layout_error(folder, f"data folder {folder} does not exist")
+        files = _list_split(folder, split)
+        source = f"folder:{folder}"
+        # Names and sizes identify the tree's contents cheaply (no decoding).
+        fingerprint = [source, len(files), sum(p.stat().st_size for p, _ in files)]
+    path = cache_path("data", f"cifar10-{split}-{config_key(fingerprint)}")
+    cached = load_checked(path, {"source": source})
+    if cached is None:
+        images, labels = _from_torchvision(split) if folder is None else _decode_folder(files, folder)
+        save_atomic({"source": source, "images": images, "labels": labels}, path)
+    else:
+        images, labels = cached["images"], cached["labels"]
+    return Split(images=images, labels=labels, classes=CLASSES, source=source)
+
+
+def first_n(split: Split, n: int) -> Tensor:
+    """Indices of the first ``n`` images in a fixed, class-balanced order.
+
+    The folder order is sorted by class, so "the first n" would be all airplanes;
+    a fixed permutation (seed 0, independent of torch's global RNG) fixes that.
+    """
+    if not 0 < n <= len(split):
+        raise ValueError(f"n must be in [1, {len(split)}], got {n}")
+    perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))
+    return perm[:n]
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: Tensor, batch_size: int = 500,
+            device: torch.device | str | None = None) -> Tensor:
+    """Predicted labels (N,) int64 for uint8 or [0,1] float images (N, 3, H, W)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    preds = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device)
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        preds.append(model(x).argmax(1).cpu())
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.int64)
+
+
+def correctly_classified(model: torch.nn.Module, split: Split, n: int,
+                         pool: int | None = None) -> Tensor:
+    """Indices of ``n`` images that ``model`` classifies correctly, in ``first_n`` order.
+
+    Attack success rates are measured over correctly classified images (an image
+    already misclassified needs no attack). ``pool`` bounds how many candidates
+    are scanned (default: the whole split).
+    """
+    if model.training:
+        raise ValueError("model is in training mode; call model.eval() first")
+    order = first_n(split, pool or len(split))
+    picked = []
+    for start in range(0, len(order), 1000):
+        idx = order[start:start + 1000]
+        ok = predict(model, split.images[idx]) == split.labels[idx]
+        picked.append(idx[ok])
+        if sum(len(p) for p in picked) >= n:
+            break
+    found = torch.cat(picked)[:n]
+    if len(found) < n:
+        raise ValueError(f"only {len(found)} correctly classified images in the pool, asked for {n}")
+    return found

@@ -1,0 +1,72 @@
+"""Named run sizes, one place every notebook reads.
+
+* ``smoke``: CI on 2 CPU cores; tiny subsets, seconds per notebook. Numbers are
+  not meaningful, only the machinery is exercised.
+* ``cpu``: a real laptop-size run (the small CNN trained to ~85%, 100 attacked
+  images, a reduced DE budget), minutes per lab.
+* ``full``: the papers' settings (ResNet-18 / VGG-16, Adam 1e-3, 200 epochs;
+  DE population 400 x 100 generations; 500 images; 5 seeds) for a GPU box.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+from labkit.attacks.onepixel import DEConfig
+from labkit.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big a run is; every lab derives its configs from one of these."""
+
+    name: str  # "smoke", "cpu" or "full"
+    models: tuple[str, ...]  # architectures the labs train and attack (labkit.models.REGISTRY names)
+    epochs: int  # training epochs per model
+    train_size: int | None  # training images (None = all 50,000)
+    batch_size: int  # training mini-batch
+    optimizer: str  # "sgd" or "adam"
+    lr: float  # peak learning rate
+    schedule: str  # learning-rate schedule (labkit.train)
+    eval_size: int  # test images for clean accuracy
+    n_attack: int  # correctly classified test images attacked per model
+    population: int  # DE population (Su et al.: 400)
+    generations: int  # DE generations (Su et al.: 100)
+    pixels: tuple[int, ...]  # k values swept (Su et al.: 1, 3, 5)
+    seeds: tuple[int, ...]  # training seeds for across-seed confidence intervals
+    corner: bool  # run the exhaustive corner search (8,192 queries per image) too
+
+    def train_config(self, model: str | None = None, seed: int | None = None, **overrides: Any) -> TrainConfig:
+        """The ``TrainConfig`` of this profile for ``model`` (default: the first of ``models``)."""
+        cfg = TrainConfig(model=model or self.models[0], epochs=self.epochs, train_size=self.train_size,
+                          batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+                          schedule=self.schedule, eval_size=min(self.eval_size, 2000),
+                          seed=self.seeds[0] if seed is None else seed)
+        return replace(cfg, **overrides)
+
+    def de_config(self, **overrides: Any) -> DEConfig:
+        """The DE attack of this profile (1 pixel, untargeted unless overridden)."""
+        return DEConfig(population=self.population, generations=self.generations, **overrides)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(name="smoke", models=("small_cnn",), epochs=2, train_size=5000, batch_size=128,
+                     optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=500, n_attack=8,
+                     population=40, generations=4, pixels=(1, 3), seeds=(0,), corner=True),
+    "cpu": Profile(name="cpu", models=("small_cnn",), epochs=15, train_size=None, batch_size=128,
+                   optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100,
+                   population=200, generations=20, pixels=(1, 3, 5), seeds=(0,), corner=True),
+    "full": Profile(name="full", models=("resnet18", "vgg16"), epochs=200, train_size=None, batch_size=128,
+                    optimizer="adam", lr=1e-3, schedule="cosine", eval_size=10000, n_attack=500,
+                    population=400, generations=100, pixels=(1, 3, 5), seeds=(0, 1, 2, 3, 4), corner=True),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile ``name``, else ``$LABKIT_PROFILE``, else ``smoke``."""
+    name = name or os.environ.get("LABKIT_PROFILE") or "smoke"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)} (LABKIT_PROFILE)")
+    return PROFILES[name]

@@ -1,0 +1,91 @@
+"""Shared fixtures: tiny models and data made in the test, never the network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from labkit.data import CLASSES
+
+
+class PixelTrigger(nn.Module):
+    """A 10-class model whose decision hinges on one known pixel.
+
+    Class ``base`` wins unless the pixel at (``row``, ``col``) is bright: the
+    logit of class ``trigger`` grows with that pixel's mean colour and beats the
+    base class when the mean exceeds 0.75. No other pixel matters, so a
+    one-pixel attack succeeds exactly when it writes a bright colour there.
+    """
+
+    def __init__(self, row: int = 2, col: int = 5, base: int = 0, trigger: int = 1):
+        super().__init__()
+        self.row, self.col, self.base, self.trigger = row, col, base, trigger
+        self.scale = nn.Parameter(torch.tensor(20.0))  # a parameter so the model has a device
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = torch.zeros(len(x), 10, device=x.device, dtype=x.dtype)
+        bright = x[:, :, self.row, self.col].mean(1)
+        logits[:, self.base] = 0.5 * self.scale
+        logits[:, self.trigger] = self.scale * (bright - 0.25)
+        return logits
+
+
+@pytest.fixture
+def pixel_model() -> PixelTrigger:
+    return PixelTrigger().eval()
+
+
+@pytest.fixture
+def dark_images() -> Tensor:
+    """Six 8x8 RGB images in [0, 0.4]: the PixelTrigger model predicts class 0 for all."""
+    return torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.4
+
+
+def make_tiny_cnn(num_classes: int = 10, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(8, num_classes),
+    ).eval()
+
+
+@pytest.fixture
+def tiny_cnn() -> nn.Module:
+    """A random small CNN in eval mode (8x8 or 32x32 inputs)."""
+    return make_tiny_cnn()
+
+
+@pytest.fixture
+def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private LABKIT_CACHE for the test."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("LABKIT_CACHE", str(root))
+    return root
+
+
+def write_image_folder(root: Path, per_class: dict[str, int], size: int = 32) -> None:
+    """A CIFAR-like ImageFolder of PNGs whose colour encodes the class (learnable in a few steps)."""
+    from torchvision.io import write_png
+
+    gen = torch.Generator().manual_seed(0)
+    for split, n in per_class.items():
+        for label, name in enumerate(CLASSES):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = (torch.rand(3, size, size, generator=gen) * 60).to(torch.uint8)
+                img[label % 3] += 120 + 10 * (label // 3)  # class signal in one channel
+                write_png(img, str(d / f"{i:04d}.png"))
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny CIFAR-10 ImageFolder (10 classes x 12 train / 4 test images) set as LABKIT_DATA."""
+    root = tmp_path / "cifar"
+    write_image_folder(root, {"train": 12, "test": 4})
+    monkeypatch.setenv("LABKIT_DATA", str(root))
+    return root

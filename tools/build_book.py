@@ -1,0 +1,524 @@
+#!/usr/bin/env python
+"""Execute the labs and build the One-Pixel Lab book.
+
+    python tools/build_book.py [--profile smoke|cpu|full] [--only 01 02] [--out _build]
+
+Steps:
+
+1. Stage: copy the book's sources (``_config.yml``, ``_toc.yml``, ``book/``, ``labkit/`` and the
+   non-notebook files of ``notebooks/``) to ``<out>/stage/``. The tracked notebooks are never
+   written to, so they stay output-free.
+2. Execute, in ``_toc.yml`` order, every page of the table of contents that is a notebook under
+   ``notebooks/``, with papermill (``-p profile <profile>``, kernel ``python3``) into
+   ``<out>/stage/notebooks/``. The kernel's working directory is the *source* ``notebooks/``
+   folder, as in JupyterLab and nbval, so the three ways of running a lab agree; a lab must not
+   rely on files it writes next to itself (use ``LABKIT_CACHE``). Widget state is stored in the
+   executed notebook so that sliders and tqdm bars render in the static HTML. Papermill's injected
+   parameters cell is tagged ``remove-cell``.
+3. Record each run (profile, status, wall time, date, device) in ``<out>/stage/execution.json`` and
+   write the book's execution-status page from those records.
+4. Build the staged book with ``jupyter-book build -W --keep-going --all`` into ``<out>/html``
+   (``index.html`` there).
+
+The profile is ``--profile``, else ``$LABKIT_PROFILE``, else ``full`` when PyTorch sees a CUDA GPU
+and ``cpu`` otherwise. ``LABKIT_DATA`` and ``LABKIT_CACHE`` pass through to the kernels unchanged.
+
+With ``--only``, the other labs keep their executed copy from an earlier build of the same
+``--out`` (the status page says so, and flags it as stale if the source notebook changed since);
+a lab never executed there is built without outputs and listed as "not executed".
+
+A lab that fails stops everything: the message names the notebook and the failing cell, the
+executed copy with the traceback stays in the stage, and the exit status is 1. A cell tagged
+``raises-exception`` may raise, as in nbval and Jupyter Book.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ("smoke", "cpu", "full")
+NOTEBOOK_DIR = "notebooks"
+# What the staged book needs besides the executed notebooks. labkit/ is there so that pages can
+# `literalinclude` the package's source instead of copying it.
+STAGED_PATHS = ("_config.yml", "_toc.yml", "book", "labkit")
+STATUS_PAGE = Path("book") / "execution_status.md"
+RECORDS_FILE = "execution.json"
+KERNEL = "python3"
+# Tags that Jupyter Book and nbval understand; papermill's own names for its cells.
+HIDE_TAG = "remove-cell"
+MAY_RAISE_TAG = "raises-exception"
+INJECTED_TAG = "injected-parameters"
+PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class BuildError(Exception):
+    """A failure that ends the build with a message for the user and exit status 1."""
+
+
+@dataclasses.dataclass
+class Run:
+    """One notebook's execution, as shown on the execution-status page."""
+
+    notebook: str  # path relative to the repository root, e.g. notebooks/01_one_pixel_attack.ipynb
+    profile: str  # the profile passed to papermill; "" if never executed
+    status: str  # "ok", "failed", "not executed"
+    wall_s: float | None  # kernel start to last cell, seconds
+    finished: str  # UTC, ISO 8601 to the minute; "" if never executed
+    device: str  # the machine's accelerator (or CPU) at execution time
+    source_sha256: str  # of the source notebook that was executed, to spot stale copies
+
+
+class NotebookFailed(BuildError):
+    """A lab raised; carries its run record so that the failure is recorded too."""
+
+    def __init__(self, run: Run, message: str) -> None:
+        super().__init__(message)
+        self.run = run
+
+
+def log(message: str) -> None:
+    """Print a progress line; flushed so that CI logs interleave correctly with papermill's."""
+    print(f"[build_book] {message}", flush=True)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Execute the labs with papermill and build the book (warnings are errors).",
+        epilog="Environment: LABKIT_PROFILE (default profile), LABKIT_DATA, LABKIT_CACHE.",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        help="work size for every lab (default: $LABKIT_PROFILE, else full with CUDA, else cpu)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="LAB",
+        help="execute only these labs, by number or name prefix (e.g. 01 02_baselines)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "_build",
+        help="build directory: stage in OUT/stage, HTML in OUT/html (default: <repo>/_build)",
+    )
+    return parser.parse_args(argv)
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_profile(flag: str | None) -> str:
+    """The flag, else LABKIT_PROFILE, else what the machine can afford."""
+    profile = flag or os.environ.get("LABKIT_PROFILE") or ("full" if cuda_available() else "cpu")
+    if profile not in PROFILES:
+        raise BuildError(f"LABKIT_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
+    return profile
+
+
+def toc_files(node: Any) -> Iterator[str]:
+    """Every `file:` entry of a _toc.yml tree (root included), in reading order."""
+    if isinstance(node, dict):
+        for key in ("root", "file"):
+            if isinstance(node.get(key), str):
+                yield node[key]
+        for value in node.values():
+            if isinstance(value, (list, dict)):
+                yield from toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from toc_files(item)
+
+
+def toc_notebooks(root: Path) -> list[Path]:
+    """The notebooks under notebooks/ listed in _toc.yml, relative to the repository root."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    pages = [Path(f) for f in toc_files(toc) if Path(f).parts[0] == NOTEBOOK_DIR]
+    notebooks = [p if p.suffix == ".ipynb" else p.with_suffix(".ipynb") for p in pages]
+    missing = [str(p) for p in notebooks if not (root / p).is_file()]
+    if missing:
+        raise BuildError(f"_toc.yml lists notebooks that do not exist: {', '.join(missing)}")
+    return notebooks
+
+
+def select(notebooks: list[Path], only: Sequence[str] | None) -> list[Path]:
+    """The notebooks whose file name starts with one of `only` (all of them without --only)."""
+    if not only:
+        return notebooks
+    unmatched = [key for key in only if not any(nb.stem.startswith(key) for nb in notebooks)]
+    if unmatched:
+        names = ", ".join(nb.stem for nb in notebooks)
+        raise BuildError(f"--only {' '.join(unmatched)} matches no lab in _toc.yml ({names})")
+    return [nb for nb in notebooks if any(nb.stem.startswith(key) for key in only)]
+
+
+def stage_sources(root: Path, stage: Path) -> None:
+    """Refresh everything in the stage except executed notebooks, which a later step writes."""
+    for name in STAGED_PATHS:
+        source, target = root / name, stage / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=IGNORED)
+        elif source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    # Images or data files next to the notebooks; the notebooks themselves come from papermill.
+    shutil.copytree(
+        root / NOTEBOOK_DIR,
+        stage / NOTEBOOK_DIR,
+        ignore=shutil.ignore_patterns("*.ipynb", "__pycache__", ".ipynb_checkpoints"),
+        dirs_exist_ok=True,
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def describe_device() -> str:
+    """The GPU PyTorch sees, else the CPU model and thread count."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+        threads = torch.get_num_threads()
+    except ImportError:
+        threads = os.cpu_count() or 0
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"CPU: {cpu}, {threads} threads"
+
+
+def quote(lines: list[str], keep: int = 6) -> str:
+    """Indent `lines` for the failure message, eliding the middle of long ones."""
+    if len(lines) > keep:
+        lines = lines[: keep // 2] + ["..."] + lines[-(keep // 2) :]
+    return "\n".join(f"    | {line}" for line in lines)
+
+
+def plain_traceback(output: nbformat.NotebookNode, keep: int = 12) -> list[str]:
+    """The last lines of an error output's traceback, without terminal colour codes."""
+    text = "\n".join(output.get("traceback", []))
+    lines = [line for line in ANSI_ESCAPE.sub("", text).splitlines() if line.strip()]
+    return lines[-keep:]
+
+
+def source_cell_number(nb: nbformat.NotebookNode, index: int) -> int:
+    """1-based position of executed cell `index` in the source notebook (without papermill's)."""
+    injected = sum(1 for cell in nb.cells[:index] if INJECTED_TAG in cell.metadata.get("tags", []))
+    return index - injected + 1
+
+
+def describe_cell(nb: nbformat.NotebookNode, index: int) -> str:
+    cell = nb.cells[index]
+    return (
+        f"cell {source_cell_number(nb, index)} of the source notebook "
+        f"(execution count {cell.get('execution_count')}):\n"
+        f"{quote(cell.source.strip().splitlines())}"
+    )
+
+
+def unexpected_error(nb: nbformat.NotebookNode) -> str | None:
+    """Describe the first cell that raised without being allowed to, or None.
+
+    Papermill fails on any error output, even in a cell tagged `raises-exception`, and reports the
+    first error it finds; this check honours the tag like nbval and Jupyter Book do.
+    """
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or MAY_RAISE_TAG in cell.metadata.get("tags", []):
+            continue
+        for output in cell.get("outputs", []):
+            if output.output_type == "error" and not (
+                output.ename == "SystemExit" and output.evalue in ("", "0")
+            ):
+                return (
+                    f"{describe_cell(nb, index)}\n  {output.ename}: {output.evalue}\n"
+                    f"  Traceback (end):\n{quote(plain_traceback(output), keep=12)}"
+                )
+    return None
+
+
+def crashed_cell(nb: nbformat.NotebookNode) -> str:
+    """Describe the cell that was running when the kernel died or timed out."""
+    started = [
+        index
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and cell.metadata.get("papermill", {}).get("start_time")
+    ]
+    return describe_cell(nb, started[-1]) if started else "the kernel start, before any cell"
+
+
+def tidy(nb: nbformat.NotebookNode) -> None:
+    """Make an executed notebook fit for the book."""
+    # Papermill's "An Exception was encountered" banners; our own message replaces them.
+    nb.cells = [c for c in nb.cells if PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if INJECTED_TAG in tags and HIDE_TAG not in tags:
+            tags.append(HIDE_TAG)
+
+
+def execute(notebook: Path, root: Path, stage: Path, profile: str, device: str) -> Run:
+    """Run one lab with papermill into the stage; raise NotebookFailed if it fails."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source, target = root / notebook, stage / notebook
+    if not any("parameters" in c.metadata.get("tags", []) for c in nbformat.read(source, 4).cells):
+        raise BuildError(
+            f"{notebook} has no cell tagged `parameters`; add one with\n"
+            '    profile = os.environ.get("LABKIT_PROFILE", "smoke")'
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    crash: Exception | None = None
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(target),
+            parameters={"profile": profile},
+            kernel_name=KERNEL,
+            cwd=str(source.parent),
+            progress_bar=True,
+            store_widget_state=True,  # nbclient's default, stated: the book renders this state
+        )
+    except PapermillExecutionError:
+        pass  # re-checked from the saved notebook, which honours `raises-exception`
+    except Exception as exc:  # a dead kernel or a timeout: papermill saved what had run
+        crash = exc
+    wall_s = time.perf_counter() - start
+    finished = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    error: str | None = None
+    if target.is_file():
+        nb = nbformat.read(target, as_version=4)
+        tidy(nb)
+        nbformat.write(nb, target)
+        error = unexpected_error(nb)
+        if crash is not None:
+            error = f"{crashed_cell(nb)}\n  {type(crash).__name__}: {crash}"
+    elif crash is not None:
+        error = f"the kernel start\n  {type(crash).__name__}: {crash}"
+    run = Run(str(notebook), profile, "failed" if error else "ok", wall_s, finished, device,
+              sha256(source))
+    if error:
+        raise NotebookFailed(run, f"{notebook} failed in {error}\n  Executed copy: {target}")
+    return run
+
+
+def load_records(stage: Path) -> dict[str, Run]:
+    path = stage / RECORDS_FILE
+    if not path.is_file():
+        return {}
+    return {key: Run(**value) for key, value in json.loads(path.read_text()).items()}
+
+
+def save_records(stage: Path, records: dict[str, Run]) -> None:
+    data = {key: dataclasses.asdict(run) for key, run in records.items()}
+    (stage / RECORDS_FILE).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def carry_over(notebook: Path, root: Path, stage: Path, records: dict[str, Run]) -> Run:
+    """A lab not executed this time: keep its earlier executed copy, or stage it without outputs."""
+    record = records.get(str(notebook))
+    if record is not None and record.status == "ok" and (stage / notebook).is_file():
+        if record.source_sha256 != sha256(root / notebook):
+            record.status = "ok (stale: source changed since)"
+        return record
+    (stage / notebook).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(root / notebook, stage / notebook)
+    return Run(str(notebook), "", "not executed", None, "", "", sha256(root / notebook))
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def git_revision(root: Path) -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev.replace("-dirty", " (with uncommitted changes)")
+
+
+def status_page(runs: list[Run], root: Path) -> str:
+    """The execution-status page: one row per lab, in book order."""
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "not installed"
+    rows = [
+        f"| {{doc}}`/{Path(r.notebook).with_suffix('').as_posix()}` | {r.profile} | {r.status} "
+        f"| {format_seconds(r.wall_s)} | {r.finished} | {r.device} |"
+        for r in runs
+    ]
+    return "\n".join(
+        [
+            "# Execution status",
+            "",
+            "Every number in this book was computed by the notebooks below when the book was built,",
+            "with the profile shown (see {doc}`running`). Times are wall-clock, kernel start",
+            "included; dates are UTC.",
+            "",
+            "| Lab | Profile | Status | Wall time | Executed | Device |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Book built {now} from revision `{git_revision(root)}` with Python "
+            f"{platform.python_version()} and PyTorch {torch_version}.",
+            "",
+        ]
+    )
+
+
+def jupyter_book_command() -> str:
+    """The jupyter-book of this interpreter's environment, else the one on PATH."""
+    beside = Path(sys.executable).with_name("jupyter-book")
+    found = str(beside) if beside.is_file() else shutil.which("jupyter-book")
+    if found is None:
+        raise BuildError("jupyter-book is not installed (pip install -r requirements.txt)")
+    return found
+
+
+def build_html(stage: Path, out: Path) -> Path:
+    """Run jupyter-book on the stage; the HTML lands in OUT/html."""
+    # jupyter-book always writes to <path-output>/_build/html: point <path-output> at a folder
+    # whose _build is OUT itself.
+    if out.name == "_build":
+        path_output = out.parent
+    else:
+        path_output = out / ".jupyter-book"
+        link = path_output / "_build"
+        if not link.is_symlink():
+            path_output.mkdir(parents=True, exist_ok=True)
+            link.symlink_to("..", target_is_directory=True)
+    command = [
+        jupyter_book_command(),
+        "build",
+        str(stage),
+        "--path-output",
+        str(path_output),
+        "--builder",
+        "html",
+        "-W",  # warnings are errors
+        "--keep-going",  # ... but list all of them first
+        "--all",  # re-read every page, so warnings are never hidden by an incremental build
+    ]
+    log("$ " + " ".join(command))
+    if subprocess.run(command, check=False).returncode != 0:
+        raise BuildError("jupyter-book build failed (warnings are errors): see the messages above")
+    index = out / "html" / "index.html"
+    if not index.is_file():
+        raise BuildError(f"jupyter-book finished but {index} is missing")
+    return index
+
+
+def kernel_environment(profile: str) -> None:
+    """Environment that papermill's kernels inherit from this process."""
+    os.environ["LABKIT_PROFILE"] = profile
+    # CI exports MPLBACKEND=Agg for plain Python; in a kernel that would replace the inline backend
+    # and the figures would never reach the notebook.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    root = REPO_ROOT
+    out = args.out.resolve()
+    stage = out / "stage"
+    started = time.perf_counter()
+    try:
+        profile = resolve_profile(args.profile)
+        notebooks = toc_notebooks(root)
+        chosen = select(notebooks, args.only)
+        device = describe_device()
+        log(f"profile {profile}; {len(chosen)} of {len(notebooks)} labs to execute on {device}")
+        log(f"LABKIT_DATA={os.environ.get('LABKIT_DATA', '(unset)')}")
+        log(f"LABKIT_CACHE={os.environ.get('LABKIT_CACHE', '(unset)')}")
+        stage_sources(root, stage)
+        kernel_environment(profile)
+        records = load_records(stage)
+        runs: list[Run] = []
+        try:
+            for number, notebook in enumerate(chosen, start=1):
+                log(f"[{number}/{len(chosen)}] executing {notebook} (cwd {root / NOTEBOOK_DIR})")
+                run = execute(notebook, root, stage, profile, device)
+                records[run.notebook] = run
+                log(f"[{number}/{len(chosen)}] {notebook}: ok in {format_seconds(run.wall_s)}")
+        except NotebookFailed as failure:
+            records[failure.run.notebook] = failure.run
+            raise
+        finally:
+            save_records(stage, records)
+        for notebook in notebooks:
+            run = records[str(notebook)] if notebook in chosen else carry_over(
+                notebook, root, stage, records
+            )
+            if notebook not in chosen and run.profile:
+                log(f"kept {notebook} as executed {run.finished} UTC ({run.profile}, {run.status})")
+            elif notebook not in chosen:
+                log(f"{notebook} was never executed in {stage}: built without outputs")
+            runs.append(run)
+        (stage / STATUS_PAGE).write_text(status_page(runs, root), encoding="utf-8")
+        log(f"wrote {stage / STATUS_PAGE}")
+        index = build_html(stage, out)
+    except BuildError as error:
+        print(f"\n[build_book] FAILED: {error}", file=sys.stderr, flush=True)
+        return 1
+    log(f"done in {format_seconds(time.perf_counter() - started)}: {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
