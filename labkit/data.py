@@ -89,8 +89,13 @@ def _list_split(root: Path, split: str) -> list[tuple[Path, int]]:
 
 
 def _decode_folder(files: list[tuple[Path, int]], root: Path) -> tuple[Tensor, Tensor]:
+    import warnings
+
     from torchvision.io import ImageReadMode, decode_image, read_file
 
+    # torchvision 0.29 deprecates its decoders in favour of torchcodec; they still work, and
+    # one warning per image would bury the notebook output.
+    warnings.filterwarnings("ignore", message="The image decoding", category=DeprecationWarning)
     images = torch.empty(len(files), 3, 32, 32, dtype=torch.uint8)
     for i, (path, _) in enumerate(files):
         try:

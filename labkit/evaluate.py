@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -124,3 +125,105 @@ def summarize(result: AttackResult, verified: Tensor, clean_accuracy: float, **l
             "robustness": 1 - asr, "robust_acc": clean_accuracy * (1 - asr),
             "mean_queries": result.queries.float().mean().item(),
             "unverified": int(result.success.sum()) - k}
+
+
+# -- the evaluation protocol shared by every lab ----------------------------------------------------
+
+def clean_accuracy(model: nn.Module, split: Any, n: int | None = None) -> float:
+    """Top-1 accuracy on the first ``n`` images (``labkit.data.first_n`` order; all when None or n > len)."""
+    from labkit.data import first_n, predict
+
+    idx = first_n(split, min(n or len(split), len(split)))
+    return (predict(model, split.images[idx]) == split.labels[idx]).float().mean().item()
+
+
+def common_correct(models: Sequence[nn.Module], split: Any, n: int, pool: int | None = None) -> Tensor:
+    """Indices of the first ``n`` images (``first_n`` order) that *every* model classifies correctly.
+
+    Comparing defences on the same images removes one source of noise from the
+    comparison of their attack success rates.
+    """
+    from labkit.data import first_n, predict
+
+    order = first_n(split, pool or len(split))
+    picked: list[Tensor] = []
+    for start in range(0, len(order), 1000):
+        idx = order[start:start + 1000]
+        ok = torch.ones(len(idx), dtype=torch.bool)
+        for m in models:
+            ok &= predict(m, split.images[idx]) == split.labels[idx]
+        picked.append(idx[ok])
+        if sum(len(p) for p in picked) >= n:
+            break
+    found = torch.cat(picked)[:n]
+    if len(found) < n:
+        raise ValueError(f"only {len(found)} images are classified correctly by all models; asked for {n}")
+    return found
+
+
+@dataclass
+class Evaluation:
+    """Rows of a results table and the per-image attack results behind them (by attack name)."""
+
+    rows: list[dict[str, Any]]
+    results: dict[str, AttackResult]
+
+
+def evaluate_model(model: nn.Module, model_key: str, split: Any, indices: Tensor, profile: Any, /, *,
+                   pixels: int = 1, corner: bool | None = None, targets: Tensor | None = None,
+                   de_overrides: dict[str, Any] | None = None, progress: bool = True,
+                   **labels: Any) -> Evaluation:
+    """The protocol of the book: clean accuracy, then DE (and corner search) on ``indices``.
+
+    Args:
+        model: the whole defended pipeline, eval mode, input [0, 1].
+        model_key: its cache key (attack records are cached under it).
+        split: the test split; ``indices``: the attacked images (correctly classified).
+        profile: a ``labkit.profiles.Profile`` (DE budget, eval size, corner on/off).
+        pixels: k; targets: (n,) int64 for targeted attacks; de_overrides: DEConfig fields.
+        labels: extra columns for the rows (e.g. model="small_cnn", defence="JPEG q50").
+    """
+    from labkit.attacks import CornerSearch, OnePixel
+
+    acc = clean_accuracy(model, split, profile.eval_size)
+    images, y = split.floats(indices), split.labels[indices]
+    targeted = targets is not None
+    attacks = {f"DE k={pixels}": OnePixel(model, profile.de_config(pixels=pixels, targeted=targeted,
+                                                                  **(de_overrides or {})))}
+    if (profile.corner if corner is None else corner) and pixels == 1:
+        attacks["corner"] = CornerSearch(model, targeted=targeted)
+    rows, results = [], {}
+    for name, attack in attacks.items():
+        res = run_attack(attack, images, y, model_key=model_key, indices=indices, targets=targets,
+                         progress=progress)
+        ok = verify(model, images, res, max_pixels=pixels)
+        rows.append(summarize(res, ok, acc, **labels, attack=name, targeted=targeted))
+        results[name] = res
+    return Evaluation(rows, results)
+
+
+def time_inference(models: dict[str, nn.Module], images: Tensor, repeats: int = 7, warmup: int = 2,
+                   batch_size: int = 100) -> dict[str, float]:
+    """Median seconds per image of each model on ``images``, measured side by side.
+
+    The models take turns within every repeat, so slow drifts of the machine
+    (thermal, other load) hit all of them alike; ratios between them are what to report.
+    """
+    import statistics
+    import time
+
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with torch.no_grad():
+        for rep in range(warmup + repeats):
+            for name, m in models.items():
+                dev = model_device(m)
+                x = images[:batch_size].to(dev)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                t0 = time.perf_counter()
+                m(x)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                if rep >= warmup:
+                    times[name].append((time.perf_counter() - t0) / len(x))
+    return {name: statistics.median(t) for name, t in times.items()}

@@ -68,24 +68,41 @@ def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def write_image_folder(root: Path, per_class: dict[str, int], size: int = 32) -> None:
-    """A CIFAR-like ImageFolder of PNGs whose colour encodes the class (learnable in a few steps)."""
+    """A CIFAR-like ImageFolder of PNGs whose mean colour encodes the class (learnable in a few steps).
+
+    Pixel means stay below 0.75, so the PixelTrigger model answers class 0 on all of them.
+    """
     from torchvision.io import write_png
 
     gen = torch.Generator().manual_seed(0)
+    palette = torch.tensor([[0, 0, 0], [150, 0, 0], [0, 150, 0], [0, 0, 150], [150, 150, 0],
+                            [150, 0, 150], [0, 150, 150], [150, 150, 150], [75, 0, 0], [0, 0, 75]])
     for split, n in per_class.items():
         for label, name in enumerate(CLASSES):
             d = root / split / name
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                img = (torch.rand(3, size, size, generator=gen) * 60).to(torch.uint8)
-                img[label % 3] += 120 + 10 * (label // 3)  # class signal in one channel
+                noise = torch.rand(3, size, size, generator=gen) * 40
+                img = (noise + palette[label].view(3, 1, 1)).to(torch.uint8)
                 write_png(img, str(d / f"{i:04d}.png"))
 
 
-@pytest.fixture
-def tiny_folder(tmp_path: Path, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A tiny CIFAR-10 ImageFolder (10 classes x 12 train / 4 test images) set as LABKIT_DATA."""
-    root = tmp_path / "cifar"
+@pytest.fixture(scope="session")
+def tiny_folder_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "cifar"
     write_image_folder(root, {"train": 12, "test": 4})
+    return root
+
+
+@pytest.fixture
+def tiny_folder(tiny_folder_master: Path, tmp_path: Path, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny CIFAR-10 ImageFolder (10 classes x 12 train / 4 test images) set as LABKIT_DATA.
+
+    Written once per session and copied per test, so a test may damage its copy.
+    """
+    import shutil
+
+    root = tmp_path / "cifar"
+    shutil.copytree(tiny_folder_master, root)
     monkeypatch.setenv("LABKIT_DATA", str(root))
     return root

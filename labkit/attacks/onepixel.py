@@ -15,6 +15,7 @@ candidates succeeds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -86,6 +87,74 @@ def _gather(pop: Tensor, idx: Tensor) -> Tensor:
     return pop.gather(1, idx[..., None].expand(-1, -1, pop.shape[2]))
 
 
+def de_trials(cfg: DEConfig, rng: HashRNG, keys: Tensor, pop: Tensor, fit: Tensor, gen: int,
+              lo: Tensor, hi: Tensor) -> Tensor:
+    """One generation of trial vectors for A independent problems: pop (A, P, D), fit (A, P) -> (A, P, D).
+
+    rand/1 (Su et al.): v = p_r1 + F (p_r2 - p_r3), clipped to the bounds.
+    best1-scipy: v = p_best + F (p_r1 - p_r2) with F ~ U[0.5, 1) per generation,
+    out-of-bounds coordinates redrawn uniformly (scipy's rule). Binomial crossover
+    with rate ``cfg.crossover`` when set (best1-scipy defaults to 1.0, i.e. none).
+    """
+    (a, p, d) = pop.shape
+    ctr = 1000 * gen  # disjoint counters per generation
+    r1, r2, r3 = _three_distinct_others(rng, keys, ctr, p)
+    if cfg.strategy == "rand1":
+        donor = _gather(pop, r1) + cfg.f * (_gather(pop, r2) - _gather(pop, r3))
+    else:
+        f = 0.5 + 0.5 * rng.uniform(keys, ctr + 3, (1,))
+        best = pop.gather(1, fit.argmin(1)[:, None, None].expand(-1, 1, d))
+        donor = best + f[:, :, None] * (_gather(pop, r1) - _gather(pop, r2))
+    rate = cfg.crossover if cfg.crossover is not None else (1.0 if cfg.strategy == "best1-scipy" else None)
+    if rate is not None and rate < 1:
+        take = rng.uniform(keys, ctr + 4, (p, d)) < rate
+        forced = rng.randint(keys, ctr + 5, (p,), d)  # at least one coordinate from the donor
+        take |= torch.nn.functional.one_hot(forced, d).bool()
+        donor = torch.where(take, donor, pop)
+    if cfg.strategy == "rand1":
+        return torch.maximum(torch.minimum(donor, hi), lo)  # Su et al. clip to the bounds
+    fresh = lo + rng.uniform(keys, ctr + 6, (p, d)) * (hi - lo)
+    return torch.where((donor < lo) | (donor > hi), fresh, donor)
+
+
+def select(pop: Tensor, fit: Tensor, trials: Tensor, t_fit: Tensor) -> tuple[Tensor, Tensor]:
+    """Greedy one-to-one selection: each trial replaces its parent when no worse (ties move, as in scipy)."""
+    better = t_fit <= fit
+    return torch.where(better[..., None], trials, pop), torch.where(better, t_fit, fit)
+
+
+@dataclass
+class DERun:
+    """A recorded run of ``minimize``: populations (G+1, P, D), their fitness (G+1, P), the best point (D,)."""
+
+    populations: Tensor
+    fitness: Tensor
+    best: Tensor
+    best_fitness: float
+
+
+def minimize(fn: Callable[[Tensor], Tensor], lo: Sequence[float], hi: Sequence[float], population: int = 20,
+             generations: int = 30, seed: int = 0, **de: Any) -> DERun:
+    """Minimise ``fn`` ((P, D) -> (P,)) over the box [lo, hi] with the same DE step the attack uses.
+
+    For teaching: the one-pixel attack is this loop with ``fn`` = the model's
+    probability of the true class at the decoded pixel candidates.
+    """
+    cfg = DEConfig(population=population, generations=generations, seed=seed, **de)
+    lo_t, hi_t = torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32)
+    rng, keys = HashRNG(seed), torch.zeros(1, dtype=torch.int64)
+    pop = lo_t + rng.uniform(keys, 0, (population, len(lo_t))) * (hi_t - lo_t)
+    fit = fn(pop[0])[None]
+    pops, fits = [pop[0].clone()], [fit[0].clone()]
+    for gen in range(1, generations + 1):
+        trials = de_trials(cfg, rng, keys, pop, fit, gen, lo_t, hi_t)
+        pop, fit = select(pop, fit, trials, fn(trials[0])[None])
+        pops.append(pop[0].clone())
+        fits.append(fit[0].clone())
+    i = int(fit[0].argmin())
+    return DERun(torch.stack(pops), torch.stack(fits), pop[0, i], float(fit[0, i]))
+
+
 class OnePixel:
     """Su et al.'s one-pixel attack (``DEConfig`` for the knobs), batched over images.
 
@@ -125,30 +194,6 @@ class OnePixel:
             pop = torch.where(is_colour, colour.clamp(0, 1), pop)
         return pop.view(n, p, d)
 
-    # -- one generation ------------------------------------------------------------
-    def _trials(self, rng: HashRNG, keys: Tensor, pop: Tensor, fit: Tensor, gen: int,
-                lo: Tensor, hi: Tensor) -> Tensor:
-        cfg, (a, p, d) = self.config, pop.shape
-        ctr = 1000 * gen  # disjoint counters per generation
-        r1, r2, r3 = _three_distinct_others(rng, keys, ctr, p)
-        if cfg.strategy == "rand1":
-            donor = _gather(pop, r1) + cfg.f * (_gather(pop, r2) - _gather(pop, r3))
-        else:  # scipy's best1bin with dithering: F ~ U[0.5, 1) redrawn every generation
-            f = 0.5 + 0.5 * rng.uniform(keys, ctr + 3, (1,))
-            best = pop.gather(1, fit.argmin(1)[:, None, None].expand(-1, 1, d))
-            donor = best + f[:, :, None] * (_gather(pop, r1) - _gather(pop, r2))
-        rate = cfg.crossover if cfg.crossover is not None else (1.0 if cfg.strategy == "best1-scipy" else None)
-        if rate is not None and rate < 1:
-            take = rng.uniform(keys, ctr + 4, (p, d)) < rate
-            forced = rng.randint(keys, ctr + 5, (p,), d)  # at least one coordinate from the donor
-            take |= torch.nn.functional.one_hot(forced, d).bool()
-            donor = torch.where(take, donor, pop)
-        if cfg.strategy == "rand1":
-            return torch.maximum(torch.minimum(donor, hi), lo)  # Su et al. clip to the bounds
-        # scipy replaces out-of-bounds coordinates by uniform draws inside the bounds
-        fresh = lo + rng.uniform(keys, ctr + 6, (p, d)) * (hi - lo)
-        return torch.where((donor < lo) | (donor > hi), fresh, donor)
-
     def _score(self, scorer: CandidateScorer, img: Tensor, vec: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
         """(fitness (R,), success (R,)) of R candidate vectors; lower fitness is better."""
         rows, cols, colours = self._decode(vec, h, w)
@@ -186,13 +231,11 @@ class OnePixel:
             act = (~done).nonzero().squeeze(1)
             if len(act) == 0:
                 break
-            trials = self._trials(rng, keys[act], pop[act], fit[act], gen, lo, hi)
+            trials = de_trials(cfg, rng, keys[act], pop[act], fit[act], gen, lo, hi)
             img = act.repeat_interleave(p)
             t_fit, t_succ = self._score(scorer, img, trials.view(-1, d), h, w)
             t_fit, t_succ = t_fit.view(-1, p), t_succ.view(-1, p)
-            better = t_fit <= fit[act]  # greedy one-to-one selection; ties move (as in scipy)
-            pop[act] = torch.where(better[..., None], trials, pop[act])
-            fit[act] = torch.where(better, t_fit, fit[act])
+            pop[act], fit[act] = select(pop[act], fit[act], trials, t_fit)
             queries[act] += p
             self._settle(scorer, act, trials, t_fit, t_succ, done, winner, h, w)
             bar.set_postfix(active=int((~done).sum()), success=int(done.sum()))

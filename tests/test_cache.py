@@ -1,0 +1,72 @@
+"""The config-hash cache: stable keys, atomic writes, corrupt and stale files refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from labkit.cache import cache_path, cache_root, canonical, config_key, load_checked, save_atomic
+
+
+@dataclass(frozen=True)
+class A:
+    x: float = 1.0
+    y: tuple[int, ...] = (1, 2)
+
+
+@dataclass(frozen=True)
+class B:
+    x: float = 1.0
+    y: tuple[int, ...] = (1, 2)
+
+
+def test_keys_are_stable_and_sensitive():
+    assert config_key(A()) == config_key(A())
+    assert config_key(A()) != config_key(A(x=2.0))
+    assert config_key(A()) != config_key(B())  # same fields, other type
+    assert config_key(A(x=1.0)) == config_key(A(x=1))  # 1.0 and 1 mean the same
+    assert canonical({"b": 1, "a": [A()]}) == {"a": [{"__type__": "A", "x": 1, "y": [1, 2]}], "b": 1}
+    with pytest.raises(TypeError):
+        config_key(object())
+
+
+def test_cache_root_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c"
+    assert cache_path("models", "k").parent.is_dir()
+
+
+def test_save_is_atomic_and_loads_weights_only(tmp_cache):
+    path = cache_path("t", "k")
+    save_atomic({"a": torch.ones(2), "cfg": {"x": 1}}, path)
+    assert load_checked(path, {"cfg": {"x": 1}})["a"].sum() == 2
+    assert [p.name for p in path.parent.iterdir()] == ["k.pt"]  # no temporary left behind
+
+
+def test_failed_write_keeps_the_old_file(tmp_cache):
+    path = cache_path("t", "k")
+    save_atomic({"v": 1}, path)
+    with pytest.raises(Exception):
+        save_atomic({"v": lambda: 0}, path)  # not picklable: the write fails midway
+    assert load_checked(path)["v"] == 1
+    assert len(list(path.parent.iterdir())) == 1
+
+
+def test_corrupt_stale_and_missing_files_are_refused(tmp_cache):
+    path = cache_path("t", "k")
+    assert load_checked(path) is None
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert load_checked(path) is None
+    save_atomic({"cfg": 1}, path)
+    with pytest.warns(UserWarning, match="does not match"):
+        assert load_checked(path, {"cfg": 2}) is None
+
+
+def test_code_in_a_cache_file_is_never_run(tmp_cache):
+    path = cache_path("t", "evil")
+    torch.save({"obj": A()}, path)  # a pickled class instance: weights_only refuses it
+    with pytest.warns(UserWarning):
+        assert load_checked(path) is None

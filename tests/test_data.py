@@ -1,0 +1,72 @@
+"""CIFAR-10 loading from an ImageFolder tree made in the test."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from labkit import data
+from labkit.data import CLASSES, DataError, load_cifar10
+
+
+def test_loads_a_folder_as_uint8_tensors(tiny_folder):
+    test = load_cifar10("test")
+    assert test.images.shape == (40, 3, 32, 32) and test.images.dtype == torch.uint8
+    assert torch.equal(test.labels, torch.arange(10).repeat_interleave(4))
+    assert test.classes == CLASSES and test.source.startswith("folder:")
+    assert test.floats(torch.tensor([0])).max() <= 1
+    assert len(load_cifar10("train")) == 120
+
+
+def test_decoded_tensors_are_cached(tiny_folder, monkeypatch):
+    first = load_cifar10("test")
+    monkeypatch.setattr(data, "_decode_folder", lambda *a: pytest.fail("decoded twice"))
+    assert torch.equal(load_cifar10("test").images, first.images)
+
+
+def test_root_argument_beats_the_environment(tiny_folder, monkeypatch):
+    monkeypatch.setenv("LABKIT_DATA", "/nonexistent")
+    assert len(load_cifar10("test", root=tiny_folder)) == 40
+
+
+def test_missing_folder_says_how_to_fix_it(tmp_cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("LABKIT_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="LABKIT_DATA"):
+        load_cifar10("test")
+
+
+def test_malformed_folders_are_rejected(tiny_folder):
+    import shutil
+
+    shutil.rmtree(tiny_folder / "test" / "truck")
+    with pytest.raises(DataError, match="class folders"):
+        load_cifar10("test")
+    with pytest.raises(ValueError):
+        load_cifar10("validation")
+
+
+def test_wrong_image_size_is_rejected(tmp_path, tmp_cache, monkeypatch):
+    from conftest import write_image_folder
+
+    write_image_folder(tmp_path / "big", {"test": 1}, size=48)
+    monkeypatch.setenv("LABKIT_DATA", str(tmp_path / "big"))
+    with pytest.raises(DataError, match="not a 3x32x32"):
+        load_cifar10("test")
+
+
+def test_first_n_is_fixed_and_mixes_classes(tiny_folder):
+    test = load_cifar10("test")
+    a, b = data.first_n(test, 10), data.first_n(test, 20)
+    assert torch.equal(a, b[:10])
+    assert len(test.labels[a].unique()) > 3  # not all one class
+    with pytest.raises(ValueError):
+        data.first_n(test, 0)
+
+
+def test_correctly_classified_returns_only_correct_images(tiny_folder, pixel_model):
+    test = load_cifar10("test")
+    idx = data.correctly_classified(pixel_model, test, 4)  # PixelTrigger says 0 on dark pixels
+    preds = data.predict(pixel_model, test.images[idx])
+    assert torch.equal(preds, test.labels[idx])
+    with pytest.raises(ValueError, match="only"):
+        data.correctly_classified(pixel_model, test, 39)
