@@ -227,3 +227,32 @@ def time_inference(models: dict[str, nn.Module], images: Tensor, repeats: int = 
                 if rep >= warmup:
                     times[name].append((time.perf_counter() - t0) / len(x))
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+@torch.no_grad()
+def probabilities(model: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
+    """Softmax probabilities (N, classes) of ``model`` (fp32) on [0, 1] images (N, C, H, W)."""
+    dev = model_device(model)
+    parts = [torch.softmax(model(images[s:s + batch_size].to(dev)).float(), 1).cpu()
+             for s in range(0, len(images), batch_size)]
+    return torch.cat(parts) if parts else torch.empty(0)
+
+
+def all_targets(labels: Tensor, num_classes: int = 10) -> tuple[Tensor, Tensor]:
+    """Every (image, other class) pair: (row index into ``labels``, target), each (N * (classes-1),).
+
+    Su et al.'s targeted protocol attacks each image towards each of the other classes.
+    """
+    n = len(labels)
+    offsets = torch.arange(1, num_classes).repeat(n)
+    rows = torch.arange(n).repeat_interleave(num_classes - 1)
+    return rows, (labels[rows] + offsets) % num_classes
+
+
+def pair_matrix(labels: Tensor, targets: Tensor, success: Tensor, num_classes: int = 10) -> Tensor:
+    """Success rate per (true class, target class), (classes, classes); NaN where never tried."""
+    tried = torch.zeros(num_classes, num_classes)
+    won = torch.zeros(num_classes, num_classes)
+    tried.index_put_((labels, targets), torch.ones(len(labels)), accumulate=True)
+    won.index_put_((labels, targets), success.float(), accumulate=True)
+    return torch.where(tried > 0, won / tried.clamp(min=1), torch.full_like(tried, float("nan")))

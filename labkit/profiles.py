@@ -32,6 +32,7 @@ class Profile:
     schedule: str  # learning-rate schedule (labkit.train)
     eval_size: int  # test images for clean accuracy
     n_attack: int  # correctly classified test images attacked per model
+    n_pairs: int  # images attacked towards all 9 other classes (Su et al.'s class-pair analysis)
     population: int  # DE population (Su et al.: 400)
     generations: int  # DE generations (Su et al.: 100)
     pixels: tuple[int, ...]  # k values swept (Su et al.: 1, 3, 5)
@@ -53,13 +54,13 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(name="smoke", models=("small_cnn",), epochs=2, train_size=5000, batch_size=128,
-                     optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=500, n_attack=8,
+                     optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=500, n_attack=8, n_pairs=4,
                      population=40, generations=4, pixels=(1, 3), seeds=(0,), corner=True),
     "cpu": Profile(name="cpu", models=("small_cnn",), epochs=15, train_size=None, batch_size=128,
-                   optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100,
+                   optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100, n_pairs=30,
                    population=200, generations=20, pixels=(1, 3, 5), seeds=(0,), corner=True),
     "full": Profile(name="full", models=("resnet18", "vgg16"), epochs=200, train_size=None, batch_size=128,
-                    optimizer="adam", lr=1e-3, schedule="cosine", eval_size=10000, n_attack=500,
+                    optimizer="adam", lr=1e-3, schedule="cosine", eval_size=10000, n_attack=500, n_pairs=500,
                     population=400, generations=100, pixels=(1, 3, 5), seeds=(0, 1, 2, 3, 4), corner=True),
 }
 

@@ -21,7 +21,10 @@ Steps:
    (``index.html`` there).
 
 The profile is ``--profile``, else ``$LABKIT_PROFILE``, else ``full`` when PyTorch sees a CUDA GPU
-and ``cpu`` otherwise. ``LABKIT_DATA`` and ``LABKIT_CACHE`` pass through to the kernels unchanged.
+and ``cpu`` otherwise; the kernels also see it as ``LABKIT_PROFILE``. ``LABKIT_DATA`` and
+``LABKIT_CACHE`` pass through to the kernels, made absolute (they run in ``notebooks/``).
+``MPLBACKEND`` is set to the inline backend for them, whatever the caller exported (CI exports
+``Agg``, which would keep figures out of the notebooks).
 
 With ``--only``, the other labs keep their executed copy from an earlier build of the same
 ``--out`` (the status page says so, and flags it as stale if the source notebook changed since);
@@ -198,6 +201,10 @@ def stage_sources(root: Path, stage: Path) -> None:
     )
 
 
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call,no-any-return]
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -297,7 +304,7 @@ def execute(notebook: Path, root: Path, stage: Path, profile: str, device: str) 
     from papermill.exceptions import PapermillExecutionError
 
     source, target = root / notebook, stage / notebook
-    if not any("parameters" in c.metadata.get("tags", []) for c in nbformat.read(source, 4).cells):
+    if not any("parameters" in c.metadata.get("tags", []) for c in read_notebook(source).cells):
         raise BuildError(
             f"{notebook} has no cell tagged `parameters`; add one with\n"
             '    profile = os.environ.get("LABKIT_PROFILE", "smoke")'
@@ -324,16 +331,23 @@ def execute(notebook: Path, root: Path, stage: Path, profile: str, device: str) 
     finished = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     error: str | None = None
     if target.is_file():
-        nb = nbformat.read(target, as_version=4)
+        nb = read_notebook(target)
         tidy(nb)
-        nbformat.write(nb, target)
+        nbformat.write(nb, target)  # type: ignore[no-untyped-call]
         error = unexpected_error(nb)
         if crash is not None:
             error = f"{crashed_cell(nb)}\n  {type(crash).__name__}: {crash}"
     elif crash is not None:
         error = f"the kernel start\n  {type(crash).__name__}: {crash}"
-    run = Run(str(notebook), profile, "failed" if error else "ok", wall_s, finished, device,
-              sha256(source))
+    run = Run(
+        notebook=str(notebook),
+        profile=profile,
+        status="failed" if error else "ok",
+        wall_s=wall_s,
+        finished=finished,
+        device=device,
+        source_sha256=sha256(source),
+    )
     if error:
         raise NotebookFailed(run, f"{notebook} failed in {error}\n  Executed copy: {target}")
     return run
@@ -395,7 +409,7 @@ def status_page(runs: list[Run], root: Path) -> str:
     try:
         import torch
 
-        torch_version = torch.__version__
+        torch_version = str(torch.__version__)
     except ImportError:
         torch_version = "not installed"
     rows = [
@@ -407,9 +421,9 @@ def status_page(runs: list[Run], root: Path) -> str:
         [
             "# Execution status",
             "",
-            "Every number in this book was computed by the notebooks below when the book was built,",
-            "with the profile shown (see {doc}`running`). Times are wall-clock, kernel start",
-            "included; dates are UTC.",
+            "Every number in this book was computed by the notebooks below when the book was",
+            "built, with the profile shown (see {doc}`running`). Times are wall-clock, kernel",
+            "start included; dates are UTC.",
             "",
             "| Lab | Profile | Status | Wall time | Executed | Device |",
             "|---|---|---|---|---|---|",
@@ -457,7 +471,10 @@ def build_html(stage: Path, out: Path) -> Path:
     ]
     log("$ " + " ".join(command))
     if subprocess.run(command, check=False).returncode != 0:
-        raise BuildError("jupyter-book build failed (warnings are errors): see the messages above")
+        raise BuildError(
+            "jupyter-book build failed (warnings are errors): see the messages above; "
+            f"a file under {stage} is the staged copy of the same path in the repository"
+        )
     index = out / "html" / "index.html"
     if not index.is_file():
         raise BuildError(f"jupyter-book finished but {index} is missing")
@@ -467,6 +484,11 @@ def build_html(stage: Path, out: Path) -> Path:
 def kernel_environment(profile: str) -> None:
     """Environment that papermill's kernels inherit from this process."""
     os.environ["LABKIT_PROFILE"] = profile
+    # The kernels run in notebooks/, so a relative path given here (LABKIT_DATA=../shared/...)
+    # is made absolute against the directory this script was started from.
+    for name in ("LABKIT_DATA", "LABKIT_CACHE"):
+        if os.environ.get(name):
+            os.environ[name] = str(Path(os.environ[name]).expanduser().absolute())
     # CI exports MPLBACKEND=Agg for plain Python; in a kernel that would replace the inline backend
     # and the figures would never reach the notebook.
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
@@ -484,10 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = select(notebooks, args.only)
         device = describe_device()
         log(f"profile {profile}; {len(chosen)} of {len(notebooks)} labs to execute on {device}")
-        log(f"LABKIT_DATA={os.environ.get('LABKIT_DATA', '(unset)')}")
-        log(f"LABKIT_CACHE={os.environ.get('LABKIT_CACHE', '(unset)')}")
-        stage_sources(root, stage)
         kernel_environment(profile)
+        log(f"LABKIT_DATA={os.environ.get('LABKIT_DATA', '(unset: torchvision download)')}")
+        log(f"LABKIT_CACHE={os.environ.get('LABKIT_CACHE', '(unset: ~/.cache/labkit)')}")
+        stage_sources(root, stage)
         records = load_records(stage)
         runs: list[Run] = []
         try:
@@ -502,8 +524,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             save_records(stage, records)
         for notebook in notebooks:
-            run = records[str(notebook)] if notebook in chosen else carry_over(
-                notebook, root, stage, records
+            run = (
+                records[str(notebook)]
+                if notebook in chosen
+                else carry_over(notebook, root, stage, records)
             )
             if notebook not in chosen and run.profile:
                 log(f"kept {notebook} as executed {run.finished} UTC ({run.profile}, {run.status})")
