@@ -191,7 +191,7 @@ def evaluate_model(model: nn.Module, model_key: str, split: Any, indices: Tensor
     attacks = {f"DE k={pixels}": OnePixel(model, profile.de_config(pixels=pixels, targeted=targeted,
                                                                   **(de_overrides or {})))}
     if (profile.corner if corner is None else corner) and pixels == 1:
-        attacks["corner"] = CornerSearch(model, targeted=targeted)
+        attacks["corner"] = CornerSearch(model, profile.corner_config(targeted=targeted))
     rows, results = [], {}
     for name, attack in attacks.items():
         res = run_attack(attack, images, y, model_key=model_key, indices=indices, targets=targets,
@@ -256,3 +256,21 @@ def pair_matrix(labels: Tensor, targets: Tensor, success: Tensor, num_classes: i
     tried.index_put_((labels, targets), torch.ones(len(labels)), accumulate=True)
     won.index_put_((labels, targets), success.float(), accumulate=True)
     return torch.where(tried > 0, won / tried.clamp(min=1), torch.full_like(tried, float("nan")))
+
+
+def rotating_targets(labels: Tensor, num_classes: int = 10) -> Tensor:
+    """One target per image, never its label, cycling through the other classes: (N,) int64.
+
+    Image i is sent to class (label + 1 + i mod (classes-1)) mod classes, so a run of
+    images covers every offset evenly; labs that share images share targets (and cache entries).
+    """
+    i = torch.arange(len(labels))
+    return (labels + 1 + i % (num_classes - 1)) % num_classes
+
+
+def compare_attacks(first: Tensor, second: Tensor) -> dict[str, float]:
+    """Overlap of two attacks' (verified) successes on the same images, as fractions of the images."""
+    n = max(len(first), 1)
+    return {"first": first.sum().item() / n, "second": second.sum().item() / n,
+            "only_first": (first & ~second).sum().item() / n, "only_second": (second & ~first).sum().item() / n,
+            "either": (first | second).sum().item() / n}

@@ -136,6 +136,28 @@ def heatmap(matrix: Tensor, row_labels: Sequence[str], col_labels: Sequence[str]
     return fig
 
 
+def histograms(values: dict[str, Tensor], xlabel: str, bins: int = 20,
+               range_: tuple[float, float] = (0.0, 1.0), title: str = "") -> Figure:
+    """Overlaid histograms (as fractions of each set), one per named 1-D tensor."""
+    fig = LabFigure(figsize=(6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for name, v in values.items():
+        v = v.detach().cpu().float()
+        if len(v):
+            ax.hist(v.numpy(), bins=bins, range=range_, alpha=0.55, label=f"{name} (n={len(v)})",
+                    weights=torch.full((len(v),), 1 / len(v)).numpy())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "nothing to show (no successful attack)", ha="center", transform=ax.transAxes)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
 def de_generations(populations: Tensor, fn: Callable[[Tensor], Tensor], lo: Sequence[float],
                    hi: Sequence[float], generations: Sequence[int] = (0, 2, 5, 10, 30)) -> Figure:
     """A 2-D DE run: contours of ``fn`` with the population at selected generations.
@@ -156,4 +178,71 @@ def de_generations(populations: Tensor, fn: Callable[[Tensor], Tensor], lo: Sequ
         ax.set_title(f"generation {g}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
+    return fig
+
+
+# -- Adaptive Pixel Resilience (Labs 05-07) ---------------------------------------------------------------------------
+
+def attention_maps(images: Tensor, maps: Tensor, titles: Sequence[str] | None = None, size: float = 1.6) -> Figure:
+    """Images (N, C, H, W) above their attention maps (N, 1 or C, H, W; channel maps averaged).
+
+    All maps share one colour scale (its range printed on the colour bar), so a map that looks uniform is
+    uniform, and the map of one image can be compared with another's.
+    """
+    n = len(images)
+    m = maps.detach().cpu().float().mean(1)
+    lo, hi = m.min().item(), m.max().item()
+    fig = LabFigure(figsize=(size * n + 0.8, 2 * size + 0.3 * bool(titles)), layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False)
+    im = None
+    for i in range(n):
+        axes[0, i].imshow(_hwc(images[i]), interpolation="nearest")
+        im = axes[1, i].imshow(m[i].numpy(), cmap="magma", vmin=lo, vmax=hi if hi > lo else lo + 1e-6,
+                               interpolation="nearest")
+        if titles is not None:
+            axes[0, i].set_title(titles[i], fontsize=8)
+        for ax in axes[:, i]:
+            ax.axis("off")
+    fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label="A(x)")
+    return fig
+
+
+def paper_comparison(labels: Sequence[str], ours: Sequence[float], lo: Sequence[float], hi: Sequence[float],
+                     paper: Sequence[float | None], ylabel: str, title: str = "") -> Figure:
+    """Our values (bars with 95% CI whiskers) beside the paper's (hatched bars; missing ones left out)."""
+    import math
+
+    fig = LabFigure(figsize=(max(4.5, 0.9 * len(labels) + 1.5), 3.4), layout="constrained")
+    ax = fig.subplots()
+    pos = torch.arange(len(labels)).float().numpy()
+    val = [float(v) for v in ours]
+    err = [[max(0.0, v - float(a)) if a == a else 0.0 for v, a in zip(val, lo)],
+           [max(0.0, float(b) - v) if b == b else 0.0 for v, b in zip(val, hi)]]
+    ax.bar(pos - 0.2, val, 0.4, yerr=err, capsize=3, label="ours (95% CI)")
+    have = [i for i, p in enumerate(paper) if p is not None and not math.isnan(p)]
+    ax.bar(pos[have] + 0.2, [float(paper[i]) for i in have], 0.4, hatch="//", fill=False, label="paper")
+    ax.set_xticks(pos, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def time_split(parts: dict[str, float], total: float, unit: str = "ms per training step", title: str = "") -> Figure:
+    """One horizontal stacked bar: how ``total`` (e.g. APR's extra training time) splits into ``parts``."""
+    fig = LabFigure(figsize=(7, 1.9), layout="constrained")
+    ax = fig.subplots()
+    left = 0.0
+    for name, value in parts.items():
+        width = max(0.0, float(value))  # a slightly negative difference of medians is drawn as nothing
+        ax.barh(0, width, left=left, label=f"{name}: {value:.0f}")
+        left += width
+    ax.axvline(total, color="black", lw=1, ls="--", label=f"measured total: {total:.0f}")
+    ax.set_yticks([])
+    ax.set_xlabel(unit)
+    ax.legend(fontsize=7, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.45))
+    if title:
+        ax.set_title(title, fontsize=10)
     return fig

@@ -1,7 +1,8 @@
 """Named run sizes, one place every notebook reads.
 
-* ``smoke``: CI on 2 CPU cores; tiny subsets, seconds per notebook. Numbers are
-  not meaningful, only the machinery is exercised.
+* ``smoke``: CI on 2 CPU cores; tiny subsets, seconds per notebook (the corner
+  search tries 512 random candidates, not all 8,192). Numbers are not
+  meaningful, only the machinery is exercised.
 * ``cpu``: a real laptop-size run (the small CNN trained to ~85%, 100 attacked
   images, a reduced DE budget), minutes per lab.
 * ``full``: the papers' settings (ResNet-18 / VGG-16, Adam 1e-3, 200 epochs;
@@ -14,6 +15,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
+from labkit.attacks.corner import CornerConfig
 from labkit.attacks.onepixel import DEConfig
 from labkit.train import TrainConfig
 
@@ -37,7 +39,8 @@ class Profile:
     generations: int  # DE generations (Su et al.: 100)
     pixels: tuple[int, ...]  # k values swept (Su et al.: 1, 3, 5)
     seeds: tuple[int, ...]  # training seeds for across-seed confidence intervals
-    corner: bool  # run the exhaustive corner search (8,192 queries per image) too
+    corner: bool  # run the corner search too
+    corner_queries: int | None  # its budget per image; None = exhaustive (8,192 queries on 32x32)
 
     def train_config(self, model: str | None = None, seed: int | None = None, **overrides: Any) -> TrainConfig:
         """The ``TrainConfig`` of this profile for ``model`` (default: the first of ``models``)."""
@@ -47,6 +50,10 @@ class Profile:
                           seed=self.seeds[0] if seed is None else seed)
         return replace(cfg, **overrides)
 
+    def corner_config(self, **overrides: Any) -> CornerConfig:
+        """The corner search of this profile (untargeted unless overridden)."""
+        return CornerConfig(max_queries=self.corner_queries, **overrides)
+
     def de_config(self, **overrides: Any) -> DEConfig:
         """The DE attack of this profile (1 pixel, untargeted unless overridden)."""
         return DEConfig(population=self.population, generations=self.generations, **overrides)
@@ -55,13 +62,13 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(name="smoke", models=("small_cnn",), epochs=2, train_size=5000, batch_size=128,
                      optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=500, n_attack=8, n_pairs=4,
-                     population=40, generations=4, pixels=(1, 3), seeds=(0,), corner=True),
+                     population=40, generations=4, pixels=(1, 3), seeds=(0,), corner=True, corner_queries=512),
     "cpu": Profile(name="cpu", models=("small_cnn",), epochs=15, train_size=None, batch_size=128,
                    optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100, n_pairs=30,
-                   population=200, generations=20, pixels=(1, 3, 5), seeds=(0,), corner=True),
+                   population=200, generations=20, pixels=(1, 3, 5), seeds=(0,), corner=True, corner_queries=None),
     "full": Profile(name="full", models=("resnet18", "vgg16"), epochs=200, train_size=None, batch_size=128,
                     optimizer="adam", lr=1e-3, schedule="cosine", eval_size=10000, n_attack=500, n_pairs=500,
-                    population=400, generations=100, pixels=(1, 3, 5), seeds=(0, 1, 2, 3, 4), corner=True),
+                    population=400, generations=100, pixels=(1, 3, 5), seeds=(0, 1, 2, 3, 4), corner=True, corner_queries=None),
 }
 
 

@@ -37,6 +37,13 @@ def test_corner_search_finds_the_trigger_pixel(pixel_model, dark_images):
     assert verify(pixel_model, dark_images, res, max_pixels=1).all()
 
 
+def test_corner_search_respects_its_budget(pixel_model, dark_images):
+    res = CornerSearch(pixel_model, max_queries=20)(dark_images, LABELS0)
+    assert (res.queries <= 20).all()
+    assert torch.equal(res.success, verify(pixel_model, dark_images, res, 1))
+    assert (res.queries[~res.success] == 20).all()
+
+
 def test_gradient_corner_ranks_the_trigger_pixel_first(pixel_model, dark_images):
     attack = GradientCorner(pixel_model, positions=1)
     sal = attack.saliency(dark_images, LABELS0)

@@ -35,8 +35,11 @@ class CornerConfig:
     precision: str = "fp32"  # "fp32" or "bf16" (successes then confirmed in fp32)
     chunk_size: int | None = None  # candidates per forward pass; None = 100 on CPU, 4096 on CUDA
     seed: int = 0  # fixes the random position order
+    max_queries: int | None = None  # stop after this many candidates per image (None: all H*W*2**C)
 
     def __post_init__(self) -> None:
+        if self.max_queries is not None and self.max_queries < 1:
+            raise ValueError("max_queries must be None or >= 1")
         if self.order not in ("random", "raster"):
             raise ValueError(f"order must be 'random' or 'raster', not {self.order!r}")
         if self.block < 1:
@@ -47,7 +50,8 @@ class CornerSearch:
     """Try every (position, corner colour) of each image until one succeeds.
 
     ``queries`` is the number of candidates a sequential search in this order
-    evaluates up to and including the first success (all H*W*2**C for a failure),
+    evaluates up to and including the first success (all H*W*2**C, or
+    ``max_queries``, for a failure),
     so ``success & (queries <= b)`` is the success rate at budget b.
     For failures the candidate with the lowest true-class (highest target)
     probability is returned.
@@ -67,6 +71,8 @@ class CornerSearch:
         scorer = CandidateScorer(self.model, images, labels, targets, cfg.chunk_size, cfg.precision)
         corners = cube_corners(c).to(dev)
         m, total = len(corners), h * w * len(corners)
+        if cfg.max_queries is not None:
+            total = min(total, cfg.max_queries)  # a random subset in "random" order
         if cfg.order == "random":
             keys = image_keys(scorer.images)
             positions = HashRNG(cfg.seed).uniform(keys, 0, (h * w,)).argsort(1)  # (N, H*W)
