@@ -57,6 +57,8 @@ class Page:
 PAGES = [
     # Lab 01 has sliders (widget-slider) and tqdm bars (widget-hprogress) besides its figures.
     Page("notebooks/01_one_pixel_attack", frozenset({"widget-slider", "widget-hprogress"})),
+    # Lab 08's attention explorer: dropdowns and an Output widget holding the saved panel; five static figures.
+    Page("notebooks/08_attention_maps", frozenset({"widget-dropdown", "widget-output"}), min_figures=5),
 ]
 
 

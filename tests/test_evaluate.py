@@ -91,12 +91,15 @@ def test_time_inference_measures_each_model(tiny_cnn, pixel_model):
 
 
 def test_protocol_on_a_tiny_folder(tiny_folder, pixel_model):
+    from dataclasses import replace
+
     from labkit.data import load_cifar10
     from labkit.profiles import PROFILES
 
     test = load_cifar10("test")
     idx = evaluate.common_correct([pixel_model], test, 4)
-    ev = evaluate.evaluate_model(pixel_model, "pixel", test, idx, PROFILES["smoke"], progress=False, model="p")
+    exhaustive = replace(PROFILES["smoke"], corner_queries=None)
+    ev = evaluate.evaluate_model(pixel_model, "pixel", test, idx, exhaustive, progress=False, model="p")
     assert [r["attack"] for r in ev.rows] == ["DE k=1", "corner"]
     assert ev.rows[1]["asr"] == 1.0  # the trigger pixel exists in every image
     assert all(r["model"] == "p" and r["attacked"] == 4 for r in ev.rows)

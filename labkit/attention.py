@@ -1,0 +1,630 @@
+"""APR's attention maps, measured (Lab 08).
+
+The APR paper shows attention maps of its gate, says they concentrate on class-specific features and that
+this is why one-pixel perturbations in "less critical regions" fail; it reports no numbers. This module
+turns those sentences into measurements on a gated model (``labkit.apr.AttentionGate`` in front):
+
+* ``attention_of``: the map A(x) of a batch of images, (N, H, W); ``values_at`` and ``percentile_at``: A at
+  given pixels, raw or as the pixel's percentile within its own map.
+* ``pixel_attention``: A at the pixels the attacks chose (successes and failures, per attack) and at random
+  pixels of the same images; ``claim_table`` compares the groups (``compare``: difference of means or medians,
+  permutation p-value, bootstrap interval; Holm-adjusted across the table) and ``claim_verdict`` says in
+  sentences, computed from the table, whether the data support "attacks succeed where attention is low".
+* ``attention_change`` / ``change_verdict``: how A changes when the attack writes its pixel, by distance.
+* ``concentration`` / ``class_concentration``: the share of attention mass in the top 10% of a map's pixels.
+* ``gated_variants``: Lab 06's APR variants that have a gate, attacked on Lab 06's images with the book's
+  protocol (``labkit.evaluate.evaluate_model``, so the attack records are Lab 06's cache entries);
+  ``explorer_indices``: the images the Lab 08 explorer offers (attacked ones first); ``panel_figure`` and
+  ``change_figure``: the static figures beside it.
+
+Everything is batched over images (no Python loop over images) and seeded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "CLAIM", "AttackedModel", "Comparison", "GroupPixels", "PixelAttention", "attention_change", "attention_of",
+    "change_figure", "change_verdict", "claim_answer", "claim_table", "claim_verdict", "class_concentration",
+    "compare", "concentration", "concentration_verdict", "explorer_indices", "first_success", "gated_variants",
+    "holm", "panel_figure", "percentile_at", "pixel_attention", "random_pixels", "values_at",
+]
+
+#: The statement Lab 08 tests (the reading of the paper's "less critical regions" given in the lab's issue).
+CLAIM = "attacks succeed where attention is low"
+
+
+# -- maps and values at pixels --------------------------------------------------------------------------------------
+
+def _check_images(images: Any) -> Tensor:
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be an RGB tensor (N, 3, H, W), got {shape}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be float in [0, 1], got {images.dtype} (uint8 images: divide by 255)")
+    if len(images) and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"images must lie in [0, 1], got [{images.min():.3g}, {images.max():.3g}]")
+    return images
+
+
+@torch.no_grad()
+def attention_of(model: nn.Module, images: Tensor, batch_size: int = 1000) -> Tensor:
+    """The attention map A(x) of ``model``'s gate for [0, 1] images (N, 3, H, W): (N, H, W) on the CPU, fp32.
+
+    Only the gate runs (the map does not depend on the network behind it). A per-channel gate's three maps
+    are averaged into one, the map of the pixel as a whole (what a one-pixel attack changes).
+    Raises ValueError for a model without an ``AttentionGate`` or for images that are not RGB in [0, 1].
+    """
+    from labkit.apr import gate_of
+    from labkit.attacks.base import model_device
+
+    gate = gate_of(model) if isinstance(model, nn.Module) else None
+    if gate is None:
+        raise ValueError("the model has no AttentionGate (an APR model with gate='pixel' or 'channel' has one)")
+    images = _check_images(images)
+    dev = model_device(gate)
+    parts = [gate.attention(images[s:s + batch_size].to(dev)).float().mean(1).cpu()
+             for s in range(0, len(images), batch_size)]
+    return torch.cat(parts) if parts else torch.empty(0, *images.shape[2:])
+
+
+def _check_maps_pixels(maps: Tensor, pixels: Tensor) -> None:
+    if not isinstance(maps, Tensor) or maps.dim() != 3:
+        raise ValueError(f"maps must be (N, H, W), got {tuple(maps.shape) if isinstance(maps, Tensor) else maps!r}")
+    if not isinstance(pixels, Tensor) or pixels.dim() not in (2, 3) or pixels.shape[0] != len(maps) \
+            or pixels.shape[-1] != 2:
+        shape = tuple(pixels.shape) if isinstance(pixels, Tensor) else type(pixels).__name__
+        raise ValueError(f"pixels must be (N, 2) or (N, k, 2) (row, col) with N = {len(maps)}, got {shape}")
+    if pixels.is_floating_point():
+        raise TypeError("pixels must be integer (row, col) positions")
+    h, w = maps.shape[1:]
+    if len(pixels) and ((pixels[..., 0] < 0).any() or (pixels[..., 0] >= h).any() or (pixels[..., 1] < 0).any()
+                        or (pixels[..., 1] >= w).any()):
+        raise ValueError(f"pixels must lie inside the {h}x{w} map (an attack's -1 rows mark 'no pixel': drop them)")
+
+
+def values_at(maps: Tensor, pixels: Tensor) -> Tensor:
+    """A at (row, col) ``pixels`` of each map: maps (N, H, W), pixels (N, 2) -> (N,), or (N, k, 2) -> (N, k)."""
+    _check_maps_pixels(maps, pixels)
+    p = pixels if pixels.dim() == 3 else pixels[:, None]
+    flat = (p[..., 0] * maps.shape[2] + p[..., 1]).long()
+    out = maps.flatten(1).gather(1, flat)
+    return out if pixels.dim() == 3 else out[:, 0]
+
+
+def percentile_at(maps: Tensor, pixels: Tensor) -> Tensor:
+    """The within-image percentile (0 = the map's lowest pixel, 1 = its highest) of A at ``pixels``.
+
+    Mid-ranks for ties: (pixels below + (pixels equal - 1) / 2) / (H * W - 1). For a pixel drawn uniformly
+    from its image its expectation is exactly 0.5 whatever the map (a constant map gives 0.5 everywhere),
+    so percentiles of different images, with maps of different levels and spreads, can be pooled.
+    Shapes as in ``values_at``.
+    """
+    v = values_at(maps, pixels)
+    vk = v if v.dim() == 2 else v[:, None]
+    flat = maps.flatten(1)[:, None, :]  # (N, 1, HW) against (N, k, 1): one comparison per pixel, batched
+    below = (flat < vk[..., None]).sum(-1).double()
+    equal = (flat == vk[..., None]).sum(-1).double()
+    out = ((below + (equal - 1) / 2) / max(flat.shape[-1] - 1, 1)).float()
+    return out if v.dim() == 2 else out[:, 0]
+
+
+def random_pixels(n: int, height: int, width: int, per_image: int = 10, seed: int = 0) -> Tensor:
+    """``per_image`` uniformly random (row, col) positions for each of ``n`` images: (n, per_image, 2), seeded."""
+    if n < 0 or height < 1 or width < 1 or per_image < 1:
+        raise ValueError("need n >= 0, height, width >= 1 and per_image >= 1")
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randint(height, (n, per_image), generator=g),
+                        torch.randint(width, (n, per_image), generator=g)], -1)
+
+
+# -- attention at the attacks' pixels -------------------------------------------------------------------------------
+
+@dataclass
+class GroupPixels:
+    """Pixels of one group (e.g. the successes of DE): which image, where, and A there."""
+
+    image: Tensor  # (n,) int64 row of the image in the attacked set
+    pixel: Tensor  # (n, 2) int64 (row, col)
+    value: Tensor  # (n,) A(x) at the pixel, on the clean image
+    percentile: Tensor  # (n,) its within-image percentile (``percentile_at``)
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+
+@dataclass
+class PixelAttention:
+    """A(x) of the attacked images and the attention at the pixels of each group.
+
+    Groups: ``"<attack> success"`` (the pixel of each verified success), ``"<attack> failure"`` (the best
+    candidate a failed attack ended on) for every attack, and ``"random"`` (random pixels of all images).
+    """
+
+    maps: Tensor  # (N, H, W) A(x) of the clean attacked images
+    groups: dict[str, GroupPixels]
+
+    def measure(self, measure: str = "percentile") -> dict[str, Tensor]:
+        """Group name -> its values of ``measure`` ("percentile" or "value")."""
+        if measure not in ("percentile", "value"):
+            raise ValueError(f"measure must be 'percentile' or 'value', not {measure!r}")
+        return {name: getattr(g, measure) for name, g in self.groups.items()}
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per group: pixels, mean and median of A and of its within-image percentile."""
+        rows = []
+        for name, g in self.groups.items():
+            empty = len(g) == 0
+            rows.append({"group": name, "pixels": len(g),
+                         "mean A": float("nan") if empty else g.value.mean().item(),
+                         "median A": float("nan") if empty else g.value.median().item(),
+                         "mean percentile": float("nan") if empty else g.percentile.mean().item(),
+                         "median percentile": float("nan") if empty else g.percentile.median().item()})
+        return rows
+
+
+def _group(maps: Tensor, image: Tensor, pixel: Tensor) -> GroupPixels:
+    sub = maps[image]
+    return GroupPixels(image, pixel, values_at(sub, pixel), percentile_at(sub, pixel))
+
+
+def pixel_attention(model: nn.Module, images: Tensor, results: dict[str, Any],
+                    successes: dict[str, Tensor] | None = None, random_per_image: int = 10,
+                    seed: int = 0) -> PixelAttention:
+    """A(x) at the pixels the attacks in ``results`` chose, split by outcome, and at random pixels.
+
+    images: the attacked images (N, 3, H, W) in [0, 1]; results: attack name -> its ``AttackResult`` on them
+    (same rows); successes: attack name -> (N,) bool, the verified successes (``labkit.evaluate.verify``;
+    default: each result's own ``success``). Every changed pixel of an image counts (one for k = 1); rows
+    where an attack changed nothing (pixel -1) are left out. A is measured on the *clean* image: the claim
+    is about where the model attends before anything is written.
+    """
+    maps = attention_of(model, images)
+    n, h, w = maps.shape
+    groups: dict[str, GroupPixels] = {}
+    for name, res in results.items():
+        if len(res) != n:
+            raise ValueError(f"{name}: {len(res)} result rows for {n} images (results must be on `images`)")
+        ok = (successes or {}).get(name, res.success).bool()
+        if ok.shape != (n,):
+            raise ValueError(f"successes[{name!r}] must have shape ({n},), got {tuple(ok.shape)}")
+        k = res.pixels.shape[1]
+        image = torch.arange(n).repeat_interleave(k)
+        pixel = res.pixels.reshape(-1, 2).long()
+        valid = pixel[:, 0] >= 0
+        won = ok.repeat_interleave(k)
+        for label, keep in (("success", valid & won), ("failure", valid & ~won)):
+            groups[f"{name} {label}"] = _group(maps, image[keep], pixel[keep])
+    rand = random_pixels(n, h, w, random_per_image, seed)
+    groups["random"] = _group(maps, torch.arange(n).repeat_interleave(random_per_image), rand.reshape(-1, 2))
+    return PixelAttention(maps, groups)
+
+
+# -- the statistic ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """``statistic(a) - statistic(b)`` with a bootstrap interval and a two-sided permutation p-value."""
+
+    statistic: str  # "mean" or "median"
+    n_a: int
+    n_b: int
+    a: float  # statistic of the first sample
+    b: float  # statistic of the second sample
+    difference: float  # a - b
+    ci_lo: float  # percentile bootstrap interval of the difference (``confidence``)
+    ci_hi: float
+    p_value: float  # two-sided permutation p-value, (1 + extreme) / (1 + permutations)
+    confidence: float
+    permutations: int
+    resamples: int
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _stat(x: Tensor, statistic: str) -> Tensor:
+    """The statistic along the last dimension (median: the interpolated one, as numpy's)."""
+    return x.mean(-1) if statistic == "mean" else torch.quantile(x, 0.5, dim=-1)
+
+
+def _check_sample(name: str, x: Any) -> Tensor:
+    if not isinstance(x, Tensor) or x.dim() != 1:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a 1-D tensor of values, got {shape}")
+    if x.numel() and not torch.isfinite(x.double()).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return x.detach().cpu().double()
+
+
+def compare(a: Tensor, b: Tensor, statistic: str = "mean", permutations: int = 10_000, resamples: int = 2_000,
+            confidence: float = 0.95, seed: int = 0) -> Comparison:
+    """Compare two independent samples: difference of means (or medians), permutation test, bootstrap CI.
+
+    * p-value: the share of random relabellings of the pooled values (``permutations`` of them, plus the
+      observed one) whose |difference| reaches the observed |difference|: exchangeability of the two
+      groups under "no difference", no normality assumed.
+    * interval: ``confidence`` percentile interval of the difference over ``resamples`` bootstrap samples,
+      each group resampled with replacement within itself.
+
+    All draws come from one ``torch.Generator`` seeded with ``seed`` and run as batched tensor operations in
+    chunks (no Python loop per draw). An empty sample gives NaN everywhere, not an error.
+    """
+    if statistic not in ("mean", "median"):
+        raise ValueError(f"statistic must be 'mean' or 'median', not {statistic!r}")
+    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
+        raise ValueError(f"permutations must be an integer >= 1, got {permutations!r}")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
+    a, b = _check_sample("a", a), _check_sample("b", b)
+    na, nb = len(a), len(b)
+    nan = float("nan")
+    if na == 0 or nb == 0:
+        return Comparison(statistic, na, nb, nan if na == 0 else _stat(a, statistic).item(),
+                          nan if nb == 0 else _stat(b, statistic).item(), nan, nan, nan, nan, confidence,
+                          permutations, resamples)
+    g = torch.Generator().manual_seed(seed)
+    sa, sb = _stat(a, statistic).item(), _stat(b, statistic).item()
+    observed = sa - sb
+    pooled, n = torch.cat([a, b]), na + nb
+    # Chunks keep a (chunk, n) index matrix near 4M entries: memory stays small, torch.quantile's limit is met.
+    chunk = max(1, 4_000_000 // n)
+    extreme = 0
+    for start in range(0, permutations, chunk):
+        c = min(chunk, permutations - start)
+        x = pooled[torch.rand(c, n, generator=g).argsort(1)]
+        d = _stat(x[:, :na], statistic) - _stat(x[:, na:], statistic)
+        extreme += int((d.abs() >= abs(observed) - 1e-12).sum())  # ties with the observed count as extreme
+    diffs = []
+    for start in range(0, resamples, chunk):
+        c = min(chunk, resamples - start)
+        diffs.append(_stat(a[torch.randint(na, (c, na), generator=g)], statistic)
+                     - _stat(b[torch.randint(nb, (c, nb), generator=g)], statistic))
+    boot = torch.cat(diffs)
+    tail = (1 - confidence) / 2
+    lo, hi = torch.quantile(boot, torch.tensor([tail, 1 - tail], dtype=boot.dtype)).tolist()
+    return Comparison(statistic, na, nb, sa, sb, observed, lo, hi, (1 + extreme) / (1 + permutations), confidence,
+                      permutations, resamples)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (NaN entries stay NaN and are not counted)."""
+    p = [float(v) for v in p_values]
+    order = sorted((i for i, v in enumerate(p) if not math.isnan(v)), key=lambda i: p[i])
+    m, out, running = len(order), [float("nan")] * len(p), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))  # monotone: never below an earlier adjusted value
+        out[i] = running
+    return out
+
+
+def claim_table(samples: dict[str, PixelAttention], measure: str = "percentile", statistic: str = "mean",
+                permutations: int = 10_000, resamples: int = 2_000, seed: int = 0) -> list[dict[str, Any]]:
+    """The test of the claim, one row per (model, attack, reference group).
+
+    For every model in ``samples`` and every attack in its groups: the attention (``measure``: within-image
+    "percentile", or raw "value") at the pixels of successful attacks against (1) random pixels of the same
+    images and (2) the pixels of failed attacks (``compare``; difference = successes - reference, so a
+    negative difference means attacks succeed at lower attention). ``p_holm`` adjusts the p-values for the
+    number of rows (Holm), so a table with many rows does not find a difference by chance.
+    """
+    rows: list[dict[str, Any]] = []
+    for model, pa in samples.items():
+        values = pa.measure(measure)
+        attacks = [name[:-len(" success")] for name in pa.groups if name.endswith(" success")]
+        for i, attack in enumerate(attacks):
+            for j, (reference, group) in enumerate((("random pixels", "random"),
+                                                    ("failed attacks", f"{attack} failure"))):
+                c = compare(values[f"{attack} success"], values[group], statistic, permutations, resamples,
+                            seed=seed + 2 * i + j)
+                rows.append({"model": model, "attack": attack, "reference": reference, "measure": measure,
+                             "statistic": statistic, "successes": c.n_a, "reference pixels": c.n_b,
+                             "at successes": c.a, "at reference": c.b, "difference": c.difference,
+                             "ci_lo": c.ci_lo, "ci_hi": c.ci_hi, "p_value": c.p_value})
+    for row, adjusted in zip(rows, holm([r["p_value"] for r in rows])):
+        row["p_holm"] = adjusted
+    return rows
+
+
+def _finding(row: dict[str, Any], alpha: float, min_n: int) -> str:
+    """'lower', 'higher', 'none' (no detectable difference) or 'untestable' for one row of ``claim_table``."""
+    if row["successes"] < min_n or row["reference pixels"] < min_n or math.isnan(row["p_holm"]):
+        return "untestable"
+    if row["p_holm"] >= alpha:
+        return "none"
+    return "lower" if row["difference"] < 0 else "higher"
+
+
+def claim_verdict(table: list[dict[str, Any]], alpha: float = 0.05, min_n: int = 5, profile: Any = None) -> str:
+    """Sentences, computed from ``claim_table``, on whether the data support "attacks succeed where attention is low".
+
+    A row supports the statement when the successes' attention is lower than the reference's with a
+    Holm-adjusted p-value below ``alpha``; rows with fewer than ``min_n`` pixels on either side are not
+    tested. The overall sentence uses the rows against random pixels (where a success pixel would sit if
+    attention did not matter): supported if every testable one supports it, not supported if none does.
+    """
+    lines = []
+    if profile is not None and getattr(profile, "name", None) == "smoke":
+        lines.append("Smoke profile: two-epoch models and a handful of images, so these sentences exercise the "
+                     "code; they say nothing about the paper.")
+    unit = "percentile" if table and table[0]["measure"] == "percentile" else "A"
+    for r in table:
+        f = _finding(r, alpha, min_n)
+        head = f"[{r['model']}, {r['attack']}] successes vs {r['reference']}: "
+        if f == "untestable":
+            lines.append(head + f"not tested ({r['successes']} success pixels, {r['reference pixels']} reference "
+                         f"pixels; at least {min_n} each are needed).")
+            continue
+        nums = (f"{r['statistic']} {unit} {r['at successes']:.3f} vs {r['at reference']:.3f}, difference "
+                f"{r['difference']:+.3f} (95% CI {r['ci_lo']:+.3f} to {r['ci_hi']:+.3f}), permutation p = "
+                f"{r['p_value']:.3g}, Holm-adjusted {r['p_holm']:.3g}")
+        say = {"lower": "attacks succeed at lower attention",
+               "higher": "attacks succeed at HIGHER attention, the opposite of the statement",
+               "none": "no detectable difference"}[f]
+        lines.append(head + f"{say}: {nums}.")
+    lines.append("Overall: " + claim_answer(table, alpha, min_n))
+    return "\n".join(lines)
+
+
+def claim_answer(table: list[dict[str, Any]], alpha: float = 0.05, min_n: int = 5) -> str:
+    """The overall sentence of ``claim_verdict``: from the rows against random pixels (where a success pixel
+    would sit if attention did not matter), supported if every testable row shows lower attention at
+    successful pixels (Holm-adjusted p < ``alpha``), not supported if none does."""
+    found = [_finding(r, alpha, min_n) for r in table if r["reference"] == "random pixels"]
+    testable = [f for f in found if f != "untestable"]
+    if not testable:
+        return (f"the claim '{CLAIM}' cannot be tested here: too few successful attacks (at least {min_n} are "
+                "needed per model and attack).")
+    if all(f == "lower" for f in testable):
+        return (f"the data support '{CLAIM}': in every tested model and attack the successful pixels sit at lower "
+                "attention than random pixels of the same images.")
+    if "lower" in testable:
+        return (f"the data support '{CLAIM}' only in part: {testable.count('lower')} of {len(testable)} tested "
+                "model/attack pairs show lower attention at successful pixels.")
+    extra = (" Where a difference shows, successful pixels sit at higher attention: the attacks find the pixels the "
+             "gate lets through." if "higher" in testable else "")
+    return (f"the data do not support '{CLAIM}': no tested model/attack pair shows lower attention at successful "
+            f"pixels than at random ones.{extra}")
+
+
+# -- do the maps change under attack? -------------------------------------------------------------------------------
+
+def _distance(pixels: Tensor, height: int, width: int) -> Tensor:
+    """Chebyshev distance (N, H, W) of every pixel from each image's (row, col) in ``pixels`` (N, 2)."""
+    rows = (torch.arange(height)[None, :] - pixels[:, :1]).abs()[:, :, None]
+    cols = (torch.arange(width)[None, :] - pixels[:, 1:]).abs()[:, None, :]
+    return torch.maximum(rows, cols)
+
+
+def attention_change(model: nn.Module, images: Tensor, result: Any, successes: Tensor | None = None,
+                     max_distance: int = 3) -> list[dict[str, Any]]:
+    """How A changes when the attack writes its pixel: A(x') - A(x), by Chebyshev distance from the pixel.
+
+    images: the clean images (N, 3, H, W); result: a one-pixel ``AttackResult`` on them; successes: (N,) bool,
+    which images to use (default: every image where the attack changed a pixel, success or not). Rows for
+    distance 0 (the attacked pixel), 1, ..., ``max_distance`` - 1 and ">= max_distance" (the rest of the
+    image): pixels counted, mean A before and after, mean change, mean |change|, largest |change|, and the
+    share of pixels where A dropped. A gate with a k x k kernel can only change A within k // 2 of the pixel.
+    """
+    if result.pixels.shape[1] != 1:
+        raise ValueError("attention_change takes a one-pixel attack (k = 1)")
+    if isinstance(max_distance, bool) or not isinstance(max_distance, int) or max_distance < 1:
+        raise ValueError(f"max_distance must be an integer >= 1, got {max_distance!r}")
+    if len(result) != len(images):
+        raise ValueError(f"{len(result)} result rows for {len(images)} images")
+    keep = result.pixels[:, 0, 0] >= 0
+    if successes is not None:
+        keep &= successes.bool()
+    before, after = attention_of(model, images[keep]), attention_of(model, result.adv_images[keep])
+    delta = after - before
+    dist = _distance(result.pixels[keep, 0].long(), *before.shape[1:]).clamp(max=max_distance)
+    rows = []
+    nan = torch.full((1,), float("nan"))
+    for d in range(max_distance + 1):  # a handful of rings: a loop over distances, never over images
+        m = dist == d
+        n = int(m.sum())
+        b, a, c = (before[m], after[m], delta[m]) if n else (nan, nan, nan)
+        rows.append({"distance": "0 (the pixel)" if d == 0 else (f">= {d}" if d == max_distance else str(d)),
+                     "pixels": n, "mean A before": b.mean().item(), "mean A after": a.mean().item(),
+                     "mean change": c.mean().item(), "mean |change|": c.abs().mean().item(),
+                     "max |change|": c.abs().max().item(),
+                     "share dropped": (c < 0).float().mean().item() if n else float("nan")})
+    return rows
+
+
+def change_verdict(rows: list[dict[str, Any]], kernel_size: int | None = None, tolerance: float = 1e-5) -> str:
+    """A sentence from ``attention_change``'s rows: what happens at the pixel, and how far the change reaches."""
+    at = rows[0]
+    if at["pixels"] == 0:
+        return "No attacked pixel to measure (the attack changed no image in this set)."
+    moved = [i for i, r in enumerate(rows) if r["pixels"] and r["max |change|"] > tolerance]
+    text = (f"At the attacked pixel A moves from {at['mean A before']:.3f} to {at['mean A after']:.3f} on average "
+            f"(mean change {at['mean change']:+.4f}; it drops in {at['share dropped']:.0%} of {at['pixels']} "
+            "attacks). ")
+    if not moved:
+        return text + "Nowhere does the map change by more than the tolerance."
+    reach = moved[-1]
+    if reach == len(rows) - 1:
+        return text + (f"The change reaches {rows[-1]['distance']} pixels from the attacked one (largest there "
+                       f"{rows[-1]['max |change|']:.2g}): the map changes beyond the pixel's neighbourhood.")
+    far = max((r["max |change|"] for r in rows[reach + 1:] if r["pixels"]), default=0.0)
+    window = (f" (the gate's {kernel_size}x{kernel_size} kernel sees a pixel only from that close)" if kernel_size
+              else "")
+    return text + (f"The map changes only within distance {rows[reach]['distance']} of the attacked pixel; farther "
+                   f"away the largest change is {far:.1g}, i.e. none{window}.")
+
+
+# -- where does attention concentrate? ------------------------------------------------------------------------------
+
+def concentration(maps: Tensor, top: float = 0.1) -> Tensor:
+    """Share of each map's attention mass (sum of A) held by its top ``top`` fraction of pixels: (N,).
+
+    ceil(top * H * W) pixels are counted; a flat map gives about ``top`` (exactly k / (H * W)), a map with
+    all its mass on a few pixels gives close to 1.
+    """
+    if not isinstance(maps, Tensor) or maps.dim() != 3:
+        raise ValueError("maps must be (N, H, W)")
+    if not 0 < top <= 1:
+        raise ValueError(f"top must lie in (0, 1], got {top!r}")
+    if len(maps) and (maps < 0).any():
+        raise ValueError("attention maps must be non-negative (A is a sigmoid in (0, 1))")
+    flat = maps.flatten(1).double()
+    k = math.ceil(top * flat.shape[1])
+    return (flat.topk(k, 1).values.sum(1) / flat.sum(1).clamp(min=1e-12)).float()
+
+
+def class_concentration(maps: Tensor, labels: Tensor, classes: Sequence[str], top: float = 0.1) -> list[dict[str, Any]]:
+    """Per class: images, mean ``concentration`` with its 95% Student-t interval over images, the value of a
+    flat map, and the mean of A. Rows sorted from the most to the least concentrated class."""
+    from labkit.evaluate import mean_ci
+
+    if labels.shape != (len(maps),):
+        raise ValueError(f"labels must have shape ({len(maps)},), got {tuple(labels.shape)}")
+    conc = concentration(maps, top)
+    flat = math.ceil(top * maps[0].numel()) / maps[0].numel() if len(maps) else top
+    means = maps.flatten(1).mean(1)
+    rows = []
+    for c, name in enumerate(classes):  # ten classes: a loop over classes, not images
+        m = labels == c
+        if not m.any():
+            continue
+        mean, lo, hi = (float(v) for v in mean_ci(conc[m].tolist()))
+        rows.append({"class": name, "images": int(m.sum()), "top-mass": mean, "top-mass_lo": lo,
+                     "top-mass_hi": hi, "flat map": flat, "mean A": means[m].mean().item()})
+    return sorted(rows, key=lambda r: -r["top-mass"])
+
+
+def concentration_verdict(rows: list[dict[str, Any]], top: float = 0.1) -> str:
+    """A sentence from ``class_concentration``: how far above a flat map the maps concentrate, and where most."""
+    if not rows:
+        return "No images to summarise."
+    flat = rows[0]["flat map"]
+    hi, lo = rows[0], rows[-1]
+    above = [r["class"] for r in rows if not math.isnan(r["top-mass_lo"]) and r["top-mass_lo"] > flat]
+    return (f"The top {top:.0%} of pixels hold between {lo['top-mass']:.1%} ({lo['class']}) and {hi['top-mass']:.1%} "
+            f"({hi['class']}) of the attention mass, against {flat:.1%} for a flat map; the most concentrated "
+            f"classes are {', '.join(r['class'] for r in rows[:3])}. "
+            + (f"{len(above)} of {len(rows)} classes are clearly above a flat map (95% interval above it)."
+               if above else "No class is clearly above a flat map (no 95% interval lies above it)."))
+
+
+# -- the lab's models and images ----------------------------------------------------------------------------------
+
+@dataclass
+class AttackedModel:
+    """A gated APR variant and the book's attacks on it (DE at the profile's budget, corner search)."""
+
+    name: str  # "<variant> (<architecture>)", e.g. "full (small_cnn)"
+    variant: str  # a key of labkit.apr.VARIANTS
+    arch: str  # labkit.models.REGISTRY name
+    model: nn.Module  # eval mode, gate in front
+    key: str  # its cache key (the attack records live under it)
+    indices: Tensor  # (n,) test-set indices of the attacked images
+    images: Tensor  # (n, 3, H, W) in [0, 1]
+    labels: Tensor  # (n,)
+    rows: list[dict[str, Any]]  # labkit.evaluate.evaluate_model's table rows
+    results: dict[str, Any]  # attack name ("DE k=1", "corner") -> AttackResult on ``images``
+    verified: dict[str, Tensor]  # attack name -> (n,) bool, successes re-verified (labkit.evaluate.verify)
+
+
+def _common_correct(models: list[nn.Module], split: Any, n: int) -> Tensor:
+    """``labkit.evaluate.common_correct(models, split, n)``, the same indices, found faster.
+
+    It scans the fixed ``first_n`` order from the start, so the first ``n`` hits among the first 10 n images
+    are its answer whenever there are ``n`` of them there; only otherwise is the whole split scanned.
+    """
+    from labkit.evaluate import common_correct
+
+    try:
+        return common_correct(models, split, n, pool=min(len(split), 10 * n))
+    except ValueError:
+        return common_correct(models, split, n)
+
+
+def gated_variants(profile: Any, split: Any = None, progress: bool = True) -> dict[str, AttackedModel]:
+    """The APR variants of Lab 06 that have an attention gate (first seed of every architecture), attacked.
+
+    The four variants are loaded (or trained) through the cache; the attacked images are Lab 06's: the first
+    ``profile.n_attack`` test images that all four variants of an architecture classify correctly (as in
+    ``labkit.apr.evaluate_suite``). The attacks run through ``labkit.evaluate.evaluate_model``, so they are
+    the same cache entries as Lab 06's (computed here only when Lab 06 has not run). The variant without the
+    gate takes part in choosing the images but has no map to study, so it is not returned.
+    """
+    from labkit.apr import ablation_suite, gate_of, train_suite
+    from labkit.data import load_cifar10
+    from labkit.evaluate import evaluate_model, verify
+
+    split = split if split is not None else load_cifar10("test")
+    seed = profile.seeds[0]
+    trained = train_suite([e for e in ablation_suite(profile) if e.config.seed == seed], progress=progress)
+    out = {}
+    for arch in profile.models:
+        group = [t for t in trained if t.entry.config.model == arch]
+        idx = _common_correct([t.model for t in group], split, profile.n_attack)
+        x, y = split.floats(idx), split.labels[idx]
+        for t in (t for t in group if gate_of(t.model) is not None):
+            ev = evaluate_model(t.model, t.key, split, idx, profile, progress=progress, model=arch, seed=seed,
+                                defence=t.entry.defence, paper=t.entry.paper)
+            name = f"{t.entry.defence} ({arch})"
+            out[name] = AttackedModel(name, t.entry.defence, arch, t.model, t.key, idx, x, y, ev.rows, ev.results,
+                                      {a: verify(t.model, x, r, max_pixels=1) for a, r in ev.results.items()})
+    return out
+
+
+
+def explorer_indices(attacked: Tensor, split: Any, extra: int = 50) -> Tensor:
+    """Dataset indices for the Lab 08 explorer: the ``attacked`` ones first (in order), then up to ``extra``
+    more from ``labkit.data.first_n`` order that were not attacked (so some images have no attack to show)."""
+    from labkit.data import first_n
+
+    more = first_n(split, min(len(split), len(attacked) + extra))
+    more = more[~torch.isin(more, attacked)][:extra]
+    return torch.cat([attacked, more])
+
+
+def first_success(m: AttackedModel, attack: str = "DE k=1") -> int:
+    """Row of the first verified success of ``attack`` on ``m`` (0 when it never succeeded)."""
+    return int(m.verified[attack].float().argmax()) if len(m.verified[attack]) else 0
+
+
+def panel_figure(m: AttackedModel, attack: str | None = "DE k=1", i: int | None = None) -> Any:
+    """What the Lab 08 explorer shows for attacked image ``i`` of ``m`` (default: ``first_success``), as a
+    static figure: ``labkit.plotting.attention_panel`` with ``attack``'s pixel (None: the image alone)."""
+    from labkit.data import CLASSES
+    from labkit.evaluate import probabilities
+    from labkit.plotting import attention_panel
+
+    i = first_success(m, attack) if i is None and attack is not None else (i or 0)
+    x = m.images[i:i + 1]
+    title = f"{m.name}, test image {int(m.indices[i])}"
+    kw: dict[str, Any] = {}
+    if attack is not None:
+        r = m.results[attack]
+        adv = r.adv_images[i:i + 1]
+        kw = {"adversarial": adv[0], "pixels": r.pixels[i], "probs_after": probabilities(m.model, adv)[0],
+              "attention_after": attention_of(m.model, adv)[0]}
+        title += f" | {attack}: {'success' if m.verified[attack][i] else 'failed (its best candidate shown)'}"
+    return attention_panel(x[0], attention_of(m.model, x)[0], probabilities(m.model, x)[0],
+                           CLASSES, title=title, **kw)
+
+
+def change_figure(m: AttackedModel, attack: str = "DE k=1", i: int | None = None) -> Any:
+    """The adversarial pixel of image ``i`` (default: ``first_success``) on A(x), and A(x') - A(x)
+    (``labkit.plotting.attention_attack``)."""
+    from labkit.plotting import attention_attack
+
+    i = first_success(m, attack) if i is None else i
+    r = m.results[attack]
+    maps = attention_of(m.model, torch.cat([m.images[i:i + 1], r.adv_images[i:i + 1]]))
+    return attention_attack(m.images[i], r.adv_images[i], maps[0], maps[1], r.pixels[i],
+                            title=f"{m.name}, {attack}: the attacked pixel on the map, and how the map changed")
+
