@@ -246,3 +246,202 @@ def time_split(parts: dict[str, float], total: float, unit: str = "ms per traini
     if title:
         ax.set_title(title, fontsize=10)
     return fig
+
+
+# -- Attention maps (Lab 08) ------------------------------------------------------------------------------------------
+
+def _map2d(attention: Tensor) -> Any:
+    """(H, W), (1, H, W) or (C, H, W) attention -> (H, W) numpy array (channel maps averaged)."""
+    a = attention.detach().cpu().float()
+    if a.dim() == 3:
+        a = a.mean(0)
+    if a.dim() != 2:
+        raise ValueError(f"an attention map must be (H, W) or (C, H, W), got shape {tuple(attention.shape)}")
+    return a.numpy()
+
+
+def _check_pixel(pixel: Tensor | None, shape: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(k, 2) or (2,) (row, col) inside ``shape`` (H, W) -> list of (row, col); -1 rows dropped."""
+    if pixel is None:
+        return []
+    p = pixel.detach().cpu().long().reshape(-1, 2).tolist()
+    p = [(r, c) for r, c in p if r >= 0]
+    if any(not (0 <= r < shape[0] and 0 <= c < shape[1]) for r, c in p):
+        raise ValueError(f"pixel positions {p} lie outside the {shape[0]}x{shape[1]} image")
+    return p
+
+
+def _mark(ax: Any, pixels: list[tuple[int, int]], color: str = "cyan", radius: float = 1.6, ls: str = "-") -> None:
+    for r, c in pixels:
+        ax.add_patch(Circle((c, r), radius, fill=False, color=color, lw=1.5 if ls == "-" else 0.8, ls=ls))
+
+
+def attention_overlay(image: Tensor, attention: Tensor, pixels: Tensor | None = None, title: str = "",
+                      alpha: float = 0.55, vmin: float | None = None, vmax: float | None = None) -> Figure:
+    """An image, its attention map A(x) (colour bar) and the map laid over the image.
+
+    image: (3, H, W); attention: (H, W) or (1 or 3, H, W) (channel maps averaged); pixels: (k, 2) (row, col)
+    circled on all three panels. The colour scale is the map's own range unless ``vmin``/``vmax`` are given.
+    """
+    a = _map2d(attention)
+    if tuple(image.shape[-2:]) != a.shape:
+        raise ValueError(f"image {tuple(image.shape)} and attention map {a.shape} differ in size")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    marks = _check_pixel(pixels, a.shape)
+    lo, hi = (a.min() if vmin is None else vmin), (a.max() if vmax is None else vmax)
+    hi = hi if hi > lo else lo + 1e-6
+    fig = LabFigure(figsize=(7.2, 2.6), layout="constrained")
+    ax_i, ax_a, ax_o = fig.subplots(1, 3)
+    ax_i.imshow(_hwc(image), interpolation="nearest")
+    ax_i.set_title("image", fontsize=9)
+    im = ax_a.imshow(a, cmap="magma", vmin=lo, vmax=hi, interpolation="nearest")
+    ax_a.set_title("attention A(x)", fontsize=9)
+    ax_o.imshow(_hwc(image), interpolation="nearest")
+    ax_o.imshow(a, cmap="magma", vmin=lo, vmax=hi, alpha=alpha, interpolation="nearest")
+    ax_o.set_title("overlay", fontsize=9)
+    for ax in (ax_i, ax_a, ax_o):
+        ax.axis("off")
+        _mark(ax, marks)
+    fig.colorbar(im, ax=[ax_a, ax_o], shrink=0.8, label="A(x)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def attention_attack(original: Tensor, adversarial: Tensor, attention_before: Tensor, attention_after: Tensor,
+                     pixels: Tensor, title: str = "") -> Figure:
+    """The adversarial pixel marked on the attention map, and how the map changed.
+
+    Panels: the original image; A(x) with the attacked pixel circled and its value printed; the adversarial
+    image, pixel circled; A(x') - A(x) (blue: the gate dims more after the attack, red: less).
+    original, adversarial: (3, H, W); attention_*: (H, W) or (C, H, W); pixels: (k, 2) (row, col).
+    """
+    before, after = _map2d(attention_before), _map2d(attention_after)
+    if before.shape != after.shape or tuple(original.shape[-2:]) != before.shape \
+            or original.shape != adversarial.shape:
+        raise ValueError("images and attention maps must all have the same height and width")
+    marks = _check_pixel(pixels, before.shape)
+    delta = after - before
+    span = max(float(abs(delta).max()), 1e-6)
+    fig = LabFigure(figsize=(10, 2.7), layout="constrained")
+    ax_o, ax_a, ax_x, ax_d = fig.subplots(1, 4)
+    ax_o.imshow(_hwc(original), interpolation="nearest")
+    ax_o.set_title("original", fontsize=9)
+    im_a = ax_a.imshow(before, cmap="magma", interpolation="nearest")
+    values = ", ".join(f"{before[r, c]:.3f}" for r, c in marks)
+    ax_a.set_title(f"A(x); at the pixel: {values}" if marks else "A(x)", fontsize=9)
+    ax_x.imshow(_hwc(adversarial), interpolation="nearest")
+    ax_x.set_title("adversarial", fontsize=9)
+    im_d = ax_d.imshow(delta, cmap="RdBu_r", vmin=-span, vmax=span, interpolation="nearest")
+    ax_d.set_title("A(x') - A(x)", fontsize=9)
+    for ax in (ax_o, ax_a, ax_x, ax_d):
+        ax.axis("off")
+    _mark(ax_a, marks)
+    _mark(ax_x, marks, "red")
+    _mark(ax_d, marks, "black", radius=2.6, ls="--")  # wide and thin: the change inside stays visible
+    fig.colorbar(im_a, ax=ax_a, shrink=0.8)
+    fig.colorbar(im_d, ax=ax_d, shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def class_attention_grid(images: Tensor, attention: Tensor, labels: Tensor, classes: Sequence[str],
+                         per_class: int = 4, alpha: float = 0.55) -> Figure:
+    """One row per class present: the mean A(x) over all its images, then ``per_class`` examples (the first
+    ones of that class) with their map laid over them. One colour scale for every map in the grid.
+
+    images: (N, 3, H, W); attention: (N, H, W) or (N, 1 or 3, H, W); labels: (N,) int in [0, len(classes)).
+    """
+    maps = attention.detach().cpu().float()
+    maps = maps.mean(1) if maps.dim() == 4 else maps
+    if maps.dim() != 3 or len(maps) != len(images) or labels.shape != (len(images),):
+        raise ValueError("need images (N, 3, H, W), attention (N, [C,] H, W) and labels (N,) with the same N")
+    if per_class < 0:
+        raise ValueError(f"per_class must be >= 0, got {per_class}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise ValueError(f"labels must lie in [0, {len(classes)})")
+    present = [c for c in range(len(classes)) if (labels == c).any()]
+    if not present:
+        raise ValueError("no images to show")
+    lo, hi = maps.min().item(), maps.max().item()
+    hi = hi if hi > lo else lo + 1e-6
+    fig = LabFigure(figsize=(1.3 * (1 + per_class) + 0.9, 1.3 * len(present) + 0.4), layout="constrained")
+    axes = fig.subplots(len(present), 1 + per_class, squeeze=False)
+    im = None
+    for row, c in zip(axes, present):
+        idx = (labels == c).nonzero().squeeze(1)
+        im = row[0].imshow(maps[idx].mean(0).numpy(), cmap="magma", vmin=lo, vmax=hi, interpolation="nearest")
+        row[0].set_title(f"{classes[c]}: mean of {len(idx)}", fontsize=7)
+        for ax, i in zip(row[1:], idx[:per_class].tolist()):
+            ax.imshow(_hwc(images[i]), interpolation="nearest")
+            ax.imshow(maps[i].numpy(), cmap="magma", vmin=lo, vmax=hi, alpha=alpha, interpolation="nearest")
+        for ax in row:
+            ax.axis("off")
+    fig.colorbar(im, ax=axes[:, 0].tolist(), shrink=0.6, label="A(x)", location="left")
+    return fig
+
+
+def attention_panel(image: Tensor, attention: Tensor, probs: Tensor, classes: Sequence[str],
+                    adversarial: Tensor | None = None, pixels: Tensor | None = None,
+                    probs_after: Tensor | None = None, attention_after: Tensor | None = None, top: int = 5,
+                    title: str = "", alpha: float = 0.55) -> Figure:
+    """What the Lab 08 explorer shows for one image (and the static figure beside it).
+
+    Top row: the image, A(x) and the overlay; below them the ``top`` class probabilities. With an attack
+    (``adversarial``, ``pixels`` (k, 2), ``probs_after``): the adversarial image beside the original, its pixel
+    circled on every panel and its attention value (before, and after when ``attention_after`` is given) in
+    the map's title, and the probabilities after the attack beside those before (the adversarial class added
+    when not among the top ones). Two rows keep the text readable at the width of a book page.
+    """
+    a = _map2d(attention)
+    if tuple(image.shape[-2:]) != a.shape:
+        raise ValueError(f"image {tuple(image.shape)} and attention map {a.shape} differ in size")
+    if probs.shape != (len(classes),) or (probs_after is not None and probs_after.shape != probs.shape):
+        raise ValueError(f"probabilities must have shape ({len(classes)},)")
+    if adversarial is not None and (pixels is None or probs_after is None):
+        raise ValueError("an attack needs adversarial, pixels and probs_after together")
+    marks = _check_pixel(pixels, a.shape)
+    attacked = adversarial is not None
+    top_row = ["image", "adversarial", "map", "overlay"] if attacked else ["image", "map", "overlay"]
+    fig = LabFigure(figsize=(2.0 * len(top_row) + 0.6, 4.6), layout="constrained")
+    ax = fig.subplot_mosaic([top_row, ["probs"] * len(top_row)], height_ratios=[1, 0.75])
+    ax["image"].imshow(_hwc(image), interpolation="nearest")
+    ax["image"].set_title(f"image: {classes[int(probs.argmax())]}", fontsize=9)
+    if adversarial is not None and probs_after is not None:
+        ax["adversarial"].imshow(_hwc(adversarial), interpolation="nearest")
+        ax["adversarial"].set_title(f"adversarial: {classes[int(probs_after.argmax())]}", fontsize=9)
+    im = ax["map"].imshow(a, cmap="magma", interpolation="nearest")
+    note = ""
+    if marks:
+        note = "\nat the pixel " + ", ".join(f"{a[r, c]:.3f}" for r, c in marks)
+        if attention_after is not None:
+            after = _map2d(attention_after)
+            note += " (after: " + ", ".join(f"{after[r, c]:.3f}" for r, c in marks) + ")"
+    ax["map"].set_title("A(x)" + note, fontsize=8)
+    ax["overlay"].imshow(_hwc(image), interpolation="nearest")
+    ax["overlay"].imshow(a, cmap="magma", alpha=alpha, interpolation="nearest")
+    ax["overlay"].set_title("overlay", fontsize=9)
+    for name in top_row:
+        ax[name].axis("off")
+        _mark(ax[name], marks, "red" if name == "adversarial" else "cyan")
+    fig.colorbar(im, ax=ax["map"], shrink=0.8)
+    shown = probs.topk(min(top, len(classes))).indices.tolist()
+    if probs_after is not None and int(probs_after.argmax()) not in shown:
+        shown.append(int(probs_after.argmax()))
+    pos = torch.arange(len(shown)).float().numpy()
+    ax_p = ax["probs"]
+    ax_p.barh(pos - (0.2 if probs_after is not None else 0), probs.detach().cpu()[shown].numpy(), 0.4,
+              label="before")
+    if probs_after is not None:
+        ax_p.barh(pos + 0.2, probs_after.detach().cpu()[shown].numpy(), 0.4, label="after the attack")
+        ax_p.legend(fontsize=7, loc="lower right")
+    ax_p.set_yticks(pos, [classes[c] for c in shown], fontsize=8)
+    ax_p.invert_yaxis()
+    ax_p.set_xlim(0, 1)
+    ax_p.set_xlabel(f"probability (top {top} classes)", fontsize=8)
+    ax_p.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig

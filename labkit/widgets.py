@@ -48,3 +48,107 @@ def attack_browser(originals: Tensor, results: dict[str, AttackResult], model: n
     run.observe(draw, "value")
     draw()
     return w.VBox([w.HBox([index, run]), out])
+
+
+def attention_explorer(models: dict[str, nn.Module], images: Tensor, labels: Tensor, classes: Sequence[str],
+                       attacks: dict[str, dict[str, AttackResult]] | None = None, attacked: Tensor | None = None,
+                       ids: Tensor | None = None):
+    """Explore APR's attention maps (Lab 08): pick a model, a class, an image and, where there is one, an attack.
+
+    Shows ``labkit.plotting.attention_panel``: the image, A(x), the overlay and the top-5 probabilities;
+    when the image was attacked, the adversarial image, the pixel on the map with its attention value before
+    and after, and the probabilities after the attack.
+
+    models: name -> gated model (eval mode); images: (N, 3, H, W) in [0, 1]; labels: (N,);
+    attacks: model name -> {attack name -> AttackResult}, every result on the images ``images[attacked]``
+    (``attacked``: (M,) positions in ``images``; default the first M); ids: (N,) numbers naming the images in
+    the list and the title (e.g. their test-set indices; default their positions). Everything is computed up front,
+    so moving a control only draws; the saved state (what the static book shows) is the first attacked image.
+    Returns an ``ipywidgets.VBox`` (controls above, the panel below).
+    """
+    import ipywidgets as w
+    import torch
+    from IPython.display import display
+
+    from labkit.attention import attention_of
+    from labkit.plotting import attention_panel
+
+    if not models:
+        raise ValueError("attention_explorer needs at least one model")
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
+    attacks = attacks or {}
+    unknown = set(attacks) - set(models)
+    if unknown:
+        raise ValueError(f"attacks for unknown models: {sorted(unknown)}")
+    sizes = {len(r) for runs in attacks.values() for r in runs.values()}
+    if len(sizes) > 1:
+        raise ValueError(f"every attack result must cover the same images, got sizes {sorted(sizes)}")
+    m = sizes.pop() if sizes else 0
+    attacked = torch.arange(m) if attacked is None else attacked.long()
+    if len(attacked) != m or (m and (attacked.min() < 0 or attacked.max() >= len(images))):
+        raise ValueError(f"attacked must hold {m} positions in [0, {len(images)})")
+    row_of = {p: j for j, p in enumerate(attacked.tolist())}  # image position -> row of the attack results
+    ids = torch.arange(len(images)) if ids is None else ids
+    if ids.shape != (len(images),):
+        raise ValueError(f"ids must have shape ({len(images)},), got {tuple(ids.shape)}")
+    maps = {name: attention_of(model, images) for name, model in models.items()}
+    probs = {name: probabilities(model, images) for name, model in models.items()}
+    adv = {(name, a): (attention_of(models[name], r.adv_images), probabilities(models[name], r.adv_images))
+           for name, runs in attacks.items() for a, r in runs.items()}
+
+    model = w.Dropdown(options=list(models), description="model")
+    cls = w.Dropdown(options=[(classes[c], c) for c in range(len(classes)) if (labels == c).any()],
+                     description="class")
+    image, attack, out = w.Dropdown(description="image"), w.Dropdown(description="attack"), w.Output()
+    quiet = [False]  # True while options are being rewritten: one draw per user action, not one per change
+
+    def set_images() -> None:
+        image.options = [(f"#{int(ids[p])}" + (" (attacked)" if p in row_of else ""), p)
+                         for p in (labels == cls.value).nonzero().squeeze(1).tolist()]
+
+    def set_attacks() -> None:
+        runs = list(attacks.get(model.value, {})) if image.value in row_of else []
+        previous = attack.value
+        why = "not attacked" if image.value not in row_of else "no attack on this model"
+        attack.options = ["none"] + runs if runs else [f"none ({why})"]
+        attack.value = previous if previous in attack.options else attack.options[min(1, len(runs))]
+
+    def draw() -> None:
+        i, name, a = image.value, model.value, attack.value
+        kw: dict = {}
+        title = f"{name}: {classes[int(labels[i])]} #{int(ids[i])}"
+        if a in attacks.get(name, {}) and i in row_of:
+            r, j = attacks[name][a], row_of[i]
+            kw = {"adversarial": r.adv_images[j], "pixels": r.pixels[j], "probs_after": adv[name, a][1][j],
+                  "attention_after": adv[name, a][0][j]}
+            title += f" | {a}: {'success' if r.success[j] else 'failed (its best candidate shown)'}"
+        with out:
+            out.clear_output(wait=True)
+            display(attention_panel(images[i], maps[name][i], probs[name][i], classes, title=title, **kw))
+
+    def refresh(change: dict | None = None) -> None:
+        if quiet[0]:
+            return
+        quiet[0] = True
+        try:
+            owner = None if change is None else change["owner"]
+            if owner is cls:
+                set_images()
+            if owner is not attack:
+                set_attacks()
+        finally:
+            quiet[0] = False
+        draw()
+
+    quiet[0] = True
+    if m:  # open on the first attacked image
+        cls.value = int(labels[attacked[0]])
+    set_images()
+    if m:
+        image.value = int(attacked[0])
+    quiet[0] = False
+    for control in (model, cls, image, attack):
+        control.observe(refresh, "value")
+    refresh()
+    return w.VBox([w.HBox([model, cls]), w.HBox([image, attack]), out])
