@@ -1,0 +1,451 @@
+"""Tests of labkit.apr: the attention gate, the APR objective and its ablation switches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labkit import apr
+from labkit.apr import APRObjective, AttentionGate, apr_config, gate_of, input_gradient_penalty
+from labkit.defences import OnePixelAT
+from labkit.train import TrainConfig, TrainContext, build_for_config
+
+
+def ctx_for(model: nn.Module) -> TrainContext:
+    return TrainContext(config=TrainConfig(), device=torch.device("cpu"))
+
+
+def images(n: int = 4, size: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def smooth_cnn(seed: int = 0) -> nn.Module:
+    """A tiny CNN with smooth activations (finite differences need no kinks), fp64."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                         nn.Linear(16, 10)).double()
+
+
+# -- the gate ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode,channels", [("pixel", 1), ("channel", 3)])
+def test_gate_shapes_and_range(mode: str, channels: int) -> None:
+    gate = AttentionGate(mode=mode, kernel_size=3)
+    with torch.no_grad():
+        gate.conv.weight.normal_(0, 1)  # a non-trivial map
+    x = images(5, 8)
+    a = gate.attention(x)
+    y = gate(x)
+    assert a.shape == (5, channels, 8, 8)
+    assert ((a > 0) & (a < 1)).all()
+    assert y.shape == x.shape
+    assert (y >= 0).all() and (y <= x + 1e-7).all()  # the gate only dims pixels: output in [0, x]
+    assert torch.allclose(y, a * x)
+
+
+def test_gate_starts_at_its_initial_value() -> None:
+    x = images()
+    assert torch.allclose(AttentionGate().attention(x), torch.full((4, 1, 8, 8), 0.5))
+    assert torch.allclose(AttentionGate(initial=0.9)(x), 0.9 * x, atol=1e-6)
+
+
+def test_gate_is_differentiable_in_input_and_weights() -> None:
+    gate = AttentionGate("pixel", 5)
+    x = images().requires_grad_(True)
+    (gate(x) ** 2).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert gate.conv.weight.grad is not None and gate.conv.weight.grad.abs().sum() > 0
+    assert gate.conv.bias.grad is not None and gate.conv.bias.grad.abs().sum() > 0
+    # Float64 gradcheck of the whole gate, input and weights, with a random (non-constant) map.
+    g64 = AttentionGate("channel", 3).double()
+    with torch.no_grad():
+        g64.conv.weight.normal_(0, 0.5)
+    x64 = images(2, 5, dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t, w: F.conv2d(t, w, g64.conv.bias, padding=1).sigmoid() * t,
+                                    (x64, g64.conv.weight.detach().clone().requires_grad_(True)), fast_mode=True)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"mode": "spatial"}, "mode"), ({"kernel_size": 0}, "kernel_size"), ({"kernel_size": 4}, "odd"),
+    ({"kernel_size": 3.0}, "kernel_size"), ({"kernel_size": True}, "kernel_size"),
+    ({"initial": 1.0}, "initial"), ({"initial": float("nan")}, "initial"),
+])
+def test_gate_rejects_bad_parameters(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        AttentionGate(**kwargs)
+
+
+def test_gate_rejects_non_rgb_input() -> None:
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        AttentionGate()(torch.rand(2, 1, 8, 8))
+
+
+def test_build_for_config_puts_the_gate_in_front() -> None:
+    model = build_for_config(TrainConfig(gate="channel", gate_kernel=5))
+    assert isinstance(model[0], AttentionGate) and model[0].mode == "channel" and model[0].kernel_size == 5
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+# -- the penalty ---------------------------------------------------------------------------------------------------
+
+def test_penalty_matches_finite_differences() -> None:
+    """The penalty is mean_i ||d l_i / d x_i||^2, checked against central differences in fp64."""
+    model = smooth_cnn()
+    x = images(3, 4, dtype=torch.float64)
+    y = torch.tensor([1, 4, 7])
+
+    def per_image_loss(xs: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(xs), y, reduction="none")
+
+    eps = 1e-6
+    fd = torch.zeros_like(x)
+    flat = fd.view(len(x), -1)
+    for j in range(flat.shape[1]):
+        step = torch.zeros_like(x).view(len(x), -1)
+        step[:, j] = eps
+        step = step.view_as(x)
+        flat[:, j] = (per_image_loss(x + step) - per_image_loss(x - step)) / (2 * eps)
+    expected = fd.pow(2).flatten(1).sum(1).mean()
+
+    xg = x.clone().requires_grad_(True)
+    got = input_gradient_penalty(per_image_loss(xg), xg)
+    assert torch.allclose(got, expected, rtol=1e-6), (got.item(), expected.item())
+
+
+def test_penalty_gradient_wrt_weights_matches_finite_differences() -> None:
+    """Double backpropagation: d(penalty)/d(theta) agrees with a directional finite difference."""
+    model = smooth_cnn(1)
+    x, y = images(3, 4, dtype=torch.float64), torch.tensor([0, 3, 9])
+    w = model[0].weight
+    direction = torch.randn(w.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    def penalty() -> torch.Tensor:
+        xg = x.clone().requires_grad_(True)
+        return input_gradient_penalty(F.cross_entropy(model(xg), y, reduction="none"), xg)
+
+    (grad,) = torch.autograd.grad(penalty(), w)
+    eps = 1e-6
+    with torch.no_grad():
+        w += eps * direction
+    up = penalty().detach()
+    with torch.no_grad():
+        w -= 2 * eps * direction
+    down = penalty().detach()
+    assert torch.allclose((grad * direction).sum(), (up - down) / (2 * eps), rtol=1e-5)
+
+
+def test_penalty_needs_autograd(batch) -> None:
+    model, x, y = batch
+    with torch.no_grad(), pytest.raises(RuntimeError, match="autograd"):
+        APRObjective(adversarial=False).loss(model, x, y, ctx_for(model))
+
+
+def test_penalty_does_not_scale_with_batch_size() -> None:
+    model = smooth_cnn()
+    x, y = images(2, 4, dtype=torch.float64), torch.tensor([2, 5])
+
+    def pen(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        xs = xs.clone().requires_grad_(True)
+        return input_gradient_penalty(F.cross_entropy(model(xs), ys, reduction="none"), xs)
+
+    assert torch.allclose(pen(x, y), pen(x.repeat(3, 1, 1, 1), y.repeat(3)))
+
+
+# -- the objective and its switches --------------------------------------------------------------------------------
+
+@pytest.fixture
+def batch(tiny_cnn: nn.Module) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    model = nn.Sequential(AttentionGate(), tiny_cnn).train()
+    x = images(6, 8, seed=3)
+    with torch.no_grad():
+        y = model.eval()(x).argmax(1)  # correctly classified, so the inner attack has something to do
+    return model.train(), x, y
+
+
+def test_objective_rejects_bad_parameters() -> None:
+    for kwargs, match in [({"alpha": 1.5}, "alpha"), ({"alpha": -0.1}, "alpha"), ({"beta": -1}, "beta"),
+                          ({"beta": float("inf")}, "beta"), ({"positions": 0}, "positions"),
+                          ({"positions": 2.5}, "positions"), ({"adversarial": "yes"}, "adversarial")]:
+        with pytest.raises(ValueError, match=match):
+            APRObjective(**kwargs)
+
+
+def test_no_adversarial_no_penalty_is_plain_cross_entropy(batch, monkeypatch) -> None:
+    model, x, y = batch
+    monkeypatch.setattr(OnePixelAT, "adversarial", lambda *a, **k: pytest.fail("the inner attack ran"))
+    ctx = ctx_for(model)
+    terms = APRObjective(adversarial=False, beta=0.0).terms(model, x, y, ctx)
+    assert set(terms) == {"clean", "total"}
+    assert torch.allclose(terms["total"], F.cross_entropy(model(x), y))
+    assert "inner_attack" not in ctx.timers
+
+
+def test_penalty_switch_adds_exactly_beta_times_the_penalty(batch) -> None:
+    model, x, y = batch
+    model.eval()  # no batch-norm coupling here anyway; eval keeps the two forwards identical
+    with_r = APRObjective(adversarial=False, beta=0.01).terms(model, x, y, ctx_for(model))
+    without = APRObjective(adversarial=False, beta=0.0).terms(model, x, y, ctx_for(model))
+    xg = x.clone().requires_grad_(True)
+    expected = input_gradient_penalty(F.cross_entropy(model(xg), y, reduction="none"), xg)
+    assert with_r["penalty"] > 0
+    assert torch.allclose(with_r["penalty"], 0.01 * expected)
+    assert torch.allclose(with_r["total"], without["total"] + with_r["penalty"])
+    assert "penalty" not in without
+
+
+def test_adversarial_switch_mixes_with_alpha_and_restores_train_mode(batch) -> None:
+    model, x, y = batch
+    ctx = ctx_for(model)
+    terms = APRObjective(alpha=0.7, beta=0.0, positions=2).terms(model, x, y, ctx)
+    assert model.training  # back in train mode after the (eval-mode) inner attack
+    assert ctx.timers["inner_attack"] > 0
+    adv = OnePixelAT(positions=2).adversarial(model, x, y, ctx)
+    assert ((adv != x).any(1).flatten(1).sum(1) <= 1).all()  # one pixel changed per image
+    ce = F.cross_entropy(model(torch.cat([x, adv])), y.repeat(2), reduction="none")
+    assert torch.allclose(terms["adversarial"], ce[6:].mean())
+    assert torch.allclose(terms["clean"], ce[:6].mean())
+    assert torch.allclose(terms["total"], 0.7 * ce[:6].mean() + 0.3 * ce[6:].mean())
+    assert terms["adversarial"] > terms["clean"]  # the inner attack did raise the loss
+
+
+def test_full_objective_trains_end_to_end_under_bf16_autocast(batch) -> None:
+    """The training loop runs objectives in bf16 autocast: double backprop must work there on CPU."""
+    model, x, y = batch
+    ctx = ctx_for(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = APRObjective(positions=1).terms(model, x, y, ctx)
+    terms["total"].backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert gate_of(model).conv.weight.grad.abs().sum() > 0
+    assert terms["penalty"].dtype == torch.float32 and terms["penalty"] > 0
+    with torch.no_grad():
+        fp32 = APRObjective(positions=1, adversarial=False, beta=0).terms(model, x, y, ctx_for(model))["clean"]
+    assert abs(terms["clean"].item() - fp32.item()) < 0.05 * fp32.item() + 0.02  # bf16 is close to fp32
+
+
+# -- configs -------------------------------------------------------------------------------------------------------
+
+def test_variants_switch_off_exactly_one_component() -> None:
+    cfgs = {v: apr_config("smoke", v) for v in apr.VARIANTS}
+    full = cfgs["full"]
+    assert full.gate == "pixel" and full.objective == APRObjective(0.7, 0.01, True, apr.INNER_POSITIONS["smoke"])
+    assert gate_of(build_for_config(full)) is not None
+    assert cfgs["no_attention"].gate == "none" and gate_of(build_for_config(cfgs["no_attention"])) is None
+    assert cfgs["no_attention"].objective == full.objective
+    assert cfgs["no_adversarial"].objective.adversarial is False and cfgs["no_adversarial"].gate == "pixel"
+    assert cfgs["no_regularisation"].objective.beta == 0 and cfgs["no_regularisation"].objective.adversarial
+    for name, cfg in cfgs.items():  # nothing else differs
+        assert (cfg.model, cfg.epochs, cfg.seed, cfg.lr) == (full.model, full.epochs, full.seed, full.lr), name
+    assert len({c for c in cfgs.values()}) == 4  # four distinct cache keys
+
+
+def test_apr_config_arguments() -> None:
+    from labkit.profiles import get_profile
+
+    cfg = apr_config(get_profile("cpu"), model="resnet18", seed=3, positions=5)
+    assert (cfg.model, cfg.seed, cfg.objective.positions) == ("resnet18", 3, 5)
+    with pytest.raises(ValueError, match="variant"):
+        apr_config("smoke", "no_gate")
+    with pytest.raises(ValueError, match="profile"):
+        apr_config("tiny")
+
+
+def test_training_through_the_cache(tiny_folder, monkeypatch) -> None:
+    """A real (tiny) APR run through labkit.train: bf16 autocast, the inner attack timed, the gate trained, cached."""
+    from labkit import models
+    from labkit.train import get_or_train
+
+    # A registered stand-in for small_cnn with batch norm (the train-mode coupling) at a fraction of its cost.
+    def tiny(num_classes: int = 10) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                             nn.MaxPool2d(4), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+
+    monkeypatch.setitem(models.REGISTRY, "tiny_test", tiny)
+    cfg = TrainConfig(model="tiny_test", gate="pixel", epochs=1, batch_size=30, train_size=60, eval_size=20,
+                      objective=APRObjective(positions=1))
+    trained = get_or_train(cfg, device="cpu", progress=False)
+    assert trained.history[0]["seconds_inner_attack"] > 0
+    assert gate_of(trained.model).conv.weight.abs().sum() > 0  # the gate moved away from its constant start
+    again = get_or_train(cfg, device="cpu", progress=False)  # loaded from the cache, gate included
+    assert torch.equal(gate_of(again.model).conv.weight, gate_of(trained.model).conv.weight)
+
+
+# -- lab helpers -----------------------------------------------------------------------------------------------------
+
+def test_random_targets_are_fixed_and_never_the_label() -> None:
+    labels = torch.arange(10).repeat(20)
+    t = apr.random_targets(labels)
+    assert (t != labels).all() and ((t >= 0) & (t < 10)).all()
+    assert torch.equal(t, apr.random_targets(labels)) and len(set(t.tolist())) == 10
+
+
+def test_suites_share_configs_where_they_should() -> None:
+    from labkit.profiles import get_profile
+
+    p = get_profile("smoke")
+    suite = {e.defence: e for e in apr.table1_suite(p)}
+    assert suite["IT (bit depth 5)"].config == suite["No defence"].config == suite["IT (JPEG q75)"].config
+    assert suite["APR"].config == apr_config(p) and suite["APR"].paper == "APR"
+    # One-pixel AT gets the same inner attack budget as APR: the comparison is about the rest of APR.
+    assert suite["AT (one-pixel)"].config.objective.positions == suite["APR"].config.objective.positions
+    ablation = apr.ablation_suite(p)
+    assert [e.defence for e in ablation] == list(apr.VARIANTS) and ablation[0].config == suite["APR"].config
+
+
+def row(defence: str, attack: str, asr: float, seed: int = 0, n: int = 100, clean: float = 0.9, **kw) -> dict:
+    from labkit.evaluate import wilson
+
+    lo, hi = wilson(round(asr * n), n)
+    return {"model": "m", "seed": seed, "defence": defence, "paper": kw.pop("paper", defence), "attack": attack,
+            "targeted": kw.pop("targeted", False), "clean_acc": clean, "attacked": n, "asr": asr, "asr_lo": lo,
+            "asr_hi": hi, **kw}
+
+
+def test_seed_table_uses_wilson_for_one_seed_and_t_intervals_across_seeds() -> None:
+    one = apr.seed_table([row("APR", "DE k=1", 0.25), row("APR", "corner", 0.5)], apr.TABLE1_CLAIMS, eval_size=500)
+    de, corner = one
+    assert de["asr"] == pytest.approx(25) and de["asr_lo"] < 25 < de["asr_hi"]
+    assert de["robustness"] == pytest.approx(75) and de["robustness_lo"] == pytest.approx(100 - de["asr_hi"])
+    assert de["clean_acc"] == pytest.approx(90) and de["clean_acc_lo"] < 90 < de["clean_acc_hi"]  # Wilson, n=500
+    assert (de["paper_clean"], de["paper_asr"]) == apr.TABLE1_CLAIMS["APR"]
+    assert corner["paper_asr"] is None  # the paper's numbers are for its DE attack only
+    many = apr.seed_table([row("APR", "DE k=1", a, seed=s) for s, a in enumerate((0.2, 0.3, 0.25))])
+    assert many[0]["seeds"] == 3 and many[0]["asr"] == pytest.approx(25) and many[0]["images"] == 300
+    from labkit.evaluate import mean_ci
+
+    assert many[0]["asr_lo"] == pytest.approx(100 * mean_ci([0.2, 0.3, 0.25])[1])
+    targeted = apr.seed_table([row("APR", "DE k=1", 0.1, targeted=True)], apr.TABLE1_CLAIMS)
+    assert targeted[0]["attack"] == "DE k=1 (targeted)" and targeted[0]["paper_asr"] is None
+
+
+def test_compare_places_our_interval_against_the_claim() -> None:
+    r = {"asr": 30.0, "asr_lo": 25.0, "asr_hi": 35.0}
+    assert "above" in apr.compare("x", r, "asr", 21.43)
+    assert "consistent with" in apr.compare("x", r, "asr", 30)
+    assert "below" in apr.compare("x", r, "asr", 40)
+    assert "no interval" in apr.compare("x", {"asr": 30.0, "asr_lo": float("nan"), "asr_hi": float("nan")}, "asr", 1)
+
+
+@pytest.mark.parametrize("apr_asr,survives", [(0.2, True), (0.6, False)])
+def test_table1_verdict_follows_the_numbers(apr_asr: float, survives: bool) -> None:
+    from labkit.profiles import get_profile
+
+    table = apr.seed_table([row("APR", "DE k=1", apr_asr), row("No defence", "DE k=1", 0.7)], apr.TABLE1_CLAIMS)
+    adaptive = apr.seed_table([row("APR", "any untargeted", apr_asr), row("No defence", "any untargeted", 0.8)])
+    text = apr.table1_verdict(table, adaptive, get_profile("cpu"))
+    assert ("The claim survives" in text) is survives and ("does not survive" in text) is not survives
+    assert "Smoke profile" in apr.table1_verdict(table, adaptive, get_profile("smoke"))
+
+
+def test_ablation_verdict_names_the_component_whose_removal_hurts_most() -> None:
+    rows = [row("full", "DE k=1", 0.2), row("no_attention", "DE k=1", 0.25), row("no_adversarial", "DE k=1", 0.6),
+            row("no_regularisation", "DE k=1", 0.22)]
+    text = apr.ablation_verdict(apr.seed_table(rows, apr.TABLE3_CLAIMS))
+    assert "removing adversarial training and it is clear" in text and "ours agrees" in text
+
+
+def test_overhead_table_and_split() -> None:
+    ms = {"undefended": 0.1, "APR full": 0.5, "APR no_attention": 0.49, "APR no_adversarial": 0.2,
+          "APR no_regularisation": 0.4}
+    inner = {"APR full": 0.15, "APR no_attention": 0.15, "APR no_regularisation": 0.15}
+    rows = [{"config": c, "repeat": r, "seconds": s * (1 + 0.01 * r), "inner_attack": inner.get(c, 0.0)}
+            for c, s in ms.items() for r in range(3)]
+    table = apr.overhead_table(rows, {"undefended": 1e-4, "APR full": 1.1e-4})
+    full = next(r for r in table if r["config"] == "APR full")
+    assert full["train_increase_pct"] == pytest.approx(400) and full["infer_increase_pct"] == pytest.approx(10)
+    assert full["inner_attack_share_pct"] == pytest.approx(100 * 0.15 / (0.505 - 0.101))
+    split = apr.overhead_split(table)
+    assert split["inner attack"] == pytest.approx(150) and split["gradient regulariser"] == pytest.approx(101)
+    assert sum(split.values()) == pytest.approx(full["train_ms"] - 101)
+
+
+def test_time_training_runs_each_config_side_by_side(tiny_folder, monkeypatch) -> None:
+    from labkit import models
+
+    monkeypatch.setitem(models.REGISTRY, "tiny_test", lambda num_classes=10: nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes)))
+    base = TrainConfig(model="tiny_test", batch_size=8)
+    configs = {"undefended": base, "APR full": TrainConfig(model="tiny_test", batch_size=8, gate="pixel",
+                                                            objective=APRObjective(positions=1))}
+    rows = apr.time_training(configs, device="cpu", warmup=1, repeats=2)
+    assert [(r["repeat"], r["config"]) for r in rows] == [(0, "undefended"), (0, "APR full"), (1, "undefended"),
+                                                          (1, "APR full")]
+    assert all(r["seconds"] > 0 for r in rows)
+    assert all((r["inner_attack"] > 0) == (r["config"] == "APR full") for r in rows)
+
+
+def test_lab_pipeline_end_to_end_on_tiny_data(tiny_folder, monkeypatch) -> None:
+    """train_suite -> evaluate_suite -> adaptive_check -> seed_table -> verdict, on a tiny model and budget."""
+    from labkit import models
+    from dataclasses import replace
+
+    from labkit.profiles import get_profile
+
+    monkeypatch.setitem(models.REGISTRY, "colour_mlp", lambda num_classes=10: nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, num_classes)))
+    p = replace(get_profile("smoke"), name="test", models=("colour_mlp",), epochs=15, train_size=120, batch_size=40,
+                optimizer="adam", lr=0.05, schedule="constant", eval_size=40, n_attack=3, population=4,
+                generations=1, seeds=(0,), corner=False)
+    suite = [apr.Entry("No defence", p.train_config(augment=False), paper="No defence"),
+             apr.Entry("APR", replace(apr_config(p, positions=1), augment=False), paper="APR")]
+    trained = apr.train_suite(suite, device="cpu", progress=False)
+    attacked = apr.attacked_indices(trained, p)
+    assert list(attacked) == [("colour_mlp", 0)] and len(attacked[("colour_mlp", 0)]) == 3
+    rows = apr.evaluate_suite(trained, p, attacked, progress=False)
+    assert [(r["defence"], r["attack"]) for r in rows] == [("No defence", "DE k=1"), ("APR", "DE k=1")]
+    adaptive = apr.adaptive_check(trained, p, attacked, progress=False)
+    attacks = [r["attack"] for r in adaptive if r["defence"] == "APR"]
+    assert attacks == ["DE k=1", "DE k=1, 4x budget", "DE k=1", "any untargeted"]
+    assert [r["targeted"] for r in adaptive if r["defence"] == "APR"] == [False, False, True, False]
+    any_row = next(r for r in adaptive if r["defence"] == "APR" and r["attack"] == "any untargeted")
+    assert any_row["asr"] >= max(r["asr"] for r in adaptive if r["defence"] == "APR" and not r["targeted"])
+    text = apr.table1_verdict(apr.seed_table(rows, apr.TABLE1_CLAIMS), apr.seed_table(adaptive), p)
+    assert "The claim" in text
+
+
+def test_overhead_verdict_and_device_name() -> None:
+    table = [{"model": "resnet18", "config": "undefended", "train_ms": 100.0, "train_increase_pct": 0.0,
+              "inner_attack_ms": 0.0, "inner_attack_share_pct": None, "infer_increase_pct": 0.0},
+             {"model": "resnet18", "config": "APR full", "train_ms": 500.0, "train_increase_pct": 400.0,
+              "inner_attack_ms": 300.0, "inner_attack_share_pct": 75.0, "infer_increase_pct": 2.0}]
+    text = apr.overhead_verdict(table)
+    assert "+400% per step" in text and "+27.3% training" in text and "75% of the training-time increase" in text
+    assert "14.7x the paper's" in text and "300% of an undefended step" in text
+    assert "CPU" in apr.device_name("cpu")
+
+
+def test_ablation_verdict_does_not_invent_a_winner() -> None:
+    rows = [row(v, "DE k=1", 0.2) for v in apr.VARIANTS]
+    text = apr.ablation_verdict(apr.seed_table(rows))
+    assert "Removing no component raises the ASR" in text and "ours singles out no component" in text
+    rows = [row("full", "DE k=1", 0.2), row("no_attention", "DE k=1", 0.3), row("no_adversarial", "DE k=1", 0.3),
+            row("no_regularisation", "DE k=1", 0.2)]
+    assert "shared by the attention gate and adversarial training" in apr.ablation_verdict(apr.seed_table(rows))
+
+
+def test_attacked_indices_match_a_full_scan(tiny_cnn) -> None:
+    from labkit.data import Split
+    from labkit.evaluate import common_correct
+
+    gen = torch.Generator().manual_seed(0)
+    split = Split((torch.rand(300, 3, 8, 8, generator=gen) * 255).to(torch.uint8),
+                  torch.randint(0, 10, (300,), generator=gen), tuple("abcdefghij"), "test")
+    for n in (1, 2, 5, 8):  # ~10% hits: the short scan suffices for some n, the full scan is needed for others
+        assert torch.equal(apr._common_correct([tiny_cnn], split, n), common_correct([tiny_cnn], split, n))
+
+
+def test_apr_figures_render() -> None:
+    from matplotlib.figure import Figure
+
+    from labkit import plotting
+
+    figs = [plotting.attention_maps(images(3, 8), torch.rand(3, 1, 8, 8), titles=["a", "b", "c"]),
+            plotting.attention_maps(images(2, 8), torch.full((2, 3, 8, 8), 0.5)),  # a flat map must not crash
+            plotting.paper_comparison(["APR", "none"], [20.0, 60.0], [10.0, float("nan")], [30.0, float("nan")],
+                                      [21.43, None], "ASR (%)", "t"),
+            plotting.time_split({"inner attack": 100.0, "gate": -3.0}, 95.0, title="t")]
+    for fig in figs:
+        assert isinstance(fig, Figure) and fig._repr_png_().startswith(b"\x89PNG")
