@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from labkit import papers
 from labkit.defences import OnePixelAT
 from labkit.profiles import Profile, get_profile
 from labkit.train import TrainConfig, TrainContext
@@ -237,17 +238,11 @@ def apr_config(profile: Profile | str, variant: str = "full", model: str | None 
 
 # == the labs (05-07): suites of trained models, tables beside the paper's, verdicts, overhead ====================
 
-#: The APR paper's CIFAR-10 claims, quoted: (clean accuracy %, attack success rate %). Robustness = 100 - ASR.
-#: Table 1 (defences; its AT/IT/DD rows as Lab 04 quotes them) and Table 3 (ablation).
-TABLE1_CLAIMS: dict[str, tuple[float, float]] = {
-    "No defence": (93.2, 70.97), "AT": (87.3, 45.32), "IT": (89.1, 38.76), "DD": (86.5, 41.89), "APR": (90.8, 21.43),
-}
-TABLE3_CLAIMS: dict[str, tuple[float, float]] = {
-    "full": (90.8, 21.43), "no_attention": (89.5, 28.76), "no_adversarial": (91.7, 35.21),
-    "no_regularisation": (90.2, 24.89),
-}
-#: Table 4: (training-time increase %, inference-time increase %) of APR over the undefended model.
-TABLE4_CLAIMS: dict[str, tuple[float, float]] = {"resnet18": (27.3, 8.6), "vgg16": (31.5, 9.2)}
+#: The APR paper's CIFAR-10 claims, quoted from ``labkit.papers``: (clean accuracy %, ASR %); robustness =
+#: 100 - ASR. Table 1 (defences; its AT/IT/DD rows as Lab 04 quotes them), Table 3 (ablation), Table 4 (overhead).
+TABLE1_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE1
+TABLE3_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE3
+TABLE4_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE4
 
 #: What each ablation variant removes, for tables and sentences.
 COMPONENT = {"no_attention": "the attention gate", "no_adversarial": "adversarial training",

@@ -55,8 +55,8 @@ class Profile:
         return CornerConfig(max_queries=self.corner_queries, **overrides)
 
     def de_config(self, **overrides: Any) -> DEConfig:
-        """The DE attack of this profile (1 pixel, untargeted unless overridden)."""
-        return DEConfig(population=self.population, generations=self.generations, **overrides)
+        """The DE attack of this profile (1 pixel, untargeted; any field may be overridden)."""
+        return DEConfig(**{"population": self.population, "generations": self.generations, **overrides})
 
 
 PROFILES: dict[str, Profile] = {

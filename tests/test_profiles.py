@@ -32,3 +32,4 @@ def test_profiles_grow_and_overrides_apply():
     assert s.de_config().max_queries < c.de_config().max_queries < f.de_config().max_queries
     assert s.train_config(epochs=3).epochs == 3
     assert s.de_config(pixels=3, targeted=True).pixels == 3
+    assert s.de_config(population=7).population == 7  # budget fields too (e.g. a stronger adaptive attack)
