@@ -445,3 +445,59 @@ def attention_panel(image: Tensor, attention: Tensor, probs: Tensor, classes: Se
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+# -- Defences (Labs 03-04) -------------------------------------------------------------------------------------------
+
+def tradeoff(rows: Any, reference: str = "No defence", series: str = "attack", title: str = "") -> Figure:
+    """Clean-accuracy cost against robustness gain of each defence, relative to ``reference``.
+
+    ``rows``: records (or a DataFrame) with ``defence``, ``clean_acc`` and ``asr`` in percent (e.g. from
+    ``labkit.apr.seed_table``), a ``series`` column (one marker per value, e.g. the attack) and, optionally,
+    ``model`` (each compared with its own reference). x = reference clean accuracy - defence's, y = reference
+    ASR - defence's, in percentage points: up is more robust, right costs more accuracy.
+    """
+    records = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
+    ref = {(r.get("model"), r[series]): r for r in records if r["defence"] == reference}
+    fig = LabFigure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for i, name in enumerate(dict.fromkeys(r[series] for r in records)):
+        pts = [(r, ref[(r.get("model"), name)]) for r in records
+               if r[series] == name and r["defence"] != reference and (r.get("model"), name) in ref]
+        x = [float(b["clean_acc"] - r["clean_acc"]) for r, b in pts]
+        y = [float(b["asr"] - r["asr"]) for r, b in pts]
+        ax.scatter(x, y, marker="os^Dv"[i % 5], label=str(name), alpha=0.8)
+        for (r, _), xi, yi in zip(pts, x, y):
+            ax.annotate(str(r["defence"]), (xi, yi), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel(f"clean-accuracy cost vs {reference} (percentage points)")
+    ax.set_ylabel(f"ASR reduction vs {reference} (percentage points)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def grouped_bars(categories: Sequence[str], series: dict[str, Sequence[float]], ylabel: str,
+                 title: str = "", reference: tuple[str, float] | None = None) -> Figure:
+    """One group of bars per category, one bar per series (e.g. replayed vs re-run attack success).
+
+    ``reference``: (label, value) drawn as a dashed horizontal line (e.g. the undefended model's ASR).
+    """
+    fig = LabFigure(figsize=(max(5.0, 0.7 * len(categories) + 1.5), 3.4), layout="constrained")
+    ax = fig.subplots()
+    pos = torch.arange(len(categories)).float()
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar((pos + (i - (len(series) - 1) / 2) * width).numpy(), [float(v) for v in values], width, label=name)
+    if reference is not None:
+        ax.axhline(float(reference[1]), color="black", lw=1, ls="--", label=reference[0])
+    ax.set_xticks(pos.numpy(), list(categories), rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig

@@ -1,0 +1,596 @@
+"""Baseline defences against the one-pixel attack: input transformations, training objectives, gradient masking.
+
+Input transformations (``BitDepth``, ``JPEG``, ``GaussianSmoothing``, ``MedianFilter``) are parameter-free
+``nn.Module`` s on [0, 1] images (N, C, H, W). ``defended(model, transform)`` puts one in front of a model, so an
+attack attacks the whole pipeline (the only honest evaluation of a preprocessing defence); ``defended_key`` gives
+the pipeline its own cache key for attack records.
+
+Training-time defences are objectives for ``labkit.train.TrainConfig(objective=...)``, trained and cached like
+any model. Their budget per training image (measured seconds are in each history's ``seconds`` and
+``seconds_inner_attack``):
+
+* ``OnePixelAT``: one input-gradient pass and ``8 * positions`` fp32 forwards per training image (64 by
+  default), then a step on the clean + adversarial batch (2x). The inner attack dominates.
+* ``PGDAT``: ``steps`` forward+backward passes for the attack, then the step: about ``steps + 1`` x plain.
+* ``Distillation``: a teacher trained at temperature T (one plain run), then one teacher forward per student
+  step: about 2.3 x plain in all.
+
+``GradientMasking`` (``NoisyGradient`` in front of a model) trains nothing: it adds noise to the input gradient only.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from labkit.attacks import AttackResult, GradientCorner
+from labkit.cache import config_key
+from labkit.train import TrainConfig, TrainContext, get_or_train
+
+__all__ = [
+    "BitDepth", "JPEG", "GaussianSmoothing", "MedianFilter", "InputTransform", "standard_transforms",
+    "defended", "defended_key", "OnePixelAT", "PGDAT", "SoftmaxTemperature", "Distillation",
+    "distillation_config", "NoisyGradient", "GradientMasking", "fgsm_success", "replay_table", "budget",
+    "training_table", "gradient_diagnostics",
+]
+
+
+# -- parameter checks ----------------------------------------------------------------------------------------------
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an int in [low, high] (``high=None``: no upper bound), else a ValueError saying so."""
+    bound = f"in {low}..{high}" if high is not None else f">= {low}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be an integer {bound}, got {value}")
+    return value
+
+
+def _check_positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+# -- input transformations -----------------------------------------------------------------------------------------
+
+def _attach(x: Tensor, y: Tensor, straight_through: bool) -> Tensor:
+    """``y``'s values with a gradient path to ``x``: the identity (straight-through, BPDA) or zero.
+
+    Rounding and JPEG have no useful derivative (zero almost everywhere, or none at all). Straight-through
+    (Athalye et al. 2018's BPDA with the identity) lets gradient attacks such as the inner attack of
+    adversarial training or FGSM see through the transform; without it they get a zero gradient, which is
+    gradient masking, not robustness.
+    """
+    # Both add an exact zero to y, so the forward values are y's bit for bit (x + (y - x) would round).
+    if straight_through:
+        return y.detach() + (x - x.detach())
+    return y.detach() + 0.0 * x  # zero gradient, yet still connected, so autograd.grad(loss, x) works
+
+
+class InputTransform(nn.Module):
+    """A fixed, parameter-free map of [0, 1] images (N, C, H, W) to [0, 1] images of the same shape.
+
+    ``spec()`` describes it as plain data (hashed into a pipeline's cache key); ``label`` is its name in tables.
+    Subclasses list their constructor arguments in ``_fields`` and implement ``transform``.
+    """
+
+    _fields: tuple[str, ...] = ()
+
+    def spec(self) -> dict[str, Any]:
+        """``{"transform": class name, <argument>: value, ...}``: equal specs mean equal transforms."""
+        return {"transform": type(self).__name__, **{f: getattr(self, f) for f in self._fields}}
+
+    @property
+    def label(self) -> str:
+        return type(self).__name__
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"{self.label} expects images (N, C, H, W), got shape {tuple(x.shape)}")
+        return self.transform(x)
+
+    def transform(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class BitDepth(InputTransform):
+    """Colour-depth reduction to ``bits`` bits per channel (Xu et al. 2018's feature squeezing).
+
+    Each value becomes round(x * (2**bits - 1)) / (2**bits - 1); ``bits=8`` is the identity on 8-bit images.
+    The gradient is straight-through by default (see ``_attach``).
+    """
+
+    _fields = ("bits", "straight_through")
+
+    def __init__(self, bits: int, straight_through: bool = True):
+        super().__init__()
+        self.bits = _check_int("bits", bits, 1, 8)
+        self.straight_through = bool(straight_through)
+
+    @property
+    def label(self) -> str:
+        return f"bit depth {self.bits}"
+
+    def transform(self, x: Tensor) -> Tensor:
+        levels = 2 ** self.bits - 1
+        return _attach(x, (x.clamp(0, 1) * levels).round() / levels, self.straight_through)
+
+
+class JPEG(InputTransform):
+    """JPEG compression at ``quality`` (1..100) and back, with torchvision's codec, batched.
+
+    Images are rounded to uint8 (as a saved image would be), encoded as a list and decoded as a list; on a
+    CUDA device both run on the GPU (nvjpeg), elsewhere on the CPU (libjpeg). The two codecs differ in the
+    last bit, so a pipeline's predictions may differ slightly between devices. Straight-through gradient by
+    default (see ``_attach``). Note that the offline CIFAR-10 copy is already JPEG-compressed once (~q75).
+    """
+
+    _fields = ("quality", "straight_through")
+
+    def __init__(self, quality: int, straight_through: bool = True):
+        super().__init__()
+        self.quality = _check_int("quality", quality, 1, 100)
+        self.straight_through = bool(straight_through)
+
+    @property
+    def label(self) -> str:
+        return f"JPEG q{self.quality}"
+
+    def transform(self, x: Tensor) -> Tensor:
+        if x.shape[1] not in (1, 3):
+            raise ValueError(f"JPEG needs 1 or 3 channels, got {x.shape[1]}")
+        if len(x) == 0:
+            return x.clone()
+        from torchvision.io import decode_jpeg, encode_jpeg
+
+        on_gpu = x.device.type == "cuda"
+        pixels = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8)
+        pixels = pixels if on_gpu else pixels.cpu()
+        with warnings.catch_warnings():
+            # torchvision 0.29 deprecates its codec in favour of TorchCodec, which this project does not install.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            encoded = encode_jpeg(list(pixels.unbind(0)), quality=self.quality)
+            decoded = decode_jpeg([e.cpu() for e in encoded], device=x.device if on_gpu else "cpu")
+        y = torch.stack(decoded).to(device=x.device, dtype=x.dtype) / 255
+        return _attach(x, y, self.straight_through)
+
+
+class GaussianSmoothing(InputTransform):
+    """Gaussian blur with an odd ``kernel_size`` and standard deviation ``sigma`` (pixels), reflect padding.
+
+    torchvision's ``gaussian_blur``; differentiable, so gradient attacks see the true gradient.
+    """
+
+    _fields = ("kernel_size", "sigma")
+
+    def __init__(self, kernel_size: int = 3, sigma: float = 1.0):
+        super().__init__()
+        self.kernel_size = _check_int("kernel_size", kernel_size, 1)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (the kernel needs a centre pixel), got {kernel_size}")
+        self.sigma = _check_positive("sigma", sigma)
+
+    @property
+    def label(self) -> str:
+        return f"Gaussian {self.kernel_size}x{self.kernel_size} s{self.sigma:g}"
+
+    def transform(self, x: Tensor) -> Tensor:
+        from torchvision.transforms.functional import gaussian_blur
+
+        k = self.kernel_size
+        return gaussian_blur(x, [k, k], [self.sigma, self.sigma])
+
+
+class MedianFilter(InputTransform):
+    """Per-channel median over a ``size`` x ``size`` window (Xu et al. 2018's median smoothing), batched.
+
+    The window is gathered with ``unfold``; the output is the mean of the two middle values of each window,
+    which for odd windows is the median itself. For an even window there is no centre pixel: the window of output
+    (i, j) spans rows i..i+size/2 and columns j..j+size/2 (for 2x2: the pixel and its right, lower and
+    lower-right neighbours), so the image shifts by half a pixel towards the top left. Borders are padded by
+    reflection (row/column H-2 mirrors past the last one), never by replication, so a border pixel never
+    appears twice in its own window. An isolated changed pixel is in the minority of every window that
+    contains it (1 of 4 for 2x2, at most 2 of 9 for 3x3), so it is removed exactly.
+    Differentiable: the gradient flows to the middle values.
+    """
+
+    _fields = ("size",)
+
+    def __init__(self, size: int = 3):
+        super().__init__()
+        self.size = _check_int("size", size, 2)
+
+    @property
+    def label(self) -> str:
+        return f"median {self.size}x{self.size}"
+
+    def transform(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        k = self.size
+        before = (k - 1) // 2  # odd k: centred; even k: the extra row and column come after the pixel
+        after = k - 1 - before
+        if max(before, after) >= min(h, w):
+            raise ValueError(f"a {k}x{k} median needs images larger than {max(before, after)} pixels, got {h}x{w}")
+        padded = F.pad(x, (before, after, before, after), mode="reflect")
+        window = padded.unfold(2, k, 1).unfold(3, k, 1).reshape(n, c, h, w, k * k)
+        lower = window.median(dim=-1).values  # torch's median of an even count is the lower middle value
+        if k % 2:
+            return lower
+        return (lower - (-window).median(dim=-1).values) / 2  # the upper middle value is -median(-window)
+
+
+def standard_transforms() -> list[InputTransform]:
+    """The sweep of Lab 03: bit depth, JPEG quality, Gaussian smoothing and the 2x2 / 3x3 median filter.
+
+    Bit depths 2-5 (Xu et al. 2018 keep 5 bits on CIFAR-10; 1 bit leaves a colour image barely recognisable,
+    and attacking only the images every pipeline still classifies would then select the easiest images),
+    JPEG qualities from 90 down to 10 (the data's own compression is about 75; Guo et al. 2018 use 75), two
+    Gaussian widths and the two smallest median windows.
+    """
+    return [*(BitDepth(b) for b in (2, 3, 4, 5)), *(JPEG(q) for q in (90, 75, 50, 25, 10)),
+            GaussianSmoothing(3, 0.5), GaussianSmoothing(3, 1.0), MedianFilter(2), MedianFilter(3)]
+
+
+def defended(model: nn.Module, transform: nn.Module) -> nn.Sequential:
+    """``transform`` followed by ``model``, in eval mode: the pipeline an attack must attack.
+
+    The model is shared, not copied (its mode is set to eval).
+    """
+    return nn.Sequential(transform, model).eval()
+
+
+def defended_key(model_key: str, defence: Any) -> str:
+    """The cache key of a defended pipeline: the model's key and the defence's ``spec()``.
+
+    Attack records of a pipeline are then cached apart from the bare model's and from other pipelines'.
+    ``defence`` is an ``InputTransform`` (``NoisyGradient`` included) or a ``GradientMasking`` wrapper.
+    """
+    return config_key("defended", model_key, defence.spec())
+
+
+def replay_table(pipelines: dict[str, nn.Module], images: Tensor, undefended: dict[str, AttackResult],
+                 rerun: dict[str, dict[str, AttackResult]]) -> list[dict[str, Any]]:
+    """Replayed against re-run attack success, per pipeline and attack, in percent of the attacked images.
+
+    ``undefended[attack]``: the attack's results on the bare model; ``rerun[name][attack]``: the same attack
+    run against pipeline ``name`` (``pipelines[name]``); all on ``images``. Columns:
+
+    * ``replayed``: the bare model's successful adversarial image, fed through the pipeline, still fools it
+      (what a non-adaptive evaluation of a preprocessing defence reports);
+    * ``rerun``: the attack, querying the pipeline itself, finds a one-pixel change that fools it;
+    * ``removed``: the bare model was broken, but its adversarial image no longer fools the pipeline;
+    * ``moved``: of those, the ones the re-run attack breaks anyway, with another pixel or colour.
+
+    Every success is re-verified (``labkit.evaluate.verify``) on the model it is counted for.
+    """
+    from labkit.evaluate import verify
+
+    rows = []
+    for name, pipe in pipelines.items():
+        for attack, bare in undefended.items():
+            replayed = verify(pipe, images, bare, max_pixels=1)
+            rerun_ok = verify(pipe, images, rerun[name][attack], max_pixels=1)
+            removed = bare.success & ~replayed
+            rows.append({"defence": name, "attack": attack, "replayed": _percent(replayed),
+                         "rerun": _percent(rerun_ok), "removed": _percent(removed),
+                         "moved": _percent(removed & rerun_ok)})
+    return rows
+
+
+def _percent(mask: Tensor) -> float:
+    return 100 * mask.float().mean().item() if len(mask) else float("nan")
+
+
+# -- training-time defences ----------------------------------------------------------------------------------------
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextmanager
+def _inner_attack(model: nn.Module, ctx: TrainContext, autocast: bool) -> Iterator[None]:
+    """Run an adversarial-training inner attack: model in eval mode, timed into ``ctx.timers["inner_attack"]``.
+
+    Eval mode keeps batch-norm statistics from being updated by (and computed over) half-made adversarial
+    images; ``autocast=False`` runs the attack in fp32 even inside the training loop's bf16 autocast.
+    """
+    was_training = model.training
+    model.eval()
+    _sync(ctx.device)
+    start = time.perf_counter()
+    try:
+        with nullcontext() if autocast else torch.autocast(ctx.device.type, enabled=False):
+            yield
+    finally:
+        _sync(ctx.device)
+        ctx.timers["inner_attack"] = ctx.timers.get("inner_attack", 0.0) + time.perf_counter() - start
+        model.train(was_training)
+
+
+@dataclass(frozen=True)
+class OnePixelAT:
+    """One-pixel adversarial training: each mini-batch, clean images and their one-pixel adversarial versions.
+
+    The inner attack is ``labkit.attacks.GradientCorner`` on the current model (eval mode, fp32, no autograd
+    graph kept): one input-gradient pass ranks the pixels, then the 8 corner colours are tried at the top
+    ``positions`` of them (``8 * positions`` queries per image; 64 by default). Where it finds no success,
+    its best candidate (lowest true-class probability) is trained on anyway. Loss: (1 - alpha) CE(clean) +
+    alpha CE(adversarial), both halves in one forward pass so batch norm sees the mixed batch (as Kurakin et
+    al. 2017 mix their batches; ``labkit.apr.APRObjective`` does the same with its own weights).
+
+    Cost per training image: one gradient pass and ``8 * positions`` fp32 forwards for the attack, then a
+    step on twice the batch. The attack dominates (64 fp32 forwards against about 3 bf16
+    forward-equivalents for a plain step); ``history[i]["seconds_inner_attack"]`` measures it.
+    """
+
+    alpha: float = 0.5  # weight of the adversarial half of the loss (Goodfellow et al. 2015 use 0.5)
+    positions: int = 8  # pixels the inner attack tries, by input-gradient rank (x 8 corner colours = queries)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be a fraction in [0, 1], got {self.alpha!r}")
+        _check_int("positions", self.positions, 1)
+
+    def setup(self, ctx: TrainContext) -> None:
+        """Nothing to prepare: the inner attack uses the model being trained."""
+
+    def adversarial(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: TrainContext) -> Tensor:
+        """One-pixel adversarial versions of ``images`` (best candidates where the attack fails)."""
+        with _inner_attack(model, ctx, autocast=False), torch.no_grad():
+            result = GradientCorner(model, positions=self.positions)(images.detach().float(), labels)
+        return result.adv_images.to(images.device, images.dtype)
+
+    def loss(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: TrainContext) -> Tensor:
+        adv = self.adversarial(model, images, labels, ctx)
+        ce = F.cross_entropy(model(torch.cat([images, adv])).float(), labels.repeat(2), reduction="none")
+        n = len(labels)
+        return (1 - self.alpha) * ce[:n].mean() + self.alpha * ce[n:].mean()
+
+
+@dataclass(frozen=True)
+class PGDAT:
+    """Madry et al. (2018) adversarial training: minimise the loss at a PGD-L-infinity adversary.
+
+    Random start uniform in the eps-ball, ``steps`` signed-gradient steps of size ``step``, projected onto the
+    ball and [0, 1]; the whole batch at once. The inner attack runs in eval mode under the loop's autocast
+    (bf16 on CPU: the sign of the gradient survives the precision) and its random start draws from
+    ``ctx.generator``, so a resumed run replays it. Cost: about ``steps + 1`` times plain training.
+    """
+
+    eps: float = 8 / 255  # L-infinity radius in [0, 1] pixel units (Madry et al.'s CIFAR-10 value)
+    step: float = 2 / 255  # step size per iteration (pixel units)
+    steps: int = 7  # PGD iterations per mini-batch (Madry et al. train with 7)
+
+    def __post_init__(self) -> None:
+        _check_positive("eps", self.eps)
+        _check_positive("step", self.step)
+        _check_int("steps", self.steps, 1)
+
+    def setup(self, ctx: TrainContext) -> None:
+        """Nothing to prepare."""
+
+    def adversarial(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: TrainContext) -> Tensor:
+        """PGD adversarial versions of ``images`` (within ``eps`` in L-infinity, in [0, 1])."""
+        x = images.detach()
+        noise = torch.rand(x.shape, generator=ctx.generator).to(x.device, x.dtype)
+        delta = ((x + (2 * noise - 1) * self.eps).clamp(0, 1) - x)
+        with _inner_attack(model, ctx, autocast=True), torch.enable_grad():
+            for _ in range(self.steps):
+                delta.requires_grad_(True)
+                loss = F.cross_entropy(model(x + delta).float(), labels)
+                (grad,) = torch.autograd.grad(loss, delta)
+                delta = (delta.detach() + self.step * grad.sign()).clamp(-self.eps, self.eps)
+                delta = (x + delta).clamp(0, 1) - x
+        return (x + delta).detach()
+
+    def loss(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: TrainContext) -> Tensor:
+        return F.cross_entropy(model(self.adversarial(model, images, labels, ctx)).float(), labels)
+
+
+@dataclass(frozen=True)
+class SoftmaxTemperature:
+    """Cross-entropy of softmax(logits / T): how a distillation teacher is trained (Papernot et al. 2016)."""
+
+    temperature: float = 20.0  # T; logits are divided by it before the softmax of the loss
+
+    def __post_init__(self) -> None:
+        _check_positive("temperature", self.temperature)
+
+    def setup(self, ctx: TrainContext) -> None:
+        """Nothing to prepare."""
+
+    def loss(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: TrainContext) -> Tensor:
+        return F.cross_entropy(model(images).float() / self.temperature, labels)
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Defensive distillation (Papernot et al. 2016): a student trained on a teacher's soft labels at T.
+
+    The teacher is the model of ``teacher`` (a ``TrainConfig`` whose objective is
+    ``SoftmaxTemperature(temperature)``), loaded or trained through the cache in ``setup``. The student
+    minimises the cross-entropy between softmax(student / T) and softmax(teacher / T) on each training
+    batch. Both are deployed at T = 1, i.e. as the plain network: the temperature lives only in the loss,
+    so the trained logits come out about T times larger and the softmax saturates. Cost: the teacher's
+    training (one plain run) plus one teacher forward per student step: about 2.3 x plain training.
+    Use ``distillation_config`` to build teacher and student from one base config.
+    """
+
+    teacher: TrainConfig  # the teacher's config; its objective must be SoftmaxTemperature(temperature)
+    temperature: float = 20.0  # T of the teacher's training and of the soft labels (the literature: 20-100)
+
+    def __post_init__(self) -> None:
+        _check_positive("temperature", self.temperature)
+        if self.teacher.objective != SoftmaxTemperature(self.temperature):
+            raise ValueError(f"the teacher must be trained at the distillation temperature: its objective is "
+                             f"{self.teacher.objective!r}, expected SoftmaxTemperature({self.temperature!r}); "
+                             "build both with labkit.defences.distillation_config")
+
+    def setup(self, ctx: TrainContext) -> None:
+        """Load (or train) the teacher on the training device; frozen, eval mode."""
+        teacher = get_or_train(self.teacher, ctx.device).model.eval()
+        ctx.state["teacher"] = teacher.requires_grad_(False)
+
+    def loss(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: TrainContext) -> Tensor:
+        with torch.no_grad():
+            soft = F.softmax(ctx.state["teacher"](images).float() / self.temperature, dim=1)
+        return F.cross_entropy(model(images).float() / self.temperature, soft)
+
+
+def distillation_config(base: TrainConfig, temperature: float = 20.0) -> TrainConfig:
+    """The student config of defensive distillation from ``base``: same run, teacher trained at T."""
+    teacher = replace(base, objective=SoftmaxTemperature(temperature))
+    return replace(base, objective=Distillation(teacher, temperature))
+
+
+# -- gradient masking ----------------------------------------------------------------------------------------------
+
+class _NoisyGradient(torch.autograd.Function):
+    """Identity forward; backward adds eps * N(0, 1) to the incoming gradient (torch's global RNG)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, eps: float) -> Tensor:
+        ctx.eps = eps
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad + ctx.eps * torch.randn_like(grad), None
+
+
+class NoisyGradient(InputTransform):
+    """The identity on images whose backward pass adds ``eps`` * N(0, 1) to the input gradient.
+
+    In front of a model (``defended(model, NoisyGradient(eps))``, or ``GradientMasking(model, eps)``) it is the
+    survey's gradient masking: outputs are exactly the model's, so black-box attacks (DE, corner search) see
+    no change, while a gradient attack such as FGSM gets a gradient whose sign is mostly noise once ``eps``
+    dwarfs the true input gradient (typically 1e-4..1e-2 per pixel for a mean cross-entropy). Not robustness,
+    only a broken gradient. The noise draws from torch's global generator.
+    """
+
+    _fields = ("eps",)
+
+    def __init__(self, eps: float = 1.0):
+        super().__init__()
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+        self.eps = float(eps)
+
+    @property
+    def label(self) -> str:
+        return f"gradient noise {self.eps:g}"
+
+    def transform(self, x: Tensor) -> Tensor:
+        return _NoisyGradient.apply(x, self.eps) if torch.is_grad_enabled() and x.requires_grad else x
+
+
+class GradientMasking(nn.Sequential):
+    """``model`` behind ``NoisyGradient(eps)``: forward unchanged, input gradient + eps * N(0, 1), eval mode."""
+
+    def __init__(self, model: nn.Module, eps: float = 1.0):
+        super().__init__(NoisyGradient(eps), model)
+        self.eval()
+
+    @property
+    def model(self) -> nn.Module:
+        return self[1]
+
+    def spec(self) -> dict[str, Any]:
+        """The ``NoisyGradient``'s spec: ``defended_key`` treats both spellings alike."""
+        return self[0].spec()
+
+
+def fgsm_success(model: nn.Module, images: Tensor, labels: Tensor, eps: float = 8 / 255, seed: int = 0) -> Tensor:
+    """Which images FGSM (torchattacks, L-infinity ``eps``) makes ``model`` misclassify, (N,) bool.
+
+    The contrast to the one-pixel attacks: a gradient attack, blind where the gradient is masked. ``seed``
+    fixes torch's global generator inside the call only (``NoisyGradient`` draws from it).
+    """
+    import torchattacks
+
+    from labkit.data import predict
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        adv = torchattacks.FGSM(model, eps=eps)(images, labels)
+    return predict(model, adv.cpu()) != labels.cpu()
+
+
+# -- reporting (Lab 04) --------------------------------------------------------------------------------------------
+
+def budget(objective: Any) -> str:
+    """What one training step of ``objective`` costs, in words (for the tables of Lab 04)."""
+    if isinstance(objective, OnePixelAT):
+        return (f"inner attack: 1 gradient pass + {8 * objective.positions} fp32 forwards per image; "
+                f"step on clean + adversarial (2x batch), alpha = {objective.alpha:g}")
+    if isinstance(objective, PGDAT):
+        return (f"inner attack: {objective.steps} forward+backward passes per image "
+                f"(eps {255 * objective.eps:g}/255, step {255 * objective.step:g}/255, random start)")
+    if isinstance(objective, Distillation):
+        return f"a teacher trained at T = {objective.temperature:g} first, then 1 teacher forward per image"
+    if isinstance(objective, SoftmaxTemperature):
+        return f"plain step, logits / {objective.temperature:g}"
+    return "plain step"
+
+
+def training_table(trained: list[Any], reference: str = "No defence") -> list[dict[str, Any]]:
+    """Whole training runs from the cache: seconds, inner-attack seconds, teacher seconds, ratio to ``reference``.
+
+    Columns: model, seed, defence, test_acc (percent, last epoch), train_s, teacher_s, inner_attack_s, total_s
+    (train_s + teacher_s) and vs_reference (total_s over the reference's, same model and seed).
+
+    ``trained``: ``labkit.apr.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
+    ``train_seconds``). A distilled model's cost includes its teacher's run. The runs were timed whenever they
+    were trained, so machine load enters the ratio; ``labkit.apr.time_training`` measures steps side by side.
+    """
+    rows = []
+    for t in trained:
+        cfg, obj = t.entry.config, t.entry.config.objective
+        teacher = get_or_train(obj.teacher, progress=False).train_seconds if isinstance(obj, Distillation) else 0.0
+        rows.append({"model": cfg.model, "seed": cfg.seed, "defence": t.entry.defence,
+                     "test_acc": 100 * t.history[-1]["test_acc"], "train_s": t.train_seconds, "teacher_s": teacher,
+                     "inner_attack_s": sum(h.get("seconds_inner_attack", 0.0) for h in t.history),
+                     "total_s": t.train_seconds + teacher})
+    ref = {(r["model"], r["seed"]): r["total_s"] for r in rows if r["defence"] == reference}
+    for r in rows:
+        r["vs_reference"] = r["total_s"] / ref[(r["model"], r["seed"])] if (r["model"], r["seed"]) in ref else None
+    return rows
+
+
+def gradient_diagnostics(models: dict[str, nn.Module], images: Tensor, labels: Tensor, eps: float = 8 / 255,
+                         seed: int = 0) -> list[dict[str, Any]]:
+    """Per model, what a gradient attack sees: FGSM's success, the input-gradient size, softmax saturation.
+
+    Columns (percent where a rate): ``fgsm_asr`` (torchattacks FGSM at ``eps``, ``fgsm_success``),
+    ``grad_l1``: the median over images of the L1 norm of d CE / d x (fp32, eval mode), and ``saturated``:
+    images whose top softmax probability is exactly 1 in fp32. A distilled model deployed at T = 1 has logits
+    about T times larger than usual: its softmax saturates and its gradient vanishes (Carlini & Wagner 2017);
+    gradient masking instead drowns the gradient in noise. ``seed`` fixes the noise (torch's global
+    generator, inside the call only).
+    """
+    from labkit.attacks.base import model_device
+
+    rows = []
+    for name, model in models.items():
+        x = images.to(model_device(model)).requires_grad_(True)
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            torch.manual_seed(seed)
+            logits = model(x).float()
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, labels.to(x.device), reduction="sum"), x)
+        top = F.softmax(logits.detach(), dim=1).max(1).values
+        rows.append({"defence": name, "fgsm_asr": _percent(fgsm_success(model, images, labels, eps, seed)),
+                     "grad_l1": grad.abs().flatten(1).sum(1).median().item(), "saturated": _percent(top == 1)})
+    return rows
