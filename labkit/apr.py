@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from labkit import papers
 from labkit.defences import OnePixelAT
+from labkit.evaluate import common_correct
 from labkit.profiles import Profile, get_profile
 from labkit.train import TrainConfig, TrainContext
 
@@ -331,22 +332,8 @@ def attacked_indices(trained: list[Trained], profile: Profile) -> dict[tuple[str
     from labkit.data import load_cifar10
 
     split = load_cifar10("test")
-    return {group: _common_correct([t.model for t in members], split, profile.n_attack)
+    return {group: common_correct([t.model for t in members], split, profile.n_attack)
             for group, members in _groups(trained).items()}
-
-
-def _common_correct(models: list[nn.Module], split: Any, n: int) -> Tensor:
-    """``labkit.evaluate.common_correct(models, split, n)``, scanning only the first 10 n images when that suffices.
-
-    ``first_n`` orders are prefixes of one permutation, so the first n hits within the first 10 n images are the
-    same n images a scan of the whole split finds first (the same trick as ``labkit.attention``).
-    """
-    from labkit.evaluate import common_correct
-
-    try:
-        return common_correct(models, split, n, pool=min(len(split), 10 * n))
-    except ValueError:
-        return common_correct(models, split, n)
 
 
 def evaluate_suite(trained: list[Trained], profile: Profile, indices: dict[tuple[str, int], Tensor] | None = None,

@@ -536,20 +536,6 @@ class AttackedModel:
     verified: dict[str, Tensor]  # attack name -> (n,) bool, successes re-verified (labkit.evaluate.verify)
 
 
-def _common_correct(models: list[nn.Module], split: Any, n: int) -> Tensor:
-    """``labkit.evaluate.common_correct(models, split, n)``, the same indices, found faster.
-
-    It scans the fixed ``first_n`` order from the start, so the first ``n`` hits among the first 10 n images
-    are its answer whenever there are ``n`` of them there; only otherwise is the whole split scanned.
-    """
-    from labkit.evaluate import common_correct
-
-    try:
-        return common_correct(models, split, n, pool=min(len(split), 10 * n))
-    except ValueError:
-        return common_correct(models, split, n)
-
-
 def gated_variants(profile: Any, split: Any = None, progress: bool = True) -> dict[str, AttackedModel]:
     """The APR variants of Lab 06 that have an attention gate (first seed of every architecture), attacked.
 
@@ -569,7 +555,7 @@ def gated_variants(profile: Any, split: Any = None, progress: bool = True) -> di
     out = {}
     for arch in profile.models:
         group = [t for t in trained if t.entry.config.model == arch]
-        idx = _common_correct([t.model for t in group], split, profile.n_attack)
+        idx = common_correct([t.model for t in group], split, profile.n_attack)
         x, y = split.floats(idx), split.labels[idx]
         for t in (t for t in group if gate_of(t.model) is not None):
             ev = evaluate_model(t.model, t.key, split, idx, profile, progress=progress, model=arch, seed=seed,

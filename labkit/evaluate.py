@@ -147,8 +147,9 @@ def common_correct(models: Sequence[nn.Module], split: Any, n: int, pool: int | 
 
     order = first_n(split, pool or len(split))
     picked: list[Tensor] = []
-    for start in range(0, len(order), 1000):
-        idx = order[start:start + 1000]
+    step = min(1000, max(64, 4 * n))  # small requests score a few images, not a thousand per model
+    for start in range(0, len(order), step):
+        idx = order[start:start + step]
         ok = torch.ones(len(idx), dtype=torch.bool)
         for m in models:
             ok &= predict(m, split.images[idx]) == split.labels[idx]

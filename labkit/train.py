@@ -163,9 +163,9 @@ def _optimizer(model: nn.Module, cfg: TrainConfig, steps: int) -> tuple[torch.op
                                                      nesterov=True, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.schedule == "onecycle":
+    if cfg.schedule == "onecycle" and steps >= 10:  # OneCycle divides by its phase lengths: too short, no schedule
         sched: Any = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.25)
-    elif cfg.schedule == "cosine":
+    elif cfg.schedule == "cosine" and steps >= 10:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)

@@ -368,20 +368,3 @@ def test_static_figures_of_an_attacked_model() -> None:
     assert rendered(fig) and "test image 12" in fig._suptitle.get_text() and "success" in fig._suptitle.get_text()
     assert rendered(attention.panel_figure(m, None, i=1)) and len(attention.panel_figure(m, None).axes) == 5
     assert rendered(attention.change_figure(m, "DE k=1", i=0))
-
-
-def test_the_lab06_images_are_found_faster_but_the_same() -> None:
-    from labkit.data import first_n, predict
-    from labkit.evaluate import common_correct
-
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (300, 3, 4, 4), dtype=torch.uint8, generator=g)
-    models = [brightness_gated(), brightness_gated()]
-    preds = predict(models[0], images)
-    order = first_n(Split(images, preds, CLASSES, "test"), 300)
-    labels = (preds + 1) % 10  # wrong everywhere but at the 5th-14th and from the 150th image (first_n order) on
-    labels[order[5:15]], labels[order[150:]] = preds[order[5:15]], preds[order[150:]]
-    split = Split(images, labels, CLASSES, "test")
-    for n in (3, 12):  # 3: found among the first 30 images; 12: the first 120 hold only 10, the split is scanned
-        want = common_correct(models, split, n)
-        assert torch.equal(attention._common_correct(models, split, n), want)

@@ -103,3 +103,24 @@ def test_protocol_on_a_tiny_folder(tiny_folder, pixel_model):
     assert [r["attack"] for r in ev.rows] == ["DE k=1", "corner"]
     assert ev.rows[1]["asr"] == 1.0  # the trigger pixel exists in every image
     assert all(r["model"] == "p" and r["attacked"] == 4 for r in ev.rows)
+
+
+@pytest.mark.parametrize("n", [1, 3, 12, 40])
+def test_common_correct_is_the_first_n_all_models_get_right(n):
+    from labkit.data import Split, first_n, predict
+
+    from conftest import make_tiny_cnn
+
+    gen = torch.Generator().manual_seed(0)
+    images = (torch.rand(400, 3, 8, 8, generator=gen) * 255).to(torch.uint8)
+    model = make_tiny_cnn(seed=0)
+    models = [model, torch.nn.Sequential(model)]
+    labels = predict(model, images)
+    wrong = torch.rand(400, generator=gen) < 0.5
+    labels[wrong] = (labels[wrong] + 1) % 10  # half the images misclassified
+    split = Split(images, labels, tuple("abcdefghij"), "test")
+    order = first_n(split, 400)
+    ok = torch.stack([predict(m, images[order]) == labels[order] for m in models]).all(0)
+    assert torch.equal(evaluate.common_correct(models, split, n), order[ok][:n])  # brute force agrees
+    with pytest.raises(ValueError, match="only"):
+        evaluate.common_correct(models, split, int(ok.sum()) + 1)

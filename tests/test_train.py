@@ -80,3 +80,8 @@ def test_bad_configs_are_rejected():
     for bad in ({"epochs": 0}, {"optimizer": "lbfgs"}, {"schedule": "step"}, {"gate": "spatial"}):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
+
+
+def test_runs_too_short_for_a_schedule_still_train(tiny_folder):
+    tiny = TrainConfig(epochs=1, batch_size=64, train_size=100, eval_size=40, bf16=False)  # 2 steps
+    assert len(get_or_train(tiny, "cpu", progress=False).history) == 1
