@@ -571,7 +571,7 @@ def time_training(configs: dict[str, TrainConfig], device: str | torch.device = 
     """
     from labkit.data import first_n, load_cifar10
     from labkit.models import resolve_device
-    from labkit.train import _optimizer, augment, build_for_config
+    from labkit.train import build_for_config, make_optimizer, train_step
 
     dev = resolve_device(device)
     first = next(iter(configs.values()))
@@ -583,7 +583,7 @@ def time_training(configs: dict[str, TrainConfig], device: str | torch.device = 
         torch.manual_seed(cfg.seed)
         model = build_for_config(cfg).to(dev).train()
         # The schedule of the real run (its length only sets the learning rate, not the cost of a step).
-        opt, sched = _optimizer(model, cfg, cfg.epochs * math.ceil((cfg.train_size or 50_000) / cfg.batch_size))
+        opt, sched = make_optimizer(model, cfg, cfg.epochs * math.ceil((cfg.train_size or 50_000) / cfg.batch_size))
         ctx = TrainContext(config=cfg, device=dev)
         cfg.objective.setup(ctx)
         state[name] = (cfg, model, opt, sched, ctx)
@@ -594,13 +594,7 @@ def time_training(configs: dict[str, TrainConfig], device: str | torch.device = 
             ctx.timers = {}
             _sync(dev)
             start = time.perf_counter()
-            x = augment(images, ctx.generator) if cfg.augment else images
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss = cfg.objective.loss(model, x, labels, ctx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            train_step(model, opt, sched, cfg, images, labels, ctx)
             _sync(dev)
             if rep >= warmup:
                 rows.append({"config": name, "repeat": rep - warmup, "seconds": time.perf_counter() - start,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -178,25 +179,31 @@ def predict(model: torch.nn.Module, images: Tensor, batch_size: int = 500,
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.int64)
 
 
-def correctly_classified(model: torch.nn.Module, split: Split, n: int,
+def correctly_classified(models: torch.nn.Module | Sequence[torch.nn.Module], split: Split, n: int,
                          pool: int | None = None) -> Tensor:
-    """Indices of ``n`` images that ``model`` classifies correctly, in ``first_n`` order.
+    """Indices of the first ``n`` images (``first_n`` order) that every model classifies correctly.
 
     Attack success rates are measured over correctly classified images (an image
-    already misclassified needs no attack). ``pool`` bounds how many candidates
-    are scanned (default: the whole split).
+    already misclassified needs no attack); comparing defences on the same images
+    removes one source of noise. ``models`` is one model or several; ``pool``
+    bounds how many images are scanned (default: the whole split).
     """
-    if model.training:
-        raise ValueError("model is in training mode; call model.eval() first")
+    models = [models] if isinstance(models, torch.nn.Module) else list(models)
+    if any(m.training for m in models):
+        raise ValueError("a model is in training mode; call model.eval() first")
     order = first_n(split, pool or len(split))
-    picked = []
-    for start in range(0, len(order), 1000):
-        idx = order[start:start + 1000]
-        ok = predict(model, split.images[idx]) == split.labels[idx]
+    picked: list[Tensor] = []
+    step = min(1000, max(64, 4 * n))  # small requests score a few images, not a thousand per model
+    for start in range(0, len(order), step):
+        idx = order[start:start + step]
+        ok = torch.ones(len(idx), dtype=torch.bool)
+        for m in models:
+            ok &= predict(m, split.images[idx]) == split.labels[idx]
         picked.append(idx[ok])
         if sum(len(p) for p in picked) >= n:
             break
     found = torch.cat(picked)[:n]
     if len(found) < n:
-        raise ValueError(f"only {len(found)} correctly classified images in the pool, asked for {n}")
+        raise ValueError(f"only {len(found)} images in the pool are classified correctly by every model; "
+                         f"asked for {n}")
     return found

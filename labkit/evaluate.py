@@ -140,26 +140,11 @@ def clean_accuracy(model: nn.Module, split: Any, n: int | None = None) -> float:
 def common_correct(models: Sequence[nn.Module], split: Any, n: int, pool: int | None = None) -> Tensor:
     """Indices of the first ``n`` images (``first_n`` order) that *every* model classifies correctly.
 
-    Comparing defences on the same images removes one source of noise from the
-    comparison of their attack success rates.
+    The same images for every defence: ``labkit.data.correctly_classified`` with several models.
     """
-    from labkit.data import first_n, predict
+    from labkit.data import correctly_classified
 
-    order = first_n(split, pool or len(split))
-    picked: list[Tensor] = []
-    step = min(1000, max(64, 4 * n))  # small requests score a few images, not a thousand per model
-    for start in range(0, len(order), step):
-        idx = order[start:start + step]
-        ok = torch.ones(len(idx), dtype=torch.bool)
-        for m in models:
-            ok &= predict(m, split.images[idx]) == split.labels[idx]
-        picked.append(idx[ok])
-        if sum(len(p) for p in picked) >= n:
-            break
-    found = torch.cat(picked)[:n]
-    if len(found) < n:
-        raise ValueError(f"only {len(found)} images are classified correctly by all models; asked for {n}")
-    return found
+    return correctly_classified(models, split, n, pool)
 
 
 @dataclass

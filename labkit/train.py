@@ -157,7 +157,8 @@ def accuracy(model: nn.Module, split: Split, idx: Tensor, batch_size: int = 500)
     return correct
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+def make_optimizer(model: nn.Module, cfg: TrainConfig, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimiser and learning-rate scheduler of ``cfg`` for a run of ``steps`` optimiser steps."""
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                                      nesterov=True, weight_decay=cfg.weight_decay)
@@ -170,6 +171,23 @@ def _optimizer(model: nn.Module, cfg: TrainConfig, steps: int) -> tuple[torch.op
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     return opt, sched
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, config: TrainConfig, images: Tensor,
+               labels: Tensor, ctx: TrainContext) -> Tensor:
+    """One optimiser step on a batch: augmentation, the objective under bf16 autocast, backward, step.
+
+    images: (B, C, H, W) float in [0, 1] on the model's device; labels: (B,) int64. Returns the loss.
+    Shared by ``train`` and the side-by-side step timing of Lab 07, so both time the same work.
+    """
+    x = augment(images, ctx.generator) if config.augment else images
+    with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=config.bf16):
+        loss = config.objective.loss(model, x, labels, ctx)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss
 
 
 def train(config: TrainConfig, device: str | torch.device = "auto", progress: bool = True) -> TrainedModel:
@@ -191,7 +209,7 @@ def train(config: TrainConfig, device: str | torch.device = "auto", progress: bo
     torch.manual_seed(config.seed)
     model = build_for_config(config).to(dev)
     steps_per_epoch = math.ceil(len(idx) / config.batch_size)
-    opt, sched = _optimizer(model, config, config.epochs * steps_per_epoch)
+    opt, sched = make_optimizer(model, config, config.epochs * steps_per_epoch)
     ctx = TrainContext(config=config, device=dev)
     config.objective.setup(ctx)
 
@@ -217,15 +235,7 @@ def train(config: TrainConfig, device: str | torch.device = "auto", progress: bo
         loss_sum, correct, seen = 0.0, 0, 0
         for start in range(0, len(idx), config.batch_size):
             b = perm[start:start + config.batch_size]
-            x = images[b].float().div_(255)
-            x = augment(x, ctx.generator) if config.augment else x
-            y = labels[b]
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.bf16):
-                loss = config.objective.loss(model, x, y, ctx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            loss = train_step(model, opt, sched, config, images[b].float().div_(255), labels[b], ctx)
             ctx.step += 1
             loss_sum += loss.item() * len(b)
             seen += len(b)

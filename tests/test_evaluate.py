@@ -114,7 +114,7 @@ def test_common_correct_is_the_first_n_all_models_get_right(n):
     gen = torch.Generator().manual_seed(0)
     images = (torch.rand(400, 3, 8, 8, generator=gen) * 255).to(torch.uint8)
     model = make_tiny_cnn(seed=0)
-    models = [model, torch.nn.Sequential(model)]
+    models = [model, torch.nn.Sequential(model).eval()]
     labels = predict(model, images)
     wrong = torch.rand(400, generator=gen) < 0.5
     labels[wrong] = (labels[wrong] + 1) % 10  # half the images misclassified

@@ -120,6 +120,15 @@ def check_inputs(model: nn.Module, images: Tensor, labels: Tensor, targets: Tens
     return num_classes
 
 
+def start_attack(model: nn.Module, images: Tensor, labels: Tensor, targets: Tensor | None,
+                 config: object) -> "CandidateScorer":
+    """Check the contract for an attack with ``config`` (its ``targeted``, ``chunk_size``, ``precision``
+    fields) and return the scorer that streams its candidates through the model."""
+    check_inputs(model, images, labels, targets, getattr(config, "targeted"))
+    return CandidateScorer(model, images, labels, targets, getattr(config, "chunk_size"),
+                           getattr(config, "precision", "fp32"))
+
+
 def default_chunk_size(device: torch.device) -> int:
     """Candidates per forward pass: small batches are fastest per image on CPUs, large ones on GPUs."""
     return 4096 if device.type == "cuda" else 100

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from labkit.attacks._rng import HashRNG, image_keys
-from labkit.attacks.base import AttackResult, CandidateScorer, check_inputs, model_device
+from labkit.attacks.base import AttackResult, CandidateScorer, start_attack
 
 
 def cube_corners(channels: int = 3) -> Tensor:
@@ -65,10 +65,9 @@ class CornerSearch:
                  progress: bool = False) -> AttackResult:
         """Attack ``images`` (N, C, H, W) in [0, 1] with ``labels`` (N,) (and ``targets`` (N,))."""
         cfg = self.config
-        check_inputs(self.model, images, labels, targets, cfg.targeted)
-        dev = model_device(self.model)
+        scorer = start_attack(self.model, images, labels, targets, cfg)
+        dev = scorer.device
         n, c, h, w = images.shape
-        scorer = CandidateScorer(self.model, images, labels, targets, cfg.chunk_size, cfg.precision)
         corners = cube_corners(c).to(dev)
         m, total = len(corners), h * w * len(corners)
         if cfg.max_queries is not None:

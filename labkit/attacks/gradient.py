@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.attacks.base import AttackResult, CandidateScorer, check_inputs, model_device
+from labkit.attacks.base import AttackResult, model_device, start_attack
 from labkit.attacks.corner import cube_corners
 
 
@@ -60,10 +60,9 @@ class GradientCorner:
                  progress: bool = False) -> AttackResult:
         """Attack ``images`` (N, C, H, W) in [0, 1] with ``labels`` (N,) (and ``targets``)."""
         cfg = self.config
-        check_inputs(self.model, images, labels, targets, cfg.targeted)
+        scorer = start_attack(self.model, images, labels, targets, cfg)
         n, c, h, w = images.shape
         m = min(cfg.positions, h * w)
-        scorer = CandidateScorer(self.model, images, labels, targets, cfg.chunk_size)
         dev = scorer.device
         top = self.saliency(scorer.images, scorer.labels, scorer.targets).flatten(1).topk(m, dim=1).indices
         corners = cube_corners(c).to(dev)

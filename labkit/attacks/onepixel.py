@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from labkit.attacks._rng import HashRNG, image_keys
-from labkit.attacks.base import AttackResult, CandidateScorer, check_inputs, model_device
+from labkit.attacks.base import AttackResult, CandidateScorer, start_attack
 
 STRATEGIES = ("rand1", "best1-scipy")
 
@@ -209,10 +209,9 @@ class OnePixel:
                  progress: bool = False) -> AttackResult:
         """Attack ``images`` (N, C, H, W) in [0, 1] with true ``labels`` (N,) (and ``targets`` (N,))."""
         cfg = self.config
-        check_inputs(self.model, images, labels, targets, cfg.targeted)
-        dev = model_device(self.model)
+        scorer = start_attack(self.model, images, labels, targets, cfg)
+        dev = scorer.device
         n, c, h, w = images.shape
-        scorer = CandidateScorer(self.model, images, labels, targets, cfg.chunk_size, cfg.precision)
         keys = image_keys(scorer.images) ^ (labels.to(dev).long() * 0x9E3779B1 & 0xFFFFFFFF)
         rng, (lo, hi) = HashRNG(cfg.seed), self._bounds(h, w, c, dev)
         p, d = cfg.population, len(lo)
