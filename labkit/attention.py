@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from labkit.evaluate import common_correct
+
 __all__ = [
     "CLAIM", "AttackedModel", "Comparison", "GroupPixels", "PixelAttention", "attention_change", "attention_of",
     "change_figure", "change_verdict", "claim_answer", "claim_table", "claim_verdict", "class_concentration",

@@ -232,7 +232,7 @@ def train(config: TrainConfig, device: str | torch.device = "auto", progress: bo
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(len(idx), generator=ctx.generator).to(dev)
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, seen = 0.0, 0
         for start in range(0, len(idx), config.batch_size):
             b = perm[start:start + config.batch_size]
             loss = train_step(model, opt, sched, config, images[b].float().div_(255), labels[b], ctx)
