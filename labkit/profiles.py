@@ -4,7 +4,8 @@
   search tries 512 random candidates, not all 8,192). Numbers are not
   meaningful, only the machinery is exercised.
 * ``cpu``: a real laptop-size run (the small CNN trained to ~85%, 100 attacked
-  images, a reduced DE budget), minutes per lab.
+  images, a reduced DE budget): tens of minutes for Labs 01-02 on 2 CPU
+  cores, hours for the labs that train defended models.
 * ``full``: the papers' settings (ResNet-18 / VGG-16, Adam 1e-3, 200 epochs;
   DE population 400 x 100 generations; 500 images; 5 seeds) for a GPU box.
 """
