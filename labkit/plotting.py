@@ -207,6 +207,16 @@ def attention_maps(images: Tensor, maps: Tensor, titles: Sequence[str] | None = 
     return fig
 
 
+def _finish_bars(ax: Any, pos: Any, labels: Sequence[str], ylabel: str, title: str) -> None:
+    """Category labels under bar groups at ``pos``, y label, grid, legend and title: shared by the bar charts."""
+    ax.set_xticks(pos, list(labels), rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+
+
 def paper_comparison(labels: Sequence[str], ours: Sequence[float], lo: Sequence[float], hi: Sequence[float],
                      paper: Sequence[float | None], ylabel: str, title: str = "") -> Figure:
     """Our values (bars with 95% CI whiskers) beside the paper's (hatched bars; missing ones left out)."""
@@ -221,12 +231,7 @@ def paper_comparison(labels: Sequence[str], ours: Sequence[float], lo: Sequence[
     ax.bar(pos - 0.2, val, 0.4, yerr=err, capsize=3, label="ours (95% CI)")
     have = [i for i, p in enumerate(paper) if p is not None and not math.isnan(p)]
     ax.bar(pos[have] + 0.2, [float(paper[i]) for i in have], 0.4, hatch="//", fill=False, label="paper")
-    ax.set_xticks(pos, labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
+    _finish_bars(ax, pos, labels, ylabel, title)
     return fig
 
 
@@ -494,10 +499,5 @@ def grouped_bars(categories: Sequence[str], series: dict[str, Sequence[float]], 
         ax.bar((pos + (i - (len(series) - 1) / 2) * width).numpy(), [float(v) for v in values], width, label=name)
     if reference is not None:
         ax.axhline(float(reference[1]), color="black", lw=1, ls="--", label=reference[0])
-    ax.set_xticks(pos.numpy(), list(categories), rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
+    _finish_bars(ax, pos.numpy(), categories, ylabel, title)
     return fig
