@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from labkit import papers
 from labkit.defences import OnePixelAT
 from labkit.evaluate import common_correct
+from labkit.models import synchronize
 from labkit.profiles import Profile, get_profile
 from labkit.train import TrainConfig, TrainContext
 
@@ -553,10 +554,6 @@ def overhead_configs(profile: Profile, model: str | None = None) -> dict[str, Tr
     return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
 
 def time_training(configs: dict[str, TrainConfig], device: str | torch.device = "auto", warmup: int = 1,
                   repeats: int = 5) -> list[dict[str, Any]]:
@@ -592,10 +589,10 @@ def time_training(configs: dict[str, TrainConfig], device: str | torch.device = 
         for name in names[rep % len(names):] + names[:rep % len(names)]:
             cfg, model, opt, sched, ctx = state[name]
             ctx.timers = {}
-            _sync(dev)
+            synchronize(dev)
             start = time.perf_counter()
             train_step(model, opt, sched, cfg, images, labels, ctx)
-            _sync(dev)
+            synchronize(dev)
             if rep >= warmup:
                 rows.append({"config": name, "repeat": rep - warmup, "seconds": time.perf_counter() - start,
                              "inner_attack": ctx.timers.get("inner_attack", 0.0)})

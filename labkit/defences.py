@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from labkit.attacks import AttackResult, GradientCorner
 from labkit.cache import config_key
+from labkit.models import synchronize
 from labkit.train import TrainConfig, TrainContext, get_or_train
 
 __all__ = [
@@ -295,10 +296,6 @@ def _percent(mask: Tensor) -> float:
 
 # -- training-time defences ----------------------------------------------------------------------------------------
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
 
 @contextmanager
 def _inner_attack(model: nn.Module, ctx: TrainContext, autocast: bool) -> Iterator[None]:
@@ -309,13 +306,13 @@ def _inner_attack(model: nn.Module, ctx: TrainContext, autocast: bool) -> Iterat
     """
     was_training = model.training
     model.eval()
-    _sync(ctx.device)
+    synchronize(ctx.device)
     start = time.perf_counter()
     try:
         with nullcontext() if autocast else torch.autocast(ctx.device.type, enabled=False):
             yield
     finally:
-        _sync(ctx.device)
+        synchronize(ctx.device)
         ctx.timers["inner_attack"] = ctx.timers.get("inner_attack", 0.0) + time.perf_counter() - start
         model.train(was_training)
 

@@ -198,18 +198,18 @@ def time_inference(models: dict[str, nn.Module], images: Tensor, repeats: int = 
     import statistics
     import time
 
+    from labkit.models import synchronize
+
     times: dict[str, list[float]] = {name: [] for name in models}
     with torch.no_grad():
         for rep in range(warmup + repeats):
             for name, m in models.items():
                 dev = model_device(m)
                 x = images[:batch_size].to(dev)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
+                synchronize(dev)
                 t0 = time.perf_counter()
                 m(x)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
+                synchronize(dev)
                 if rep >= warmup:
                     times[name].append((time.perf_counter() - t0) / len(x))
     return {name: statistics.median(t) for name, t in times.items()}

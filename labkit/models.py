@@ -121,3 +121,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work on ``device`` (no-op on CPU), so wall-clock timings measure the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
