@@ -33,3 +33,22 @@ def test_profiles_grow_and_overrides_apply():
     assert s.train_config(epochs=3).epochs == 3
     assert s.de_config(pixels=3, targeted=True).pixels == 3
     assert s.de_config(population=7).population == 7  # budget fields too (e.g. a stronger adaptive attack)
+
+
+def test_for_defences_applies_the_defence_budget_and_keeps_the_name():
+    for prof in PROFILES.values():
+        d = prof.for_defences()
+        assert d.name == prof.name and d.defence_overrides == () and d.for_defences() == d
+        for field, value in prof.defence_overrides:
+            assert getattr(d, field) == value != getattr(prof, field)
+    assert PROFILES["smoke"].for_defences() == PROFILES["smoke"]  # CI runs every lab at one budget
+    cpu = PROFILES["cpu"].for_defences()
+    assert cpu.n_attack < PROFILES["cpu"].n_attack and cpu.train_config().epochs < PROFILES["cpu"].epochs
+
+
+def test_precision_reaches_both_searches():
+    cpu = PROFILES["cpu"]
+    assert cpu.de_config().precision == cpu.corner_config().precision == "fp32"
+    bf16 = cpu.for_defences()
+    assert bf16.de_config().precision == bf16.corner_config().precision == "bf16"
+    assert bf16.de_config(precision="fp32").precision == "fp32"
