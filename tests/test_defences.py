@@ -502,3 +502,14 @@ def test_defence_plots_render() -> None:
         assert isinstance(fig, Figure) and fig._repr_png_()[:4] == b"\x89PNG"
     ax = figs[0].axes[0]
     assert [tuple(c.get_offsets()[0]) for c in ax.collections] == [(5.0, 40.0), (5.0, 40.0)]  # cost, gain
+
+
+def test_replay_percentages_are_exact_fractions(pixel_model, dark_images) -> None:
+    # Lab 03 compares them with the ASR of labkit.evaluate.summarize (k / n in float64): 1 of 6 must be 100 / 6
+    # exactly, not the float32 mean 16.666667.
+    labels = torch.zeros(len(dark_images), dtype=torch.long)
+    bare = CornerSearch(pixel_model)(dark_images, labels)
+    one = replace(bare, success=torch.arange(len(dark_images)) == 0)
+    pipelines = {"bits": defended(pixel_model, BitDepth(1))}
+    rows = replay_table(pipelines, dark_images, {"corner": one}, {"bits": {"corner": one}})
+    assert rows[0]["replayed"] == rows[0]["rerun"] == 100 * 1 / 6
