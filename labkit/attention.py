@@ -543,13 +543,13 @@ def gated_variants(profile: Any, split: Any = None, progress: bool = True) -> di
 
     The four variants are loaded (or trained) through the cache; the attacked images are Lab 06's: the first
     ``profile.n_attack`` test images that all four variants of an architecture classify correctly (as in
-    ``labkit.apr.evaluate_suite``). The attacks run through ``labkit.evaluate.evaluate_model``, so they are
+    ``labkit.evaluate.evaluate_suite``). The attacks run through ``labkit.evaluate.evaluate_model``, so they are
     the same cache entries as Lab 06's (computed here only when Lab 06 has not run). The variant without the
     gate takes part in choosing the images but has no map to study, so it is not returned.
     """
-    from labkit.apr import ablation_suite, gate_of, train_suite
+    from labkit.apr import ablation_suite, gate_of
     from labkit.data import load_cifar10
-    from labkit.evaluate import evaluate_model, verify
+    from labkit.evaluate import evaluate_model, train_suite, verify
 
     split = split if split is not None else load_cifar10("test")
     seed = profile.seeds[0]

@@ -549,7 +549,7 @@ def training_table(trained: list[Any], reference: str = "No defence") -> list[di
     Columns: model, seed, defence, test_acc (percent, last epoch), train_s, teacher_s, inner_attack_s, total_s
     (train_s + teacher_s) and vs_reference (total_s over the reference's, same model and seed).
 
-    ``trained``: ``labkit.apr.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
+    ``trained``: ``labkit.evaluate.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
     ``train_seconds``). A distilled model's cost includes its teacher's run. The runs were timed whenever they
     were trained, so machine load enters the ratio; ``labkit.apr.time_training`` measures steps side by side.
     """
