@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit import papers
+from labkit._checks import check_int, check_number
 from labkit.defences import OnePixelAT
 from labkit.evaluate import TIMING, Entry, Trained, _groups, attacked_indices
 from labkit.models import synchronize
@@ -47,16 +48,6 @@ __all__ = [
 ]
 
 GATE_MODES = ("pixel", "channel")
-
-
-def _check_number(name: str, value: Any, low: float, high: float | None = None) -> float:
-    """``value`` as a finite float in [low, high], else a ValueError naming ``name`` and the range."""
-    bound = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return float(value)
 
 
 # -- the attention gate --------------------------------------------------------------------------------------------
@@ -84,7 +75,7 @@ class AttentionGate(nn.Module):
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd integer >= 1 (the map is centred on its pixel), "
                              f"got {kernel_size!r}")
-        initial = _check_number("initial", initial, 0.0, 1.0)
+        initial = check_number("initial", initial, 0.0, 1.0)
         if not 0 < initial < 1:
             raise ValueError(f"initial must lie strictly between 0 and 1 (a sigmoid's value), got {initial}")
         self.mode, self.kernel_size, self.initial = mode, kernel_size, initial
@@ -167,12 +158,11 @@ class APRObjective:
     positions: int = 8  # inner attack: pixels tried by gradient rank, x 8 corner colours = queries per image
 
     def __post_init__(self) -> None:
-        _check_number("alpha", self.alpha, 0.0, 1.0)
-        _check_number("beta", self.beta, 0.0)
+        check_number("alpha", self.alpha, 0.0, 1.0)
+        check_number("beta", self.beta, 0.0)
         if not isinstance(self.adversarial, bool):
             raise ValueError(f"adversarial must be True or False, got {self.adversarial!r}")
-        if isinstance(self.positions, bool) or not isinstance(self.positions, int) or self.positions < 1:
-            raise ValueError(f"positions must be an integer >= 1, got {self.positions!r}")
+        check_int("positions", self.positions, 1)
 
     def setup(self, ctx: TrainContext) -> None:
         """Nothing to prepare: the inner attack uses the model being trained."""
