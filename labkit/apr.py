@@ -10,11 +10,11 @@ ablation (its Table 3) is the same code with one switch off:
 * ``apr_config``: the ``TrainConfig`` of a profile for one of ``VARIANTS``; trained through the cache like any
   model (``labkit.train.get_or_train``: progress bar, resumable).
 
-The second half holds what Labs 05-07 call: suites of trained models (``table1_suite``, ``ablation_suite``,
-``train_suite``), the book's evaluation protocol over them (``attacked_indices``, ``evaluate_suite``,
-``adaptive_check``), tables
-over seeds beside the paper's numbers (``seed_table``), sentences computed from those tables
-(``table1_verdict``, ``ablation_verdict``, ``overhead_verdict``) and side-by-side timings (``measure_overhead``).
+The second half holds what Labs 05-07 call: the suites of the paper's tables (``table1_suite``,
+``ablation_suite``), the adaptive check on top of the book's protocol (``adaptive_check``), sentences computed
+from the tables (``table1_verdict``, ``ablation_verdict``, ``overhead_verdict``) and side-by-side timings of
+training (``time_training``, ``measure_overhead``). The generic protocol they run (``train_suite``,
+``attacked_indices``, ``evaluate_suite``, ``seed_table``) lives in ``labkit.evaluate``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit import papers
+from labkit._checks import check_int, check_number
 from labkit.defences import OnePixelAT
-from labkit.evaluate import common_correct
+from labkit.evaluate import TIMING, Entry, Trained, _groups, attacked_indices
 from labkit.models import synchronize
 from labkit.profiles import Profile, get_profile
 from labkit.train import TrainConfig, TrainContext
@@ -40,24 +41,13 @@ __all__ = [
     "AttentionGate", "APRObjective", "GATE_MODES", "INNER_POSITIONS", "VARIANTS", "apr_config", "gate_of",
     "input_gradient_penalty", "mix_losses",
     # the labs
-    "COMPONENT", "Entry", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS", "TABLE_COLUMNS", "TIMING",
-    "Trained", "ablation_suite", "ablation_verdict", "adaptive_check", "attacked_indices",
-    "cached_training_seconds", "compare", "device_name", "evaluate_suite", "measure_overhead", "overhead_configs",
-    "overhead_split", "overhead_table", "overhead_verdict", "random_targets", "seed_table", "stronger_de",
-    "table1_suite", "table1_verdict", "time_training", "train_suite",
+    "COMPONENT", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS", "ablation_suite", "ablation_verdict",
+    "adaptive_check", "cached_training_seconds", "compare", "measure_overhead", "overhead_configs", "overhead_split",
+    "overhead_table", "overhead_verdict", "random_targets", "stronger_de", "table1_suite", "table1_verdict",
+    "time_training",
 ]
 
 GATE_MODES = ("pixel", "channel")
-
-
-def _check_number(name: str, value: Any, low: float, high: float | None = None) -> float:
-    """``value`` as a finite float in [low, high], else a ValueError naming ``name`` and the range."""
-    bound = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return float(value)
 
 
 # -- the attention gate --------------------------------------------------------------------------------------------
@@ -85,7 +75,7 @@ class AttentionGate(nn.Module):
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd integer >= 1 (the map is centred on its pixel), "
                              f"got {kernel_size!r}")
-        initial = _check_number("initial", initial, 0.0, 1.0)
+        initial = check_number("initial", initial, 0.0, 1.0)
         if not 0 < initial < 1:
             raise ValueError(f"initial must lie strictly between 0 and 1 (a sigmoid's value), got {initial}")
         self.mode, self.kernel_size, self.initial = mode, kernel_size, initial
@@ -168,12 +158,11 @@ class APRObjective:
     positions: int = 8  # inner attack: pixels tried by gradient rank, x 8 corner colours = queries per image
 
     def __post_init__(self) -> None:
-        _check_number("alpha", self.alpha, 0.0, 1.0)
-        _check_number("beta", self.beta, 0.0)
+        check_number("alpha", self.alpha, 0.0, 1.0)
+        check_number("beta", self.beta, 0.0)
         if not isinstance(self.adversarial, bool):
             raise ValueError(f"adversarial must be True or False, got {self.adversarial!r}")
-        if isinstance(self.positions, bool) or not isinstance(self.positions, int) or self.positions < 1:
-            raise ValueError(f"positions must be an integer >= 1, got {self.positions!r}")
+        check_int("positions", self.positions, 1)
 
     def setup(self, ctx: TrainContext) -> None:
         """Nothing to prepare: the inner attack uses the model being trained."""
@@ -251,27 +240,6 @@ COMPONENT = {"no_attention": "the attention gate", "no_adversarial": "adversaria
              "no_regularisation": "the gradient regulariser"}
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One row group of a lab's table: a training config, optionally behind an input transformation."""
-
-    defence: str  # the row's label, e.g. "APR" or "IT (JPEG q75)"
-    config: TrainConfig  # the model to train (or load) through the cache
-    transform: Any = None  # a labkit.defences.InputTransform in front of the trained model, or None
-    paper: str | None = None  # the key of the paper's row this one is compared with (TABLE1/3_CLAIMS)
-
-
-@dataclass
-class Trained:
-    """An ``Entry`` trained (or loaded): the whole pipeline to attack and its cache key."""
-
-    entry: Entry
-    model: nn.Module  # eval mode; transform included
-    key: str  # cache key of the pipeline (attack records live under it)
-    history: list[dict[str, float]]
-    train_seconds: float
-
-
 def table1_suite(profile: Profile) -> list[Entry]:
     """APR and the baselines of the paper's Table 1 for every model and seed of ``profile``.
 
@@ -302,63 +270,6 @@ def ablation_suite(profile: Profile) -> list[Entry]:
             for model in profile.models for seed in profile.seeds for v in VARIANTS]
 
 
-def train_suite(entries: list[Entry], device: str | torch.device = "auto", progress: bool = True) -> list[Trained]:
-    """Load or train every entry through the cache; transforms are put in front (``defences.defended``)."""
-    from labkit.defences import defended, defended_key
-    from labkit.train import get_or_train
-
-    out = []
-    for e in entries:
-        tm = get_or_train(e.config, device, progress)
-        model = tm.model if e.transform is None else defended(tm.model, e.transform)
-        key = tm.key if e.transform is None else defended_key(tm.key, e.transform)
-        out.append(Trained(e, model.eval(), key, tm.history, tm.train_seconds))
-    return out
-
-
-def _groups(trained: list[Trained]) -> dict[tuple[str, int], list[Trained]]:
-    """Trained entries by (architecture, seed): the models compared on the same images."""
-    groups: dict[tuple[str, int], list[Trained]] = {}
-    for t in trained:
-        groups.setdefault((t.entry.config.model, t.entry.config.seed), []).append(t)
-    return groups
-
-
-def attacked_indices(trained: list[Trained], profile: Profile) -> dict[tuple[str, int], Tensor]:
-    """Test-set indices of the images to attack, per (architecture, seed): the first ``profile.n_attack``
-    (``labkit.data.first_n`` order) that every entry of that architecture and seed classifies correctly.
-
-    Attacking all defences on the same images takes the choice of images out of their comparison.
-    """
-    from labkit.data import load_cifar10
-
-    split = load_cifar10("test")
-    return {group: common_correct([t.model for t in members], split, profile.n_attack)
-            for group, members in _groups(trained).items()}
-
-
-def evaluate_suite(trained: list[Trained], profile: Profile, indices: dict[tuple[str, int], Tensor] | None = None,
-                   progress: bool = True) -> list[dict[str, Any]]:
-    """The book's protocol (``labkit.evaluate.evaluate_model``: DE at the profile's budget, corner search) for
-    every entry, on the images ``indices[(architecture, seed)]`` (default: ``attacked_indices(trained, profile)``;
-    pass them when they are needed again, e.g. by ``adaptive_check``, to compute them once).
-
-    Returns one row per (entry, attack), with columns model, seed, defence, paper, attack, ... (see
-    ``labkit.evaluate.summarize``).
-    """
-    from labkit.data import load_cifar10
-    from labkit.evaluate import evaluate_model
-
-    split, rows = load_cifar10("test"), []
-    indices = attacked_indices(trained, profile) if indices is None else indices
-    for (arch, seed), group in _groups(trained).items():
-        for t in group:
-            ev = evaluate_model(t.model, t.key, split, indices[(arch, seed)], profile, progress=progress,
-                                model=arch, seed=seed, defence=t.entry.defence, paper=t.entry.paper)
-            rows += ev.rows
-    return rows
-
-
 def random_targets(labels: Tensor, num_classes: int = 10, seed: int = 0) -> Tensor:
     """A fixed random target class per image, never its label (for the targeted attack)."""
     shift = torch.randint(1, num_classes, (len(labels),), generator=torch.Generator().manual_seed(seed))
@@ -377,7 +288,8 @@ def stronger_de(profile: Profile) -> Profile:
 def adaptive_check(trained: list[Trained], profile: Profile, indices: dict[tuple[str, int], Tensor] | None = None,
                    defences: tuple[str, ...] = ("No defence", "APR"), progress: bool = True) -> list[dict[str, Any]]:
     """Stronger attacks on ``defences`` (first seed of each architecture), on the images ``indices`` (default:
-    ``attacked_indices``, the images of ``evaluate_suite``, so its DE and corner records come from the cache).
+    ``labkit.evaluate.attacked_indices``, the images of ``labkit.evaluate.evaluate_suite``, so its DE and corner
+    records come from the cache).
 
     Per model: DE at the profile's budget and corner search (cached from ``evaluate_suite``), DE with
     ``stronger_de``, targeted DE and targeted corner search (a fixed random target per image), and the worst
@@ -413,44 +325,6 @@ def adaptive_check(trained: list[Trained], profile: Profile, indices: dict[tuple
                          "robust_acc": runs[0].rows[0]["clean_acc"] * (1 - k / n), "attack": "any untargeted",
                          "targeted": False})
     return rows
-
-
-def seed_table(rows: list[dict[str, Any]], claims: dict[str, tuple[float, float]] | None = None,
-               eval_size: int | None = None) -> list[dict[str, Any]]:
-    """Rows aggregated over seeds, in percent, with 95% CIs, and the paper's numbers beside ours.
-
-    Per (model, defence, attack, targeted): with several seeds, the mean and Student-t interval over seeds
-    (``labkit.evaluate.mean_ci``); with one, the Wilson interval over images (over ``eval_size`` test
-    images for clean accuracy, when given). ``claims`` maps a row's ``paper`` key to the paper's
-    (clean %, ASR %), shown as ``paper_clean``/``paper_asr``/``paper_robustness`` on DE rows (the paper's
-    attack) and left empty otherwise.
-    """
-    from labkit.evaluate import mean_ci, wilson
-
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["model"], r["defence"], r["attack"], r.get("targeted", False)), []).append(r)
-    out = []
-    for (arch, defence, attack, targeted), rs in groups.items():
-        row: dict[str, Any] = {"model": arch, "defence": defence, "attack": attack + (" (targeted)" * targeted),
-                               "seeds": len(rs), "images": sum(r["attacked"] for r in rs)}
-        for col in ("clean_acc", "asr"):
-            if len(rs) > 1:
-                mean, lo, hi = mean_ci([r[col] for r in rs])
-            elif col == "asr":
-                mean, lo, hi = rs[0]["asr"], rs[0]["asr_lo"], rs[0]["asr_hi"]
-            else:
-                mean = rs[0]["clean_acc"]
-                lo, hi = wilson(round(mean * eval_size), eval_size) if eval_size else (float("nan"),) * 2
-            row.update({col: 100 * mean, f"{col}_lo": 100 * lo, f"{col}_hi": 100 * hi})
-        row.update({"robustness": 100 - row["asr"], "robustness_lo": 100 - row["asr_hi"],
-                    "robustness_hi": 100 - row["asr_lo"]})
-        # The paper's numbers are for its attack (untargeted DE, one pixel): shown beside those rows only.
-        claim = (claims or {}).get(rs[0].get("paper")) if attack == "DE k=1" and not targeted else None
-        row.update({"paper_clean": claim[0] if claim else None, "paper_asr": claim[1] if claim else None,
-                    "paper_robustness": 100 - claim[1] if claim else None})
-        out.append(row)
-    return out
 
 
 def _find(table: list[dict[str, Any]], defence: str, attack: str, model: str | None = None) -> dict[str, Any]:
@@ -542,10 +416,6 @@ def ablation_verdict(table: list[dict[str, Any]], attack: str = "DE k=1") -> str
 
 
 # -- Lab 07: overhead ------------------------------------------------------------------------------------------------
-
-#: (warm-up, timed repeats) of the side-by-side timings per profile: enough repeats for a stable median.
-TIMING: dict[str, tuple[int, int]] = {"smoke": (1, 3), "cpu": (2, 9), "full": (3, 15)}
-
 
 def overhead_configs(profile: Profile, model: str | None = None) -> dict[str, TrainConfig]:
     """The undefended model and the four APR variants of ``profile`` (for the cost split), by label."""
@@ -641,24 +511,6 @@ def overhead_split(table: list[dict[str, Any]]) -> dict[str, float]:
             "adversarial half-batch": total - inner - reg - gate}
 
 
-def device_name(device: str | torch.device = "auto") -> str:
-    """The machine the timings ran on, in words: GPU name, or CPU model and thread count."""
-    import platform
-
-    from labkit.models import resolve_device
-
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        return f"{torch.cuda.get_device_name(dev)} (CUDA)"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {torch.get_num_threads()} PyTorch threads (CPU)"
-
-
 def measure_overhead(profile: Profile, model: str | None = None, device: str | torch.device = "auto",
                      progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Lab 07's measurement for one architecture: (``overhead_table`` rows, raw per-step timings).
@@ -726,12 +578,3 @@ def overhead_verdict(table: list[dict[str, Any]]) -> str:
                          f"alone takes {100 * full['inner_attack_ms'] / undefended['train_ms']:.0f}% of an "
                          "undefended step.")
     return "\n".join(lines)
-
-
-#: The columns of the labs' tables, in reading order (percentages; _lo/_hi: 95% CI).
-TABLE_COLUMNS = ["model", "defence", "attack", "seeds", "images", "clean_acc", "clean_acc_lo", "clean_acc_hi",
-                 "paper_clean", "asr", "asr_lo", "asr_hi", "paper_asr", "robustness", "robustness_lo",
-                 "robustness_hi", "paper_robustness"]
-
-#: Decimals per column for display: ours to 0.1 point, the paper's as the paper prints them (two decimals).
-ROUNDING: dict[str, int] = {c: 2 if c.startswith("paper") else 1 for c in TABLE_COLUMNS[5:]}

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from labkit._checks import check_int
 from labkit.evaluate import common_correct
 
 __all__ = [
@@ -261,10 +262,8 @@ def compare(a: Tensor, b: Tensor, statistic: str = "mean", permutations: int = 1
     """
     if statistic not in ("mean", "median"):
         raise ValueError(f"statistic must be 'mean' or 'median', not {statistic!r}")
-    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
-        raise ValueError(f"permutations must be an integer >= 1, got {permutations!r}")
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
-        raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
+    check_int("permutations", permutations, 1)
+    check_int("resamples", resamples, 1)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
     a, b = _check_sample("a", a), _check_sample("b", b)
@@ -419,8 +418,7 @@ def attention_change(model: nn.Module, images: Tensor, result: Any, successes: T
     """
     if result.pixels.shape[1] != 1:
         raise ValueError("attention_change takes a one-pixel attack (k = 1)")
-    if isinstance(max_distance, bool) or not isinstance(max_distance, int) or max_distance < 1:
-        raise ValueError(f"max_distance must be an integer >= 1, got {max_distance!r}")
+    check_int("max_distance", max_distance, 1)
     if len(result) != len(images):
         raise ValueError(f"{len(result)} result rows for {len(images)} images")
     keep = result.pixels[:, 0, 0] >= 0
@@ -543,13 +541,13 @@ def gated_variants(profile: Any, split: Any = None, progress: bool = True) -> di
 
     The four variants are loaded (or trained) through the cache; the attacked images are Lab 06's: the first
     ``profile.n_attack`` test images that all four variants of an architecture classify correctly (as in
-    ``labkit.apr.evaluate_suite``). The attacks run through ``labkit.evaluate.evaluate_model``, so they are
+    ``labkit.evaluate.evaluate_suite``). The attacks run through ``labkit.evaluate.evaluate_model``, so they are
     the same cache entries as Lab 06's (computed here only when Lab 06 has not run). The variant without the
     gate takes part in choosing the images but has no map to study, so it is not returned.
     """
-    from labkit.apr import ablation_suite, gate_of, train_suite
+    from labkit.apr import ablation_suite, gate_of
     from labkit.data import load_cifar10
-    from labkit.evaluate import evaluate_model, verify
+    from labkit.evaluate import evaluate_model, train_suite, verify
 
     split = split if split is not None else load_cifar10("test")
     seed = profile.seeds[0]

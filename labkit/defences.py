@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from labkit._checks import check_int, check_positive, is_number
 from labkit.attacks import AttackResult, GradientCorner
 from labkit.cache import config_key
 from labkit.models import synchronize
@@ -41,24 +42,6 @@ __all__ = [
     "distillation_config", "NoisyGradient", "GradientMasking", "fgsm_success", "replay_table", "budget",
     "training_table", "gradient_diagnostics",
 ]
-
-
-# -- parameter checks ----------------------------------------------------------------------------------------------
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """``value`` as an int in [low, high] (``high=None``: no upper bound), else a ValueError saying so."""
-    bound = f"in {low}..{high}" if high is not None else f">= {low}"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be an integer {bound}, got {value}")
-    return value
-
-
-def _check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
 
 
 # -- input transformations -----------------------------------------------------------------------------------------
@@ -117,7 +100,7 @@ class BitDepth(InputTransform):
 
     def __init__(self, bits: int, straight_through: bool = True):
         super().__init__()
-        self.bits = _check_int("bits", bits, 1, 8)
+        self.bits = check_int("bits", bits, 1, 8)
         self.straight_through = bool(straight_through)
 
     @property
@@ -142,7 +125,7 @@ class JPEG(InputTransform):
 
     def __init__(self, quality: int, straight_through: bool = True):
         super().__init__()
-        self.quality = _check_int("quality", quality, 1, 100)
+        self.quality = check_int("quality", quality, 1, 100)
         self.straight_through = bool(straight_through)
 
     @property
@@ -178,10 +161,10 @@ class GaussianSmoothing(InputTransform):
 
     def __init__(self, kernel_size: int = 3, sigma: float = 1.0):
         super().__init__()
-        self.kernel_size = _check_int("kernel_size", kernel_size, 1)
+        self.kernel_size = check_int("kernel_size", kernel_size, 1)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (the kernel needs a centre pixel), got {kernel_size}")
-        self.sigma = _check_positive("sigma", sigma)
+        self.sigma = check_positive("sigma", sigma)
 
     @property
     def label(self) -> str:
@@ -211,7 +194,7 @@ class MedianFilter(InputTransform):
 
     def __init__(self, size: int = 3):
         super().__init__()
-        self.size = _check_int("size", size, 2)
+        self.size = check_int("size", size, 2)
 
     @property
     def label(self) -> str:
@@ -339,9 +322,9 @@ class OnePixelAT:
     positions: int = 8  # pixels the inner attack tries, by input-gradient rank (x 8 corner colours = queries)
 
     def __post_init__(self) -> None:
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
+        if not is_number(self.alpha) or not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must be a fraction in [0, 1], got {self.alpha!r}")
-        _check_int("positions", self.positions, 1)
+        check_int("positions", self.positions, 1)
 
     def setup(self, ctx: TrainContext) -> None:
         """Nothing to prepare: the inner attack uses the model being trained."""
@@ -374,9 +357,9 @@ class PGDAT:
     steps: int = 7  # PGD iterations per mini-batch (Madry et al. train with 7)
 
     def __post_init__(self) -> None:
-        _check_positive("eps", self.eps)
-        _check_positive("step", self.step)
-        _check_int("steps", self.steps, 1)
+        check_positive("eps", self.eps)
+        check_positive("step", self.step)
+        check_int("steps", self.steps, 1)
 
     def setup(self, ctx: TrainContext) -> None:
         """Nothing to prepare."""
@@ -406,7 +389,7 @@ class SoftmaxTemperature:
     temperature: float = 20.0  # T; logits are divided by it before the softmax of the loss
 
     def __post_init__(self) -> None:
-        _check_positive("temperature", self.temperature)
+        check_positive("temperature", self.temperature)
 
     def setup(self, ctx: TrainContext) -> None:
         """Nothing to prepare."""
@@ -432,7 +415,7 @@ class Distillation:
     temperature: float = 20.0  # T of the teacher's training and of the soft labels (the literature: 20-100)
 
     def __post_init__(self) -> None:
-        _check_positive("temperature", self.temperature)
+        check_positive("temperature", self.temperature)
         if self.teacher.objective != SoftmaxTemperature(self.temperature):
             raise ValueError(f"the teacher must be trained at the distillation temperature: its objective is "
                              f"{self.teacher.objective!r}, expected SoftmaxTemperature({self.temperature!r}); "
@@ -484,9 +467,7 @@ class NoisyGradient(InputTransform):
 
     def __init__(self, eps: float = 1.0):
         super().__init__()
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check_positive("eps", eps, or_zero=True)
 
     @property
     def label(self) -> str:
@@ -551,7 +532,7 @@ def training_table(trained: list[Any], reference: str = "No defence") -> list[di
     Columns: model, seed, defence, test_acc (percent, last epoch), train_s, teacher_s, inner_attack_s, total_s
     (train_s + teacher_s) and vs_reference (total_s over the reference's, same model and seed).
 
-    ``trained``: ``labkit.apr.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
+    ``trained``: ``labkit.evaluate.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
     ``train_seconds``). A distilled model's cost includes its teacher's run. The runs were timed whenever they
     were trained, so machine load enters the ratio; ``labkit.apr.time_training`` measures steps side by side.
     """

@@ -5,13 +5,21 @@
   as the run goes, so an interrupted evaluation resumes where it stopped.
 * ``wilson`` and ``mean_ci`` give 95% confidence intervals; ``summarize`` turns
   records into one table row (aggregates are always computed from records).
+* ``evaluate_model`` is the book's protocol for one model (clean accuracy, DE,
+  corner search); ``time_inference`` times models side by side (``TIMING`` per
+  profile, ``device_name`` says on what).
+* The protocol over suites of trained models (Labs 03-07): ``Entry`` (a config,
+  optionally behind an input transformation), ``train_suite`` (-> ``Trained``),
+  ``attacked_indices`` (the same images for every defence), ``evaluate_suite``,
+  and ``seed_table`` (rows over seeds beside a paper's numbers; ``TABLE_COLUMNS``,
+  ``ROUNDING`` for display).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +27,10 @@ from tqdm.auto import tqdm
 
 from labkit.attacks.base import AttackResult, model_device
 from labkit.cache import cache_path, config_key, load_checked, save_atomic
+
+if TYPE_CHECKING:  # annotations only: importing labkit.evaluate stays light (no training code)
+    from labkit.profiles import Profile
+    from labkit.train import TrainConfig
 
 RECORD_FORMAT = 1
 
@@ -215,6 +227,28 @@ def time_inference(models: dict[str, nn.Module], images: Tensor, repeats: int = 
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+#: (warm-up, timed repeats) of the side-by-side timings per profile: enough repeats for a stable median.
+TIMING: dict[str, tuple[int, int]] = {"smoke": (1, 3), "cpu": (2, 9), "full": (3, 15)}
+
+
+def device_name(device: str | torch.device = "auto") -> str:
+    """The machine the timings ran on, in words: GPU name, or CPU model and thread count."""
+    import platform
+
+    from labkit.models import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} (CUDA)"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {torch.get_num_threads()} PyTorch threads (CPU)"
+
+
 @torch.no_grad()
 def probabilities(model: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
     """Softmax probabilities (N, classes) of ``model`` (fp32) on [0, 1] images (N, C, H, W)."""
@@ -260,3 +294,127 @@ def compare_attacks(first: Tensor, second: Tensor) -> dict[str, float]:
     return {"first": first.sum().item() / n, "second": second.sum().item() / n,
             "only_first": (first & ~second).sum().item() / n, "only_second": (second & ~first).sum().item() / n,
             "either": (first | second).sum().item() / n}
+
+
+# -- suites: the protocol over many trained models (Labs 03-07) ------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    """One row group of a lab's table: a training config, optionally behind an input transformation."""
+
+    defence: str  # the row's label, e.g. "APR" or "IT (JPEG q75)"
+    config: TrainConfig  # the model to train (or load) through the cache
+    transform: Any = None  # a labkit.defences.InputTransform in front of the trained model, or None
+    paper: str | None = None  # the key of the paper's row this one is compared with (``seed_table``'s claims)
+
+
+@dataclass
+class Trained:
+    """An ``Entry`` trained (or loaded): the whole pipeline to attack and its cache key."""
+
+    entry: Entry
+    model: nn.Module  # eval mode; transform included
+    key: str  # cache key of the pipeline (attack records live under it)
+    history: list[dict[str, float]]
+    train_seconds: float
+
+
+def train_suite(entries: list[Entry], device: str | torch.device = "auto", progress: bool = True) -> list[Trained]:
+    """Load or train every entry through the cache; transforms are put in front (``defences.defended``)."""
+    from labkit.defences import defended, defended_key
+    from labkit.train import get_or_train
+
+    out = []
+    for e in entries:
+        tm = get_or_train(e.config, device, progress)
+        model = tm.model if e.transform is None else defended(tm.model, e.transform)
+        key = tm.key if e.transform is None else defended_key(tm.key, e.transform)
+        out.append(Trained(e, model.eval(), key, tm.history, tm.train_seconds))
+    return out
+
+
+def _groups(trained: list[Trained]) -> dict[tuple[str, int], list[Trained]]:
+    """Trained entries by (architecture, seed): the models compared on the same images."""
+    groups: dict[tuple[str, int], list[Trained]] = {}
+    for t in trained:
+        groups.setdefault((t.entry.config.model, t.entry.config.seed), []).append(t)
+    return groups
+
+
+def attacked_indices(trained: list[Trained], profile: Profile) -> dict[tuple[str, int], Tensor]:
+    """Test-set indices of the images to attack, per (architecture, seed): the first ``profile.n_attack``
+    (``labkit.data.first_n`` order) that every entry of that architecture and seed classifies correctly.
+
+    Attacking all defences on the same images takes the choice of images out of their comparison.
+    """
+    from labkit.data import load_cifar10
+
+    split = load_cifar10("test")
+    return {group: common_correct([t.model for t in members], split, profile.n_attack)
+            for group, members in _groups(trained).items()}
+
+
+def evaluate_suite(trained: list[Trained], profile: Profile, indices: dict[tuple[str, int], Tensor] | None = None,
+                   progress: bool = True) -> list[dict[str, Any]]:
+    """The book's protocol (``evaluate_model``: DE at the profile's budget, corner search) for every entry,
+    on the images ``indices[(architecture, seed)]`` (default: ``attacked_indices(trained, profile)``; pass them
+    when they are needed again, e.g. by ``labkit.apr.adaptive_check``, to compute them once).
+
+    Returns one row per (entry, attack), with columns model, seed, defence, paper, attack, ... (see
+    ``summarize``).
+    """
+    from labkit.data import load_cifar10
+
+    split, rows = load_cifar10("test"), []
+    indices = attacked_indices(trained, profile) if indices is None else indices
+    for (arch, seed), group in _groups(trained).items():
+        for t in group:
+            ev = evaluate_model(t.model, t.key, split, indices[(arch, seed)], profile, progress=progress,
+                                model=arch, seed=seed, defence=t.entry.defence, paper=t.entry.paper)
+            rows += ev.rows
+    return rows
+
+
+#: The columns of the labs' tables, in reading order (percentages; _lo/_hi: 95% CI).
+TABLE_COLUMNS = ["model", "defence", "attack", "seeds", "images", "clean_acc", "clean_acc_lo", "clean_acc_hi",
+                 "paper_clean", "asr", "asr_lo", "asr_hi", "paper_asr", "robustness", "robustness_lo",
+                 "robustness_hi", "paper_robustness"]
+
+#: Decimals per column for display: ours to 0.1 point, the paper's as the paper prints them (two decimals).
+ROUNDING: dict[str, int] = {c: 2 if c.startswith("paper") else 1 for c in TABLE_COLUMNS[5:]}
+
+
+def seed_table(rows: list[dict[str, Any]], claims: dict[str, tuple[float, float]] | None = None,
+               eval_size: int | None = None) -> list[dict[str, Any]]:
+    """Rows aggregated over seeds, in percent, with 95% CIs, and the paper's numbers beside ours.
+
+    Per (model, defence, attack, targeted): with several seeds, the mean and Student-t interval over seeds
+    (``mean_ci``); with one, the Wilson interval over images (over ``eval_size`` test
+    images for clean accuracy, when given). ``claims`` maps a row's ``paper`` key to the paper's
+    (clean %, ASR %), shown as ``paper_clean``/``paper_asr``/``paper_robustness`` on DE rows (the paper's
+    attack) and left empty otherwise.
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["defence"], r["attack"], r.get("targeted", False)), []).append(r)
+    out = []
+    for (arch, defence, attack, targeted), rs in groups.items():
+        row: dict[str, Any] = {"model": arch, "defence": defence, "attack": attack + (" (targeted)" * targeted),
+                               "seeds": len(rs), "images": sum(r["attacked"] for r in rs)}
+        for col in ("clean_acc", "asr"):
+            if len(rs) > 1:
+                mean, lo, hi = mean_ci([r[col] for r in rs])
+            elif col == "asr":
+                mean, lo, hi = rs[0]["asr"], rs[0]["asr_lo"], rs[0]["asr_hi"]
+            else:
+                mean = rs[0]["clean_acc"]
+                lo, hi = wilson(round(mean * eval_size), eval_size) if eval_size else (float("nan"),) * 2
+            row.update({col: 100 * mean, f"{col}_lo": 100 * lo, f"{col}_hi": 100 * hi})
+        row.update({"robustness": 100 - row["asr"], "robustness_lo": 100 - row["asr_hi"],
+                    "robustness_hi": 100 - row["asr_lo"]})
+        # The paper's numbers are for its attack (untargeted DE, one pixel): shown beside those rows only.
+        claim = (claims or {}).get(rs[0].get("paper")) if attack == "DE k=1" and not targeted else None
+        row.update({"paper_clean": claim[0] if claim else None, "paper_asr": claim[1] if claim else None,
+                    "paper_robustness": 100 - claim[1] if claim else None})
+        out.append(row)
+    return out

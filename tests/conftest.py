@@ -59,6 +59,16 @@ def tiny_cnn() -> nn.Module:
     return make_tiny_cnn()
 
 
+def result_row(defence: str, attack: str, asr: float, seed: int = 0, n: int = 100, clean: float = 0.9, **kw) -> dict:
+    """One row of ``labkit.evaluate.evaluate_model``'s table (model "m"), its ASR interval Wilson over ``n``."""
+    from labkit.evaluate import wilson
+
+    lo, hi = wilson(round(asr * n), n)
+    return {"model": "m", "seed": seed, "defence": defence, "paper": kw.pop("paper", defence), "attack": attack,
+            "targeted": kw.pop("targeted", False), "clean_acc": clean, "attacked": n, "asr": asr, "asr_lo": lo,
+            "asr_hi": hi, **kw}
+
+
 @pytest.fixture
 def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private LABKIT_CACHE for the test."""

@@ -7,10 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labkit import apr
+from labkit import apr, evaluate
 from labkit.apr import APRObjective, AttentionGate, apr_config, gate_of, input_gradient_penalty
 from labkit.defences import OnePixelAT
 from labkit.train import TrainConfig, TrainContext, build_for_config
+
+from conftest import result_row as row
 
 
 def ctx_for(model: nn.Module) -> TrainContext:
@@ -295,32 +297,6 @@ def test_suites_share_configs_where_they_should() -> None:
     assert [e.defence for e in ablation] == list(apr.VARIANTS) and ablation[0].config == suite["APR"].config
 
 
-def row(defence: str, attack: str, asr: float, seed: int = 0, n: int = 100, clean: float = 0.9, **kw) -> dict:
-    from labkit.evaluate import wilson
-
-    lo, hi = wilson(round(asr * n), n)
-    return {"model": "m", "seed": seed, "defence": defence, "paper": kw.pop("paper", defence), "attack": attack,
-            "targeted": kw.pop("targeted", False), "clean_acc": clean, "attacked": n, "asr": asr, "asr_lo": lo,
-            "asr_hi": hi, **kw}
-
-
-def test_seed_table_uses_wilson_for_one_seed_and_t_intervals_across_seeds() -> None:
-    one = apr.seed_table([row("APR", "DE k=1", 0.25), row("APR", "corner", 0.5)], apr.TABLE1_CLAIMS, eval_size=500)
-    de, corner = one
-    assert de["asr"] == pytest.approx(25) and de["asr_lo"] < 25 < de["asr_hi"]
-    assert de["robustness"] == pytest.approx(75) and de["robustness_lo"] == pytest.approx(100 - de["asr_hi"])
-    assert de["clean_acc"] == pytest.approx(90) and de["clean_acc_lo"] < 90 < de["clean_acc_hi"]  # Wilson, n=500
-    assert (de["paper_clean"], de["paper_asr"]) == apr.TABLE1_CLAIMS["APR"]
-    assert corner["paper_asr"] is None  # the paper's numbers are for its DE attack only
-    many = apr.seed_table([row("APR", "DE k=1", a, seed=s) for s, a in enumerate((0.2, 0.3, 0.25))])
-    assert many[0]["seeds"] == 3 and many[0]["asr"] == pytest.approx(25) and many[0]["images"] == 300
-    from labkit.evaluate import mean_ci
-
-    assert many[0]["asr_lo"] == pytest.approx(100 * mean_ci([0.2, 0.3, 0.25])[1])
-    targeted = apr.seed_table([row("APR", "DE k=1", 0.1, targeted=True)], apr.TABLE1_CLAIMS)
-    assert targeted[0]["attack"] == "DE k=1 (targeted)" and targeted[0]["paper_asr"] is None
-
-
 def test_compare_places_our_interval_against_the_claim() -> None:
     r = {"asr": 30.0, "asr_lo": 25.0, "asr_hi": 35.0}
     assert "above" in apr.compare("x", r, "asr", 21.43)
@@ -333,8 +309,8 @@ def test_compare_places_our_interval_against_the_claim() -> None:
 def test_table1_verdict_follows_the_numbers(apr_asr: float, survives: bool) -> None:
     from labkit.profiles import get_profile
 
-    table = apr.seed_table([row("APR", "DE k=1", apr_asr), row("No defence", "DE k=1", 0.7)], apr.TABLE1_CLAIMS)
-    adaptive = apr.seed_table([row("APR", "any untargeted", apr_asr), row("No defence", "any untargeted", 0.8)])
+    table = evaluate.seed_table([row("APR", "DE k=1", apr_asr), row("No defence", "DE k=1", 0.7)], apr.TABLE1_CLAIMS)
+    adaptive = evaluate.seed_table([row("APR", "any untargeted", apr_asr), row("No defence", "any untargeted", 0.8)])
     text = apr.table1_verdict(table, adaptive, get_profile("cpu"))
     assert ("The claim survives" in text) is survives and ("does not survive" in text) is not survives
     assert "Smoke profile" in apr.table1_verdict(table, adaptive, get_profile("smoke"))
@@ -343,7 +319,7 @@ def test_table1_verdict_follows_the_numbers(apr_asr: float, survives: bool) -> N
 def test_ablation_verdict_names_the_component_whose_removal_hurts_most() -> None:
     rows = [row("full", "DE k=1", 0.2), row("no_attention", "DE k=1", 0.25), row("no_adversarial", "DE k=1", 0.6),
             row("no_regularisation", "DE k=1", 0.22)]
-    text = apr.ablation_verdict(apr.seed_table(rows, apr.TABLE3_CLAIMS))
+    text = apr.ablation_verdict(evaluate.seed_table(rows, apr.TABLE3_CLAIMS))
     assert "removing adversarial training and it is clear" in text and "ours agrees" in text
 
 
@@ -389,12 +365,12 @@ def test_lab_pipeline_end_to_end_on_tiny_data(tiny_folder, monkeypatch) -> None:
     p = replace(get_profile("smoke"), name="test", models=("colour_mlp",), epochs=15, train_size=120, batch_size=40,
                 optimizer="adam", lr=0.05, schedule="constant", eval_size=40, n_attack=3, population=4,
                 generations=1, seeds=(0,), corner=False)
-    suite = [apr.Entry("No defence", p.train_config(augment=False), paper="No defence"),
-             apr.Entry("APR", replace(apr_config(p, positions=1), augment=False), paper="APR")]
-    trained = apr.train_suite(suite, device="cpu", progress=False)
-    attacked = apr.attacked_indices(trained, p)
+    suite = [evaluate.Entry("No defence", p.train_config(augment=False), paper="No defence"),
+             evaluate.Entry("APR", replace(apr_config(p, positions=1), augment=False), paper="APR")]
+    trained = evaluate.train_suite(suite, device="cpu", progress=False)
+    attacked = evaluate.attacked_indices(trained, p)
     assert list(attacked) == [("colour_mlp", 0)] and len(attacked[("colour_mlp", 0)]) == 3
-    rows = apr.evaluate_suite(trained, p, attacked, progress=False)
+    rows = evaluate.evaluate_suite(trained, p, attacked, progress=False)
     assert [(r["defence"], r["attack"]) for r in rows] == [("No defence", "DE k=1"), ("APR", "DE k=1")]
     adaptive = apr.adaptive_check(trained, p, attacked, progress=False)
     attacks = [r["attack"] for r in adaptive if r["defence"] == "APR"]
@@ -402,11 +378,11 @@ def test_lab_pipeline_end_to_end_on_tiny_data(tiny_folder, monkeypatch) -> None:
     assert [r["targeted"] for r in adaptive if r["defence"] == "APR"] == [False, False, True, False]
     any_row = next(r for r in adaptive if r["defence"] == "APR" and r["attack"] == "any untargeted")
     assert any_row["asr"] >= max(r["asr"] for r in adaptive if r["defence"] == "APR" and not r["targeted"])
-    text = apr.table1_verdict(apr.seed_table(rows, apr.TABLE1_CLAIMS), apr.seed_table(adaptive), p)
+    text = apr.table1_verdict(evaluate.seed_table(rows, apr.TABLE1_CLAIMS), evaluate.seed_table(adaptive), p)
     assert "The claim" in text
 
 
-def test_overhead_verdict_and_device_name() -> None:
+def test_overhead_verdict() -> None:
     table = [{"model": "resnet18", "config": "undefended", "train_ms": 100.0, "train_increase_pct": 0.0,
               "inner_attack_ms": 0.0, "inner_attack_share_pct": None, "infer_increase_pct": 0.0},
              {"model": "resnet18", "config": "APR full", "train_ms": 500.0, "train_increase_pct": 400.0,
@@ -414,16 +390,15 @@ def test_overhead_verdict_and_device_name() -> None:
     text = apr.overhead_verdict(table)
     assert "+400% per step" in text and "+27.3% training" in text and "75% of the training-time increase" in text
     assert "14.7x the paper's" in text and "300% of an undefended step" in text
-    assert "CPU" in apr.device_name("cpu")
 
 
 def test_ablation_verdict_does_not_invent_a_winner() -> None:
     rows = [row(v, "DE k=1", 0.2) for v in apr.VARIANTS]
-    text = apr.ablation_verdict(apr.seed_table(rows))
+    text = apr.ablation_verdict(evaluate.seed_table(rows))
     assert "Removing no component raises the ASR" in text and "ours singles out no component" in text
     rows = [row("full", "DE k=1", 0.2), row("no_attention", "DE k=1", 0.3), row("no_adversarial", "DE k=1", 0.3),
             row("no_regularisation", "DE k=1", 0.2)]
-    assert "shared by the attention gate and adversarial training" in apr.ablation_verdict(apr.seed_table(rows))
+    assert "shared by the attention gate and adversarial training" in apr.ablation_verdict(evaluate.seed_table(rows))
 
 
 def test_apr_figures_render() -> None:

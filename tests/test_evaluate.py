@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkit import evaluate
+from labkit import evaluate, papers
 from labkit.attacks import CornerSearch, OnePixel
 from labkit.evaluate import mean_ci, run_attack, summarize, verify, wilson
+
+from conftest import result_row as row
 
 LABELS0 = torch.zeros(6, dtype=torch.long)
 
@@ -124,3 +126,25 @@ def test_common_correct_is_the_first_n_all_models_get_right(n):
     assert torch.equal(evaluate.common_correct(models, split, n), order[ok][:n])  # brute force agrees
     with pytest.raises(ValueError, match="only"):
         evaluate.common_correct(models, split, int(ok.sum()) + 1)
+
+
+def test_device_name_says_what_ran_the_timings():
+    assert "CPU" in evaluate.device_name("cpu")
+
+
+# -- suites (Labs 03-07) ---------------------------------------------------------------------------
+
+def test_seed_table_uses_wilson_for_one_seed_and_t_intervals_across_seeds() -> None:
+    one = evaluate.seed_table([row("APR", "DE k=1", 0.25), row("APR", "corner", 0.5)], papers.APR2024_TABLE1,
+                              eval_size=500)
+    de, corner = one
+    assert de["asr"] == pytest.approx(25) and de["asr_lo"] < 25 < de["asr_hi"]
+    assert de["robustness"] == pytest.approx(75) and de["robustness_lo"] == pytest.approx(100 - de["asr_hi"])
+    assert de["clean_acc"] == pytest.approx(90) and de["clean_acc_lo"] < 90 < de["clean_acc_hi"]  # Wilson, n=500
+    assert (de["paper_clean"], de["paper_asr"]) == papers.APR2024_TABLE1["APR"]
+    assert corner["paper_asr"] is None  # the paper's numbers are for its DE attack only
+    many = evaluate.seed_table([row("APR", "DE k=1", a, seed=s) for s, a in enumerate((0.2, 0.3, 0.25))])
+    assert many[0]["seeds"] == 3 and many[0]["asr"] == pytest.approx(25) and many[0]["images"] == 300
+    assert many[0]["asr_lo"] == pytest.approx(100 * mean_ci([0.2, 0.3, 0.25])[1])
+    targeted = evaluate.seed_table([row("APR", "DE k=1", 0.1, targeted=True)], papers.APR2024_TABLE1)
+    assert targeted[0]["attack"] == "DE k=1 (targeted)" and targeted[0]["paper_asr"] is None
