@@ -1,0 +1,48 @@
+"""Which floating-point precision this device runs fast: chosen per machine, never assumed.
+
+bf16 autocast trains about 3x faster than fp32 on a CPU with native bf16 (AVX-512-BF16 / AMX, seen by
+oneDNN) and on CUDA GPUs with bf16 support, but about 7x *slower* on a CPU without it: PyTorch then falls
+back to ``slow_conv2d`` with a naive GEMM (measured on this project's machines, ``shared/NOTES.md``).
+So configs ask for a precision (``"auto"``, ``"fp32"`` or ``"bf16"``) and :func:`resolve_precision` says
+what runs. Cache keys hash what was *asked* (a record made with ``"auto"`` stays valid on another
+machine); records store what *ran* (``precision_used``), so a table can say which precision produced it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` runs bf16 convolutions and matrix products natively (fast), not by fallback."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if dev.type == "cpu":
+        # oneDNN's own check: True only with AVX-512-BF16 or AMX; without it bf16 convs take a slow path.
+        checker = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        try:
+            return bool(checker()) if checker is not None else False
+        except RuntimeError:  # a build without oneDNN
+            return False
+    return False
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of ``PRECISIONS``, else a ValueError naming them."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    return precision
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """What runs for the requested ``precision`` on ``device``: ``"fp32"`` or ``"bf16"``.
+
+    ``"auto"`` is bf16 where it is native (:func:`native_bf16`), else fp32; explicit requests are honoured.
+    """
+    check_precision(precision)
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
