@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from labkit import papers
 from labkit._checks import check_int, check_number
 from labkit.defences import OnePixelAT
-from labkit.evaluate import TIMING, Entry, Trained, _groups, attacked_indices
+from labkit.evaluate import TIMING, WORST_CASE, Entry, Trained, _groups, attacked_indices
 from labkit.models import synchronize
 from labkit.profiles import Profile, get_profile
 from labkit.train import TrainConfig, TrainContext
@@ -293,7 +293,7 @@ def adaptive_check(trained: list[Trained], profile: Profile, indices: dict[tuple
 
     Per model: DE at the profile's budget and corner search (cached from ``evaluate_suite``), DE with
     ``stronger_de``, targeted DE and targeted corner search (a fixed random target per image), and the worst
-    case over the untargeted attacks ("any untargeted": an image counts as broken if any of them broke it).
+    case over the untargeted attacks (``labkit.evaluate.WORST_CASE``: an image counts as broken if any of them broke it).
     """
     from labkit.data import load_cifar10
     from labkit.evaluate import evaluate_model, verify, wilson
@@ -322,7 +322,8 @@ def adaptive_check(trained: list[Trained], profile: Profile, indices: dict[tuple
             lo, hi = wilson(k, n)
             rows.append({**tags, "clean_acc": runs[0].rows[0]["clean_acc"], "attacked": n, "asr": k / n,
                          "asr_lo": lo, "asr_hi": hi, "robustness": 1 - k / n,
-                         "robust_acc": runs[0].rows[0]["clean_acc"] * (1 - k / n), "attack": "any untargeted",
+                         "robust_acc": runs[0].rows[0]["clean_acc"] * (1 - k / n), "attack": WORST_CASE,
+                         "outcomes": tuple(int(v) for v in broken.tolist()),
                          "targeted": False})
     return rows
 
@@ -357,8 +358,8 @@ def table1_verdict(table: list[dict[str, Any]], adaptive: list[dict[str, Any]], 
                      "they say nothing about the paper.")
     for arch in dict.fromkeys(r["model"] for r in table):
         apr_de, none_de = _find(table, "APR", "DE k=1", arch), _find(table, "No defence", "DE k=1", arch)
-        apr_any = _find(adaptive, "APR", "any untargeted", arch)
-        none_any = _find(adaptive, "No defence", "any untargeted", arch)
+        apr_any = _find(adaptive, "APR", WORST_CASE, arch)
+        none_any = _find(adaptive, "No defence", WORST_CASE, arch)
         lines += [f"[{arch}] " + compare("APR clean accuracy", apr_de, "clean_acc", TABLE1_CLAIMS["APR"][0]),
                   f"[{arch}] " + compare("APR ASR, DE at the profile budget", apr_de, "asr", TABLE1_CLAIMS["APR"][1]),
                   f"[{arch}] " + compare("Undefended ASR, same attack", none_de, "asr", TABLE1_CLAIMS["No defence"][1]),

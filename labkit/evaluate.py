@@ -34,6 +34,10 @@ if TYPE_CHECKING:  # annotations only: importing labkit.evaluate stays light (no
 
 RECORD_FORMAT = 1
 
+#: The attack name of the per-image worst case over an attack suite (an image counts as broken when any
+#: attack of the suite broke it, verified). Tables and verdicts find that row by this name.
+WORST_CASE = "worst case"
+
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval (Wilson 1927) for a proportion; (nan, nan) when n == 0."""
@@ -128,7 +132,9 @@ def summarize(result: AttackResult, verified: Tensor, clean_accuracy: float, **l
 
     ASR is over the attacked (correctly classified) images and counts only
     verified successes; robust accuracy over all images is estimated as
-    clean accuracy x (1 - ASR).
+    clean accuracy x (1 - ASR). ``outcomes`` keeps the verified success of every
+    attacked image (a tuple of 0/1 in the order of the attacked indices), so rows
+    of models attacked on the same images can be compared pairwise (``labkit.stats``).
     """
     n, k = len(result), int(verified.sum())
     asr = k / n if n else float("nan")
@@ -136,7 +142,7 @@ def summarize(result: AttackResult, verified: Tensor, clean_accuracy: float, **l
     return {**labels, "clean_acc": clean_accuracy, "attacked": n, "asr": asr, "asr_lo": lo, "asr_hi": hi,
             "robustness": 1 - asr, "robust_acc": clean_accuracy * (1 - asr),
             "mean_queries": result.queries.float().mean().item(),
-            "unverified": int(result.success.sum()) - k}
+            "unverified": int(result.success.sum()) - k, "outcomes": tuple(int(v) for v in verified.tolist())}
 
 
 # -- the evaluation protocol shared by every lab ----------------------------------------------------

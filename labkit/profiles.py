@@ -46,6 +46,10 @@ class Profile:
     corner: bool  # run the corner search too
     corner_queries: int | None  # its budget per image; None = exhaustive (8,192 queries on 32x32)
     precision: str = "fp32"  # search precision of DE and corner search ("bf16": successes confirmed in fp32)
+    # The adaptive suite (labkit.evaluate): the strongest attacks tried against every defended pipeline.
+    strong_scale: int = 2  # its stronger DE multiplies population and generations by this (about scale**2 x queries)
+    rs_queries: int = 1000  # Sparse-RS (black-box random search, margin loss) queries per image
+    wb_positions: int = 64  # white-box gradient-ranked corner search: pixel positions tried (x 2**C corner colours)
     # Fields the defence labs (03-08) change, as (field, value) pairs (``for_defences``); () = none.
     defence_overrides: tuple[tuple[str, Any], ...] = ()
 
@@ -78,7 +82,8 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(name="smoke", models=("small_cnn",), epochs=2, train_size=5000, batch_size=128,
                      optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=500, n_attack=8, n_pairs=4,
-                     population=40, generations=4, pixels=(1, 3), seeds=(0,), corner=True, corner_queries=512),
+                     population=40, generations=4, pixels=(1, 3), seeds=(0,), corner=True, corner_queries=512,
+                     rs_queries=200, wb_positions=8),
     "cpu": Profile(name="cpu", models=("small_cnn",), epochs=15, train_size=None, batch_size=128,
                    optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100, n_pairs=30,
                    population=200, generations=20, pixels=(1, 3, 5), seeds=(0,), corner=True, corner_queries=None,
@@ -88,7 +93,8 @@ PROFILES: dict[str, Profile] = {
                                       ("n_attack", 30), ("precision", "bf16"))),
     "full": Profile(name="full", models=("resnet18", "vgg16"), epochs=200, train_size=None, batch_size=128,
                     optimizer="adam", lr=1e-3, schedule="cosine", eval_size=10000, n_attack=500, n_pairs=500,
-                    population=400, generations=100, pixels=(1, 3, 5), seeds=(0, 1, 2, 3, 4), corner=True, corner_queries=None),
+                    population=400, generations=100, pixels=(1, 3, 5), seeds=(0, 1, 2, 3, 4), corner=True, corner_queries=None,
+                    rs_queries=10_000, wb_positions=1024),
 }
 
 

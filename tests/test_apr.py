@@ -310,7 +310,7 @@ def test_table1_verdict_follows_the_numbers(apr_asr: float, survives: bool) -> N
     from labkit.profiles import get_profile
 
     table = evaluate.seed_table([row("APR", "DE k=1", apr_asr), row("No defence", "DE k=1", 0.7)], apr.TABLE1_CLAIMS)
-    adaptive = evaluate.seed_table([row("APR", "any untargeted", apr_asr), row("No defence", "any untargeted", 0.8)])
+    adaptive = evaluate.seed_table([row("APR", "worst case", apr_asr), row("No defence", "worst case", 0.8)])
     text = apr.table1_verdict(table, adaptive, get_profile("cpu"))
     assert ("The claim survives" in text) is survives and ("does not survive" in text) is not survives
     assert "Smoke profile" in apr.table1_verdict(table, adaptive, get_profile("smoke"))
@@ -374,9 +374,9 @@ def test_lab_pipeline_end_to_end_on_tiny_data(tiny_folder, monkeypatch) -> None:
     assert [(r["defence"], r["attack"]) for r in rows] == [("No defence", "DE k=1"), ("APR", "DE k=1")]
     adaptive = apr.adaptive_check(trained, p, attacked, progress=False)
     attacks = [r["attack"] for r in adaptive if r["defence"] == "APR"]
-    assert attacks == ["DE k=1", "DE k=1, 4x budget", "DE k=1", "any untargeted"]
+    assert attacks == ["DE k=1", "DE k=1, 4x budget", "DE k=1", "worst case"]
     assert [r["targeted"] for r in adaptive if r["defence"] == "APR"] == [False, False, True, False]
-    any_row = next(r for r in adaptive if r["defence"] == "APR" and r["attack"] == "any untargeted")
+    any_row = next(r for r in adaptive if r["defence"] == "APR" and r["attack"] == "worst case")
     assert any_row["asr"] >= max(r["asr"] for r in adaptive if r["defence"] == "APR" and not r["targeted"])
     text = apr.table1_verdict(evaluate.seed_table(rows, apr.TABLE1_CLAIMS), evaluate.seed_table(adaptive), p)
     assert "The claim" in text
