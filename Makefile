@@ -1,0 +1,55 @@
+# The two commands of the README's quick start, on a fresh machine with Python 3.11:
+#
+#   make book    set up .venv (pinned install) if needed, execute every lab, build the book (_build/html)
+#   make test    set up .venv if needed, run the README's test command (unit tests, notebooks, the book)
+#
+# Both create or reuse the virtual environment VENV (default .venv) and reinstall it only when a
+# requirements file or pyproject.toml changed. The offline CIFAR-10 copy next to a checkout
+# (../shared/data/cifar10-jpeg) is used when present and LABKIT_DATA is not set; otherwise the labs
+# download CIFAR-10 with torchvision. Variables: PYTHON (interpreter for the venv), VENV, PROFILE
+# (the labs' work size: smoke, cpu or full; default $LABKIT_PROFILE, else smoke), LABKIT_DATA, LABKIT_CACHE.
+
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= $(or $(LABKIT_PROFILE),smoke)
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.labkit-installed
+SHARED_DATA := ../shared/data/cifar10-jpeg
+
+# An absolute path: the kernels run in notebooks/, where a relative one would point elsewhere.
+LABKIT_DATA ?= $(if $(wildcard $(SHARED_DATA)/test),$(abspath $(SHARED_DATA)),)
+export LABKIT_DATA
+export LABKIT_PROFILE := $(PROFILE)
+# Plain-Python plots (pytest) never open a window; the book build sets the inline backend for kernels.
+export MPLBACKEND ?= Agg
+
+.PHONY: book test venv chromium clean-venv
+
+book: $(STAMP)
+	$(PY) tools/build_book.py --profile $(PROFILE)
+	@echo "The book: $(abspath _build/html/index.html)"
+
+test: $(STAMP) chromium
+	$(PY) -m pytest
+
+venv: $(STAMP)
+
+# torchattacks pins an old requests that fights Sphinx 7, so it is installed on its own with --no-deps
+# (requirements-nodeps.txt); labkit itself is installed editable.
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --no-compile -r requirements.txt
+	$(PY) -m pip install --no-compile --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --no-compile --no-deps -e .
+	touch $(STAMP)
+
+# The book test opens the built pages in headless Chromium. As root on Debian it is installed when
+# missing; elsewhere the test says how, and skips outside CI.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else echo "chromium not found: the book test will skip (install Debian's chromium to run it)"; fi
+
+clean-venv:
+	rm -rf $(VENV)
