@@ -49,6 +49,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -298,28 +299,47 @@ def tidy(nb: nbformat.NotebookNode) -> None:
             tags.append(HIDE_TAG)
 
 
-#: Per-cell time limit in the smoke profile (seconds). nbclient can, rarely, wait forever for the reply
-#: of a cell that streams widget updates (jupyter/nbclient#312; seen here under heavy CPU load): in smoke
-#: no cell needs minutes, so a stuck cell is stopped and the lab run once more (from the cache, quickly).
-#: The cpu and full profiles train for hours in one cell and get no limit.
-SMOKE_CELL_TIMEOUT_S = 600
+def _ipc_connection_file() -> str:
+    """A fresh connection file in Jupyter's runtime folder, named after a new kernel id."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    runtime = jupyter_runtime_dir()
+    os.makedirs(runtime, exist_ok=True)
+    return os.path.join(runtime, f"kernel-{uuid.uuid4()}.json")
+
+
+def _ipc_kernel_manager(base: type) -> type:
+    """``base`` (a jupyter_client kernel manager class) talking to its kernel over IPC sockets.
+
+    Why: over TCP, jupyter_client picks five free ports by binding and releasing them, and the kernel
+    binds them a moment later. Two executions started at once (a build beside a test run, or two labs)
+    can pick the same ports and end up with crossed or dead sockets: kernels that warn "Use IPC
+    transport", fail with ``Address already in use`` or ``Socket operation on non-socket``, or leave the
+    client waiting for a reply forever (papermill#511, ipykernel#412). IPC sockets are files named after
+    the kernel's own connection file, so no two kernels can share one.
+    """
+
+    class IPC(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("connection_file", _ipc_connection_file())
+            super().__init__(*args, transport="ipc", **kwargs)
+
+    IPC.__name__ = IPC.__qualname__ = f"IPC{base.__name__}"
+    return IPC
+
+
+def ipc_kernel_manager_classes() -> tuple[type, type]:
+    """(synchronous, asynchronous) kernel managers on IPC transport: nbval uses the first, nbclient the second."""
+    from jupyter_client.manager import AsyncKernelManager, KernelManager
+
+    return _ipc_kernel_manager(KernelManager), _ipc_kernel_manager(AsyncKernelManager)
 
 
 def execute(notebook: Path, root: Path, stage: Path, profile: str, device: str) -> Run:
-    """Run one lab into the stage (once more if a smoke cell hangs); raise NotebookFailed if it fails."""
-    from nbclient.exceptions import CellTimeoutError
+    """Run one lab with papermill into the stage; raise NotebookFailed if it fails.
 
-    try:
-        return execute_once(notebook, root, stage, profile, device)
-    except NotebookFailed as failed:
-        if profile != "smoke" or CellTimeoutError.__name__ not in str(failed):
-            raise
-        log(f"{notebook}: a cell hung past {SMOKE_CELL_TIMEOUT_S} s; running the lab once more")
-        return execute_once(notebook, root, stage, profile, device)
-
-
-def execute_once(notebook: Path, root: Path, stage: Path, profile: str, device: str) -> Run:
-    """Run one lab with papermill into the stage; raise NotebookFailed if it fails."""
+    No cell time limit: a slow machine makes the build slower, never makes it fail.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -341,8 +361,8 @@ def execute_once(notebook: Path, root: Path, stage: Path, profile: str, device: 
             kernel_name=KERNEL,
             cwd=str(source.parent),
             progress_bar=True,
-            execution_timeout=SMOKE_CELL_TIMEOUT_S if profile == "smoke" else None,
             store_widget_state=True,  # nbclient's default, stated: the book renders this state
+            kernel_manager_class=ipc_kernel_manager_classes()[1],
         )
     except PapermillExecutionError:
         pass  # re-checked from the saved notebook, which honours `raises-exception`

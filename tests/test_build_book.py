@@ -1,0 +1,59 @@
+"""tools/build_book.py: two lab executions at once both finish, on IPC kernels, with no retry."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tools import build_book
+
+CELLS = [
+    ('profile = "smoke"', ["parameters"]),
+    ("from tqdm.auto import tqdm\nimport time\nfor _ in tqdm(range(50)):\n    time.sleep(0.01)", []),
+    ("print(sum(range(10)))", []),
+]
+
+
+def write_lab(root: Path, name: str) -> Path:
+    """A tiny lab (parameters cell, a tqdm bar, a print) at root/notebooks/<name>; returns the relative path."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for source, tags in CELLS:
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    path = root / "notebooks" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path.relative_to(root)
+
+
+def run_lab(root: str, notebook: str) -> tuple[str, str]:
+    run = build_book.execute(Path(notebook), Path(root), Path(root) / "stage", "smoke", "cpu")
+    executed = nbformat.read(Path(root) / "stage" / notebook, as_version=4)
+    return run.status, executed.cells[-1].outputs[0]["text"]
+
+
+def test_kernel_managers_use_ipc_and_distinct_sockets() -> None:
+    sync_cls, async_cls = build_book.ipc_kernel_manager_classes()
+    a, b = sync_cls(kernel_name="python3"), async_cls(kernel_name="python3")
+    assert a.transport == b.transport == "ipc"
+    assert a.connection_file != b.connection_file
+    assert a.ip != b.ip  # the socket files are named after each kernel's own connection file
+
+
+def test_nbval_kernels_use_ipc() -> None:
+    import nbval.kernel
+
+    assert nbval.kernel.KernelManager(kernel_name="python3").transport == "ipc"
+
+
+@pytest.mark.slow
+def test_two_concurrent_executions_finish(tmp_path: Path) -> None:
+    labs = [str(write_lab(tmp_path, f"lab{i}.ipynb")) for i in range(2)]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.starmap(run_lab, [(str(tmp_path), lab) for lab in labs], chunksize=1)
+    assert results == [("ok", "45\n"), ("ok", "45\n")]
