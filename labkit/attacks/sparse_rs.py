@@ -47,8 +47,8 @@ class SparseRSConfig:
     pixels: int = 1  # k, pixels changed per image (the one-pixel attack: 1)
     queries: int = 1000  # model evaluations per image, the initial perturbation included (Croce et al.'s eval default)
     targeted: bool = False  # success = prediction equals the target (else: differs from the label)
-    p_init: float = 0.3  # fraction of the k pixels resampled at first (Croce et al.'s untargeted L0 setting; 0.1 targeted)
-    precision: str = "fp32"  # "fp32"; "bf16": search in bf16 autocast, confirm successes in fp32; "auto": bf16 if native
+    p_init: float = 0.3  # fraction of the k pixels resampled first (Croce et al.'s untargeted L0 value; 0.1 targeted)
+    precision: str = "fp32"  # "fp32"; "bf16": search in bf16, confirm successes in fp32; "auto": bf16 where native
     chunk_size: int | None = None  # candidates per forward pass; None = 100 on CPU, 4096 on CUDA
     seed: int = 0  # with the image, label and target, fixes every random draw
 
