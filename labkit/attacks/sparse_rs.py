@@ -93,7 +93,8 @@ class SparseRS(Attack):
     def fitness(self) -> str:
         return "margin"
 
-    def _corners(self, rng: HashRNG, keys: Tensor, counter: int, original: Tensor, m: int) -> Tensor:
+    @staticmethod
+    def _corners(rng: HashRNG, keys: Tensor, counter: int, original: Tensor, m: int) -> Tensor:
         """Random corner indices (A, s) for pixels whose current colours are ``original`` (A, s, C).
 
         A pixel whose colour already is a corner gets one of the other corners (as in
@@ -102,10 +103,9 @@ class SparseRS(Attack):
         c = original.shape[-1]
         weights = 2 ** torch.arange(c - 1, -1, -1, device=original.device)
         is_corner = ((original == 0) | (original == 1)).all(-1)
-        own = torch.where(is_corner, (original.round().long() * weights).sum(-1), torch.full_like(is_corner, -1,
-                                                                                                dtype=torch.long))
+        own = (original.round().long() * weights).sum(-1)  # its corner index, meaningful where is_corner
         idx = rng.randint(keys, counter, tuple(original.shape[1:2]), torch.where(is_corner, m - 1, m))
-        return idx + (is_corner & (idx >= own)).long()
+        return idx + (is_corner & (idx >= own)).long()  # skip its own corner
 
     def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
                  progress: bool = False) -> AttackResult:
