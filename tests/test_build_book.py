@@ -45,6 +45,13 @@ def test_kernel_managers_use_ipc_and_distinct_sockets() -> None:
     assert a.ip != b.ip  # the socket files are named after each kernel's own connection file
 
 
+def test_async_client_rechecks_its_sockets() -> None:
+    _, async_cls = build_book.ipc_kernel_manager_classes()
+    client = async_cls(kernel_name="python3").client()
+    for channel in (client.shell_channel_class, client.iopub_channel_class):
+        assert channel.__name__ == "RecheckingChannel"
+
+
 def test_nbval_kernels_use_ipc() -> None:
     import nbval.kernel
 

@@ -328,11 +328,57 @@ def _ipc_kernel_manager(base: type) -> type:
     return IPC
 
 
+#: How long one wait on a kernel socket may block before the socket is looked at again (seconds).
+SOCKET_RECHECK_S = 1.0
+
+
+def _rechecking_client() -> type:
+    """An asynchronous kernel client whose channels never wait on one wake-up forever.
+
+    Why: nbclient waits for a cell's reply with ``get_msg(timeout=None)``, a single await on the socket's
+    edge-triggered readiness notification. If that notification is missed (seen with widget-heavy cells under
+    load: the kernel is idle, its reply sits in the socket, the build waits forever; jupyter/nbclient#312), no
+    further one comes. Waiting in bounded slices looks at the socket again every ``SOCKET_RECHECK_S``: a new
+    poll checks the socket's state at once (pyzmq ``_add_recv_event``), so a message already there is taken.
+    No cell is timed out and nothing is retried.
+    """
+    from queue import Empty
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from traitlets import Type
+
+    class RecheckingChannel(AsyncZMQSocketChannel):
+        async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:
+            if timeout is not None:
+                return await super().get_msg(timeout)
+            while True:
+                try:
+                    return await super().get_msg(SOCKET_RECHECK_S)
+                except Empty:
+                    continue
+
+    class RecheckingClient(AsyncKernelClient):
+        shell_channel_class = Type(RecheckingChannel)
+        iopub_channel_class = Type(RecheckingChannel)
+
+    return RecheckingClient
+
+
 def ipc_kernel_manager_classes() -> tuple[type, type]:
-    """(synchronous, asynchronous) kernel managers on IPC transport: nbval uses the first, nbclient the second."""
+    """(synchronous, asynchronous) kernel managers on IPC transport: nbval uses the first, nbclient the second
+    (whose client also re-checks its sockets, ``_rechecking_client``)."""
     from jupyter_client.manager import AsyncKernelManager, KernelManager
 
-    return _ipc_kernel_manager(KernelManager), _ipc_kernel_manager(AsyncKernelManager)
+    async_ipc = _ipc_kernel_manager(AsyncKernelManager)
+
+    class AsyncIPC(async_ipc):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("client_factory", _rechecking_client())
+            super().__init__(*args, **kwargs)
+
+    AsyncIPC.__name__ = AsyncIPC.__qualname__ = async_ipc.__name__
+    return _ipc_kernel_manager(KernelManager), AsyncIPC
 
 
 def execute(notebook: Path, root: Path, stage: Path, profile: str, device: str) -> Run:
