@@ -167,17 +167,64 @@ def test_gaussian_smoothing_is_differentiable() -> None:
     assert torch.isfinite(g).all() and g.abs().sum() > 0
 
 
-# -- the median filter removes an isolated pixel -------------------------------------------------------------------
+# -- what the median filter does to a one-pixel change ---------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [2, 3])
 @pytest.mark.parametrize("outlier", [(1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.5)])
-def test_median_removes_an_isolated_pixel_anywhere(size: int, outlier: tuple[float, ...]) -> None:
-    # Every position of a 6x6 image, borders and corners included, in one batch.
+def test_median_removes_an_isolated_pixel_on_a_flat_region(size: int, outlier: tuple[float, ...]) -> None:
+    # Every position of a constant 6x6 image, borders and corners included, in one batch.
     h = w = 6
     x = torch.full((h * w, 3, h, w), 0.4)
     pos = torch.arange(h * w)
     x[pos, :, pos // w, pos % w] = torch.tensor(outlier)
     assert torch.equal(MedianFilter(size)(x), torch.full_like(x, 0.4))
+
+
+def test_median_does_not_remove_a_pixel_on_texture() -> None:
+    # The docstring's example: the 3x3 window of the centre of a 5x5 image holds 0.1 ... 0.9.
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 1:4, 1:4] = torch.arange(1, 10, dtype=torch.float32).view(3, 3) / 10
+    assert MedianFilter(3)(x)[0, 0, 2, 2].item() == pytest.approx(0.5)
+    x[0, 0, 1, 1] = 0.55  # over the 0.1
+    assert MedianFilter(3)(x)[0, 0, 2, 2].item() == pytest.approx(0.55)
+
+
+def _windows(x: Tensor, size: int) -> Tensor:
+    """The values of each output's window, (N, C, H, W, size**2), padded as MedianFilter documents."""
+    before = (size - 1) // 2
+    padded = F.pad(x, (before, size - 1 - before, before, size - 1 - before), mode="reflect")
+    n, c, h, w = x.shape
+    return padded.unfold(2, size, 1).unfold(3, size, 1).reshape(n, c, h, w, size * size)
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_a_one_pixel_change_moves_the_median_at_most_one_rank_per_copy(size: int) -> None:
+    # A textured image, one pixel changed at every position (borders and corners included) to a random colour.
+    h = w = 6
+    gen = torch.Generator().manual_seed(4)
+    clean = torch.rand(1, 3, h, w, generator=gen).expand(h * w, -1, -1, -1)
+    pos = torch.arange(h * w)
+    x = clean.clone()
+    x[pos, :, pos // w, pos % w] = torch.rand(h * w, 3, generator=gen)
+    before, after = MedianFilter(size)(clean), MedianFilter(size)(x)
+
+    # How often the changed pixel appears in each output's window (reflection can repeat it at the border).
+    ids = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w)
+    copies = (_windows(ids, size)[0, 0] == pos.view(-1, 1, 1, 1).float()).sum(-1)  # (positions, H, W)
+    copies = copies[:, None].expand_as(after)
+    assert not after[copies == 0].ne(before[copies == 0]).any()  # outside the pixel's windows: untouched
+
+    s = _windows(clean, size).sort(-1).values
+    k = size * size
+    lo_rank, hi_rank = (k - 1) // 2, k // 2  # the two middle values (one value for odd windows)
+    assert int(copies.max()) <= lo_rank and hi_rank + int(copies.max()) <= k - 1  # the ranks below exist
+    # Each order statistic moves by at most one rank per copy of the changed pixel in the window.
+    low = (s.gather(-1, (lo_rank - copies)[..., None]) + s.gather(-1, (hi_rank - copies)[..., None])) / 2
+    high = (s.gather(-1, (lo_rank + copies)[..., None]) + s.gather(-1, (hi_rank + copies)[..., None])) / 2
+    eps = 1e-6
+    assert ((after >= low[..., 0] - eps) & (after <= high[..., 0] + eps)).all()
+    # ... and on texture that bound is all there is: the change is not removed (the medians did move).
+    assert (after - before).abs().amax(dim=(1, 2, 3)).gt(eps).float().mean() > 0.5
 
 
 def test_two_by_two_median_is_anchored_at_the_top_left() -> None:
