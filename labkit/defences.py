@@ -254,12 +254,13 @@ def defended_key(model_key: str, defence: Any) -> str:
     return config_key("defended", model_key, defence.spec())
 
 
-def replay_table(pipelines: dict[str, nn.Module], images: Tensor, undefended: dict[str, AttackResult],
-                 rerun: dict[str, dict[str, AttackResult]]) -> list[dict[str, Any]]:
+def replay_table(model: nn.Module, pipelines: dict[str, nn.Module], images: Tensor,
+                 undefended: dict[str, AttackResult], rerun: dict[str, dict[str, AttackResult]]) -> list[dict[str, Any]]:
     """Replayed against re-run attack success, per pipeline and attack, in percent of the attacked images.
 
-    ``undefended[attack]``: the attack's results on the bare model; ``rerun[name][attack]``: the same attack
-    run against pipeline ``name`` (``pipelines[name]``); all on ``images``. Columns:
+    ``model``: the bare (undefended) model, eval mode; ``undefended[attack]``: the attack's results on it;
+    ``rerun[name][attack]``: the same attack run against pipeline ``name`` (``pipelines[name]``); all on
+    ``images`` (N, C, H, W) in [0, 1]. Columns:
 
     * ``replayed``: the bare model's successful adversarial image, fed through the pipeline, still fools it
       (what a non-adaptive evaluation of a preprocessing defence reports);
@@ -267,13 +268,19 @@ def replay_table(pipelines: dict[str, nn.Module], images: Tensor, undefended: di
     * ``removed``: the bare model was broken, but its adversarial image no longer fools the pipeline;
     * ``moved``: of those, the ones the re-run attack breaks anyway, with another pixel or colour.
 
-    Every success is re-verified (``labkit.evaluate.verify``) on the model it is counted for.
+    Every success is re-verified (``labkit.evaluate.verify``) on the model it is counted for: a bare success
+    counts (is replayed, or removed) only if it verifies against ``model`` first, so ``replayed`` never
+    exceeds the bare model's verified ASR, and an adversarial image that fools only the pipeline is no
+    replayed success.
     """
     from labkit.evaluate import verify
 
+    # Only the bare successes that hold up are replayed.
+    verified = {attack: replace(bare, success=verify(model, images, bare, max_pixels=1))
+                for attack, bare in undefended.items()}
     rows = []
     for name, pipe in pipelines.items():
-        for attack, bare in undefended.items():
+        for attack, bare in verified.items():
             replayed = verify(pipe, images, bare, max_pixels=1)
             rerun_ok = verify(pipe, images, rerun[name][attack], max_pixels=1)
             removed = bare.success & ~replayed

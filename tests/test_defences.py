@@ -259,7 +259,7 @@ def test_replay_table_tells_removed_from_moved(pixel_model, dark_images) -> None
     bare = {"corner": CornerSearch(pixel_model)(dark_images, labels)}
     pipelines = {"median": defended(pixel_model, MedianFilter(3)), "bits": defended(pixel_model, BitDepth(1))}
     rerun = {name: {"corner": CornerSearch(p)(dark_images, labels)} for name, p in pipelines.items()}
-    rows = {r["defence"]: r for r in replay_table(pipelines, dark_images, bare, rerun)}
+    rows = {r["defence"]: r for r in replay_table(pixel_model, pipelines, dark_images, bare, rerun)}
     # The median filter removes the bright pixel, and no other pixel works either.
     assert rows["median"] == {"defence": "median", "attack": "corner", "replayed": 0.0, "rerun": 0.0,
                               "removed": 100.0, "moved": 0.0}
@@ -551,6 +551,26 @@ def test_defence_plots_render() -> None:
     assert [tuple(c.get_offsets()[0]) for c in ax.collections] == [(5.0, 40.0), (5.0, 40.0)]  # cost, gain
 
 
+def test_replay_counts_only_successes_that_fool_the_bare_model(pixel_model, dark_images) -> None:
+    # A grey 0.7 at the trigger pixel does not fool the bare model (it needs a mean above 0.75), but one-bit
+    # depth rounds it to white, which fools the pipeline. Reported as a success on every image, it is no
+    # bare success to replay: neither replayed nor removed.
+    labels = torch.zeros(len(dark_images), dtype=torch.long)
+    bare = CornerSearch(pixel_model)(dark_images, labels)
+    grey = dark_images.clone()
+    grey[:, :, 2, 5] = 0.7
+    claimed = replace(bare, adv_images=grey, success=torch.ones(len(grey), dtype=torch.bool))
+    assert (pixel_model(grey).argmax(1) == 0).all() and (defended(pixel_model, BitDepth(1))(grey).argmax(1) == 1).all()
+    pipelines = {"bits": defended(pixel_model, BitDepth(1))}
+    rows = replay_table(pixel_model, pipelines, dark_images, {"grey": claimed, "corner": bare},
+                        {"bits": {"grey": claimed, "corner": bare}})
+    grey_row, corner_row = rows
+    assert grey_row["attack"] == "grey" and grey_row["replayed"] == grey_row["removed"] == 0.0
+    assert grey_row["rerun"] == 100.0  # against the pipeline itself the same images do verify
+    # Real (verified) bare successes are still replayed: a white pixel stays white at one bit.
+    assert corner_row["replayed"] == 100.0 and corner_row["removed"] == 0.0
+
+
 def test_replay_percentages_are_exact_fractions(pixel_model, dark_images) -> None:
     # Lab 03 compares them with the ASR of labkit.evaluate.summarize (k / n in float64): 1 of 6 must be 100 / 6
     # exactly, not the float32 mean 16.666667.
@@ -558,5 +578,5 @@ def test_replay_percentages_are_exact_fractions(pixel_model, dark_images) -> Non
     bare = CornerSearch(pixel_model)(dark_images, labels)
     one = replace(bare, success=torch.arange(len(dark_images)) == 0)
     pipelines = {"bits": defended(pixel_model, BitDepth(1))}
-    rows = replay_table(pipelines, dark_images, {"corner": one}, {"bits": {"corner": one}})
+    rows = replay_table(pixel_model, pipelines, dark_images, {"corner": one}, {"bits": {"corner": one}})
     assert rows[0]["replayed"] == rows[0]["rerun"] == 100 * 1 / 6
