@@ -5,7 +5,8 @@ side at a small budget and measures what the choice changes:
 
     OMP_NUM_THREADS=1 LABKIT_DATA=../shared/data/cifar10-jpeg nice python benchmarks/apr_penalty.py
 
-(about 20 minutes on one CPU thread shared with other jobs.) The variants are full APR (pixel gate, alpha 0.7,
+(38 minutes on one niced CPU thread of a 2-core machine shared with other jobs, 2026-12-01; that run decided
+``APRObjective``'s default, see its ``penalty`` field, and its numbers are in ``benchmarks/apr_penalty.json``.) The variants are full APR (pixel gate, alpha 0.7,
 beta 0.01, one-pixel inner attack of ``--positions`` pixels) with ``APRObjective(penalty="ce")`` and
 ``penalty="logits"``; ``--reference`` adds the same run with beta = 0 ("none"), which says whether either penalty
 does anything at this budget.
