@@ -137,9 +137,10 @@ def jacobian_penalty(logits: Tensor, images: Tensor, projections: int, generator
     E_v ||J^T v||^2 = tr(J J^T) = ||J||_F^2, and J^T v is the input gradient of the scalar v . logits: one
     backward pass per projection instead of K for the exact norm. Each of the ``projections`` draws one v per
     image from ``generator`` (a CPU generator, so a seeded run draws the same vectors on any device); the
-    estimate is the mean of ``input_gradient_penalty`` over the draws. Its relative spread is at most
-    sqrt(2 / (N * projections)) for a batch of N images (the variance of v^T A v is 2 ||A||_F^2 <= 2 tr(A)^2),
-    about 12% at batch 128 with one projection, and SGD averages it further over steps.
+    estimate is the mean of ``input_gradient_penalty`` over the draws. Per image and draw, the variance of
+    v^T A v (A = J J^T) is 2 ||A||_F^2 <= 2 tr(A)^2, a relative spread of at most sqrt(2); over a batch of N
+    images whose norms are alike that becomes about sqrt(2 / (N * projections)), 12% at batch 128 with one
+    projection, and SGD averages it further over steps.
     """
     total = logits.new_zeros((), dtype=torch.promote_types(logits.dtype, torch.float32))
     for _ in range(projections):
@@ -157,6 +158,7 @@ def _projection_generator(ctx: TrainContext) -> torch.Generator:
     """
     gen, epoch = ctx.state.get("apr_projections", (None, None))
     if gen is None or epoch != ctx.epoch:
+        # The loop seeds its generator with seed * 100_003 + epoch; the offset keeps this stream a different one.
         gen = torch.Generator().manual_seed(ctx.config.seed * 100_003 + ctx.epoch + 0x5EED)
         ctx.state["apr_projections"] = (gen, ctx.epoch)
     return gen
@@ -209,8 +211,8 @@ class APRObjective:
     # images broken, McNemar p = 0.61) though its ||J||_F^2 was 4.8x smaller. Its beta was not re-tuned.
     penalty: str = "ce"
     # "logits" only: random projections per step of the Jacobian estimate, drawn from a generator seeded by
-    # the training config's seed and epoch (a resumed run replays them). 1 is unbiased and, averaged over a batch of 128, already
-    # within ~12%; each more costs one more double backward.
+    # the training config's seed and epoch (a resumed run replays them). 1 is unbiased, with a spread of about
+    # 12% over a batch of 128 alike images; each more costs one more double backward.
     projections: int = 1
 
     def __post_init__(self) -> None:
