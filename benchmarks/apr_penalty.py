@@ -6,18 +6,18 @@ side at a small budget and measures what the choice changes:
     OMP_NUM_THREADS=1 LABKIT_DATA=../shared/data/cifar10-jpeg nice python benchmarks/apr_penalty.py
 
 (38 minutes on one niced CPU thread of a 2-core machine shared with other jobs, 2026-12-01; that run decided
-``APRObjective``'s default, see its ``penalty`` field, and its numbers are in ``benchmarks/apr_penalty.json``.) The variants are full APR (pixel gate, alpha 0.7,
-beta 0.01, one-pixel inner attack of ``--positions`` pixels) with ``APRObjective(penalty="ce")`` and
-``penalty="logits"``; ``--reference`` adds the same run with beta = 0 ("none"), which says whether either penalty
-does anything at this budget.
-All start from the same initial weights and see the same batches and augmentations; their training steps are
-interleaved (one step of each in turn), so machine load hits all alike and the step costs compare.
+``APRObjective``'s default, see its ``penalty`` field, and its numbers are in ``benchmarks/apr_penalty.json``.) The
+variants are full APR (pixel gate, alpha 0.7, beta 0.01, one-pixel inner attack of ``--positions`` pixels) with
+``APRObjective(penalty="ce")`` and ``penalty="logits"``; ``--reference`` adds the same run with beta = 0 ("none"),
+which says whether either penalty does anything at this budget. All start from the same initial weights and see the
+same batches and augmentations; their training steps are interleaved (one step of each in turn), so machine load
+hits all alike and the step costs compare.
 
 Per variant it reports: clean accuracy on ``--eval`` test images; the mean squared input-gradient norms of both
-kinds on ``--norm-images`` test images (eval mode; ||J||_F^2 exact, one backward pass per class); the median
-seconds per training step; and the one-pixel ASR of the exhaustive corner search (``labkit.attacks.CornerSearch``,
-all 1,024 x 8 candidates, searched in the precision this machine runs fast (``labkit.precision``; bf16
-successes are confirmed in fp32) and verified in fp32 with ``labkit.evaluate.verify``) on the first ``--n-attack`` test images
+kinds on ``--norm-images`` test images (eval mode; ||J||_F^2 exact, one backward pass per class); the median seconds
+per training step; and the one-pixel ASR of the exhaustive corner search (``labkit.attacks.CornerSearch``, all 1,024
+x 8 candidates, searched in the precision this machine runs fast (``labkit.precision``; bf16 successes are confirmed
+in fp32) and verified in fp32 with ``labkit.evaluate.verify``) on the first ``--n-attack`` test images
 (``labkit.data.first_n`` order) that every variant classifies correctly, with the Wilson 95% interval and the
 discordant pairs against "ce". It prints a table and writes JSON (``--out``).
 """

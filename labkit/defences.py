@@ -255,7 +255,8 @@ def defended_key(model_key: str, defence: Any) -> str:
 
 
 def replay_table(model: nn.Module, pipelines: dict[str, nn.Module], images: Tensor,
-                 undefended: dict[str, AttackResult], rerun: dict[str, dict[str, AttackResult]]) -> list[dict[str, Any]]:
+                 undefended: dict[str, AttackResult],
+                 rerun: dict[str, dict[str, AttackResult]]) -> list[dict[str, Any]]:
     """Replayed against re-run attack success, per pipeline and attack, in percent of the attacked images.
 
     ``model``: the bare (undefended) model, eval mode; ``undefended[attack]``: the attack's results on it;
