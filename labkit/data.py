@@ -154,16 +154,31 @@ def load_cifar10(split: str = "test", root: str | os.PathLike | None = None) -> 
     return Split(images=images, labels=labels, classes=CLASSES, source=source)
 
 
-def first_n(split: Split, n: int) -> Tensor:
-    """Indices of the first ``n`` images in a fixed, class-balanced order.
+#: Names the order ``first_n`` produces; part of every trained model's cache key (``labkit.train.model_key``),
+#: because training subsets are ``first_n`` prefixes: another order means other training images.
+FIRST_N_ORDER = "class round-robin, seed 0"
 
-    The folder order is sorted by class, so "the first n" would be all airplanes;
-    a fixed permutation (seed 0, independent of torch's global RNG) fixes that.
+
+def first_n(split: Split, n: int) -> Tensor:
+    """Indices (n,) int64 of the first ``n`` images in a fixed, class-balanced order.
+
+    The classes take turns (round-robin, in class-index order), each class drawing its images in a fixed random
+    order (seed 0, from a private generator: torch's global RNG is neither used nor changed). So every prefix
+    holds each class within one image of every other, as long as each class has images left; after a class
+    runs out the others keep taking turns. ``first_n(split, m)`` is a prefix of ``first_n(split, n)`` for m < n.
+    (The folder order is sorted by class, so the plain first n images would all be airplanes.)
     """
     if not 0 < n <= len(split):
         raise ValueError(f"n must be in [1, {len(split)}], got {n}")
-    perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))
-    return perm[:n]
+    labels = split.labels
+    shuffled = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    grouped = shuffled[torch.argsort(labels[shuffled], stable=True)]  # by class; shuffled within each class
+    counts = torch.bincount(labels)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(labels)) - starts[labels[grouped]]  # position of each image within its class
+    # Round r of the turn-taking holds the r-th image of every class, in class order.
+    order = grouped[torch.argsort(rank * len(counts) + labels[grouped])]
+    return order[:n]
 
 
 @torch.no_grad()

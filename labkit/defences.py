@@ -185,8 +185,18 @@ class MedianFilter(InputTransform):
     (i, j) spans rows i..i+size/2 and columns j..j+size/2 (for 2x2: the pixel and its right, lower and
     lower-right neighbours), so the image shifts by half a pixel towards the top left. Borders are padded by
     reflection (row/column H-2 mirrors past the last one), never by replication, so a border pixel never
-    appears twice in its own window. An isolated changed pixel is in the minority of every window that
-    contains it (1 of 4 for 2x2, at most 2 of 9 for 3x3), so it is removed exactly.
+    appears twice in its own window (its neighbour does: reflection repeats the row and column next to the
+    border in a 3x3 border window, a diagonal neighbour four times at a corner; 2x2 windows never repeat one).
+
+    What it does to a one-pixel change: changing one value of a window moves each of its order statistics by
+    at most one rank (per copy of the pixel in the window), so every output whose window holds the changed
+    pixel once stays between the neighbouring order statistics of the unchanged window (for 3x3: between its
+    4th and 6th smallest values; for 2x2: between the mean of its two smallest and the mean of its two
+    largest), and outputs whose window does not hold it do not change at all. The change that survives the
+    filter is therefore bounded by the spread of the middle values of the pixel's neighbourhood, whatever
+    colour the attacker writes. It is removed *exactly* only where those middle values are equal, i.e. on
+    locally flat regions; on texture the median moves (a 3x3 window holding 0.1, 0.2, ..., 0.9 has median
+    0.5; write 0.55 over its 0.1 and the median becomes 0.55).
     Differentiable: the gradient flows to the middle values.
     """
 
@@ -244,12 +254,14 @@ def defended_key(model_key: str, defence: Any) -> str:
     return config_key("defended", model_key, defence.spec())
 
 
-def replay_table(pipelines: dict[str, nn.Module], images: Tensor, undefended: dict[str, AttackResult],
+def replay_table(model: nn.Module, pipelines: dict[str, nn.Module], images: Tensor,
+                 undefended: dict[str, AttackResult],
                  rerun: dict[str, dict[str, AttackResult]]) -> list[dict[str, Any]]:
     """Replayed against re-run attack success, per pipeline and attack, in percent of the attacked images.
 
-    ``undefended[attack]``: the attack's results on the bare model; ``rerun[name][attack]``: the same attack
-    run against pipeline ``name`` (``pipelines[name]``); all on ``images``. Columns:
+    ``model``: the bare (undefended) model, eval mode; ``undefended[attack]``: the attack's results on it;
+    ``rerun[name][attack]``: the same attack run against pipeline ``name`` (``pipelines[name]``); all on
+    ``images`` (N, C, H, W) in [0, 1]. Columns:
 
     * ``replayed``: the bare model's successful adversarial image, fed through the pipeline, still fools it
       (what a non-adaptive evaluation of a preprocessing defence reports);
@@ -257,13 +269,19 @@ def replay_table(pipelines: dict[str, nn.Module], images: Tensor, undefended: di
     * ``removed``: the bare model was broken, but its adversarial image no longer fools the pipeline;
     * ``moved``: of those, the ones the re-run attack breaks anyway, with another pixel or colour.
 
-    Every success is re-verified (``labkit.evaluate.verify``) on the model it is counted for.
+    Every success is re-verified (``labkit.evaluate.verify``) on the model it is counted for: a bare success
+    counts (is replayed, or removed) only if it verifies against ``model`` first, so ``replayed`` never
+    exceeds the bare model's verified ASR, and an adversarial image that fools only the pipeline is no
+    replayed success.
     """
     from labkit.evaluate import verify
 
+    # Only the bare successes that hold up are replayed.
+    verified = {attack: replace(bare, success=verify(model, images, bare, max_pixels=1))
+                for attack, bare in undefended.items()}
     rows = []
     for name, pipe in pipelines.items():
-        for attack, bare in undefended.items():
+        for attack, bare in verified.items():
             replayed = verify(pipe, images, bare, max_pixels=1)
             rerun_ok = verify(pipe, images, rerun[name][attack], max_pixels=1)
             removed = bare.success & ~replayed

@@ -1,8 +1,9 @@
 """From attack records to numbers a reader can trust.
 
 * ``verify`` re-checks every success an attack reports, independently of the attack.
-* ``run_attack`` runs an attack through the cache: per-image records are saved
-  as the run goes, so an interrupted evaluation resumes where it stopped.
+* ``run_attack`` runs an attack through the cache: per-image records, saved after
+  every chunk of images, so an interrupted evaluation resumes from its last
+  finished chunk.
 * ``wilson`` and ``mean_ci`` give 95% confidence intervals; ``summarize`` turns
   records into one table row (aggregates are always computed from records).
 * ``evaluate_model`` is the book's protocol for one model (clean accuracy, DE,
@@ -99,10 +100,17 @@ def run_attack(attack: Any, images: Tensor, labels: Tensor, *, model_key: str, i
     """Run ``attack`` on images (N, C, H, W) through the cache, resumably.
 
     The cache key hashes the model's key, the attack's class and config, and the
-    dataset ``indices`` (and targets) of the images. Records are saved after
-    every ``chunk_images`` images; a rerun loads what is done and attacks the
-    rest. The attacks are batch-independent, so a resumed run returns what an
-    uninterrupted one would.
+    dataset ``indices`` (and targets) of the images. The record holds one entry
+    per image (the ``AttackResult`` rows) and is saved after every chunk of
+    ``chunk_images`` images, not after every image: the attacks run a chunk's
+    images in lockstep (DE evolves all their populations in one stream of
+    forward passes per generation), so no image of a chunk is finished before the
+    chunk is, and saving per image would mean chunks of one image, without
+    batching. An interrupted run therefore loses the chunk in progress (at most
+    ``chunk_images`` images of work; with the default 50, a few minutes on a CPU);
+    a rerun loads the finished chunks and attacks the rest. The attacks are
+    batch-independent (each image's random stream is its own), so a resumed run,
+    even with another ``chunk_images``, returns what an uninterrupted one would.
     """
     key = config_key("attack", model_key, type(attack).__name__, attack.config, indices,
                      None if targets is None else targets)

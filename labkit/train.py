@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from labkit.cache import cache_path, canonical, config_key, load_checked, save_atomic
-from labkit.data import Split, data_root, first_n, load_cifar10
+from labkit.data import FIRST_N_ORDER, Split, data_root, first_n, load_cifar10
 from labkit.models import build_model, resolve_device
 
 CHECKPOINT_FORMAT = 1
@@ -114,8 +114,8 @@ def data_source() -> str:
 
 
 def model_key(config: TrainConfig) -> str:
-    """The cache key of ``config`` (with the data source: other data, other model)."""
-    return config_key("model", config, data_source())
+    """The cache key of ``config`` (with the data source and the subset order: other data, other model)."""
+    return config_key("model", config, data_source(), FIRST_N_ORDER)
 
 
 def build_for_config(config: TrainConfig) -> nn.Module:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit import apr, evaluate
-from labkit.apr import APRObjective, AttentionGate, apr_config, gate_of, input_gradient_penalty
+from labkit.apr import APRObjective, AttentionGate, apr_config, gate_of, input_gradient_penalty, jacobian_penalty
 from labkit.defences import OnePixelAT
 from labkit.train import TrainConfig, TrainContext, build_for_config
 
@@ -155,6 +155,50 @@ def test_penalty_does_not_scale_with_batch_size() -> None:
     assert torch.allclose(pen(x, y), pen(x.repeat(3, 1, 1, 1), y.repeat(3)))
 
 
+def exact_jacobian_sq(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """mean_i ||d model(x)_i / d x_i||_F^2, one backward pass per class."""
+    xg = x.clone().requires_grad_(True)
+    logits = model(xg)
+    total = torch.zeros(len(x), dtype=x.dtype)
+    for k in range(logits.shape[1]):
+        (g,) = torch.autograd.grad(logits[:, k].sum(), xg, retain_graph=True)
+        total += g.pow(2).flatten(1).sum(1)
+    return total.mean()
+
+
+def test_jacobian_penalty_estimates_the_frobenius_norm() -> None:
+    model = smooth_cnn(3)
+    x = images(3, 4, dtype=torch.float64)
+    exact = exact_jacobian_sq(model, x)
+    xg = x.clone().requires_grad_(True)
+    estimate = jacobian_penalty(model(xg), xg, 4000, torch.Generator().manual_seed(0))
+    # Unbiased; with 3 images x 4000 projections its relative spread is below sqrt(2 / 12000) = 1.3%.
+    assert abs(estimate.item() / exact.item() - 1) < 0.05, (estimate.item(), exact.item())
+    one = jacobian_penalty(model(xg), xg, 1, torch.Generator().manual_seed(0))
+    assert one.item() != pytest.approx(exact.item(), rel=1e-3)  # a single draw is an estimate, not the norm
+
+
+def test_jacobian_penalty_is_differentiable_in_the_weights() -> None:
+    model = smooth_cnn(1)
+    x = images(2, 4, dtype=torch.float64)
+    w = model[0].weight
+    direction = torch.randn(w.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    def penalty() -> torch.Tensor:
+        xg = x.clone().requires_grad_(True)
+        return jacobian_penalty(model(xg), xg, 2, torch.Generator().manual_seed(7))  # the same draws each time
+
+    (grad,) = torch.autograd.grad(penalty(), w)
+    eps = 1e-6
+    with torch.no_grad():
+        w += eps * direction
+    up = penalty().detach()
+    with torch.no_grad():
+        w -= 2 * eps * direction
+    down = penalty().detach()
+    assert torch.allclose((grad * direction).sum(), (up - down) / (2 * eps), rtol=1e-5)
+
+
 # -- the objective and its switches --------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -169,7 +213,9 @@ def batch(tiny_cnn: nn.Module) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 def test_objective_rejects_bad_parameters() -> None:
     for kwargs, match in [({"alpha": 1.5}, "alpha"), ({"alpha": -0.1}, "alpha"), ({"beta": -1}, "beta"),
                           ({"beta": float("inf")}, "beta"), ({"positions": 0}, "positions"),
-                          ({"positions": 2.5}, "positions"), ({"adversarial": "yes"}, "adversarial")]:
+                          ({"positions": 2.5}, "positions"), ({"adversarial": "yes"}, "adversarial"),
+                          ({"penalty": "jacobian"}, "penalty"), ({"projections": 0}, "projections"),
+                          ({"projections": 1.0}, "projections")]:
         with pytest.raises(ValueError, match=match):
             APRObjective(**kwargs)
 
@@ -182,6 +228,41 @@ def test_no_adversarial_no_penalty_is_plain_cross_entropy(batch, monkeypatch) ->
     assert set(terms) == {"clean", "total"}
     assert torch.allclose(terms["total"], F.cross_entropy(model(x), y))
     assert "inner_attack" not in ctx.timers
+
+
+def test_logits_penalty_is_seeded_by_the_training_context(batch) -> None:
+    from dataclasses import replace
+
+    model, x, y = batch
+    model.eval()
+    objective = APRObjective(adversarial=False, beta=0.01, penalty="logits", projections=2)
+    ctx = ctx_for(model)
+    before = ctx.generator.get_state()
+    first = objective.terms(model, x, y, ctx)
+    assert torch.equal(ctx.generator.get_state(), before)  # augmentation and shuffling draws are not shifted
+    assert torch.equal(objective.terms(model, x, y, ctx_for(model))["penalty"], first["penalty"])  # reproducible
+    assert not torch.equal(objective.terms(model, x, y, ctx)["penalty"], first["penalty"])  # a new step, new draws
+    later = ctx_for(model)
+    later.epoch = 1
+    assert not torch.equal(objective.terms(model, x, y, later)["penalty"], first["penalty"])
+    other_seed = TrainContext(config=replace(TrainConfig(), seed=1), device=torch.device("cpu"))
+    assert not torch.equal(objective.terms(model, x, y, other_seed)["penalty"], first["penalty"])
+    # What is added is beta times the estimate of those draws, on top of the plain loss.
+    gen = apr._projection_generator(ctx_for(model))
+    xg = x.clone().requires_grad_(True)
+    expected = 0.01 * jacobian_penalty(model(xg).float(), xg, 2, gen)
+    assert torch.allclose(first["penalty"], expected)
+    assert torch.allclose(first["total"], first["clean"] + first["penalty"])
+
+
+def test_logits_and_ce_penalties_differ_as_documented(batch) -> None:
+    # grad_x CE = J^T (softmax - onehot), so ||grad CE|| <= ||J||_2 ||softmax - onehot|| <= sqrt(2) ||J||_F.
+    model, x, y = batch
+    model.eval()
+    xg = x.clone().requires_grad_(True)
+    logits = model(xg)
+    ce = input_gradient_penalty(F.cross_entropy(logits, y, reduction="none"), xg)
+    assert ce.item() <= 2 * exact_jacobian_sq(model, x).item() + 1e-9
 
 
 def test_penalty_switch_adds_exactly_beta_times_the_penalty(batch) -> None:
@@ -212,12 +293,13 @@ def test_adversarial_switch_mixes_with_alpha_and_restores_train_mode(batch) -> N
     assert terms["adversarial"] > terms["clean"]  # the inner attack did raise the loss
 
 
-def test_full_objective_trains_end_to_end_under_bf16_autocast(batch) -> None:
+@pytest.mark.parametrize("penalty", ["ce", "logits"])
+def test_full_objective_trains_end_to_end_under_bf16_autocast(batch, penalty: str) -> None:
     """The training loop runs objectives in bf16 autocast: double backprop must work there on CPU."""
     model, x, y = batch
     ctx = ctx_for(model)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        terms = APRObjective(positions=1).terms(model, x, y, ctx)
+        terms = APRObjective(positions=1, penalty=penalty).terms(model, x, y, ctx)
     terms["total"].backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)

@@ -54,13 +54,44 @@ def test_wrong_image_size_is_rejected(tmp_path, tmp_cache, monkeypatch):
         load_cifar10("test")
 
 
-def test_first_n_is_fixed_and_mixes_classes(tiny_folder):
+def test_first_n_is_fixed_and_balanced_on_a_folder(tiny_folder):
     test = load_cifar10("test")
     a, b = data.first_n(test, 10), data.first_n(test, 20)
     assert torch.equal(a, b[:10])
-    assert len(test.labels[a].unique()) > 3  # not all one class
+    assert torch.equal(torch.bincount(test.labels[a], minlength=10), torch.ones(10, dtype=torch.long))
+    assert torch.equal(torch.bincount(test.labels[b], minlength=10), torch.full((10,), 2))
     with pytest.raises(ValueError):
         data.first_n(test, 0)
+    with pytest.raises(ValueError):
+        data.first_n(test, len(test) + 1)
+
+
+def test_first_n_prefixes_are_class_balanced_while_classes_last():
+    # Unequal classes (one has a single image, one none), in a shuffled storage order.
+    sizes = torch.tensor([7, 1, 4, 0, 9, 3, 5, 5, 2, 6])
+    labels = torch.arange(10).repeat_interleave(sizes)
+    labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(3))]
+    split = data.Split(torch.zeros(len(labels), 3, 32, 32, dtype=torch.uint8), labels, CLASSES, "test")
+    order = data.first_n(split, len(split))
+    assert torch.equal(order.sort().values, torch.arange(len(split)))  # every image, once
+    for n in range(1, len(split) + 1):
+        counts = torch.bincount(labels[order[:n]], minlength=10)
+        left = counts < sizes  # classes that still have images
+        # A class with images left is never more than one behind any other class.
+        assert (counts[left].min() >= counts.max() - 1) if left.any() else True, (n, counts.tolist())
+        assert torch.equal(data.first_n(split, n), order[:n])  # a prefix of the longer order
+
+
+def test_first_n_neither_uses_nor_changes_the_global_rng():
+    labels = torch.arange(10).repeat(30)
+    split = data.Split(torch.zeros(300, 3, 32, 32, dtype=torch.uint8), labels, CLASSES, "test")
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    first = data.first_n(split, 100)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(2)
+    assert torch.equal(data.first_n(split, 100), first)
+    assert not torch.equal(first[:30].sort().values, first[:30])  # in its own random order within the turns
 
 
 def test_correctly_classified_returns_only_correct_images(tiny_folder, pixel_model):

@@ -167,17 +167,64 @@ def test_gaussian_smoothing_is_differentiable() -> None:
     assert torch.isfinite(g).all() and g.abs().sum() > 0
 
 
-# -- the median filter removes an isolated pixel -------------------------------------------------------------------
+# -- what the median filter does to a one-pixel change ---------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [2, 3])
 @pytest.mark.parametrize("outlier", [(1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.5)])
-def test_median_removes_an_isolated_pixel_anywhere(size: int, outlier: tuple[float, ...]) -> None:
-    # Every position of a 6x6 image, borders and corners included, in one batch.
+def test_median_removes_an_isolated_pixel_on_a_flat_region(size: int, outlier: tuple[float, ...]) -> None:
+    # Every position of a constant 6x6 image, borders and corners included, in one batch.
     h = w = 6
     x = torch.full((h * w, 3, h, w), 0.4)
     pos = torch.arange(h * w)
     x[pos, :, pos // w, pos % w] = torch.tensor(outlier)
     assert torch.equal(MedianFilter(size)(x), torch.full_like(x, 0.4))
+
+
+def test_median_does_not_remove_a_pixel_on_texture() -> None:
+    # The docstring's example: the 3x3 window of the centre of a 5x5 image holds 0.1 ... 0.9.
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 1:4, 1:4] = torch.arange(1, 10, dtype=torch.float32).view(3, 3) / 10
+    assert MedianFilter(3)(x)[0, 0, 2, 2].item() == pytest.approx(0.5)
+    x[0, 0, 1, 1] = 0.55  # over the 0.1
+    assert MedianFilter(3)(x)[0, 0, 2, 2].item() == pytest.approx(0.55)
+
+
+def _windows(x: Tensor, size: int) -> Tensor:
+    """The values of each output's window, (N, C, H, W, size**2), padded as MedianFilter documents."""
+    before = (size - 1) // 2
+    padded = F.pad(x, (before, size - 1 - before, before, size - 1 - before), mode="reflect")
+    n, c, h, w = x.shape
+    return padded.unfold(2, size, 1).unfold(3, size, 1).reshape(n, c, h, w, size * size)
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_a_one_pixel_change_moves_the_median_at_most_one_rank_per_copy(size: int) -> None:
+    # A textured image, one pixel changed at every position (borders and corners included) to a random colour.
+    h = w = 6
+    gen = torch.Generator().manual_seed(4)
+    clean = torch.rand(1, 3, h, w, generator=gen).expand(h * w, -1, -1, -1)
+    pos = torch.arange(h * w)
+    x = clean.clone()
+    x[pos, :, pos // w, pos % w] = torch.rand(h * w, 3, generator=gen)
+    before, after = MedianFilter(size)(clean), MedianFilter(size)(x)
+
+    # How often the changed pixel appears in each output's window (reflection can repeat it at the border).
+    ids = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w)
+    copies = (_windows(ids, size)[0, 0] == pos.view(-1, 1, 1, 1).float()).sum(-1)  # (positions, H, W)
+    copies = copies[:, None].expand_as(after)
+    assert not after[copies == 0].ne(before[copies == 0]).any()  # outside the pixel's windows: untouched
+
+    s = _windows(clean, size).sort(-1).values
+    k = size * size
+    lo_rank, hi_rank = (k - 1) // 2, k // 2  # the two middle values (one value for odd windows)
+    assert int(copies.max()) <= lo_rank and hi_rank + int(copies.max()) <= k - 1  # the ranks below exist
+    # Each order statistic moves by at most one rank per copy of the changed pixel in the window.
+    low = (s.gather(-1, (lo_rank - copies)[..., None]) + s.gather(-1, (hi_rank - copies)[..., None])) / 2
+    high = (s.gather(-1, (lo_rank + copies)[..., None]) + s.gather(-1, (hi_rank + copies)[..., None])) / 2
+    eps = 1e-6
+    assert ((after >= low[..., 0] - eps) & (after <= high[..., 0] + eps)).all()
+    # ... and on texture that bound is all there is: the change is not removed (the medians did move).
+    assert (after - before).abs().amax(dim=(1, 2, 3)).gt(eps).float().mean() > 0.5
 
 
 def test_two_by_two_median_is_anchored_at_the_top_left() -> None:
@@ -212,7 +259,7 @@ def test_replay_table_tells_removed_from_moved(pixel_model, dark_images) -> None
     bare = {"corner": CornerSearch(pixel_model)(dark_images, labels)}
     pipelines = {"median": defended(pixel_model, MedianFilter(3)), "bits": defended(pixel_model, BitDepth(1))}
     rerun = {name: {"corner": CornerSearch(p)(dark_images, labels)} for name, p in pipelines.items()}
-    rows = {r["defence"]: r for r in replay_table(pipelines, dark_images, bare, rerun)}
+    rows = {r["defence"]: r for r in replay_table(pixel_model, pipelines, dark_images, bare, rerun)}
     # The median filter removes the bright pixel, and no other pixel works either.
     assert rows["median"] == {"defence": "median", "attack": "corner", "replayed": 0.0, "rerun": 0.0,
                               "removed": 100.0, "moved": 0.0}
@@ -504,6 +551,26 @@ def test_defence_plots_render() -> None:
     assert [tuple(c.get_offsets()[0]) for c in ax.collections] == [(5.0, 40.0), (5.0, 40.0)]  # cost, gain
 
 
+def test_replay_counts_only_successes_that_fool_the_bare_model(pixel_model, dark_images) -> None:
+    # A grey 0.7 at the trigger pixel does not fool the bare model (it needs a mean above 0.75), but one-bit
+    # depth rounds it to white, which fools the pipeline. Reported as a success on every image, it is no
+    # bare success to replay: neither replayed nor removed.
+    labels = torch.zeros(len(dark_images), dtype=torch.long)
+    bare = CornerSearch(pixel_model)(dark_images, labels)
+    grey = dark_images.clone()
+    grey[:, :, 2, 5] = 0.7
+    claimed = replace(bare, adv_images=grey, success=torch.ones(len(grey), dtype=torch.bool))
+    assert (pixel_model(grey).argmax(1) == 0).all() and (defended(pixel_model, BitDepth(1))(grey).argmax(1) == 1).all()
+    pipelines = {"bits": defended(pixel_model, BitDepth(1))}
+    rows = replay_table(pixel_model, pipelines, dark_images, {"grey": claimed, "corner": bare},
+                        {"bits": {"grey": claimed, "corner": bare}})
+    grey_row, corner_row = rows
+    assert grey_row["attack"] == "grey" and grey_row["replayed"] == grey_row["removed"] == 0.0
+    assert grey_row["rerun"] == 100.0  # against the pipeline itself the same images do verify
+    # Real (verified) bare successes are still replayed: a white pixel stays white at one bit.
+    assert corner_row["replayed"] == 100.0 and corner_row["removed"] == 0.0
+
+
 def test_replay_percentages_are_exact_fractions(pixel_model, dark_images) -> None:
     # Lab 03 compares them with the ASR of labkit.evaluate.summarize (k / n in float64): 1 of 6 must be 100 / 6
     # exactly, not the float32 mean 16.666667.
@@ -511,5 +578,5 @@ def test_replay_percentages_are_exact_fractions(pixel_model, dark_images) -> Non
     bare = CornerSearch(pixel_model)(dark_images, labels)
     one = replace(bare, success=torch.arange(len(dark_images)) == 0)
     pipelines = {"bits": defended(pixel_model, BitDepth(1))}
-    rows = replay_table(pipelines, dark_images, {"corner": one}, {"bits": {"corner": one}})
+    rows = replay_table(pixel_model, pipelines, dark_images, {"corner": one}, {"bits": {"corner": one}})
     assert rows[0]["replayed"] == rows[0]["rerun"] == 100 * 1 / 6

@@ -42,17 +42,25 @@ def test_verify_rejects_forged_successes(pixel_model, dark_images):
 
 
 class Counting:
-    """Wraps an attack, counting the images it is asked to attack; can fail after some calls."""
+    """Wraps an attack, counting the images it is asked to attack; can fail after some calls.
 
-    def __init__(self, attack, fail_after=None):
+    ``fail_after``: calls that succeed before one fails at its start; ``die_on``: the call that attacks its
+    chunk and then dies before returning it (as a kill in the middle of a chunk would).
+    """
+
+    def __init__(self, attack, fail_after=None, die_on=None):
         self.attack, self.config, self.seen, self.calls, self.fail_after = attack, attack.config, 0, 0, fail_after
+        self.die_on = die_on
 
     def __call__(self, images, labels, targets=None):
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise KeyboardInterrupt
         self.calls += 1
         self.seen += len(images)
-        return self.attack(images, labels, targets)
+        out = self.attack(images, labels, targets)
+        if self.calls == self.die_on:
+            raise KeyboardInterrupt
+        return out
 
 
 def test_run_attack_caches_and_resumes(tiny_cnn, tmp_cache):
@@ -75,6 +83,26 @@ def test_run_attack_caches_and_resumes(tiny_cnn, tmp_cache):
     other = Counting(make())
     run_attack(other, x, y, model_key="other-model", indices=idx, progress=False)
     assert other.seen == 7  # another model, another key
+
+
+def test_run_attack_interrupted_mid_chunk_loses_only_that_chunk(tiny_cnn, tmp_cache):
+    from labkit.cache import load_checked
+
+    x = torch.rand(7, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    y, idx = tiny_cnn(x).argmax(1), torch.arange(10, 17)
+    make = lambda: OnePixel(tiny_cnn, population=8, generations=3)  # noqa: E731
+    with pytest.raises(KeyboardInterrupt):
+        run_attack(Counting(make(), die_on=3), x, y, model_key="m", indices=idx, chunk_images=3,
+                   progress=False)
+    (record,) = (tmp_cache / "attacks").glob("*.pt")
+    saved = load_checked(record)
+    assert saved["done"] == 6 and len(saved["result"]["success"]) == 6  # the two finished chunks, per image
+    resumed = Counting(make())  # another chunk size: the record does not depend on it
+    res = run_attack(resumed, x, y, model_key="m", indices=idx, chunk_images=2, progress=False)
+    assert resumed.seen == 1  # only the chunk in progress was lost
+    whole = run_attack(make(), x, y, model_key="fresh", indices=idx, chunk_images=50, progress=False)
+    for name, t in whole.to_dict().items():
+        assert torch.equal(t, res.to_dict()[name]), name
 
 
 def test_summarize_counts_only_verified(pixel_model, dark_images):
