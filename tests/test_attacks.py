@@ -2,21 +2,101 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
+from torch import Tensor, nn
 
-from labkit.attacks import (AttackResult, CornerSearch, DEConfig, GradientCorner, OnePixel, apply_pixels,
-                            minimize)
+import labkit.attacks
+from labkit.attacks import (Attack, AttackResult, CornerSearch, DEConfig, GradientCorner, OnePixel, SparseRS,
+                            apply_pixels, minimize)
 from labkit.attacks._rng import HashRNG, image_keys
+from labkit.attacks.base import CandidateScorer, attack_keys
 from labkit.attacks.onepixel import _three_distinct_others
+from labkit.attacks.sparse_rs import resample_count
 from labkit.evaluate import changed_pixels, verify
+from labkit.precision import resolve_precision
 
 LABELS0 = torch.zeros(6, dtype=torch.long)
+ATTACKS = [getattr(labkit.attacks, name) for name in labkit.attacks.__all__
+           if isinstance(getattr(labkit.attacks, name), type) and issubclass(getattr(labkit.attacks, name), Attack)
+           and getattr(labkit.attacks, name) is not Attack]
+
+#: Per attack, a budget that finds the PixelTrigger's pixel on the 8x8 dark images (k = pixels changed).
+FINDING = {
+    "OnePixel": dict(population=60, generations=60),
+    "CornerSearch": dict(block=64),
+    "GradientCorner": dict(positions=2, rank="candidate"),
+    "SparseRS": dict(queries=1500),
+}
+#: Per attack, a small budget for the batch-independence checks on the tiny CNN.
+SMALL = {
+    "OnePixel": dict(population=10, generations=3, pixels=2, loss="margin"),
+    "CornerSearch": dict(max_queries=40, block=16),
+    "GradientCorner": dict(positions=3, rank="candidate", loss="margin", block=5),
+    "SparseRS": dict(queries=30, pixels=3),
+}
 
 
-def assert_same(a: AttackResult, b: AttackResult) -> None:
+class Recorder(nn.Module):
+    """A model that never flips (class 0 always wins) and records the pixel each query changed in ``ref`` (N, C, H, W).
+
+    Each query differs from one reference image in one pixel; ``positions`` collects its flat index.
+    """
+
+    def __init__(self, ref: Tensor):
+        super().__init__()
+        self.ref, self.queried = ref, []
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        diff = (x[:, None] != self.ref[None]).any(2)  # (B, N, H, W)
+        source = diff.flatten(2).sum(2).argmin(1)  # the reference image the query was made from
+        self.queried.append(diff[torch.arange(len(x)), source].flatten(1).float().argmax(1))
+        return torch.arange(10, 0, -1, dtype=x.dtype).expand(len(x), -1) + 0 * x.sum((1, 2, 3))[:, None]
+
+    @property
+    def positions(self) -> Tensor:
+        return torch.cat(self.queried[1:])  # the first call is the contract check on one clean image
+
+
+class SaturatedBlob(nn.Module):
+    """A PixelTrigger-like model whose softmax is saturated: fp32 probabilities are exactly 1.0 / 0.0.
+
+    The logit of class 1 is a Gaussian-weighted sum (width ``sigma`` pixels) of the mean brightness around
+    (``row``, ``col``) above 0.2, times ``scale``; it beats class 0 when that sum exceeds 0.6, which one
+    near-white pixel close to the centre achieves. Every pixel moves the logits a little (a margin sees it),
+    but with ``scale`` = 1e4 the probabilities are flat everywhere else.
+    """
+
+    def __init__(self, size: int = 32, row: int = 11, col: int = 17, sigma: float = 4.0, scale: float = 1e4):
+        super().__init__()
+        r = torch.arange(size)
+        self.register_buffer("w", torch.exp(-((r[:, None] - row) ** 2 + (r[None, :] - col) ** 2) / (2 * sigma ** 2)))
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = ((x.mean(1) - 0.2) * self.w).sum((1, 2))
+        base = torch.full((len(x), 10), -self.scale, dtype=x.dtype, device=x.device)
+        base[:, 0] = 0.6 * self.scale
+        return torch.cat([base[:, :1], (z * self.scale)[:, None], base[:, 2:]], dim=1)
+
+
+@pytest.fixture
+def saturated():
+    """The SaturatedBlob model and eight 32x32 grey images (0.2 +- 0.025) it calls class 0."""
+    x = 0.2 + 0.05 * (torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) - 0.5)
+    return SaturatedBlob().eval(), x, torch.zeros(8, dtype=torch.long)
+
+
+def assert_same(a: AttackResult, b: AttackResult, exact_probs: bool = True) -> None:
+    """Equal results; ``exact_probs=False`` allows the model's own batch-size rounding in the reported probabilities."""
     for name, t in a.to_dict().items():
-        assert torch.equal(t, b.to_dict()[name]), name
+        if not exact_probs and name in ("adv_prob", "true_prob"):
+            assert torch.allclose(t, b.to_dict()[name], atol=1e-6), name
+        else:
+            assert torch.equal(t, b.to_dict()[name]), name
 
 
 # -- finding the pixel the model hinges on -----------------------------------------------------------
@@ -236,3 +316,227 @@ def test_training_mode_and_target_misuse_are_rejected(pixel_model, dark_images):
         OnePixel(pixel_model, targeted=True)(dark_images, LABELS0)
     with pytest.raises(ValueError, match="target"):
         CornerSearch(pixel_model, targeted=True)(dark_images, LABELS0, LABELS0)
+
+
+# -- the contract, for every attack in labkit.attacks.__all__ ------------------------------------------
+
+def test_every_attack_has_a_contract_budget():
+    assert {a.__name__ for a in ATTACKS} == set(FINDING) == set(SMALL)
+
+
+@pytest.mark.parametrize("cls", ATTACKS, ids=lambda c: c.__name__)
+def test_contract_successes_really_flip_the_model(pixel_model, dark_images, cls):
+    attack = cls(pixel_model, precision="auto", **FINDING[cls.__name__])
+    assert attack.precision_used == resolve_precision("auto", "cpu")
+    res = attack(dark_images, LABELS0)
+    n, c, h, w = dark_images.shape
+    k = res.pixels.shape[1]
+    assert res.adv_images.shape == (n, c, h, w) and res.colours.shape == (n, k, c) and res.pixels.shape == (n, k, 2)
+    assert res.success.dtype == torch.bool and res.queries.dtype == torch.int64 and res.queries.shape == (n,)
+    assert res.adv_images.min() >= 0 and res.adv_images.max() <= 1
+    assert res.success.all()  # each of them finds the trigger pixel with this budget
+    assert (pixel_model(res.adv_images).argmax(1) != LABELS0).all()  # re-checked with the model itself
+    assert torch.equal(verify(pixel_model, dark_images, res, k), res.success)
+    assert torch.equal(res.adv_pred, pixel_model(res.adv_images).argmax(1))
+
+
+@pytest.mark.parametrize("cls", ATTACKS, ids=lambda c: c.__name__)
+def test_contract_batched_equals_per_image_and_reports_honestly(tiny_cnn, cls):
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    y = tiny_cnn(x).argmax(1)
+    attack = cls(tiny_cnn, **SMALL[cls.__name__])
+    batched = attack(x, y)
+    # The search (what was tried, found and spent) is exact; a batch of 4 and a batch of 1 may round the
+    # reported probabilities differently inside the model.
+    assert_same(batched, AttackResult.cat([attack(x[i:i + 1], y[i:i + 1]) for i in range(4)]), exact_probs=False)
+    assert torch.equal(batched.success, verify(tiny_cnn, x, batched, batched.pixels.shape[1]))
+    assert (changed_pixels(x, batched.adv_images) <= batched.pixels.shape[1]).all()
+
+
+@pytest.mark.parametrize("cls", ATTACKS, ids=lambda c: c.__name__)
+def test_contract_config_merge(pixel_model, cls):
+    cfg = cls.Config(precision="bf16")
+    attack = cls(pixel_model, cfg, targeted=True)
+    assert attack.config == dataclasses.replace(cfg, targeted=True) and attack.precision_used == "bf16"
+    with pytest.raises(TypeError):
+        cls(pixel_model, object())
+    with pytest.raises(TypeError):
+        cls(pixel_model, no_such_field=1)
+    with pytest.raises(ValueError):
+        cls(pixel_model, precision="fp16")
+
+
+# -- DE: bounds, random streams, margin loss -----------------------------------------------------------
+
+def border_fraction(positions: Tensor, size: int) -> float:
+    row, col = positions // size, positions % size
+    return ((row == 0) | (row == size - 1) | (col == 0) | (col == size - 1)).float().mean().item()
+
+
+def test_de_redraw_does_not_pile_queries_on_the_border():
+    # A model that never flips: the fitness is flat, so every trial is accepted and only the bound rule
+    # shapes where the queries go. Clipping sends every out-of-range coordinate to row/column 0 or 31.
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    uniform = (4 * 32 - 4) / 32 ** 2  # 12.1% of positions lie on the border
+    frac = {}
+    for bounds in ("redraw", "clip"):
+        rec = Recorder(x).eval()
+        res = OnePixel(rec, population=60, generations=8, bounds=bounds)(x, torch.zeros(4, dtype=torch.long))
+        assert not res.success.any() and len(rec.positions) >= 4 * 60 * 9
+        frac[bounds] = border_fraction(rec.positions, 32)
+    assert frac["clip"] > 3 * uniform
+    # Redraw keeps the border near its uniform share. (rand/1 donors p1 + F (p2 - p3) that stay in range are
+    # denser mid-box than near its edges, so the share is a little below uniform, never piled up.)
+    assert 0.4 * uniform < frac["redraw"] < 1.5 * uniform
+
+
+def test_de_targets_draw_independent_streams():
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    runs = {}
+    for target, rep in ((1, 0), (2, 0), (1, 1)):
+        rec = Recorder(x).eval()
+        OnePixel(rec, population=12, generations=3, targeted=True)(x, torch.zeros(1, dtype=torch.long),
+                                                                    torch.tensor([target]))
+        runs[target, rep] = rec.positions
+    assert torch.equal(runs[1, 0], runs[1, 1])  # same problem, same draws
+    assert not torch.equal(runs[1, 0], runs[2, 0])  # another target, other draws
+    y = torch.zeros(1, dtype=torch.long)
+    assert attack_keys(x, y, torch.tensor([1])) != attack_keys(x, y, torch.tensor([2]))
+    assert attack_keys(x, y, torch.tensor([1])) != attack_keys(x, y)
+
+
+def test_margin_loss_succeeds_where_the_saturated_probability_is_flat(saturated):
+    model, x, y = saturated
+    scorer = CandidateScorer(model, x, y, None)
+    img = torch.arange(8).repeat_interleave(50)
+    g = torch.Generator().manual_seed(1)
+    cand = (img, torch.randint(0, 32, (400, 1), generator=g), torch.randint(0, 32, (400, 1), generator=g),
+            torch.rand(400, 1, 3, generator=g) * 0.7)
+    prob, success = scorer.score(*cand)
+    margin, _ = scorer.score(*cand, loss="margin")
+    assert not success.any() and (prob == 1).all()  # the probability fitness cannot tell candidates apart
+    assert len(margin.unique()) > 300  # the margin can
+    budget = dict(population=30, generations=20)
+    by_prob = OnePixel(model, loss="prob", **budget)(x, y)
+    by_margin = OnePixel(model, loss="margin", **budget)(x, y)
+    assert by_margin.success.all() and by_margin.success.sum() > by_prob.success.sum()
+    assert torch.equal(by_margin.success, verify(model, x, by_margin, 1))
+
+
+def test_margin_fitness_matches_its_definition(tiny_cnn):
+    x = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(9))
+    y, t = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([5, 6, 7, 8, 9])
+    z = tiny_cnn(x).detach()
+    img, none = torch.arange(5), torch.zeros(5, 0, dtype=torch.long)
+    for targets, own in ((None, y), (t, t)):
+        fit, _ = CandidateScorer(tiny_cnn, x, y, targets, loss="margin").score(img, none, none, torch.zeros(5, 0, 3))
+        others = z.scatter(1, own[:, None], float("-inf")).max(1).values
+        expect = z[img, own] - others if targets is None else others - z[img, own]
+        assert torch.allclose(fit, expect)
+
+
+def test_de_clip_and_redraw_both_stay_in_bounds(tiny_cnn):
+    x = torch.rand(2, 3, 8, 8)
+    y = tiny_cnn(x).argmax(1)
+    for bounds in ("clip", "redraw"):
+        res = OnePixel(tiny_cnn, population=8, generations=5, bounds=bounds, f=2.0)(x, y)
+        assert ((res.pixels >= 0) & (res.pixels < 8)).all() and ((res.colours >= 0) & (res.colours <= 1)).all()
+
+
+# -- Sparse-RS -----------------------------------------------------------------------------------------
+
+def test_sparse_rs_flips_the_trigger_within_its_budget(pixel_model, dark_images):
+    res = SparseRS(pixel_model, queries=2000)(dark_images, LABELS0)
+    assert res.success.all() and (res.queries <= 2000).all()
+    assert (res.pixels[:, 0] == torch.tensor([2, 5])).all() and (res.colours[:, 0] == 1).all()
+    assert verify(pixel_model, dark_images, res, 1).all()
+
+
+def test_sparse_rs_respects_its_budget_and_k(tiny_cnn):
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    y = tiny_cnn(x).argmax(1)
+    res = SparseRS(tiny_cnn, queries=25, pixels=4)(x, y)
+    assert (res.queries <= 25).all() and (res.queries[~res.success] == 25).all()
+    flat = res.pixels[..., 0] * 8 + res.pixels[..., 1]
+    assert all(len(row.unique()) == 4 for row in flat)  # k distinct positions
+    assert (changed_pixels(x, res.adv_images) == 4).all()  # each set to a corner other than its own colour
+    assert ((res.colours == 0) | (res.colours == 1)).all()
+    assert torch.equal(res.success, verify(tiny_cnn, x, res, 4))
+
+
+def test_sparse_rs_targeted(pixel_model, dark_images):
+    res = SparseRS(pixel_model, queries=2000, targeted=True)(dark_images, LABELS0, torch.ones(6, dtype=torch.long))
+    assert res.success.all() and (res.adv_pred == 1).all()
+    never = SparseRS(pixel_model, queries=30, targeted=True)(dark_images, LABELS0, torch.full((6,), 7))
+    assert not never.success.any() and (never.queries == 30).all()
+
+
+def test_sparse_rs_stops_each_image_at_its_first_success(pixel_model, dark_images):
+    x = dark_images.clone()
+    x[:3, :, 2, 5] = 1.0  # already class 1: the first perturbation (elsewhere) succeeds
+    res = SparseRS(pixel_model, queries=50)(x, LABELS0)
+    assert (res.queries[:3] == 1).all() and res.success[:3].all()
+    assert (res.queries[3:] > 1).all()
+
+
+def test_sparse_rs_finds_the_saturated_blob_by_its_margin(saturated):
+    model, x, y = saturated
+    res = SparseRS(model, queries=630)(x, y)
+    assert res.success.all() and torch.equal(res.success, verify(model, x, res, 1))
+
+
+def test_sparse_rs_bf16_successes_hold_in_fp32(pixel_model, dark_images):
+    res = SparseRS(pixel_model, queries=1500, precision="bf16")(dark_images, LABELS0)
+    assert res.success.any() and torch.equal(res.success, verify(pixel_model, dark_images, res, 1))
+
+
+def test_sparse_rs_schedule_follows_croce_et_al():
+    # k = 100, p_init = 0.3, 10,000 queries: 0.3/2 * 100 = 15 pixels at first, 0.3/4 * 100 = 7 after 50
+    # queries, 0.3/20 * 100 = 1 in the last fifth (the paper's piecewise halving schedule).
+    assert [resample_count(i, 10000, 100, 0.3) for i in (1, 50, 51, 200, 201, 9000)] == [15, 15, 7, 7, 6, 1]
+    counts = [resample_count(i, 500, 40, 0.8) for i in range(1, 500)]
+    assert all(a >= b for a, b in zip(counts, counts[1:])) and min(counts) >= 1
+    assert resample_count(3, 1000, 1, 0.3) == 1  # k = 1 always moves its one pixel
+
+
+@pytest.mark.parametrize("kwargs", [{"pixels": 0}, {"queries": 0}, {"p_init": 0.0}, {"p_init": 1.5},
+                                    {"chunk_size": 0}])
+def test_sparse_rs_bad_configs_are_rejected(pixel_model, kwargs):
+    with pytest.raises(ValueError):
+        SparseRS(pixel_model, **kwargs)
+
+
+# -- the white-box candidate ranking -------------------------------------------------------------------
+
+def test_gradient_candidate_rank_tries_the_trigger_first(pixel_model, dark_images):
+    res = GradientCorner(pixel_model, positions=1, rank="candidate")(dark_images, LABELS0)
+    assert res.success.all() and (res.queries == 1).all()  # white at (2, 5) is the best first-order candidate
+    assert (res.pixels[:, 0] == torch.tensor([2, 5])).all() and (res.colours[:, 0] == 1).all()
+    targeted = GradientCorner(pixel_model, positions=1, rank="candidate", loss="margin", targeted=True)
+    res = targeted(dark_images, LABELS0, torch.ones(6, dtype=torch.long))
+    assert res.success.all() and (res.queries == 1).all()
+
+
+def test_gradient_estimate_is_exact_for_a_linear_margin():
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2)).eval()
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    y = lin(x).argmax(1).detach()
+    attack = GradientCorner(lin, rank="candidate", loss="margin")
+    est = attack.estimated_change(x, y)  # (2, 16, 8)
+    from labkit.attacks.corner import cube_corners
+
+    scorer = CandidateScorer(lin, x, y, None, loss="margin")
+    corners = cube_corners(3)
+    img = torch.arange(2).repeat_interleave(16 * 8)
+    pos = torch.arange(16).repeat_interleave(8).repeat(2)
+    after, _ = scorer.score(img, (pos // 4)[:, None], (pos % 4)[:, None], corners[torch.arange(8).repeat(32)][:, None])
+    before, _ = scorer.score(torch.arange(2), torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 0, dtype=torch.long),
+                             torch.zeros(2, 0, 3))
+    assert torch.allclose(est.flatten(), after - before.repeat_interleave(128), atol=1e-5)
+
+
+def test_gradient_block_does_not_change_the_result(tiny_cnn):
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(8))
+    y = tiny_cnn(x).argmax(1)
+    run = lambda block: GradientCorner(tiny_cnn, positions=6, rank="candidate", block=block)(x, y)  # noqa: E731
+    assert_same(run(5), run(64))

@@ -1,11 +1,16 @@
-"""Attacks, one class per attack, one contract (see ``labkit.attacks.base``)."""
+"""Attacks, one class per attack, one contract (see ``labkit.attacks.base``).
 
-from labkit.attacks.base import AttackResult, apply_pixels, check_inputs
+Every attack is an :class:`~labkit.attacks.base.Attack`: ``Attack(model, config=None, **overrides)``, called as
+``attack(images, labels, targets=None)`` on [0, 1] NCHW images, returning an ``AttackResult``.
+"""
+
+from labkit.attacks.base import Attack, AttackResult, apply_pixels, check_inputs
 from labkit.attacks.corner import CornerConfig, CornerSearch
 from labkit.attacks.gradient import GradientCorner, GradientCornerConfig
 from labkit.attacks.onepixel import DEConfig, OnePixel, minimize
+from labkit.attacks.sparse_rs import SparseRS, SparseRSConfig
 
 __all__ = [
-    "AttackResult", "CornerConfig", "CornerSearch", "DEConfig", "GradientCorner", "GradientCornerConfig",
-    "OnePixel", "apply_pixels", "check_inputs", "minimize",
+    "Attack", "AttackResult", "CornerConfig", "CornerSearch", "DEConfig", "GradientCorner", "GradientCornerConfig",
+    "OnePixel", "SparseRS", "SparseRSConfig", "apply_pixels", "check_inputs", "minimize",
 ]

@@ -4,16 +4,30 @@ An attack is constructed with a model in eval mode and its hyper-parameters and
 called as ``attack(images, labels)`` (``targets=`` for targeted attacks) on
 float images in [0, 1], shape (N, C, H, W), with int64 labels (N,). It returns
 an :class:`AttackResult`. Normalisation is the model's business, never the attack's.
+
+What every attack shares lives here: the config-merging constructor
+(:class:`Attack`), the stream of candidates through the model with its
+bf16-search / fp32-confirmation step (:class:`CandidateScorer`), the search of
+an ordered candidate list with early stop (:func:`ordered_search`), and the
+per-image random-stream key (:func:`attack_keys`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
-from typing import Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from labkit.attacks._rng import MASK, image_keys, mix
+from labkit.precision import resolve_precision
+
+#: Fitness functions an attack can minimise over its candidates (see ``CandidateScorer.score``).
+LOSSES = ("prob", "margin")
 
 
 @dataclass
@@ -120,15 +134,6 @@ def check_inputs(model: nn.Module, images: Tensor, labels: Tensor, targets: Tens
     return num_classes
 
 
-def start_attack(model: nn.Module, images: Tensor, labels: Tensor, targets: Tensor | None,
-                 config: object) -> "CandidateScorer":
-    """Check the contract for an attack with ``config`` (its ``targeted``, ``chunk_size``, ``precision``
-    fields) and return the scorer that streams its candidates through the model."""
-    check_inputs(model, images, labels, targets, getattr(config, "targeted"))
-    return CandidateScorer(model, images, labels, targets, getattr(config, "chunk_size"),
-                           getattr(config, "precision", "fp32"))
-
-
 def default_chunk_size(device: torch.device) -> int:
     """Candidates per forward pass: small batches are fastest per image on CPUs, large ones on GPUs."""
     return 4096 if device.type == "cuda" else 100
@@ -146,19 +151,78 @@ def apply_pixels(images: Tensor, rows: Tensor, cols: Tensor, colours: Tensor) ->
     return images
 
 
-class CandidateScorer:
-    """Scores one-pixel candidates of many images in one stream of chunks.
+def attack_keys(images: Tensor, labels: Tensor, targets: Tensor | None = None) -> Tensor:
+    """The 32-bit random-stream key of each attacked problem (N,): image content, label and target.
 
-    A candidate r is (image index ``img[r]``, pixels ``rows[r]``, ``cols[r]``,
-    ``colours[r]``). For each it returns the probability of the class the attack
-    cares about (the true label, or the target when targeted) and whether it is a
-    success (prediction differs from the label / equals the target).
+    Keyed by what the problem *is*, not where it sits in the batch, so an image's draws are the same alone or
+    in any batch; the target enters too, so the targeted runs of one image towards different classes draw
+    independently (Su et al.'s targeted protocol attacks each image towards nine targets).
+    """
+    keys = image_keys(images) ^ ((labels.to(images.device).long() * 0x9E3779B1) & MASK)
+    if targets is not None:
+        keys = mix(keys ^ (((targets.to(images.device).long() + 1) * 0x85EBCA77) & MASK))
+    return keys
+
+
+class Attack:
+    """Base of every attack: ``Attack(model, config=None, **overrides)``.
+
+    ``config`` is the attack's frozen config dataclass (``Config``); keyword
+    overrides replace its fields (and are validated by its ``__post_init__``),
+    so ``OnePixel(model, cfg, pixels=3)`` is ``cfg`` with ``pixels=3``.
+    Subclasses implement ``__call__(images, labels, targets=None, progress=False)``.
+    """
+
+    Config: ClassVar[type]
+
+    def __init__(self, model: nn.Module, config: Any = None, **overrides: Any):
+        if config is not None and not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(config).__name__}")
+        self.model = model
+        self.config = dataclasses.replace(config if config is not None else self.Config(), **overrides)
+
+    @property
+    def precision_used(self) -> str:
+        """The precision the search runs in on the model's device ("fp32" or "bf16"; "auto" resolved)."""
+        return resolve_precision(self.config.precision, model_device(self.model))
+
+    @property
+    def fitness(self) -> str:
+        """The fitness its forward checks minimise (one of ``LOSSES``); by default the config's ``loss``."""
+        return getattr(self.config, "loss", "prob")
+
+    def start(self, images: Tensor, labels: Tensor, targets: Tensor | None) -> "CandidateScorer":
+        """Check the contract and return the scorer that streams this attack's candidates through the model."""
+        cfg = self.config
+        check_inputs(self.model, images, labels, targets, cfg.targeted)
+        return CandidateScorer(self.model, images, labels, targets, cfg.chunk_size, self.precision_used,
+                               self.fitness)
+
+    def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
+                 progress: bool = False) -> AttackResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+
+class CandidateScorer:
+    """Scores pixel candidates of many images in one stream of chunks.
+
+    A candidate r is (image index ``img[r]``, pixels ``rows[r]``, ``cols[r]``
+    (each (R, k)), ``colours[r]`` (R, k, C)). :meth:`score` returns its fitness
+    (lower is better for the attack) and whether it is a success: the
+    prediction differs from the label (untargeted) or equals the target.
+    Searching in bf16, :meth:`confirm` re-checks successes in fp32, and
+    :meth:`finish` reports everything in fp32.
     """
 
     def __init__(self, model: nn.Module, images: Tensor, labels: Tensor, targets: Tensor | None,
-                 chunk_size: int | None = None, precision: str = "fp32"):
+                 chunk_size: int | None = None, precision: str = "fp32", loss: str = "prob"):
         if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
+            raise ValueError(f"precision must be 'fp32' or 'bf16' (resolve 'auto' first), not {precision!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
         self.model = model
         self.device = model_device(model)
         self.images = images.to(self.device)
@@ -166,41 +230,77 @@ class CandidateScorer:
         self.targets = None if targets is None else targets.to(self.device)
         self.chunk_size = chunk_size or default_chunk_size(self.device)
         self.precision = precision
+        self.loss = loss
 
     def perturbed(self, img: Tensor, rows: Tensor, cols: Tensor, colours: Tensor) -> Tensor:
         """The candidate images (R, C, H, W)."""
         return apply_pixels(self.images[img], rows, cols, colours)
 
     @torch.no_grad()
-    def probs(self, img: Tensor, rows: Tensor, cols: Tensor, colours: Tensor, precision: str | None = None) -> Iterator[tuple[slice, Tensor]]:
-        """Softmax probabilities (fp32) chunk by chunk: yields (row slice, (r, classes))."""
+    def logits(self, img: Tensor, rows: Tensor, cols: Tensor, colours: Tensor,
+               precision: str | None = None) -> Iterator[tuple[slice, Tensor]]:
+        """The model's logits (as fp32) chunk by chunk: yields (row slice, (r, classes))."""
         bf16 = (precision or self.precision) == "bf16"
         for s in range(0, len(img), self.chunk_size):
             sl = slice(s, s + self.chunk_size)
             x = self.perturbed(img[sl], rows[sl], cols[sl], colours[sl])
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = self.model(x)
-            yield sl, F.softmax(logits.float(), dim=1)
+            yield sl, logits.float()
 
-    def __call__(self, img: Tensor, rows: Tensor, cols: Tensor, colours: Tensor,
-                 precision: str | None = None) -> tuple[Tensor, Tensor]:
-        """(class probability (R,), success (R,) bool) for R candidates."""
-        cls = self.labels[img] if self.targets is None else self.targets[img]
-        prob = torch.empty(len(img), device=self.device)
+    def fitness(self, logits: Tensor, img: Tensor, loss: str | None = None) -> Tensor:
+        """Fitness (R,) of candidates of images ``img`` from their logits (R, classes); lower is better.
+
+        "prob" (Su et al.): the true class's probability, or 1 - the target's (targeted).
+        "margin" (Carlini & Wagner; Croce et al.'s Sparse-RS): logit_true - max_{j != true} logit_j,
+        or max_{j != target} logit_j - logit_target (targeted); negative exactly when the class
+        the attack cares about has lost (won) the argmax, up to ties. Unlike the probability it
+        does not go flat when the softmax saturates (distillation, high temperature).
+        """
+        cls = (self.labels if self.targets is None else self.targets)[img]
+        if (loss or self.loss) == "prob":
+            p = F.softmax(logits, dim=1).gather(1, cls[:, None]).squeeze(1)
+            return 1 - p if self.targets is not None else p
+        own = logits.gather(1, cls[:, None]).squeeze(1)
+        others = logits.scatter(1, cls[:, None], float("-inf")).max(1).values
+        return others - own if self.targets is not None else own - others
+
+    def is_success(self, logits: Tensor, img: Tensor) -> Tensor:
+        """(R,) bool: prediction != label (untargeted) or == target (targeted)."""
+        pred = logits.argmax(1)
+        return pred == self.targets[img] if self.targets is not None else pred != self.labels[img]
+
+    def score(self, img: Tensor, rows: Tensor, cols: Tensor, colours: Tensor, precision: str | None = None,
+              loss: str | None = None) -> tuple[Tensor, Tensor]:
+        """(fitness (R,), success (R,) bool) of R candidates, in the search precision unless told."""
+        fit = torch.empty(len(img), device=self.device)
         success = torch.empty(len(img), dtype=torch.bool, device=self.device)
-        for sl, p in self.probs(img, rows, cols, colours, precision):
-            c = cls[sl]
-            prob[sl] = p.gather(1, c[:, None]).squeeze(1)
-            pred = p.argmax(1)
-            success[sl] = pred == c if self.targets is not None else pred != c
-        return prob, success
+        for sl, z in self.logits(img, rows, cols, colours, precision):
+            fit[sl] = self.fitness(z, img[sl], loss)
+            success[sl] = self.is_success(z, img[sl])
+        return fit, success
+
+    def confirm(self, img: Tensor, rows: Tensor, cols: Tensor, colours: Tensor, success: Tensor) -> Tensor:
+        """``success`` (R,) with every candidate found in a bf16 search re-checked in fp32.
+
+        A bf16 forward pass can flip a prediction that fp32 keeps (or the reverse);
+        only what holds in fp32 counts. In an fp32 search this is the identity.
+        """
+        if self.precision == "fp32" or not success.any():
+            return success
+        hit = success.nonzero().squeeze(1)
+        _, ok = self.score(img[hit], rows[hit], cols[hit], colours[hit], precision="fp32")
+        out = torch.zeros_like(success)
+        out[hit[ok]] = True
+        return out
 
     def finish(self, rows: Tensor, cols: Tensor, colours: Tensor, success: Tensor, queries: Tensor) -> AttackResult:
         """Build the result for all images from one chosen candidate each (fp32 predictions)."""
         img = torch.arange(len(self.images), device=self.device)
         adv = self.perturbed(img, rows, cols, colours)
         pred_parts, prob_parts, true_parts = [], [], []
-        for sl, p in self.probs(img, rows, cols, colours, "fp32"):
+        for sl, z in self.logits(img, rows, cols, colours, "fp32"):
+            p = F.softmax(z, dim=1)
             pred = p.argmax(1)
             pred_parts.append(pred)
             prob_parts.append(p.gather(1, pred[:, None]).squeeze(1))
@@ -212,3 +312,49 @@ class CandidateScorer:
             labels=self.labels.cpu(), targets=None if self.targets is None else self.targets.cpu(),
             adv_pred=cat(pred_parts).long(), adv_prob=cat(prob_parts), true_prob=cat(true_parts),
         )
+
+
+#: ``candidate(img, q) -> (position, corner index)``: the q-th candidate (R,) of images ``img`` (R,) in search order.
+CandidateFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+def ordered_search(scorer: CandidateScorer, candidate: CandidateFn, total: int, block: int, corners: Tensor,
+                   width: int, progress: bool = False, desc: str = "search") -> AttackResult:
+    """Try each image's one-pixel candidates in a fixed order, ``block`` per image per round, until one succeeds.
+
+    Candidate q of an image writes corner ``corners[c]`` ((2**C, C) colours) at position ``pos``
+    (row ``pos // width``, column ``pos % width``), where ``(pos, c) = candidate(img, q)``.
+    ``queries`` is what a sequential search in this order spends: the index of the first
+    (fp32-confirmed) success plus one, or ``total`` for a failure, which returns its fittest
+    candidate. The result does not depend on ``block`` beyond the work done.
+    """
+    n, dev = len(scorer.images), scorer.device
+    done = torch.zeros(n, dtype=torch.bool, device=dev)
+    queries = torch.full((n,), total, dtype=torch.int64, device=dev)
+    best_fit = torch.full((n,), float("inf"), device=dev)
+    best_q = torch.zeros(n, dtype=torch.int64, device=dev)  # index of the chosen candidate
+    bar = tqdm(range(0, total, block), desc=desc, disable=not progress, leave=False)
+    for start in bar:
+        act = (~done).nonzero().squeeze(1)
+        if len(act) == 0:
+            break
+        q = torch.arange(start, min(start + block, total), device=dev)  # (B,)
+        img, qq = act.repeat_interleave(len(q)), q.repeat(len(act))
+        pos, c = candidate(img, qq)
+        args = (img, (pos // width)[:, None], (pos % width)[:, None], corners[c][:, None])
+        fit, succ = scorer.score(*args)
+        succ = scorer.confirm(*args, succ)
+        fit, succ = fit.view(len(act), -1), succ.view(len(act), -1)
+        # Sequential-order semantics: first success wins; otherwise keep the fittest so far (first on ties).
+        first = torch.where(succ, q, torch.full_like(q, total)).min(1).values
+        hit = first < total
+        idx_fit, arg = fit.min(1)
+        improve = (~hit) & (idx_fit < best_fit[act])
+        best_fit[act] = torch.where(improve, idx_fit, best_fit[act])
+        best_q[act] = torch.where(hit, first, torch.where(improve, q[arg], best_q[act]))
+        queries[act] = torch.where(hit, first + 1, queries[act])
+        done[act] = hit
+        bar.set_postfix(active=int((~done).sum()), success=int(done.sum()))
+    bar.close()
+    pos, c = candidate(torch.arange(n, device=dev), best_q)
+    return scorer.finish((pos // width)[:, None], (pos % width)[:, None], corners[c][:, None], done, queries)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import Tensor
 
-from labkit.attacks._rng import HashRNG, image_keys
-from labkit.attacks.base import AttackResult, CandidateScorer, start_attack
+from labkit.attacks._rng import HashRNG
+from labkit.attacks.base import Attack, AttackResult, attack_keys, ordered_search
+from labkit.precision import check_precision
 
 
 def cube_corners(channels: int = 3) -> Tensor:
@@ -32,7 +32,7 @@ class CornerConfig:
     targeted: bool = False  # success = prediction equals the target (else: differs from the label)
     order: str = "random"  # "random": positions in a fixed per-image random order; "raster": row by row
     block: int = 512  # candidates per image per round; images stop at the end of the round they succeed in
-    precision: str = "fp32"  # "fp32" or "bf16" (successes then confirmed in fp32)
+    precision: str = "fp32"  # "fp32", "bf16" (successes confirmed in fp32) or "auto" (bf16 where native)
     chunk_size: int | None = None  # candidates per forward pass; None = 100 on CPU, 4096 on CUDA
     seed: int = 0  # fixes the random position order
     max_queries: int | None = None  # stop after this many candidates per image (None: all H*W*2**C)
@@ -44,9 +44,12 @@ class CornerConfig:
             raise ValueError(f"order must be 'random' or 'raster', not {self.order!r}")
         if self.block < 1:
             raise ValueError("block must be >= 1")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        check_precision(self.precision)
 
 
-class CornerSearch:
+class CornerSearch(Attack):
     """Try every (position, corner colour) of each image until one succeeds.
 
     ``queries`` is the number of candidates a sequential search in this order
@@ -57,15 +60,14 @@ class CornerSearch:
     probability is returned.
     """
 
-    def __init__(self, model: nn.Module, config: CornerConfig | None = None, **overrides: object):
-        self.model = model
-        self.config = CornerConfig(**{**(config.__dict__ if config else {}), **overrides})  # type: ignore[arg-type]
+    Config = CornerConfig
+    config: CornerConfig
 
     def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
                  progress: bool = False) -> AttackResult:
         """Attack ``images`` (N, C, H, W) in [0, 1] with ``labels`` (N,) (and ``targets`` (N,))."""
         cfg = self.config
-        scorer = start_attack(self.model, images, labels, targets, cfg)
+        scorer = self.start(images, labels, targets)
         dev = scorer.device
         n, c, h, w = images.shape
         corners = cube_corners(c).to(dev)
@@ -73,53 +75,9 @@ class CornerSearch:
         if cfg.max_queries is not None:
             total = min(total, cfg.max_queries)  # a random subset in "random" order
         if cfg.order == "random":
-            keys = image_keys(scorer.images)
+            keys = attack_keys(scorer.images, scorer.labels, scorer.targets)
             positions = HashRNG(cfg.seed).uniform(keys, 0, (h * w,)).argsort(1)  # (N, H*W)
         else:
             positions = torch.arange(h * w, device=dev).expand(n, -1)
-
-        done = torch.zeros(n, dtype=torch.bool, device=dev)
-        queries = torch.full((n,), total, dtype=torch.int64, device=dev)
-        best_fit = torch.full((n,), float("inf"), device=dev)
-        best_q = torch.zeros(n, dtype=torch.int64, device=dev)  # index of the chosen candidate
-        bar = tqdm(range(0, total, cfg.block), desc="corner search", disable=not progress, leave=False)
-        for start in bar:
-            act = (~done).nonzero().squeeze(1)
-            if len(act) == 0:
-                break
-            q = torch.arange(start, min(start + cfg.block, total), device=dev)  # (B,)
-            img = act.repeat_interleave(len(q))
-            qq = q.repeat(len(act))
-            pos = positions[img, qq // m]
-            prob, succ = scorer(img, (pos // w)[:, None], (pos % w)[:, None], corners[qq % m][:, None])
-            fit = (1 - prob if cfg.targeted else prob).view(len(act), -1)
-            succ = succ.view(len(act), -1)
-            if cfg.precision != "fp32":
-                succ = self._confirm(scorer, act, succ, q, positions, corners, w)
-            # Sequential-order semantics: first success wins; otherwise keep the fittest so far.
-            first = torch.where(succ, q, torch.full_like(q, total)).min(1).values
-            hit = first < total
-            idx_fit, arg = fit.min(1)
-            improve = (~hit) & (idx_fit < best_fit[act])
-            best_fit[act] = torch.where(improve, idx_fit, best_fit[act])
-            best_q[act] = torch.where(hit, first, torch.where(improve, q[arg], best_q[act]))
-            queries[act] = torch.where(hit, first + 1, queries[act])
-            done[act] = hit
-            bar.set_postfix(active=int((~done).sum()), success=int(done.sum()))
-        bar.close()
-        pos = positions[torch.arange(n, device=dev), best_q // m]
-        return scorer.finish((pos // w)[:, None], (pos % w)[:, None], corners[best_q % m][:, None], done, queries)
-
-    @staticmethod
-    def _confirm(scorer: CandidateScorer, act: Tensor, succ: Tensor, q: Tensor, positions: Tensor,
-                 corners: Tensor, w: int) -> Tensor:
-        """Re-score bf16 successes in fp32; keep only those that hold."""
-        a, j = succ.nonzero(as_tuple=True)
-        if len(a) == 0:
-            return succ
-        m = len(corners)
-        pos = positions[act[a], q[j] // m]
-        _, ok = scorer(act[a], (pos // w)[:, None], (pos % w)[:, None], corners[q[j] % m][:, None], precision="fp32")
-        out = torch.zeros_like(succ)
-        out[a[ok], j[ok]] = True
-        return out
+        return ordered_search(scorer, lambda img, q: (positions[img, q // m], q % m), total, cfg.block, corners, w,
+                              progress, "corner search")
