@@ -219,7 +219,7 @@ def evaluate_model(model: nn.Module, model_key: str, split: Any, indices: Tensor
 
 #: The attacks of ``adaptive_suite``, in the order they run and appear in tables. "DE k=1" is Su et al.'s attack at
 #: the profile's budget (the row set beside the papers' numbers); the others look for what it misses.
-SUITE: tuple[str, ...] = ("DE k=1", "DE k=1, strong", "corner", "white-box corner")
+SUITE: tuple[str, ...] = ("DE k=1", "DE k=1, strong", "corner", "white-box corner", "Sparse-RS")
 
 #: The suite's attacks that follow the model's gradient. A defence that only breaks gradients (gradient masking)
 #: can change only these rows; the black-box ones query the pipeline's outputs.
@@ -243,15 +243,17 @@ def suite_attacks(model: nn.Module, profile: Profile) -> dict[str, Any]:
       verified by a forward pass;
     * "Sparse-RS": black-box random search with a margin loss, ``profile.rs_queries`` queries per image.
     """
-    from labkit.attacks import CornerSearch, GradientCorner, OnePixel
+    from labkit.attacks import CornerSearch, GradientCorner, GradientCornerConfig, OnePixel, SparseRS, SparseRSConfig
 
-    s = profile.strong_scale
+    s, precision = profile.strong_scale, profile.precision  # every search in the profile's precision, fp32-confirmed
     return {
         "DE k=1": OnePixel(model, profile.de_config()),
         "DE k=1, strong": OnePixel(model, profile.de_config(population=s * profile.population,
-                                                           generations=s * profile.generations)),
+                                                           generations=s * profile.generations, loss="margin")),
         "corner": CornerSearch(model, profile.corner_config()),
-        "white-box corner": GradientCorner(model, positions=profile.wb_positions),
+        "white-box corner": GradientCorner(model, GradientCornerConfig(positions=profile.wb_positions, rank="candidate",
+                                                                       loss="margin", precision=precision)),
+        "Sparse-RS": SparseRS(model, SparseRSConfig(pixels=1, queries=profile.rs_queries, precision=precision)),
     }
 
 
