@@ -11,8 +11,8 @@ ablation (its Table 3) is the same code with one switch off:
   model (``labkit.train.get_or_train``: progress bar, resumable).
 
 The second half holds what Labs 05-07 call: the suites of the paper's tables (``table1_suite``,
-``ablation_suite``), sentences computed from the tables (``table1_verdict``, ``ablation_verdict``, ``overhead_verdict``) and side-by-side timings of
-training (``time_training``, ``measure_overhead``). The generic protocol they run (``train_suite``,
+``ablation_suite``), sentences computed from the tables (``table1_verdict``, ``ablation_verdict``,
+``overhead_verdict``) and side-by-side timings of training (``time_training``, ``measure_overhead``). The generic protocol they run (``train_suite``,
 ``attacked_indices``, ``evaluate_suite`` with its adaptive suite, ``seed_table``) lives in ``labkit.evaluate``.
 """
 

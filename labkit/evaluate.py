@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from labkit.attacks import CornerSearch, GradientCorner, GradientCornerConfig, OnePixel, SparseRS, SparseRSConfig
 from labkit.attacks.base import AttackResult, model_device
 from labkit.cache import cache_path, config_key, load_checked, save_atomic
 
@@ -238,21 +239,19 @@ def suite_attacks(model: nn.Module, profile: Profile) -> dict[str, Any]:
       queries), margin (logit-difference) fitness: a saturated softmax, as after distillation, leaves the
       probability fitness flat while the logits still point the way;
     * "corner": the profile's corner search (exhaustive where ``corner_queries`` is None);
-    * "white-box corner": the 2**C corner colours at ``profile.wb_positions`` positions ranked by the input
-      gradient of the margin through the whole pipeline (gate, transformation, temperature), every candidate
-      verified by a forward pass;
+    * "white-box corner": the ``profile.wb_positions`` x 2**C (position, corner colour) candidates that the input
+      gradient of the margin, taken through the whole pipeline (gate, transformation, temperature), ranks best
+      (first-order estimate of the margin's change), every candidate verified by a forward pass;
     * "Sparse-RS": black-box random search with a margin loss, ``profile.rs_queries`` queries per image.
     """
-    from labkit.attacks import CornerSearch, GradientCorner, GradientCornerConfig, OnePixel, SparseRS, SparseRSConfig
-
     s, precision = profile.strong_scale, profile.precision  # every search in the profile's precision, fp32-confirmed
     return {
         "DE k=1": OnePixel(model, profile.de_config()),
         "DE k=1, strong": OnePixel(model, profile.de_config(population=s * profile.population,
                                                            generations=s * profile.generations, loss="margin")),
         "corner": CornerSearch(model, profile.corner_config()),
-        "white-box corner": GradientCorner(model, GradientCornerConfig(positions=profile.wb_positions, rank="candidate",
-                                                                       loss="margin", precision=precision)),
+        "white-box corner": GradientCorner(model, GradientCornerConfig(
+            positions=profile.wb_positions, rank="candidate", loss="margin", precision=precision)),
         "Sparse-RS": SparseRS(model, SparseRSConfig(pixels=1, queries=profile.rs_queries, precision=precision)),
     }
 
@@ -350,7 +349,8 @@ def query_curves(evaluation: Evaluation, budgets: Sequence[int] | None = None,
     if budgets is None:
         top = max(int(res.queries.max()) for res in evaluation.results.values() if len(res))
         budgets = sorted({int(round(b)) for b in torch.logspace(0, math.log10(max(top, 1)), points).tolist()})
-    return {name: (list(budgets), success_at_budgets(res, budgets, torch.tensor(rows[name]["outcomes"], dtype=torch.bool)))
+    verified = {name: torch.tensor(rows[name]["outcomes"], dtype=torch.bool) for name in evaluation.results}
+    return {name: (list(budgets), success_at_budgets(res, budgets, verified[name]))
             for name, res in evaluation.results.items()}
 
 

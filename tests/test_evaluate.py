@@ -178,7 +178,8 @@ def test_suite_worst_case_is_the_or_of_the_verified_outcomes(tmp_cache, pixel_mo
                        rs_queries=16)
     test, idx = _attacked(pixel_model)
     ev = evaluate.adaptive_suite(pixel_model, "pixel", test, idx, p, progress=False, model="p")
-    assert [r["attack"] for r in ev.rows] == [*evaluate.SUITE, evaluate.WORST_CASE] and list(ev.results) == list(evaluate.SUITE)
+    assert [r["attack"] for r in ev.rows] == [*evaluate.SUITE, evaluate.WORST_CASE]
+    assert list(ev.results) == list(evaluate.SUITE)
     images = test.floats(idx)
     ok = {name: verify(pixel_model, images, res, 1) for name, res in ev.results.items()}
     for r in ev.rows:
