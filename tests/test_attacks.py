@@ -540,3 +540,14 @@ def test_gradient_block_does_not_change_the_result(tiny_cnn):
     y = tiny_cnn(x).argmax(1)
     run = lambda block: GradientCorner(tiny_cnn, positions=6, rank="candidate", block=block)(x, y)  # noqa: E731
     assert_same(run(5), run(64))
+
+
+def test_gradient_chunks_do_not_change_the_gradient(tiny_cnn, monkeypatch):
+    import labkit.attacks.gradient as gradient
+
+    x = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(10))
+    y = tiny_cnn(x).argmax(1)
+    attack = GradientCorner(tiny_cnn, rank="candidate", loss="margin")
+    whole = attack.input_gradient(x, y)
+    monkeypatch.setattr(gradient, "GRADIENT_CHUNK", 2)
+    assert torch.allclose(attack.input_gradient(x, y), whole, atol=1e-7)

@@ -34,6 +34,7 @@ from labkit.precision import check_precision
 
 RANKS = ("position", "candidate")
 GRADIENT_LOSSES = ("ce", "margin")
+GRADIENT_CHUNK = 256  # images per backward pass (a training mini-batch of 128 stays one pass)
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,15 @@ class GradientCorner(Attack):
         (``CandidateScorer.fitness``). Images are independent (summed per-image losses).
         """
         dev = model_device(self.model)
-        x = images.detach().to(dev).requires_grad_(True)
-        labels, targets = labels.to(dev), None if targets is None else targets.to(dev)
+        images, labels = images.detach().to(dev), labels.to(dev)
+        targets = None if targets is None else targets.to(dev)
+        # Backward passes hold every activation: at most GRADIENT_CHUNK images at a time.
+        return torch.cat([self._gradient(images[s:s + GRADIENT_CHUNK], labels[s:s + GRADIENT_CHUNK],
+                                         None if targets is None else targets[s:s + GRADIENT_CHUNK])
+                          for s in range(0, len(images), GRADIENT_CHUNK)]) if len(images) else images.clone()
+
+    def _gradient(self, images: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
+        x = images.requires_grad_(True)
         with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
             logits = self.model(x).float()
             if self.config.loss == "ce":
@@ -139,4 +147,5 @@ class GradientCorner(Attack):
             def candidate(img: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
                 code = ranked[img, q]
                 return code // m, code % m
-        return ordered_search(scorer, candidate, total, cfg.block, corners, w, progress, f"gradient corner ({cfg.rank})")
+        return ordered_search(scorer, candidate, total, cfg.block, corners, w, progress,
+                              f"gradient corner ({cfg.rank})")

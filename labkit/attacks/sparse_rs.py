@@ -47,8 +47,8 @@ class SparseRSConfig:
     pixels: int = 1  # k, pixels changed per image (the one-pixel attack: 1)
     queries: int = 1000  # model evaluations per image, the initial perturbation included (Croce et al.'s eval default)
     targeted: bool = False  # success = prediction equals the target (else: differs from the label)
-    p_init: float = 0.3  # fraction of the k pixels resampled at first (Croce et al.'s untargeted L0 setting; 0.1 targeted)
-    precision: str = "fp32"  # "fp32"; "bf16": search in bf16 autocast, confirm successes in fp32; "auto": bf16 if native
+    p_init: float = 0.3  # fraction of the k pixels resampled first (Croce et al.'s untargeted L0 value; 0.1 targeted)
+    precision: str = "fp32"  # "fp32"; "bf16": search in bf16, confirm successes in fp32; "auto": bf16 where native
     chunk_size: int | None = None  # candidates per forward pass; None = 100 on CPU, 4096 on CUDA
     seed: int = 0  # with the image, label and target, fixes every random draw
 
@@ -93,7 +93,8 @@ class SparseRS(Attack):
     def fitness(self) -> str:
         return "margin"
 
-    def _corners(self, rng: HashRNG, keys: Tensor, counter: int, original: Tensor, m: int) -> Tensor:
+    @staticmethod
+    def _corners(rng: HashRNG, keys: Tensor, counter: int, original: Tensor, m: int) -> Tensor:
         """Random corner indices (A, s) for pixels whose current colours are ``original`` (A, s, C).
 
         A pixel whose colour already is a corner gets one of the other corners (as in
@@ -102,10 +103,9 @@ class SparseRS(Attack):
         c = original.shape[-1]
         weights = 2 ** torch.arange(c - 1, -1, -1, device=original.device)
         is_corner = ((original == 0) | (original == 1)).all(-1)
-        own = torch.where(is_corner, (original.round().long() * weights).sum(-1), torch.full_like(is_corner, -1,
-                                                                                                dtype=torch.long))
+        own = (original.round().long() * weights).sum(-1)  # its corner index, meaningful where is_corner
         idx = rng.randint(keys, counter, tuple(original.shape[1:2]), torch.where(is_corner, m - 1, m))
-        return idx + (is_corner & (idx >= own)).long()
+        return idx + (is_corner & (idx >= own)).long()  # skip its own corner
 
     def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
                  progress: bool = False) -> AttackResult:
