@@ -13,10 +13,9 @@ ablation (its Table 3) is the same code with one switch off:
   model (``labkit.train.get_or_train``: progress bar, resumable).
 
 The second half holds what Labs 05-07 call: the suites of the paper's tables (``table1_suite``,
-``ablation_suite``), the adaptive check on top of the book's protocol (``adaptive_check``), sentences computed
-from the tables (``table1_verdict``, ``ablation_verdict``, ``overhead_verdict``) and side-by-side timings of
-training (``time_training``, ``measure_overhead``). The generic protocol they run (``train_suite``,
-``attacked_indices``, ``evaluate_suite``, ``seed_table``) lives in ``labkit.evaluate``.
+``ablation_suite``), sentences computed from the tables (``table1_verdict``, ``ablation_verdict``,
+``overhead_verdict``) and side-by-side timings of training (``time_training``, ``measure_overhead``). The generic protocol they run (``train_suite``,
+``attacked_indices``, ``evaluate_suite`` with its adaptive suite, ``seed_table``) lives in ``labkit.evaluate``.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from torch import Tensor, nn
 from labkit import papers
 from labkit._checks import check_int, check_number
 from labkit.defences import OnePixelAT
-from labkit.evaluate import TIMING, WORST_CASE, Entry, Trained, _groups, attacked_indices
+from labkit.evaluate import TIMING, WORST_CASE, Entry
 from labkit.models import synchronize
 from labkit.profiles import Profile, get_profile
 from labkit.train import TrainConfig, TrainContext
@@ -44,8 +43,8 @@ __all__ = [
     "input_gradient_penalty", "jacobian_penalty", "mix_losses", "PENALTIES",
     # the labs
     "COMPONENT", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS", "ablation_suite", "ablation_verdict",
-    "adaptive_check", "cached_training_seconds", "compare", "measure_overhead", "overhead_configs", "overhead_split",
-    "overhead_table", "overhead_verdict", "random_targets", "stronger_de", "table1_suite", "table1_verdict",
+    "cached_training_seconds", "compare", "measure_overhead", "overhead_configs", "overhead_split",
+    "overhead_table", "overhead_verdict", "table1_suite", "table1_verdict",
     "time_training",
 ]
 
@@ -336,64 +335,6 @@ def ablation_suite(profile: Profile) -> list[Entry]:
             for model in profile.models for seed in profile.seeds for v in VARIANTS]
 
 
-def random_targets(labels: Tensor, num_classes: int = 10, seed: int = 0) -> Tensor:
-    """A fixed random target class per image, never its label (for the targeted attack)."""
-    shift = torch.randint(1, num_classes, (len(labels),), generator=torch.Generator().manual_seed(seed))
-    return (labels + shift) % num_classes
-
-
-def stronger_de(profile: Profile) -> Profile:
-    """``profile`` with the DE budget of the adaptive check: twice the population and twice the generations.
-
-    About four times the queries per image. A profile, not DEConfig overrides, because ``Profile.de_config``
-    sets population and generations itself.
-    """
-    return replace(profile, population=2 * profile.population, generations=2 * profile.generations)
-
-
-def adaptive_check(trained: list[Trained], profile: Profile, indices: dict[tuple[str, int], Tensor] | None = None,
-                   defences: tuple[str, ...] = ("No defence", "APR"), progress: bool = True) -> list[dict[str, Any]]:
-    """Stronger attacks on ``defences`` (first seed of each architecture), on the images ``indices`` (default:
-    ``labkit.evaluate.attacked_indices``, the images of ``labkit.evaluate.evaluate_suite``, so its DE and corner
-    records come from the cache).
-
-    Per model: DE at the profile's budget and corner search (cached from ``evaluate_suite``), DE with
-    ``stronger_de``, targeted DE and targeted corner search (a fixed random target per image), and the worst
-    case over the untargeted attacks (``labkit.evaluate.WORST_CASE``: an image counts as broken if any of them broke it).
-    """
-    from labkit.data import load_cifar10
-    from labkit.evaluate import evaluate_model, verify, wilson
-
-    split, rows = load_cifar10("test"), []
-    indices = attacked_indices(trained, profile) if indices is None else indices
-    for (arch, seed), group in _groups(trained).items():
-        if seed != profile.seeds[0]:
-            continue
-        idx = indices[(arch, seed)]
-        images, labels = split.floats(idx), split.labels[idx]
-        for t in (t for t in group if t.entry.defence in defences):
-            tags = {"model": arch, "seed": seed, "defence": t.entry.defence, "paper": t.entry.paper}
-            runs = [evaluate_model(t.model, t.key, split, idx, profile, progress=progress, **tags),
-                    evaluate_model(t.model, t.key, split, idx, stronger_de(profile), corner=False,
-                                   progress=progress, **tags),
-                    evaluate_model(t.model, t.key, split, idx, profile, progress=progress,
-                                   targets=random_targets(labels), **tags)]
-            runs[1].rows[0]["attack"] = "DE k=1, 4x budget"
-            rows += [r for ev in runs for r in ev.rows]
-            broken = torch.zeros(len(idx), dtype=torch.bool)
-            for ev in runs[:2]:
-                for res in ev.results.values():
-                    broken |= verify(t.model, images, res, max_pixels=1)
-            k, n = int(broken.sum()), len(idx)
-            lo, hi = wilson(k, n)
-            rows.append({**tags, "clean_acc": runs[0].rows[0]["clean_acc"], "attacked": n, "asr": k / n,
-                         "asr_lo": lo, "asr_hi": hi, "robustness": 1 - k / n,
-                         "robust_acc": runs[0].rows[0]["clean_acc"] * (1 - k / n), "attack": WORST_CASE,
-                         "outcomes": tuple(int(v) for v in broken.tolist()),
-                         "targeted": False})
-    return rows
-
-
 def _find(table: list[dict[str, Any]], defence: str, attack: str, model: str | None = None) -> dict[str, Any]:
     return next(r for r in table if r["defence"] == defence and r["attack"] == attack
                 and (model is None or r["model"] == model))
@@ -411,12 +352,14 @@ def compare(what: str, row: dict[str, Any], col: str, claimed: float) -> str:
             f"{where} the paper's number.")
 
 
-def table1_verdict(table: list[dict[str, Any]], adaptive: list[dict[str, Any]], profile: Profile) -> str:
-    """Plain sentences, computed from the measured tables, on whether the paper's Table 1 claim survives.
+def table1_verdict(table: list[dict[str, Any]], profile: Profile) -> str:
+    """Plain sentences, computed from the measured table (``seed_table`` of ``labkit.evaluate.evaluate_suite``'s
+    rows), on whether the paper's Table 1 claim survives.
 
-    The claim is "APR brings the one-pixel ASR down to 21.43% (from 70.97% undefended)". It survives here
-    if, under the worst case over our untargeted attacks, APR's ASR interval reaches down to 21.43% or
-    below, and APR is clearly more robust than our undefended model (the two intervals do not overlap).
+    The claim is "APR brings the one-pixel ASR down to 21.43% (from 70.97% undefended)". It survives here if,
+    under the worst case over the adaptive suite (``labkit.evaluate.WORST_CASE``), APR's ASR interval reaches
+    down to 21.43% or below, and APR is clearly more robust than our undefended model (the two intervals do not
+    overlap).
     """
     lines = []
     if profile.name == "smoke":
@@ -424,17 +367,17 @@ def table1_verdict(table: list[dict[str, Any]], adaptive: list[dict[str, Any]], 
                      "they say nothing about the paper.")
     for arch in dict.fromkeys(r["model"] for r in table):
         apr_de, none_de = _find(table, "APR", "DE k=1", arch), _find(table, "No defence", "DE k=1", arch)
-        apr_any = _find(adaptive, "APR", WORST_CASE, arch)
-        none_any = _find(adaptive, "No defence", WORST_CASE, arch)
+        apr_any = _find(table, "APR", WORST_CASE, arch)
+        none_any = _find(table, "No defence", WORST_CASE, arch)
         lines += [f"[{arch}] " + compare("APR clean accuracy", apr_de, "clean_acc", TABLE1_CLAIMS["APR"][0]),
                   f"[{arch}] " + compare("APR ASR, DE at the profile budget", apr_de, "asr", TABLE1_CLAIMS["APR"][1]),
                   f"[{arch}] " + compare("Undefended ASR, same attack", none_de, "asr", TABLE1_CLAIMS["No defence"][1]),
-                  f"[{arch}] " + compare("APR ASR, worst case over DE, 4x DE and corner search", apr_any, "asr",
+                  f"[{arch}] " + compare("APR ASR, worst case over the adaptive suite", apr_any, "asr",
                                          TABLE1_CLAIMS["APR"][1])]
         reaches = apr_any["asr_lo"] <= TABLE1_CLAIMS["APR"][1]
         separated = apr_any["asr_hi"] < none_any["asr_lo"]
         if reaches and separated:
-            lines.append(f"[{arch}] The claim survives the adaptive check: APR's worst-case ASR is compatible with "
+            lines.append(f"[{arch}] The claim survives the adaptive suite: APR's worst-case ASR is compatible with "
                          f"21.43% and clearly below the undefended model's {none_any['asr']:.1f}%.")
         else:
             why = []

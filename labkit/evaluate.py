@@ -14,6 +14,11 @@
   ``attacked_indices`` (the same images for every defence), ``evaluate_suite``,
   and ``seed_table`` (rows over seeds beside a paper's numbers; ``TABLE_COLUMNS``,
   ``ROUNDING`` for display).
+* The adaptive suite, how every defence is judged (``evaluate_suite`` runs it for
+  every entry): ``adaptive_suite`` runs the attacks of ``SUITE`` (``suite_attacks``)
+  on the same images and adds the per-image ``worst_case`` (``WORST_CASE``);
+  ``broke_what`` says which attack broke what, ``query_curves`` and
+  ``benchmark_table`` compare the attacks' success against their queries.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from labkit.attacks import CornerSearch, GradientCorner, GradientCornerConfig, OnePixel, SparseRS, SparseRSConfig
 from labkit.attacks.base import AttackResult, model_device
 from labkit.cache import cache_path, config_key, load_checked, save_atomic
 
@@ -90,9 +96,13 @@ def verify(model: nn.Module, originals: Tensor, result: AttackResult, max_pixels
     return result.success & sparse & in_range & fooled
 
 
-def success_at_budgets(result: AttackResult, budgets: Sequence[int]) -> list[float]:
-    """Fraction of images broken within each query budget (from per-image queries)."""
-    return [((result.success) & (result.queries <= b)).float().mean().item() for b in budgets]
+def success_at_budgets(result: AttackResult, budgets: Sequence[int], verified: Tensor | None = None) -> list[float]:
+    """Fraction of images broken within each query budget (from per-image queries).
+
+    ``verified`` (N,) bool, when given, replaces the attack's own verdict (``verify``'s answer).
+    """
+    ok = result.success if verified is None else verified.to(torch.bool)
+    return [(ok & (result.queries <= b)).float().mean().item() for b in budgets]
 
 
 def run_attack(attack: Any, images: Tensor, labels: Tensor, *, model_key: str, indices: Tensor,
@@ -212,6 +222,163 @@ def evaluate_model(model: nn.Module, model_key: str, split: Any, indices: Tensor
         rows.append(summarize(res, ok, acc, **labels, attack=name, targeted=targeted))
         results[name] = res
     return Evaluation(rows, results)
+
+
+# -- the adaptive suite: a defence is judged by the strongest attack tried against the whole pipeline ----------
+
+#: The attacks of ``adaptive_suite``, in the order they run and appear in tables. "DE k=1" is Su et al.'s attack at
+#: the profile's budget (the row set beside the papers' numbers); the others look for what it misses.
+SUITE: tuple[str, ...] = ("DE k=1", "DE k=1, strong", "corner", "white-box corner", "Sparse-RS")
+
+#: The suite's attacks that follow the model's gradient. A defence that only breaks gradients (gradient masking)
+#: can change only these rows; the black-box ones query the pipeline's outputs.
+WHITE_BOX: tuple[str, ...] = ("white-box corner",)
+
+# Columns ``summarize`` computes; every other column of a row is a label (model, seed, defence, ...).
+_MEASURED = ("clean_acc", "attacked", "asr", "asr_lo", "asr_hi", "robustness", "robust_acc", "mean_queries",
+             "unverified", "outcomes", "attack", "targeted")
+
+
+def suite_attacks(model: nn.Module, profile: Profile) -> dict[str, Any]:
+    """The untargeted one-pixel attacks of ``adaptive_suite`` against ``model`` (the whole pipeline), by name.
+
+    * "DE k=1": DE at the profile's budget, Su et al.'s probability fitness (``profile.de_config()``);
+    * "DE k=1, strong": population and generations x ``profile.strong_scale`` (about ``strong_scale**2`` x the
+      queries), margin (logit-difference) fitness: a saturated softmax, as after distillation, leaves the
+      probability fitness flat while the logits still point the way;
+    * "corner": the profile's corner search (exhaustive where ``corner_queries`` is None);
+    * "white-box corner": the ``profile.wb_positions`` x 2**C (position, corner colour) candidates that the input
+      gradient of the margin, taken through the whole pipeline (gate, transformation, temperature), ranks best
+      (first-order estimate of the margin's change), every candidate verified by a forward pass;
+    * "Sparse-RS": black-box random search with a margin loss, ``profile.rs_queries`` queries per image.
+    """
+    s, precision = profile.strong_scale, profile.precision  # every search in the profile's precision, fp32-confirmed
+    return {
+        "DE k=1": OnePixel(model, profile.de_config()),
+        "DE k=1, strong": OnePixel(model, profile.de_config(population=s * profile.population,
+                                                           generations=s * profile.generations, loss="margin")),
+        "corner": CornerSearch(model, profile.corner_config()),
+        "white-box corner": GradientCorner(model, GradientCornerConfig(
+            positions=profile.wb_positions, rank="candidate", loss="margin", precision=precision)),
+        "Sparse-RS": SparseRS(model, SparseRSConfig(pixels=1, queries=profile.rs_queries, precision=precision)),
+    }
+
+
+def worst_case(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The per-image worst case over ``rows`` (one model's untargeted rows, same images): attack ``WORST_CASE``.
+
+    An image counts as broken when any row's verified outcome says so (the OR of the ``outcomes``). Labels and
+    clean accuracy come from the first row; ``mean_queries`` is what the whole suite spent per image (the sum
+    over the attacks; gradient passes not counted); ``unverified`` is 0 (only verified outcomes enter).
+    """
+    if not rows:
+        raise ValueError("worst_case needs at least one row")
+    n = rows[0]["attacked"]
+    if any(len(r["outcomes"]) != n or r.get("targeted") for r in rows):
+        raise ValueError("worst_case takes untargeted rows with outcomes on the same images")
+    broken = [int(any(o)) for o in zip(*(r["outcomes"] for r in rows))] if n else []
+    k = sum(broken)
+    asr = k / n if n else float("nan")
+    lo, hi = wilson(k, n)
+    labels = {c: v for c, v in rows[0].items() if c not in _MEASURED}
+    acc = rows[0]["clean_acc"]
+    return {**labels, "clean_acc": acc, "attacked": n, "asr": asr, "asr_lo": lo, "asr_hi": hi,
+            "robustness": 1 - asr, "robust_acc": acc * (1 - asr),
+            "mean_queries": sum(r["mean_queries"] for r in rows), "unverified": 0, "outcomes": tuple(broken),
+            "attack": WORST_CASE, "targeted": False}
+
+
+def adaptive_suite(model: nn.Module, model_key: str, split: Any, indices: Tensor, profile: Profile, /, *,
+                   progress: bool = True, **labels: Any) -> Evaluation:
+    """Every attack of ``SUITE`` on the same images, and per image the worst case over them.
+
+    Each attack runs through ``run_attack`` (cached per image under ``model_key``, resumable) and every success
+    is re-checked by ``verify``; "DE k=1" and "corner" share their cache entries with ``evaluate_model``.
+
+    Args:
+        model: the whole pipeline (transformation, gate, network), eval mode, input [0, 1].
+        model_key: its cache key; split: the test split; indices: (n,) the attacked images (correctly classified).
+        profile: a ``labkit.profiles.Profile`` (budgets of every attack; ``suite_attacks``).
+        labels: extra columns of the rows (e.g. model="small_cnn", defence="APR").
+
+    Returns:
+        rows: one per attack of ``SUITE`` (``summarize``), then the ``WORST_CASE`` row (``worst_case``), each
+        with ``outcomes`` (n 0/1, in the order of ``indices``); results: the ``AttackResult`` per attack.
+    """
+    acc = clean_accuracy(model, split, profile.eval_size)
+    images, y = split.floats(indices), split.labels[indices]
+    rows, results = [], {}
+    for name, attack in suite_attacks(model, profile).items():
+        res = run_attack(attack, images, y, model_key=model_key, indices=indices, progress=progress)
+        ok = verify(model, images, res, max_pixels=1)
+        rows.append(summarize(res, ok, acc, **labels, attack=name, targeted=False))
+        results[name] = res
+    return Evaluation(rows + [worst_case(rows)], results)
+
+
+def _rows_of(evaluation: Evaluation | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(evaluation.rows if isinstance(evaluation, Evaluation) else evaluation)
+
+
+def broke_what(evaluation: Evaluation | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Which attack broke what: per model (labels) and attack, counts of the attacked images.
+
+    ``evaluation``: an ``adaptive_suite`` result, or rows of several (e.g. ``evaluate_suite``'s); untargeted rows
+    with ``outcomes`` only, the ``WORST_CASE`` row excepted. Columns: the labels, ``attack``, ``images`` (n),
+    ``broken`` (verified successes), ``only`` (images no other attack of the suite broke) and ``missed`` (images
+    it left intact that another attack broke). An attack whose ``only`` is 0 adds nothing to the worst case.
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in _rows_of(evaluation):
+        if r["attack"] != WORST_CASE and not r.get("targeted") and "outcomes" in r:
+            labels = tuple((c, v) for c, v in r.items() if c not in _MEASURED)
+            groups.setdefault(labels, []).append(r)
+    out = []
+    for labels, rs in groups.items():
+        hits = torch.tensor([r["outcomes"] for r in rs], dtype=torch.bool).view(len(rs), -1)  # (attacks, n)
+        for i, r in enumerate(rs):
+            others = torch.cat([hits[:i], hits[i + 1:]]).any(0)
+            out.append({**dict(labels), "attack": r["attack"], "images": hits.shape[1],
+                        "broken": int(hits[i].sum()), "only": int((hits[i] & ~others).sum()),
+                        "missed": int((~hits[i] & others).sum())})
+    return out
+
+
+def query_curves(evaluation: Evaluation, budgets: Sequence[int] | None = None,
+                 points: int = 40) -> dict[str, tuple[list[int], list[float]]]:
+    """Verified success rate against the query budget per image, per attack (``labkit.plotting.budget_curves``).
+
+    ``evaluation``: an ``adaptive_suite`` (or ``evaluate_model``) result, one model, untargeted. A budget b counts
+    an image when the attack broke it (verified) within b queries (``AttackResult.queries``: forward evaluations;
+    the white-box corner's gradient pass is not counted). ``budgets`` default to ``points`` log-spaced values
+    from 1 to the largest query count of any attack.
+    """
+    rows = {r["attack"]: r for r in evaluation.rows}
+    if budgets is None:
+        top = max(int(res.queries.max()) for res in evaluation.results.values() if len(res))
+        budgets = sorted({int(round(b)) for b in torch.logspace(0, math.log10(max(top, 1)), points).tolist()})
+    verified = {name: torch.tensor(rows[name]["outcomes"], dtype=torch.bool) for name in evaluation.results}
+    return {name: (list(budgets), success_at_budgets(res, budgets, verified[name]))
+            for name, res in evaluation.results.items()}
+
+
+def benchmark_table(evaluation: Evaluation, reference: str = "corner") -> list[dict[str, Any]]:
+    """The attack benchmark on one model: per attack, its verified ASR, the median queries of its successes, and
+    the fewest queries per image at which it reaches the ``reference`` attack's final success rate (None when it
+    never does; with an exhaustive corner search as reference, that rate is every image an extreme-colour pixel
+    breaks)."""
+    rows = {r["attack"]: r for r in evaluation.rows}
+    target = rows[reference]["asr"]
+    out = []
+    for name, res in evaluation.results.items():
+        ok = torch.tensor(rows[name]["outcomes"], dtype=torch.bool)
+        q = res.queries[ok].sort().values  # the budgets at which successes arrive
+        need = math.ceil(target * len(ok) - 1e-9)  # images to break to match the reference
+        reach = (int(q[need - 1]) if need > 0 else 0) if len(q) >= need else None
+        out.append({"attack": name, "images": len(ok), "asr": rows[name]["asr"],
+                    "median_queries": float(q.float().median()) if len(q) else None,
+                    f"queries_to_{reference}_asr": reach})
+    return out
 
 
 def time_inference(models: dict[str, nn.Module], images: Tensor, repeats: int = 7, warmup: int = 2,
@@ -370,12 +537,13 @@ def attacked_indices(trained: list[Trained], profile: Profile) -> dict[tuple[str
 
 def evaluate_suite(trained: list[Trained], profile: Profile, indices: dict[tuple[str, int], Tensor] | None = None,
                    progress: bool = True) -> list[dict[str, Any]]:
-    """The book's protocol (``evaluate_model``: DE at the profile's budget, corner search) for every entry,
-    on the images ``indices[(architecture, seed)]`` (default: ``attacked_indices(trained, profile)``; pass them
-    when they are needed again, e.g. by ``labkit.apr.adaptive_check``, to compute them once).
+    """The adaptive suite (``adaptive_suite``: every attack of ``SUITE`` against the whole pipeline, and the
+    per-image ``WORST_CASE``) for every entry, on the images ``indices[(architecture, seed)]`` (default:
+    ``attacked_indices(trained, profile)``; pass them when they are needed again, to compute them once).
 
     Returns one row per (entry, attack), with columns model, seed, defence, paper, attack, ... (see
-    ``summarize``).
+    ``summarize``); entries of one (architecture, seed) are attacked on the same images, so their ``outcomes``
+    are paired image by image.
     """
     from labkit.data import load_cifar10
 
@@ -383,7 +551,7 @@ def evaluate_suite(trained: list[Trained], profile: Profile, indices: dict[tuple
     indices = attacked_indices(trained, profile) if indices is None else indices
     for (arch, seed), group in _groups(trained).items():
         for t in group:
-            ev = evaluate_model(t.model, t.key, split, indices[(arch, seed)], profile, progress=progress,
+            ev = adaptive_suite(t.model, t.key, split, indices[(arch, seed)], profile, progress=progress,
                                 model=arch, seed=seed, defence=t.entry.defence, paper=t.entry.paper)
             rows += ev.rows
     return rows
