@@ -437,18 +437,22 @@ class Verdict:
 
     def sentence(self) -> str:
         """One line: status, the claim, the effect with its interval, n, p and power, and why."""
-        interval = f" (95% CI {self.lo:+.1f} to {self.hi:+.1f})" if self.lo == self.lo and self.hi == self.hi else ""
+        d = 1 if self.unit.startswith(("points", "%")) else 3  # percentages to 0.1, fractions (percentiles) to 0.001
+        sign = "" if self.unit == "%" else "+"  # a rate has no sign; changes and increases do
+        both = self.lo == self.lo and self.hi == self.hi
+        interval = f" (95% CI {self.lo:{sign}.{d}f} to {self.hi:{sign}.{d}f})" if both else ""
         extra = [f"n = {self.n}" if self.n is not None else "",
                  f"p = {self.p:.3g}" if self.p is not None and self.p == self.p else "",
                  f"power {self.power:.2f}" if self.power is not None else ""]
         stats = ", ".join(e for e in extra if e)
-        return (f"{self.status.upper()}: {self.claim}. Measured {self.effect:+.1f} {self.unit}{interval}"
+        unit = f" {self.unit}" if self.unit else ""
+        return (f"{self.status.upper()}: {self.claim}. Measured {self.effect:{sign}.{d}f}{unit}{interval}"
                 f"{'; ' + stats if stats else ''}. {self.why}")
 
 
-def _needed(n_needed: int | None) -> str:
-    return (f"about {n_needed} images would give power {POWER:.0%}" if n_needed is not None
-            else "no n up to 100,000 would give it")
+def _needed(n_needed: int | None, bound: str = "about") -> str:
+    return (f"{bound} {n_needed} images would be needed for power {POWER:.0%}" if n_needed is not None
+            else f"no n up to 100,000 would give power {POWER:.0%}")
 
 
 def paired_verdict(claim: str, before: Sequence[int] | Tensor, after: Sequence[int] | Tensor,
@@ -492,7 +496,7 @@ def paired_verdict(claim: str, before: Sequence[int] | Tensor, after: Sequence[i
     return Verdict("undecided", **common, n_needed=n_needed,
                    why=f"The interval contains the claimed {claimed} and also no change (p = {p_used:.3g}): the "
                        f"run cannot tell. Power to detect the claim here at most {power:.2f} (nested outcomes, "
-                       f"the most favourable case); {_needed(n_needed)}.")
+                       f"the most favourable case); {_needed(n_needed, 'at least')}.")
 
 
 def rate_verdict(claim: str, successes: int, n: int, claimed_rate: float, tolerance: float = 0.10,
@@ -544,7 +548,7 @@ def overhead_verdict(claim: str, measured: float, claimed: float | None, spread:
     undecided when there is no claim to compare with.
     """
     lo, hi = spread if spread is not None else (float("nan"), float("nan"))
-    common = dict(claim=claim, effect=measured, lo=lo, hi=hi, unit="%", n=None, p=None, power=None)
+    common = dict(claim=claim, effect=measured, lo=lo, hi=hi, unit="% increase", n=None, p=None, power=None)
     if claimed is None:
         return Verdict("undecided", **common, why="The paper reports no number for this setting.")
     low, high = (measured, measured) if spread is None else spread
