@@ -33,7 +33,7 @@ from labkit.train import get_or_train
 
 __all__ = [
     "CLAIM", "COMPONENT", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS", "TABLE_COLUMNS",
-    "ablation_verdict", "ablation_verdicts", "attack_gap", "beside_paper", "budget", "change_verdict", "claim_answer",
+    "ablation_verdict", "ablation_verdicts", "attack_gap", "budget", "change_verdict", "claim_answer",
     "claim_table", "claim_verdict", "claim_verdicts", "concentration_verdict", "defence_verdicts", "find_row",
     "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "replay_summary", "seed_table",
     "table1_verdict", "training_table", "verdict_lines",
@@ -119,15 +119,6 @@ def _outcomes(rows: list[dict[str, Any]], defence: str, attack: str, model: str)
     return [int(v) for r in found for v in r["outcomes"]]
 
 
-def beside_paper(what: str, row: dict[str, Any], col: str, claimed: float) -> str:
-    """A sentence placing our ``row[col]`` (percent, with its CI) beside the paper's ``claimed`` value."""
-    value, lo, hi = row[col], row[f"{col}_lo"], row[f"{col}_hi"]
-    if not (lo == lo and hi == hi):  # no interval (NaN)
-        return f"{what}: ours {value:.1f}% vs the paper's {claimed:g}% (no interval)."
-    where = "inside" if lo <= claimed <= hi else "outside"
-    return f"{what}: ours {value:.1f}% (95% CI {lo:.1f}-{hi:.1f}) vs the paper's {claimed:g}% ({where} our interval)."
-
-
 def verdict_lines(verdicts: Sequence[Verdict], prefix: str = "") -> str:
     """The sentences of ``verdicts``, one per line, each with ``prefix``."""
     return "\n".join(prefix + v.sentence() for v in verdicts)
@@ -184,20 +175,32 @@ def _rate_of(rows: list[dict[str, Any]], defence: str, attack: str, arch: str) -
 def table1_verdict(table: list[dict[str, Any]], adaptive: list[dict[str, Any]], profile: Any = None) -> str:
     """Sentences, generated from the measured rows, on the APR paper's Table 1 claim.
 
-    ``table``: rows of the book's protocol (raw or one-seed ``seed_table``); ``adaptive``: rows of the attack
-    suite, with a ``WORST_CASE`` row (per-image outcomes) per model. Per architecture: our undefended and APR
-    ASRs against the paper's 70.97% and 21.43% (``stats.rate_verdict``), then the paired claim "APR lowers the
-    ASR to 30% of the undefended model's" (``defence_verdicts``) under the worst case when present.
+    ``table``: rows of the book's protocol (raw, or ``seed_table`` rows of one seed); ``adaptive``: rows of the
+    attack suite, with a ``WORST_CASE`` row (per-image outcomes) per model. Per architecture:
+
+    * our undefended and APR clean accuracy and ASR against the paper's numbers (``stats.rate_verdict``; the
+      ASR under DE, the paper's attack; clean accuracy over ``min(profile.eval_size, 10,000)`` test images,
+      within 2 points to be supported, when ``profile`` is given);
+    * the claim itself, "APR lowers the one-pixel ASR to 30% of the undefended model's", paired image by image
+      under the worst case over the attack suite when present, else under DE (``defence_verdicts``).
     """
-    rows = list(table) + list(adaptive)
+    rows = list(table) + [r for r in adaptive if r["attack"] == WORST_CASE]
     lines = [f"Profile {profile.name}: every verdict below is computed from this run's numbers."] if profile else []
+    eval_n = min(profile.eval_size, 10_000) if profile is not None else None
     for arch in dict.fromkeys(r["model"] for r in rows):
-        attack = _attack_of(rows, arch, "No defence")
         for defence in ("No defence", "APR"):
-            counts = _rate_of(rows, defence, attack, arch)
+            clean_claim, asr_claim = TABLE1_CLAIMS[defence]
+            de = [r for r in table if r["model"] == arch and r["defence"] == defence and r["attack"] == "DE k=1"
+                  and not r.get("targeted", False)]
+            if eval_n and len(de) == 1:
+                acc = de[0]["clean_acc"] / (100 if de[0]["clean_acc"] > 1 else 1)  # seed_table rows are in percent
+                v = stats.rate_verdict(f"{defence}: clean accuracy is the paper's {clean_claim:g}%",
+                                       round(acc * eval_n), eval_n, clean_claim / 100, tolerance=0.02)
+                lines.append(f"[{arch}] " + v.sentence())
+            counts = _rate_of(table, defence, "DE k=1", arch)
             if counts is not None:
-                v = stats.rate_verdict(f"{defence}: the one-pixel ASR ({attack}) is the paper's "
-                                       f"{TABLE1_CLAIMS[defence][1]:g}%", *counts, TABLE1_CLAIMS[defence][1] / 100)
+                v = stats.rate_verdict(f"{defence}: the one-pixel ASR (DE k=1) is the paper's {asr_claim:g}%",
+                                       *counts, asr_claim / 100)
                 lines.append(f"[{arch}] " + v.sentence())
         lines += [f"[{arch}] " + v.sentence() for a, v in defence_verdicts(rows, {k: TABLE1_CLAIMS[k] for k in
                                                                                  ("No defence", "APR")})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -82,9 +83,13 @@ def test_table1_verdict_in_each_direction(n: int, base: int, apr_broken: int, st
     verdicts = report.defence_verdicts(table + adaptive)
     assert [(arch, v.status) for arch, v in verdicts] == [("m", status)]
     assert "worst case" in verdicts[0][1].claim and verdicts[0][1].n == n
-    text = report.table1_verdict(report.seed_table(table), report.seed_table(adaptive), None)
+    profile = SimpleNamespace(name="cpu", eval_size=20_000)
+    text = report.table1_verdict(report.seed_table(table), report.seed_table(adaptive), profile)
+    assert text.startswith("Profile cpu:") and "APR: clean accuracy is the paper's 90.8%" in text
+    assert "n = 10000" in text  # clean accuracy over at most 10,000 test images
+    assert text == report.table1_verdict(table, adaptive + table, profile)  # raw rows read the same
     assert f"{status.upper()}: APR lowers the one-pixel ASR (worst case)" in text
-    assert "No defence: the one-pixel ASR (worst case) is the paper's 70.97%" in text
+    assert "No defence: the one-pixel ASR (DE k=1) is the paper's 70.97%" in text
     if status == "undecided":
         assert verdicts[0][1].n_needed > n and "power" in text
 
