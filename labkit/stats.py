@@ -347,15 +347,13 @@ def _independent(a: Tensor, b: Tensor, ca: Tensor, cb: Tensor, statistic: str, p
     order = values.argsort()
     values, cl = values[order], cl[order]
     k = ka + kb
-    member = torch.zeros(k, len(values), dtype=torch.float64)
-    member[cl, torch.arange(len(values))] = 1  # (clusters, values): which values each image holds
 
     def diff(wa: Tensor, wb: Tensor) -> Tensor:  # cluster weights (R, k) of each group -> differences (R,)
-        return _wstat(values, wa @ member, statistic) - _wstat(values, wb @ member, statistic)
+        return _wstat(values, wa[:, cl], statistic) - _wstat(values, wb[:, cl], statistic)  # a value weighs as its image
 
     observed_a = torch.cat([torch.ones(ka), torch.zeros(kb)]).double()[None]
-    sa = _wstat(values, observed_a @ member, statistic).item()
-    sb = _wstat(values, (1 - observed_a) @ member, statistic).item()
+    sa = _wstat(values, observed_a[:, cl], statistic).item()
+    sb = _wstat(values, (1 - observed_a)[:, cl], statistic).item()
     observed = sa - sb
     chunk = max(1, 4_000_000 // max(len(values), k))
     extreme = 0
