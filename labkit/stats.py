@@ -443,7 +443,7 @@ class Verdict:
                  f"p = {self.p:.3g}" if self.p is not None and self.p == self.p else "",
                  f"power {self.power:.2f}" if self.power is not None else ""]
         stats = ", ".join(e for e in extra if e)
-        unit = f" {self.unit}" if self.unit else ""
+        unit = self.unit if self.unit.startswith("%") else f" {self.unit}" if self.unit else ""
         return (f"{self.status.upper()}: {self.claim}. Measured {self.effect:{sign}.{d}f}{unit}{interval}"
                 f"{'; ' + stats if stats else ''}. {self.why}")
 
@@ -478,6 +478,9 @@ def paired_verdict(claim: str, before: Sequence[int] | Tensor, after: Sequence[i
     claimed = f"{pts(claimed_change):+.1f} points (from our {pts(pr.rate_a):.1f}%)"
     if pr.n == 0:
         return Verdict("undecided", **{**common, "power": 0.0}, why="No images were attacked.")
+    if target == pr.rate_a:  # e.g. a relative fall from a reference rate of 0: the claim predicts nothing here
+        return Verdict("undecided", **common, why=f"Applied to our reference rate of {pts(pr.rate_a):.1f}%, the "
+                                                  "claim predicts no change: this run cannot test it.")
     if not pr.lo <= claimed_change <= pr.hi:
         off = pr.lo - claimed_change if claimed_change < pr.lo else claimed_change - pr.hi
         side = "smaller" if abs(claimed_change) > max(abs(pr.lo), abs(pr.hi)) or \

@@ -208,6 +208,12 @@ def test_paired_verdict_undecided_with_power_and_n() -> None:
     assert "cannot tell" in v.why and str(v.n_needed) in v.why
 
 
+def test_paired_verdict_with_nothing_to_lower() -> None:
+    before, after = outcomes(0, 0, 0, 30)  # the reference never broke: a relative fall predicts no change
+    v = stats.paired_verdict("APR lowers the ASR", before, after, 0.0 * CLAIM)
+    assert v.status == "undecided" and "cannot test it" in v.why
+
+
 def test_paired_verdict_ablation_rise_and_holm_p() -> None:
     # removing a component raises the ASR by 7.33 points in the paper; here by 20 points on 100 images.
     full, variant = outcomes(20, 0, 20, 60)
