@@ -363,14 +363,14 @@ def overhead_verdicts(table: list[dict[str, Any]]) -> list[tuple[str, Verdict]]:
         full = next(r for r in table if r.get("model") == arch and r["config"] == "APR full")
         claim = TABLE4_CLAIMS.get(arch) if arch else None
         lo, hi = full.get("train_increase_lo"), full.get("train_increase_hi")
-        out.append((arch, stats.overhead_verdict(
-            f"APR's training step costs {'+%g%%' % claim[0] if claim else 'what the paper reports'} over the "
-            "undefended model", full["train_increase_pct"], claim[0] if claim else None,
-            (lo, hi) if lo is not None and hi is not None else None)))
+        train = f"APR's training step costs +{claim[0]:g}% over the undefended model" if claim else \
+            f"APR's training-step increase on {arch} (the paper has no number for it)"
+        infer = f"APR's inference costs +{claim[1]:g}% over the undefended model" if claim else \
+            f"APR's inference increase on {arch} (the paper has no number for it)"
+        out.append((arch, stats.overhead_verdict(train, full["train_increase_pct"], claim[0] if claim else None,
+                                                 (lo, hi) if lo is not None and hi is not None else None)))
         if full.get("infer_increase_pct") is not None:
-            out.append((arch, stats.overhead_verdict(
-                f"APR's inference costs {'+%g%%' % claim[1] if claim else 'what the paper reports'} over the "
-                "undefended model", full["infer_increase_pct"], claim[1] if claim else None)))
+            out.append((arch, stats.overhead_verdict(infer, full["infer_increase_pct"], claim[1] if claim else None)))
     return out
 
 

@@ -428,6 +428,7 @@ class Verdict:
     power: float | None  # power to detect the claimed effect at this n (None when no test)
     why: str  # the reason, in words, with the numbers that decided it
     n_needed: int | None = None  # undecided: images that would give power POWER (None: not computable)
+    interval: str = "95% CI"  # what (lo, hi) is, in words (timings: "range over repeats")
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -438,7 +439,7 @@ class Verdict:
         d = 1 if self.unit.startswith(("points", "%")) else 3  # percentages to 0.1, fractions (percentiles) to 0.001
         sign = "" if self.unit == "%" else "+"  # a rate has no sign; changes and increases do
         both = self.lo == self.lo and self.hi == self.hi
-        interval = f" (95% CI {self.lo:{sign}.{d}f} to {self.hi:{sign}.{d}f})" if both else ""
+        interval = f" ({self.interval} {self.lo:{sign}.{d}f} to {self.hi:{sign}.{d}f})" if both else ""
         extra = [f"n = {self.n}" if self.n is not None else "",
                  f"p = {self.p:.3g}" if self.p is not None and self.p == self.p else "",
                  f"power {self.power:.2f}" if self.power is not None else ""]
@@ -549,7 +550,8 @@ def overhead_verdict(claim: str, measured: float, claimed: float | None, spread:
     undecided when there is no claim to compare with.
     """
     lo, hi = spread if spread is not None else (float("nan"), float("nan"))
-    common = dict(claim=claim, effect=measured, lo=lo, hi=hi, unit="% increase", n=None, p=None, power=None)
+    common = dict(claim=claim, effect=measured, lo=lo, hi=hi, unit="% increase", n=None, p=None, power=None,
+                  interval="range over repeats")
     if claimed is None:
         return Verdict("undecided", **common, why="The paper reports no number for this setting.")
     low, high = (measured, measured) if spread is None else spread
