@@ -34,7 +34,8 @@ from labkit.train import get_or_train
 __all__ = [
     "CLAIM", "COMPONENT", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS", "TABLE_COLUMNS",
     "ablation_verdict", "ablation_verdicts", "attack_gap", "budget", "change_verdict", "claim_answer",
-    "claim_table", "claim_verdict", "claim_verdicts", "concentration_verdict", "defence_verdicts", "find_row",
+    "claim_table", "claim_verdict", "claim_verdicts", "concentration_verdict", "defence_verdict", "defence_verdicts",
+    "find_row",
     "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "replay_summary", "seed_table",
     "table1_verdict", "training_table", "verdict_lines",
 ]
@@ -165,6 +166,15 @@ def defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[float, 
                      f"(the paper: {base_claim:g}% -> {claims[key][1]:g}%)")
             out.append((arch, stats.paired_verdict(claim, before, after, rate * (ratio - 1), p=p)))
     return out
+
+
+def defence_verdict(rows: list[dict[str, Any]], claims: dict[str, tuple[float, float]] | None = None,
+                    reference: str = "No defence") -> str:
+    """``defence_verdicts`` as sentences, one per line, each headed by its architecture."""
+    found = defence_verdicts(rows, claims, reference)
+    if not found:
+        return f"No defence with a claim of the paper was paired with '{reference}' (per-image outcomes needed)."
+    return "\n".join(f"[{arch}] " + v.sentence() for arch, v in found)
 
 
 def _rate_of(rows: list[dict[str, Any]], defence: str, attack: str, arch: str) -> tuple[int, int] | None:

@@ -102,6 +102,9 @@ def test_defence_verdicts_fall_back_to_de_and_holm_over_the_table() -> None:
     raw = [stats.mcnemar(rows[0]["outcomes"], r["outcomes"]).p for r in rows[1:3]]
     assert [v.p for _, v in verdicts] == pytest.approx(stats.holm(raw))
     assert all("(DE k=1)" in v.claim for _, v in verdicts)
+    text = report.defence_verdict(rows)
+    assert text.count("[m] ") == 2 and "DD (T=20) lowers" in text
+    assert "No defence with a claim" in report.defence_verdict(rows[1:])
 
 
 # -- Table 3 ----------------------------------------------------------------------------------------------------------
