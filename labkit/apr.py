@@ -12,10 +12,10 @@ ablation (its Table 3) is the same code with one switch off:
 * ``apr_config``: the ``TrainConfig`` of a profile for one of ``VARIANTS``; trained through the cache like any
   model (``labkit.train.get_or_train``: progress bar, resumable).
 
-The second half holds what Labs 05-07 call: the suites of the paper's tables (``table1_suite``,
-``ablation_suite``), sentences computed from the tables (``table1_verdict``, ``ablation_verdict``,
-``overhead_verdict``) and side-by-side timings of training (``time_training``, ``measure_overhead``). The generic protocol they run (``train_suite``,
-``attacked_indices``, ``evaluate_suite`` with its adaptive suite, ``seed_table``) lives in ``labkit.evaluate``.
+The second half holds what Labs 05-07 run: the suites of the paper's tables (``table1_suite``,
+``ablation_suite``) and side-by-side timings of training (``time_training``, ``measure_overhead``). The generic
+protocol they run (``train_suite``, ``attacked_indices``, ``evaluate_suite`` with its adaptive suite) lives in
+``labkit.evaluate``; their tables, the paper's numbers and the verdicts live in ``labkit.report``.
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit import papers
 from labkit._checks import check_int, check_number
 from labkit.defences import OnePixelAT
-from labkit.evaluate import TIMING, WORST_CASE, Entry
+from labkit.evaluate import TIMING, Entry
 from labkit.models import synchronize
 from labkit.profiles import Profile, get_profile
 from labkit.train import TrainConfig, TrainContext
@@ -42,9 +41,7 @@ __all__ = [
     "AttentionGate", "APRObjective", "GATE_MODES", "INNER_POSITIONS", "VARIANTS", "apr_config", "gate_of",
     "input_gradient_penalty", "jacobian_penalty", "mix_losses", "PENALTIES",
     # the labs
-    "COMPONENT", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS", "ablation_suite", "ablation_verdict",
-    "cached_training_seconds", "compare", "measure_overhead", "overhead_configs", "overhead_split",
-    "overhead_table", "overhead_verdict", "table1_suite", "table1_verdict",
+    "ablation_suite", "cached_training_seconds", "measure_overhead", "overhead_configs", "table1_suite",
     "time_training",
 ]
 
@@ -292,18 +289,7 @@ def apr_config(profile: Profile | str, variant: str = "full", model: str | None 
     return prof.train_config(model, seed, gate=switches["gate"], gate_kernel=3, objective=objective)
 
 
-# == the labs (05-07): suites of trained models, tables beside the paper's, verdicts, overhead ====================
-
-#: The APR paper's CIFAR-10 claims, quoted from ``labkit.papers``: (clean accuracy %, ASR %); robustness =
-#: 100 - ASR. Table 1 (defences; its AT/IT/DD rows as Lab 04 quotes them), Table 3 (ablation), Table 4 (overhead).
-TABLE1_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE1
-TABLE3_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE3
-TABLE4_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE4
-
-#: What each ablation variant removes, for tables and sentences.
-COMPONENT = {"no_attention": "the attention gate", "no_adversarial": "adversarial training",
-             "no_regularisation": "the gradient regulariser"}
-
+# == the labs (05-07): suites of trained models, overhead timings ================================================
 
 def table1_suite(profile: Profile) -> list[Entry]:
     """APR and the baselines of the paper's Table 1 for every model and seed of ``profile``.
@@ -333,96 +319,6 @@ def ablation_suite(profile: Profile) -> list[Entry]:
     """The four variants of the paper's Table 3 for every model and seed of ``profile``."""
     return [Entry(v, apr_config(profile, v, model, seed), paper=v)
             for model in profile.models for seed in profile.seeds for v in VARIANTS]
-
-
-def _find(table: list[dict[str, Any]], defence: str, attack: str, model: str | None = None) -> dict[str, Any]:
-    return next(r for r in table if r["defence"] == defence and r["attack"] == attack
-                and (model is None or r["model"] == model))
-
-
-def compare(what: str, row: dict[str, Any], col: str, claimed: float) -> str:
-    """A sentence placing our ``row[col]`` (percent, with its CI) against the paper's ``claimed`` value."""
-    value, lo, hi = row[col], row[f"{col}_lo"], row[f"{col}_hi"]
-    if not (lo == lo and hi == hi):  # no interval (NaN)
-        verdict = "higher than" if value > claimed else "lower than" if value < claimed else "equal to"
-        return f"{what}: ours {value:.1f}% vs the paper's {claimed:g}% ({verdict} the claim; no interval)."
-    where = ("consistent with" if lo <= claimed <= hi else
-             "above" if lo > claimed else "below")
-    return (f"{what}: ours {value:.1f}% (95% CI {lo:.1f}-{hi:.1f}) vs the paper's {claimed:g}%: "
-            f"{where} the paper's number.")
-
-
-def table1_verdict(table: list[dict[str, Any]], profile: Profile) -> str:
-    """Plain sentences, computed from the measured table (``seed_table`` of ``labkit.evaluate.evaluate_suite``'s
-    rows), on whether the paper's Table 1 claim survives.
-
-    The claim is "APR brings the one-pixel ASR down to 21.43% (from 70.97% undefended)". It survives here if,
-    under the worst case over the adaptive suite (``labkit.evaluate.WORST_CASE``), APR's ASR interval reaches
-    down to 21.43% or below, and APR is clearly more robust than our undefended model (the two intervals do not
-    overlap).
-    """
-    lines = []
-    if profile.name == "smoke":
-        lines.append("Smoke profile: tiny training runs and budgets, so these sentences exercise the code; "
-                     "they say nothing about the paper.")
-    for arch in dict.fromkeys(r["model"] for r in table):
-        apr_de, none_de = _find(table, "APR", "DE k=1", arch), _find(table, "No defence", "DE k=1", arch)
-        apr_any = _find(table, "APR", WORST_CASE, arch)
-        none_any = _find(table, "No defence", WORST_CASE, arch)
-        lines += [f"[{arch}] " + compare("APR clean accuracy", apr_de, "clean_acc", TABLE1_CLAIMS["APR"][0]),
-                  f"[{arch}] " + compare("APR ASR, DE at the profile budget", apr_de, "asr", TABLE1_CLAIMS["APR"][1]),
-                  f"[{arch}] " + compare("Undefended ASR, same attack", none_de, "asr", TABLE1_CLAIMS["No defence"][1]),
-                  f"[{arch}] " + compare("APR ASR, worst case over the adaptive suite", apr_any, "asr",
-                                         TABLE1_CLAIMS["APR"][1])]
-        reaches = apr_any["asr_lo"] <= TABLE1_CLAIMS["APR"][1]
-        separated = apr_any["asr_hi"] < none_any["asr_lo"]
-        if reaches and separated:
-            lines.append(f"[{arch}] The claim survives the adaptive suite: APR's worst-case ASR is compatible with "
-                         f"21.43% and clearly below the undefended model's {none_any['asr']:.1f}%.")
-        else:
-            why = []
-            if not reaches:
-                why.append(f"its worst-case ASR ({apr_any['asr']:.1f}%, CI from {apr_any['asr_lo']:.1f}%) "
-                           f"stays above the paper's 21.43%")
-            if not separated:
-                why.append(f"APR is not clearly more robust than our undefended model ({none_any['asr']:.1f}% "
-                           f"under the same attacks; the intervals overlap)")
-            lines.append(f"[{arch}] The claim does not survive here: " + "; and ".join(why) + ".")
-    return "\n".join(lines)
-
-
-def ablation_verdict(table: list[dict[str, Any]], attack: str = "DE k=1") -> str:
-    """Which component carries APR's robustness here: the one whose removal raises the ASR the most.
-
-    A component "carries" robustness only if removing it raises the ASR clearly (its interval lies above full
-    APR's); ties and rises of zero are reported as such, not resolved by order.
-    """
-    lines = []
-    paper = {v: TABLE3_CLAIMS[v][1] - TABLE3_CLAIMS["full"][1] for v in COMPONENT}
-    ptop = max(paper, key=lambda v: paper[v])
-    for arch in dict.fromkeys(r["model"] for r in table):
-        full = _find(table, "full", attack, arch)
-        rises = {v: _find(table, v, attack, arch)["asr"] - full["asr"] for v in COMPONENT}
-        parts = ", ".join(f"without {COMPONENT[v]} {rises[v]:+.1f} points" for v in COMPONENT)
-        line = f"[{arch}, {attack}] ASR change when one component is removed: {parts}. "
-        best = max(rises.values())
-        tops = [v for v in COMPONENT if rises[v] == best]
-        clear = [v for v in COMPONENT if _find(table, v, attack, arch)["asr_lo"] > full["asr_hi"]]
-        if best <= 0:
-            line += "Removing no component raises the ASR here: none is shown to carry robustness."
-        elif len(tops) > 1:
-            line += f"The largest rise is shared by {' and '.join(COMPONENT[v] for v in tops)}."
-        else:
-            line += f"The largest rise comes from removing {COMPONENT[tops[0]]}"
-            line += (" and it is clear (the intervals do not overlap)." if tops[0] in clear else
-                     ", but the intervals overlap: at this sample size it is not shown to matter.")
-        lines.append(line)
-        ours = ("ours agrees." if tops == [ptop] and best > 0 else
-                f"ours points at {COMPONENT[tops[0]]} instead." if len(tops) == 1 and best > 0 else
-                "ours singles out no component.")
-        lines.append(f"[{arch}] The paper's largest rise is without {COMPONENT[ptop]} (+{paper[ptop]:.2f} points); "
-                     + ours)
-    return "\n".join(lines)
 
 
 # -- Lab 07: overhead ------------------------------------------------------------------------------------------------
@@ -479,55 +375,14 @@ def time_training(configs: dict[str, TrainConfig], device: str | torch.device = 
     return sorted(rows, key=lambda r: (r["repeat"], names.index(r["config"])))
 
 
-def overhead_table(train_rows: list[dict[str, Any]], inference: dict[str, float],
-                   reference: str = "undefended") -> list[dict[str, Any]]:
-    """Medians per config and their increase over ``reference``, in percent.
-
-    ``train_rows``: from ``time_training``; ``inference``: seconds per image by config (e.g. from
-    ``labkit.evaluate.time_inference``). Columns: config, train_ms (per step), train_increase_pct,
-    inner_attack_ms, inner_attack_share_pct (of the training-time increase), infer_us (per image),
-    infer_increase_pct.
-    """
-    import statistics
-
-    med = {c: statistics.median(r["seconds"] for r in train_rows if r["config"] == c)
-           for c in dict.fromkeys(r["config"] for r in train_rows)}
-    inner = {c: statistics.median(r["inner_attack"] for r in train_rows if r["config"] == c) for c in med}
-    out = []
-    for c, t in med.items():
-        extra = t - med[reference]
-        out.append({"config": c, "train_ms": 1e3 * t, "train_increase_pct": 100 * extra / med[reference],
-                    "inner_attack_ms": 1e3 * inner[c],
-                    "inner_attack_share_pct": 100 * inner[c] / extra if extra > 0 and c != reference else None,
-                    "infer_us": 1e6 * inference[c] if c in inference else None,
-                    "infer_increase_pct": (100 * (inference[c] / inference[reference] - 1)
-                                           if c in inference and reference in inference else None)})
-    return out
-
-
-def overhead_split(table: list[dict[str, Any]]) -> dict[str, float]:
-    """The training-time increase of full APR split by component, in ms per step, from ``overhead_table``.
-
-    inner attack: its own timer; gradient regulariser: full - no_regularisation; attention gate:
-    full - no_attention; the rest (the adversarial half of the batch through forward and backward): what
-    remains. Differences of medians, so small parts can come out slightly negative on a noisy machine.
-    """
-    ms = {r["config"]: r["train_ms"] for r in table}
-    inner = next(r["inner_attack_ms"] for r in table if r["config"] == "APR full")
-    total = ms["APR full"] - ms["undefended"]
-    reg = ms["APR full"] - ms["APR no_regularisation"]
-    gate = ms["APR full"] - ms["APR no_attention"]
-    return {"inner attack": inner, "gradient regulariser": reg, "attention gate": gate,
-            "adversarial half-batch": total - inner - reg - gate}
-
-
 def measure_overhead(profile: Profile, model: str | None = None, device: str | torch.device = "auto",
-                     progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Lab 07's measurement for one architecture: (``overhead_table`` rows, raw per-step timings).
+                     progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Lab 07's measurement for one architecture: (raw per-step timings, inference seconds per image by config).
 
     Training steps of the undefended model and the four APR variants side by side (``time_training``, with
     ``TIMING[profile.name]`` warm-up and repeats), then inference (``labkit.evaluate.time_inference``) of the
     same untrained networks on test images, side by side. Weights do not change the cost, so nothing is trained.
+    ``labkit.report.overhead_table(raw, inference, model=...)`` turns the two into the lab's table.
     """
     from labkit.data import first_n, load_cifar10
     from labkit.evaluate import time_inference
@@ -542,11 +397,7 @@ def measure_overhead(profile: Profile, model: str | None = None, device: str | t
     images = test.floats(first_n(test, 100))
     nets = {name: build_for_config(cfg).to(dev).eval() for name, cfg in configs.items()}
     inference = time_inference(nets, images, repeats=2 * repeats + 1, warmup=warmup, batch_size=100)
-    table = overhead_table(raw, inference)
-    arch = model or profile.models[0]
-    for r in table:
-        r["model"] = arch
-    return table, raw
+    return raw, inference
 
 
 def cached_training_seconds(profile: Profile, model: str | None = None, seed: int | None = None,
@@ -566,25 +417,3 @@ def cached_training_seconds(profile: Profile, model: str | None = None, seed: in
     return {"model": arch, "undefended_s": base.train_seconds, "apr_s": full.train_seconds,
             "increase_pct": 100 * (full.train_seconds / base.train_seconds - 1), "inner_attack_s": inner,
             "inner_attack_share_pct": 100 * inner / max(full.train_seconds - base.train_seconds, 1e-9)}
-
-
-def overhead_verdict(table: list[dict[str, Any]]) -> str:
-    """Sentences from Lab 07's measured table, beside the paper's Table 4."""
-    lines = []
-    for arch in dict.fromkeys(r["model"] for r in table):
-        full = next(r for r in table if r["model"] == arch and r["config"] == "APR full")
-        undefended = next(r for r in table if r["model"] == arch and r["config"] == "undefended")
-        claim = TABLE4_CLAIMS.get(arch)
-        ref = (f"the paper: +{claim[0]:g}% training, +{claim[1]:g}% inference for {arch}" if claim else
-               "the paper reports +27.3% / +8.6% (ResNet-18) and +31.5% / +9.2% (VGG-16); it has no " + arch)
-        share = full["inner_attack_share_pct"]
-        lines.append(f"[{arch}] Training APR costs {full['train_increase_pct']:+.0f}% per step over the "
-                     f"undefended model and inference {full['infer_increase_pct']:+.1f}% per image ({ref}). "
-                     + (f"The inner one-pixel attack is {share:.0f}% of the training-time increase."
-                        if share is not None else "There is no training-time increase to split."))
-        if claim:
-            factor = full["train_increase_pct"] / claim[0]
-            lines.append(f"[{arch}] Our training-time increase is {factor:.1f}x the paper's; the inner attack "
-                         f"alone takes {100 * full['inner_attack_ms'] / undefended['train_ms']:.0f}% of an "
-                         "undefended step.")
-    return "\n".join(lines)

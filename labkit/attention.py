@@ -7,10 +7,9 @@ turns those sentences into measurements on a gated model (``labkit.apr.Attention
 * ``attention_of``: the map A(x) of a batch of images, (N, H, W); ``values_at`` and ``percentile_at``: A at
   given pixels, raw or as the pixel's percentile within its own map.
 * ``pixel_attention``: A at the pixels the attacks chose (successes and failures, per attack) and at random
-  pixels of the same images; ``claim_table`` compares the groups (``compare``: difference of means or medians,
-  permutation p-value, bootstrap interval; Holm-adjusted across the table) and ``claim_verdict`` says in
-  sentences, computed from the table, whether the data support "attacks succeed where attention is low".
-* ``attention_change`` / ``change_verdict``: how A changes when the attack writes its pixel, by distance.
+  pixels of the same images (each value with the image it belongs to, so ``labkit.report.claim_table`` can
+  test "attacks succeed where attention is low" by resampling whole images, ``labkit.stats.cluster_compare``).
+* ``attention_change``: how A changes when the attack writes its pixel, by distance.
 * ``concentration`` / ``class_concentration``: the share of attention mass in the top 10% of a map's pixels.
 * ``gated_variants``: Lab 06's APR variants that have a gate, attacked on Lab 06's images with the book's
   protocol (``labkit.evaluate.evaluate_model``, so the attack records are Lab 06's cache entries);
@@ -24,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,16 +31,13 @@ from torch import Tensor, nn
 
 from labkit._checks import check_int
 from labkit.evaluate import common_correct
+from labkit.stats import mean_ci
 
 __all__ = [
-    "CLAIM", "AttackedModel", "Comparison", "GroupPixels", "PixelAttention", "attention_change", "attention_of",
-    "change_figure", "change_verdict", "claim_answer", "claim_table", "claim_verdict", "class_concentration",
-    "compare", "concentration", "concentration_verdict", "explorer_indices", "first_success", "gated_variants",
-    "holm", "panel_figure", "percentile_at", "pixel_attention", "random_pixels", "values_at",
+    "AttackedModel", "GroupPixels", "PixelAttention", "attention_change", "attention_of", "change_figure",
+    "class_concentration", "concentration", "explorer_indices", "first_success", "gated_variants", "panel_figure",
+    "percentile_at", "pixel_attention", "random_pixels", "values_at",
 ]
-
-#: The statement Lab 08 tests (the reading of the paper's "less critical regions" given in the lab's issue).
-CLAIM = "attacks succeed where attention is low"
 
 
 # -- maps and values at pixels --------------------------------------------------------------------------------------
@@ -210,193 +206,6 @@ def pixel_attention(model: nn.Module, images: Tensor, results: dict[str, Any],
     return PixelAttention(maps, groups)
 
 
-# -- the statistic ----------------------------------------------------------------------------------------------------
-
-@dataclass
-class Comparison:
-    """``statistic(a) - statistic(b)`` with a bootstrap interval and a two-sided permutation p-value."""
-
-    statistic: str  # "mean" or "median"
-    n_a: int
-    n_b: int
-    a: float  # statistic of the first sample
-    b: float  # statistic of the second sample
-    difference: float  # a - b
-    ci_lo: float  # percentile bootstrap interval of the difference (``confidence``)
-    ci_hi: float
-    p_value: float  # two-sided permutation p-value, (1 + extreme) / (1 + permutations)
-    confidence: float
-    permutations: int
-    resamples: int
-
-    def as_row(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _stat(x: Tensor, statistic: str) -> Tensor:
-    """The statistic along the last dimension (median: the interpolated one, as numpy's)."""
-    return x.mean(-1) if statistic == "mean" else torch.quantile(x, 0.5, dim=-1)
-
-
-def _check_sample(name: str, x: Any) -> Tensor:
-    if not isinstance(x, Tensor) or x.dim() != 1:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a 1-D tensor of values, got {shape}")
-    if x.numel() and not torch.isfinite(x.double()).all():
-        raise ValueError(f"{name} holds NaN or infinite values")
-    return x.detach().cpu().double()
-
-
-def compare(a: Tensor, b: Tensor, statistic: str = "mean", permutations: int = 10_000, resamples: int = 2_000,
-            confidence: float = 0.95, seed: int = 0) -> Comparison:
-    """Compare two independent samples: difference of means (or medians), permutation test, bootstrap CI.
-
-    * p-value: the share of random relabellings of the pooled values (``permutations`` of them, plus the
-      observed one) whose |difference| reaches the observed |difference|: exchangeability of the two
-      groups under "no difference", no normality assumed.
-    * interval: ``confidence`` percentile interval of the difference over ``resamples`` bootstrap samples,
-      each group resampled with replacement within itself.
-
-    All draws come from one ``torch.Generator`` seeded with ``seed`` and run as batched tensor operations in
-    chunks (no Python loop per draw). An empty sample gives NaN everywhere, not an error.
-    """
-    if statistic not in ("mean", "median"):
-        raise ValueError(f"statistic must be 'mean' or 'median', not {statistic!r}")
-    check_int("permutations", permutations, 1)
-    check_int("resamples", resamples, 1)
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
-    a, b = _check_sample("a", a), _check_sample("b", b)
-    na, nb = len(a), len(b)
-    nan = float("nan")
-    if na == 0 or nb == 0:
-        return Comparison(statistic, na, nb, nan if na == 0 else _stat(a, statistic).item(),
-                          nan if nb == 0 else _stat(b, statistic).item(), nan, nan, nan, nan, confidence,
-                          permutations, resamples)
-    g = torch.Generator().manual_seed(seed)
-    sa, sb = _stat(a, statistic).item(), _stat(b, statistic).item()
-    observed = sa - sb
-    pooled, n = torch.cat([a, b]), na + nb
-    # Chunks keep a (chunk, n) index matrix near 4M entries: memory stays small, torch.quantile's limit is met.
-    chunk = max(1, 4_000_000 // n)
-    extreme = 0
-    for start in range(0, permutations, chunk):
-        c = min(chunk, permutations - start)
-        x = pooled[torch.rand(c, n, generator=g).argsort(1)]
-        d = _stat(x[:, :na], statistic) - _stat(x[:, na:], statistic)
-        extreme += int((d.abs() >= abs(observed) - 1e-12).sum())  # ties with the observed count as extreme
-    diffs = []
-    for start in range(0, resamples, chunk):
-        c = min(chunk, resamples - start)
-        diffs.append(_stat(a[torch.randint(na, (c, na), generator=g)], statistic)
-                     - _stat(b[torch.randint(nb, (c, nb), generator=g)], statistic))
-    boot = torch.cat(diffs)
-    tail = (1 - confidence) / 2
-    lo, hi = torch.quantile(boot, torch.tensor([tail, 1 - tail], dtype=boot.dtype)).tolist()
-    return Comparison(statistic, na, nb, sa, sb, observed, lo, hi, (1 + extreme) / (1 + permutations), confidence,
-                      permutations, resamples)
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjustment of a family of p-values (NaN entries stay NaN and are not counted)."""
-    p = [float(v) for v in p_values]
-    order = sorted((i for i, v in enumerate(p) if not math.isnan(v)), key=lambda i: p[i])
-    m, out, running = len(order), [float("nan")] * len(p), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))  # monotone: never below an earlier adjusted value
-        out[i] = running
-    return out
-
-
-def claim_table(samples: dict[str, PixelAttention], measure: str = "percentile", statistic: str = "mean",
-                permutations: int = 10_000, resamples: int = 2_000, seed: int = 0) -> list[dict[str, Any]]:
-    """The test of the claim, one row per (model, attack, reference group).
-
-    For every model in ``samples`` and every attack in its groups: the attention (``measure``: within-image
-    "percentile", or raw "value") at the pixels of successful attacks against (1) random pixels of the same
-    images and (2) the pixels of failed attacks (``compare``; difference = successes - reference, so a
-    negative difference means attacks succeed at lower attention). ``p_holm`` adjusts the p-values for the
-    number of rows (Holm), so a table with many rows does not find a difference by chance.
-    """
-    rows: list[dict[str, Any]] = []
-    for model, pa in samples.items():
-        values = pa.measure(measure)
-        attacks = [name[:-len(" success")] for name in pa.groups if name.endswith(" success")]
-        for i, attack in enumerate(attacks):
-            for j, (reference, group) in enumerate((("random pixels", "random"),
-                                                    ("failed attacks", f"{attack} failure"))):
-                c = compare(values[f"{attack} success"], values[group], statistic, permutations, resamples,
-                            seed=seed + 2 * i + j)
-                rows.append({"model": model, "attack": attack, "reference": reference, "measure": measure,
-                             "statistic": statistic, "successes": c.n_a, "reference pixels": c.n_b,
-                             "at successes": c.a, "at reference": c.b, "difference": c.difference,
-                             "ci_lo": c.ci_lo, "ci_hi": c.ci_hi, "p_value": c.p_value})
-    for row, adjusted in zip(rows, holm([r["p_value"] for r in rows])):
-        row["p_holm"] = adjusted
-    return rows
-
-
-def _finding(row: dict[str, Any], alpha: float, min_n: int) -> str:
-    """'lower', 'higher', 'none' (no detectable difference) or 'untestable' for one row of ``claim_table``."""
-    if row["successes"] < min_n or row["reference pixels"] < min_n or math.isnan(row["p_holm"]):
-        return "untestable"
-    if row["p_holm"] >= alpha:
-        return "none"
-    return "lower" if row["difference"] < 0 else "higher"
-
-
-def claim_verdict(table: list[dict[str, Any]], alpha: float = 0.05, min_n: int = 5, profile: Any = None) -> str:
-    """Sentences, computed from ``claim_table``, on whether the data support "attacks succeed where attention is low".
-
-    A row supports the statement when the successes' attention is lower than the reference's with a
-    Holm-adjusted p-value below ``alpha``; rows with fewer than ``min_n`` pixels on either side are not
-    tested. The overall sentence uses the rows against random pixels (where a success pixel would sit if
-    attention did not matter): supported if every testable one supports it, not supported if none does.
-    """
-    lines = []
-    if profile is not None and getattr(profile, "name", None) == "smoke":
-        lines.append("Smoke profile: two-epoch models and a handful of images, so these sentences exercise the "
-                     "code; they say nothing about the paper.")
-    unit = "percentile" if table and table[0]["measure"] == "percentile" else "A"
-    for r in table:
-        f = _finding(r, alpha, min_n)
-        head = f"[{r['model']}, {r['attack']}] successes vs {r['reference']}: "
-        if f == "untestable":
-            lines.append(head + f"not tested ({r['successes']} success pixels, {r['reference pixels']} reference "
-                         f"pixels; at least {min_n} each are needed).")
-            continue
-        nums = (f"{r['statistic']} {unit} {r['at successes']:.3f} vs {r['at reference']:.3f}, difference "
-                f"{r['difference']:+.3f} (95% CI {r['ci_lo']:+.3f} to {r['ci_hi']:+.3f}), permutation p = "
-                f"{r['p_value']:.3g}, Holm-adjusted {r['p_holm']:.3g}")
-        say = {"lower": "attacks succeed at lower attention",
-               "higher": "attacks succeed at HIGHER attention, the opposite of the statement",
-               "none": "no detectable difference"}[f]
-        lines.append(head + f"{say}: {nums}.")
-    lines.append("Overall: " + claim_answer(table, alpha, min_n))
-    return "\n".join(lines)
-
-
-def claim_answer(table: list[dict[str, Any]], alpha: float = 0.05, min_n: int = 5) -> str:
-    """The overall sentence of ``claim_verdict``: from the rows against random pixels (where a success pixel
-    would sit if attention did not matter), supported if every testable row shows lower attention at
-    successful pixels (Holm-adjusted p < ``alpha``), not supported if none does."""
-    found = [_finding(r, alpha, min_n) for r in table if r["reference"] == "random pixels"]
-    testable = [f for f in found if f != "untestable"]
-    if not testable:
-        return (f"the claim '{CLAIM}' cannot be tested here: too few successful attacks (at least {min_n} are "
-                "needed per model and attack).")
-    if all(f == "lower" for f in testable):
-        return (f"the data support '{CLAIM}': in every tested model and attack the successful pixels sit at lower "
-                "attention than random pixels of the same images.")
-    if "lower" in testable:
-        return (f"the data support '{CLAIM}' only in part: {testable.count('lower')} of {len(testable)} tested "
-                "model/attack pairs show lower attention at successful pixels.")
-    extra = (" Where a difference shows, successful pixels sit at higher attention: the attacks find the pixels the "
-             "gate lets through." if "higher" in testable else "")
-    return (f"the data do not support '{CLAIM}': no tested model/attack pair shows lower attention at successful "
-            f"pixels than at random ones.{extra}")
-
-
 # -- do the maps change under attack? -------------------------------------------------------------------------------
 
 def _distance(pixels: Tensor, height: int, width: int) -> Tensor:
@@ -441,28 +250,6 @@ def attention_change(model: nn.Module, images: Tensor, result: Any, successes: T
     return rows
 
 
-def change_verdict(rows: list[dict[str, Any]], kernel_size: int | None = None, tolerance: float = 1e-5) -> str:
-    """A sentence from ``attention_change``'s rows: what happens at the pixel, and how far the change reaches."""
-    at = rows[0]
-    if at["pixels"] == 0:
-        return "No attacked pixel to measure (the attack changed no image in this set)."
-    moved = [i for i, r in enumerate(rows) if r["pixels"] and r["max |change|"] > tolerance]
-    text = (f"At the attacked pixel A moves from {at['mean A before']:.3f} to {at['mean A after']:.3f} on average "
-            f"(mean change {at['mean change']:+.4f}; it drops in {at['share dropped']:.0%} of {at['pixels']} "
-            "attacks). ")
-    if not moved:
-        return text + "Nowhere does the map change by more than the tolerance."
-    reach = moved[-1]
-    if reach == len(rows) - 1:
-        return text + (f"The change reaches {rows[-1]['distance']} pixels from the attacked one (largest there "
-                       f"{rows[-1]['max |change|']:.2g}): the map changes beyond the pixel's neighbourhood.")
-    far = max((r["max |change|"] for r in rows[reach + 1:] if r["pixels"]), default=0.0)
-    window = (f" (the gate's {kernel_size}x{kernel_size} kernel sees a pixel only from that close)" if kernel_size
-              else "")
-    return text + (f"The map changes only within distance {rows[reach]['distance']} of the attacked pixel; farther "
-                   f"away the largest change is {far:.1g}, i.e. none{window}.")
-
-
 # -- where does attention concentrate? ------------------------------------------------------------------------------
 
 def concentration(maps: Tensor, top: float = 0.1) -> Tensor:
@@ -485,8 +272,6 @@ def concentration(maps: Tensor, top: float = 0.1) -> Tensor:
 def class_concentration(maps: Tensor, labels: Tensor, classes: Sequence[str], top: float = 0.1) -> list[dict[str, Any]]:
     """Per class: images, mean ``concentration`` with its 95% Student-t interval over images, the value of a
     flat map, and the mean of A. Rows sorted from the most to the least concentrated class."""
-    from labkit.evaluate import mean_ci
-
     if labels.shape != (len(maps),):
         raise ValueError(f"labels must have shape ({len(maps)},), got {tuple(labels.shape)}")
     conc = concentration(maps, top)
@@ -501,20 +286,6 @@ def class_concentration(maps: Tensor, labels: Tensor, classes: Sequence[str], to
         rows.append({"class": name, "images": int(m.sum()), "top-mass": mean, "top-mass_lo": lo,
                      "top-mass_hi": hi, "flat map": flat, "mean A": means[m].mean().item()})
     return sorted(rows, key=lambda r: -r["top-mass"])
-
-
-def concentration_verdict(rows: list[dict[str, Any]], top: float = 0.1) -> str:
-    """A sentence from ``class_concentration``: how far above a flat map the maps concentrate, and where most."""
-    if not rows:
-        return "No images to summarise."
-    flat = rows[0]["flat map"]
-    hi, lo = rows[0], rows[-1]
-    above = [r["class"] for r in rows if not math.isnan(r["top-mass_lo"]) and r["top-mass_lo"] > flat]
-    return (f"The top {top:.0%} of pixels hold between {lo['top-mass']:.1%} ({lo['class']}) and {hi['top-mass']:.1%} "
-            f"({hi['class']}) of the attention mass, against {flat:.1%} for a flat map; the most concentrated "
-            f"classes are {', '.join(r['class'] for r in rows[:3])}. "
-            + (f"{len(above)} of {len(rows)} classes are clearly above a flat map (95% interval above it)."
-               if above else "No class is clearly above a flat map (no 95% interval lies above it)."))
 
 
 # -- the lab's models and images ----------------------------------------------------------------------------------

@@ -39,8 +39,8 @@ from labkit.train import TrainConfig, TrainContext, get_or_train
 __all__ = [
     "BitDepth", "JPEG", "GaussianSmoothing", "MedianFilter", "InputTransform", "standard_transforms",
     "defended", "defended_key", "OnePixelAT", "PGDAT", "SoftmaxTemperature", "Distillation",
-    "distillation_config", "NoisyGradient", "GradientMasking", "fgsm_success", "replay_table", "budget",
-    "training_table", "gradient_diagnostics",
+    "distillation_config", "NoisyGradient", "GradientMasking", "fgsm_success", "replay_table",
+    "gradient_diagnostics",
 ]
 
 
@@ -527,46 +527,7 @@ def fgsm_success(model: nn.Module, images: Tensor, labels: Tensor, eps: float = 
     return predict(model, adv.cpu()) != labels.cpu()
 
 
-# -- reporting (Lab 04) --------------------------------------------------------------------------------------------
-
-def budget(objective: Any) -> str:
-    """What one training step of ``objective`` costs, in words (for the tables of Lab 04)."""
-    if isinstance(objective, OnePixelAT):
-        return (f"inner attack: 1 gradient pass + {8 * objective.positions} fp32 forwards per image; "
-                f"step on clean + adversarial (2x batch), alpha = {objective.alpha:g}")
-    if isinstance(objective, PGDAT):
-        return (f"inner attack: {objective.steps} forward+backward passes per image "
-                f"(eps {255 * objective.eps:g}/255, step {255 * objective.step:g}/255, random start)")
-    if isinstance(objective, Distillation):
-        return f"a teacher trained at T = {objective.temperature:g} first, then 1 teacher forward per image"
-    if isinstance(objective, SoftmaxTemperature):
-        return f"plain step, logits / {objective.temperature:g}"
-    return "plain step"
-
-
-def training_table(trained: list[Any], reference: str = "No defence") -> list[dict[str, Any]]:
-    """Whole training runs from the cache: seconds, inner-attack seconds, teacher seconds, ratio to ``reference``.
-
-    Columns: model, seed, defence, test_acc (percent, last epoch), train_s, teacher_s, inner_attack_s, total_s
-    (train_s + teacher_s) and vs_reference (total_s over the reference's, same model and seed).
-
-    ``trained``: ``labkit.evaluate.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
-    ``train_seconds``). A distilled model's cost includes its teacher's run. The runs were timed whenever they
-    were trained, so machine load enters the ratio; ``labkit.apr.time_training`` measures steps side by side.
-    """
-    rows = []
-    for t in trained:
-        cfg, obj = t.entry.config, t.entry.config.objective
-        teacher = get_or_train(obj.teacher, progress=False).train_seconds if isinstance(obj, Distillation) else 0.0
-        rows.append({"model": cfg.model, "seed": cfg.seed, "defence": t.entry.defence,
-                     "test_acc": 100 * t.history[-1]["test_acc"], "train_s": t.train_seconds, "teacher_s": teacher,
-                     "inner_attack_s": sum(h.get("seconds_inner_attack", 0.0) for h in t.history),
-                     "total_s": t.train_seconds + teacher})
-    ref = {(r["model"], r["seed"]): r["total_s"] for r in rows if r["defence"] == reference}
-    for r in rows:
-        r["vs_reference"] = r["total_s"] / ref[(r["model"], r["seed"])] if (r["model"], r["seed"]) in ref else None
-    return rows
-
+# -- diagnostics (Lab 04) ------------------------------------------------------------------------------------------
 
 def gradient_diagnostics(models: dict[str, nn.Module], images: Tensor, labels: Tensor, eps: float = 8 / 255,
                          seed: int = 0) -> list[dict[str, Any]]:

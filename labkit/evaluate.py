@@ -4,16 +4,15 @@
 * ``run_attack`` runs an attack through the cache: per-image records, saved after
   every chunk of images, so an interrupted evaluation resumes from its last
   finished chunk.
-* ``wilson`` and ``mean_ci`` give 95% confidence intervals; ``summarize`` turns
-  records into one table row (aggregates are always computed from records).
+* ``summarize`` turns records into one table row (aggregates are always computed
+  from records; its Wilson interval comes from ``labkit.stats``).
 * ``evaluate_model`` is the book's protocol for one model (clean accuracy, DE,
   corner search); ``time_inference`` times models side by side (``TIMING`` per
   profile, ``device_name`` says on what).
 * The protocol over suites of trained models (Labs 03-07): ``Entry`` (a config,
   optionally behind an input transformation), ``train_suite`` (-> ``Trained``),
-  ``attacked_indices`` (the same images for every defence), ``evaluate_suite``,
-  and ``seed_table`` (rows over seeds beside a paper's numbers; ``TABLE_COLUMNS``,
-  ``ROUNDING`` for display).
+  ``attacked_indices`` (the same images for every defence) and ``evaluate_suite``;
+  their rows become tables and verdicts in ``labkit.report``.
 * The adaptive suite, how every defence is judged (``evaluate_suite`` runs it for
   every entry): ``adaptive_suite`` runs the attacks of ``SUITE`` (``suite_attacks``)
   on the same images and adds the per-image ``worst_case`` (``WORST_CASE``);
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from labkit.attacks import CornerSearch, GradientCorner, GradientCornerConfig, OnePixel, SparseRS, SparseRSConfig
 from labkit.attacks.base import AttackResult, model_device
 from labkit.cache import cache_path, config_key, load_checked, save_atomic
+from labkit.stats import wilson
 
 if TYPE_CHECKING:  # annotations only: importing labkit.evaluate stays light (no training code)
     from labkit.profiles import Profile
@@ -44,30 +44,6 @@ RECORD_FORMAT = 1
 #: The attack name of the per-image worst case over an attack suite (an image counts as broken when any
 #: attack of the suite broke it, verified). Tables and verdicts find that row by this name.
 WORST_CASE = "worst case"
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval (Wilson 1927) for a proportion; (nan, nan) when n == 0."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t interval across runs (seeds): (mean, low, high); no interval for one run."""
-    vals = [float(v) for v in values]
-    mean = sum(vals) / len(vals)
-    if len(vals) < 2:
-        return mean, float("nan"), float("nan")
-    from scipy.stats import t
-
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-    half = t.ppf(0.5 + confidence / 2, len(vals) - 1) * sd / math.sqrt(len(vals))
-    return mean, mean - half, mean + half
 
 
 def changed_pixels(originals: Tensor, adv: Tensor) -> Tensor:
@@ -486,7 +462,7 @@ class Entry:
     defence: str  # the row's label, e.g. "APR" or "IT (JPEG q75)"
     config: TrainConfig  # the model to train (or load) through the cache
     transform: Any = None  # a labkit.defences.InputTransform in front of the trained model, or None
-    paper: str | None = None  # the key of the paper's row this one is compared with (``seed_table``'s claims)
+    paper: str | None = None  # the key of the paper's row this one is compared with (``report.seed_table``'s claims)
 
 
 @dataclass
@@ -555,48 +531,3 @@ def evaluate_suite(trained: list[Trained], profile: Profile, indices: dict[tuple
                                 model=arch, seed=seed, defence=t.entry.defence, paper=t.entry.paper)
             rows += ev.rows
     return rows
-
-
-#: The columns of the labs' tables, in reading order (percentages; _lo/_hi: 95% CI).
-TABLE_COLUMNS = ["model", "defence", "attack", "seeds", "images", "clean_acc", "clean_acc_lo", "clean_acc_hi",
-                 "paper_clean", "asr", "asr_lo", "asr_hi", "paper_asr", "robustness", "robustness_lo",
-                 "robustness_hi", "paper_robustness"]
-
-#: Decimals per column for display: ours to 0.1 point, the paper's as the paper prints them (two decimals).
-ROUNDING: dict[str, int] = {c: 2 if c.startswith("paper") else 1 for c in TABLE_COLUMNS[5:]}
-
-
-def seed_table(rows: list[dict[str, Any]], claims: dict[str, tuple[float, float]] | None = None,
-               eval_size: int | None = None) -> list[dict[str, Any]]:
-    """Rows aggregated over seeds, in percent, with 95% CIs, and the paper's numbers beside ours.
-
-    Per (model, defence, attack, targeted): with several seeds, the mean and Student-t interval over seeds
-    (``mean_ci``); with one, the Wilson interval over images (over ``eval_size`` test
-    images for clean accuracy, when given). ``claims`` maps a row's ``paper`` key to the paper's
-    (clean %, ASR %), shown as ``paper_clean``/``paper_asr``/``paper_robustness`` on DE rows (the paper's
-    attack) and left empty otherwise.
-    """
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["model"], r["defence"], r["attack"], r.get("targeted", False)), []).append(r)
-    out = []
-    for (arch, defence, attack, targeted), rs in groups.items():
-        row: dict[str, Any] = {"model": arch, "defence": defence, "attack": attack + (" (targeted)" * targeted),
-                               "seeds": len(rs), "images": sum(r["attacked"] for r in rs)}
-        for col in ("clean_acc", "asr"):
-            if len(rs) > 1:
-                mean, lo, hi = mean_ci([r[col] for r in rs])
-            elif col == "asr":
-                mean, lo, hi = rs[0]["asr"], rs[0]["asr_lo"], rs[0]["asr_hi"]
-            else:
-                mean = rs[0]["clean_acc"]
-                lo, hi = wilson(round(mean * eval_size), eval_size) if eval_size else (float("nan"),) * 2
-            row.update({col: 100 * mean, f"{col}_lo": 100 * lo, f"{col}_hi": 100 * hi})
-        row.update({"robustness": 100 - row["asr"], "robustness_lo": 100 - row["asr_hi"],
-                    "robustness_hi": 100 - row["asr_lo"]})
-        # The paper's numbers are for its attack (untargeted DE, one pixel): shown beside those rows only.
-        claim = (claims or {}).get(rs[0].get("paper")) if attack == "DE k=1" and not targeted else None
-        row.update({"paper_clean": claim[0] if claim else None, "paper_asr": claim[1] if claim else None,
-                    "paper_robustness": 100 - claim[1] if claim else None})
-        out.append(row)
-    return out

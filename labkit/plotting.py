@@ -458,7 +458,7 @@ def tradeoff(rows: Any, reference: str = "No defence", series: str = "attack", t
     """Clean-accuracy cost against robustness gain of each defence, relative to ``reference``.
 
     ``rows``: records (or a DataFrame) with ``defence``, ``clean_acc`` and ``asr`` in percent (e.g. from
-    ``labkit.evaluate.seed_table``), a ``series`` column (one marker per value, e.g. the attack) and, optionally,
+    ``labkit.report.seed_table``), a ``series`` column (one marker per value, e.g. the attack) and, optionally,
     ``model`` (each compared with its own reference). x = reference clean accuracy - defence's, y = reference
     ASR - defence's, in percentage points: up is more robust, right costs more accuracy.
     """

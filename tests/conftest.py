@@ -61,7 +61,7 @@ def tiny_cnn() -> nn.Module:
 
 def result_row(defence: str, attack: str, asr: float, seed: int = 0, n: int = 100, clean: float = 0.9, **kw) -> dict:
     """One row of ``labkit.evaluate.evaluate_model``'s table (model "m"), its ASR interval Wilson over ``n``."""
-    from labkit.evaluate import wilson
+    from labkit.stats import wilson
 
     lo, hi = wilson(round(asr * n), n)
     return {"model": "m", "seed": seed, "defence": defence, "paper": kw.pop("paper", defence), "attack": attack,

@@ -7,12 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labkit import apr, evaluate
+from labkit import apr, evaluate, report
 from labkit.apr import APRObjective, AttentionGate, apr_config, gate_of, input_gradient_penalty, jacobian_penalty
 from labkit.defences import OnePixelAT
 from labkit.train import TrainConfig, TrainContext, build_for_config
 
-from conftest import result_row as row
 
 
 def ctx_for(model: nn.Module) -> TrainContext:
@@ -372,48 +371,6 @@ def test_suites_share_configs_where_they_should() -> None:
     assert [e.defence for e in ablation] == list(apr.VARIANTS) and ablation[0].config == suite["APR"].config
 
 
-def test_compare_places_our_interval_against_the_claim() -> None:
-    r = {"asr": 30.0, "asr_lo": 25.0, "asr_hi": 35.0}
-    assert "above" in apr.compare("x", r, "asr", 21.43)
-    assert "consistent with" in apr.compare("x", r, "asr", 30)
-    assert "below" in apr.compare("x", r, "asr", 40)
-    assert "no interval" in apr.compare("x", {"asr": 30.0, "asr_lo": float("nan"), "asr_hi": float("nan")}, "asr", 1)
-
-
-@pytest.mark.parametrize("apr_asr,survives", [(0.2, True), (0.6, False)])
-def test_table1_verdict_follows_the_numbers(apr_asr: float, survives: bool) -> None:
-    from labkit.profiles import get_profile
-
-    table = evaluate.seed_table([row("APR", "DE k=1", apr_asr), row("No defence", "DE k=1", 0.7),
-                                 row("APR", "worst case", apr_asr), row("No defence", "worst case", 0.8)],
-                                apr.TABLE1_CLAIMS)
-    text = apr.table1_verdict(table, get_profile("cpu"))
-    assert ("The claim survives" in text) is survives and ("does not survive" in text) is not survives
-    assert "Smoke profile" in apr.table1_verdict(table, get_profile("smoke"))
-
-
-def test_ablation_verdict_names_the_component_whose_removal_hurts_most() -> None:
-    rows = [row("full", "DE k=1", 0.2), row("no_attention", "DE k=1", 0.25), row("no_adversarial", "DE k=1", 0.6),
-            row("no_regularisation", "DE k=1", 0.22)]
-    text = apr.ablation_verdict(evaluate.seed_table(rows, apr.TABLE3_CLAIMS))
-    assert "removing adversarial training and it is clear" in text and "ours agrees" in text
-
-
-def test_overhead_table_and_split() -> None:
-    ms = {"undefended": 0.1, "APR full": 0.5, "APR no_attention": 0.49, "APR no_adversarial": 0.2,
-          "APR no_regularisation": 0.4}
-    inner = {"APR full": 0.15, "APR no_attention": 0.15, "APR no_regularisation": 0.15}
-    rows = [{"config": c, "repeat": r, "seconds": s * (1 + 0.01 * r), "inner_attack": inner.get(c, 0.0)}
-            for c, s in ms.items() for r in range(3)]
-    table = apr.overhead_table(rows, {"undefended": 1e-4, "APR full": 1.1e-4})
-    full = next(r for r in table if r["config"] == "APR full")
-    assert full["train_increase_pct"] == pytest.approx(400) and full["infer_increase_pct"] == pytest.approx(10)
-    assert full["inner_attack_share_pct"] == pytest.approx(100 * 0.15 / (0.505 - 0.101))
-    split = apr.overhead_split(table)
-    assert split["inner attack"] == pytest.approx(150) and split["gradient regulariser"] == pytest.approx(101)
-    assert sum(split.values()) == pytest.approx(full["train_ms"] - 101)
-
-
 def test_time_training_runs_each_config_side_by_side(tiny_folder, monkeypatch) -> None:
     from labkit import models
 
@@ -451,27 +408,8 @@ def test_lab_pipeline_end_to_end_on_tiny_data(tiny_folder, monkeypatch) -> None:
     assert [(r["defence"], r["attack"]) for r in rows] == [(d, a) for d in ("No defence", "APR") for a in suite]
     worst = next(r for r in rows if r["defence"] == "APR" and r["attack"] == evaluate.WORST_CASE)
     assert worst["asr"] >= max(r["asr"] for r in rows if r["defence"] == "APR")
-    text = apr.table1_verdict(evaluate.seed_table(rows, apr.TABLE1_CLAIMS), p)
-    assert "The claim" in text
-
-
-def test_overhead_verdict() -> None:
-    table = [{"model": "resnet18", "config": "undefended", "train_ms": 100.0, "train_increase_pct": 0.0,
-              "inner_attack_ms": 0.0, "inner_attack_share_pct": None, "infer_increase_pct": 0.0},
-             {"model": "resnet18", "config": "APR full", "train_ms": 500.0, "train_increase_pct": 400.0,
-              "inner_attack_ms": 300.0, "inner_attack_share_pct": 75.0, "infer_increase_pct": 2.0}]
-    text = apr.overhead_verdict(table)
-    assert "+400% per step" in text and "+27.3% training" in text and "75% of the training-time increase" in text
-    assert "14.7x the paper's" in text and "300% of an undefended step" in text
-
-
-def test_ablation_verdict_does_not_invent_a_winner() -> None:
-    rows = [row(v, "DE k=1", 0.2) for v in apr.VARIANTS]
-    text = apr.ablation_verdict(evaluate.seed_table(rows))
-    assert "Removing no component raises the ASR" in text and "ours singles out no component" in text
-    rows = [row("full", "DE k=1", 0.2), row("no_attention", "DE k=1", 0.3), row("no_adversarial", "DE k=1", 0.3),
-            row("no_regularisation", "DE k=1", 0.2)]
-    assert "shared by the attention gate and adversarial training" in apr.ablation_verdict(evaluate.seed_table(rows))
+    text = report.table1_verdict(report.seed_table(rows, report.TABLE1_CLAIMS), p)
+    assert "APR lowers the one-pixel ASR (worst case)" in text and "n = 3" in text
 
 
 def test_apr_figures_render() -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from labkit import attention, plotting
+from labkit import attention, plotting, report
 from labkit.apr import AttentionGate
 from labkit.attacks import AttackResult
 from labkit.data import CLASSES, Split
@@ -120,50 +119,6 @@ def test_random_pixels_are_seeded_and_inside() -> None:
         attention.random_pixels(5, 4, 6, per_image=0)
 
 
-# -- the statistic --------------------------------------------------------------------------------------------------
-
-def test_compare_finds_a_known_difference() -> None:
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(200, generator=g), torch.randn(300, generator=g) + 1.0
-    c = attention.compare(a, b, permutations=2000, resamples=1000, seed=0)
-    assert c.p_value < 0.01 and c.ci_hi < 0 and c.ci_lo < -1.0 < c.ci_hi  # true difference -1; CI excludes 0
-    assert c.ci_lo <= c.difference <= c.ci_hi and c.n_a == 200 and c.n_b == 300
-    assert c == attention.compare(a, b, permutations=2000, resamples=1000, seed=0)  # seeded
-    med = attention.compare(a, b, "median", permutations=500, resamples=500)
-    assert med.p_value < 0.01 and med.difference < 0
-
-
-def test_compare_finds_nothing_when_there_is_nothing() -> None:
-    g = torch.Generator().manual_seed(1)
-    a, b = torch.randn(150, generator=g), torch.randn(150, generator=g)
-    c = attention.compare(a, b, permutations=2000, resamples=1000)
-    assert c.p_value > 0.05 and c.ci_lo < 0 < c.ci_hi
-    same = attention.compare(a, a, permutations=200, resamples=200)
-    assert same.difference == 0 and same.p_value == 1.0
-    empty = attention.compare(a, torch.empty(0))
-    assert math.isnan(empty.p_value) and math.isnan(empty.difference) and empty.n_b == 0
-
-
-@pytest.mark.parametrize("kwargs", [{"statistic": "mode"}, {"permutations": 0}, {"resamples": -1},
-                                    {"confidence": 1.5}, {"permutations": 1.5}])
-def test_compare_rejects_bad_parameters(kwargs: dict) -> None:
-    with pytest.raises(ValueError):
-        attention.compare(torch.rand(5), torch.rand(5), **kwargs)
-
-
-def test_compare_rejects_bad_samples() -> None:
-    with pytest.raises(ValueError, match="1-D"):
-        attention.compare(torch.rand(5, 2), torch.rand(5))
-    with pytest.raises(ValueError, match="NaN"):
-        attention.compare(torch.tensor([1.0, float("nan")]), torch.rand(5))
-
-
-def test_holm() -> None:
-    assert attention.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    out = attention.holm([0.5, float("nan"), 0.9])
-    assert out[0] == pytest.approx(1.0) and math.isnan(out[1]) and out[2] == pytest.approx(1.0)
-
-
 # -- the claim, on synthetic data with a known answer ---------------------------------------------------------------
 
 def dark_spot_images(n: int = 60, size: int = 8) -> tuple[Tensor, Tensor]:
@@ -185,12 +140,13 @@ def test_claim_supported_when_attacks_hit_low_attention() -> None:
     assert set(pa.groups) == {"DE k=1 success", "DE k=1 failure", "random"}
     assert len(pa.groups["DE k=1 success"]) == int(success.sum()) and len(pa.groups["random"]) == 10 * len(x)
     assert torch.allclose(pa.groups["DE k=1 success"].percentile, torch.zeros(1))  # the lowest pixel of each map
-    table = attention.claim_table({"full": pa}, permutations=2000, resamples=500)
+    table = report.claim_table({"full": pa}, permutations=2000, resamples=500)
     assert [r["reference"] for r in table] == ["random pixels", "failed attacks"]
     assert all(r["difference"] < 0 and r["p_holm"] < 0.01 and r["ci_hi"] < 0 for r in table)
-    verdict = attention.claim_verdict(table)
-    assert "the data support 'attacks succeed where attention is low'" in verdict
-    raw = attention.claim_table({"full": pa}, measure="value", statistic="median", permutations=500, resamples=200)
+    verdict = report.claim_verdict(table)
+    assert "Overall: SUPPORTED: 'attacks succeed where attention is low'" in verdict
+    assert verdict.count("SUPPORTED: [full, DE k=1]") == 2 and "paired design" in verdict
+    raw = report.claim_table({"full": pa}, measure="value", statistic="median", permutations=500, resamples=200)
     assert raw[0]["difference"] < 0 and raw[0]["p_holm"] < 0.01
 
 
@@ -200,10 +156,10 @@ def test_claim_not_supported_when_attack_pixels_are_random() -> None:
     pix = attention.random_pixels(len(x), 8, 8, per_image=1, seed=123)[:, 0]
     success = torch.arange(len(x)) % 2 == 0
     pa = attention.pixel_attention(model, x, {"corner": fake_result(x, pix, success)}, random_per_image=10)
-    table = attention.claim_table({"full": pa}, permutations=2000, resamples=500)
+    table = report.claim_table({"full": pa}, permutations=2000, resamples=500)
     assert all(r["p_holm"] > 0.05 for r in table)
-    verdict = attention.claim_verdict(table)
-    assert "do not support" in verdict and "no detectable difference" in verdict
+    verdict = report.claim_verdict(table)
+    assert "Overall: SUPPORTED" not in verdict and "SUPPORTED: [" not in verdict
 
 
 def test_claim_verdict_with_too_few_successes_and_the_opposite() -> None:
@@ -211,13 +167,13 @@ def test_claim_verdict_with_too_few_successes_and_the_opposite() -> None:
     x, spots = dark_spot_images(20)
     none = torch.zeros(len(x), dtype=torch.bool)
     pa = attention.pixel_attention(model, x, {"DE k=1": fake_result(x, spots, none)})
-    verdict = attention.claim_verdict(attention.claim_table({"m": pa}, permutations=100, resamples=100))
+    verdict = report.claim_verdict(report.claim_table({"m": pa}, permutations=100, resamples=100))
     assert "cannot be tested" in verdict
     bright = x.mean(1).flatten(1).argmax(1)  # each image's brightest pixel: its highest attention
     top = torch.stack([bright // 8, bright % 8], 1)
     pa = attention.pixel_attention(model, x, {"DE k=1": fake_result(x, top, ~none)})
-    verdict = attention.claim_verdict(attention.claim_table({"m": pa}, permutations=500, resamples=100))
-    assert "HIGHER attention" in verdict and "do not support" in verdict
+    verdict = report.claim_verdict(report.claim_table({"m": pa}, permutations=500, resamples=100))
+    assert "Overall: CONTRADICTED" in verdict and "opposite side" in verdict
 
 
 def test_pixel_attention_uses_verified_successes_and_checks_sizes() -> None:
@@ -249,7 +205,7 @@ def test_attention_change_is_local_to_the_gate_kernel() -> None:
     assert rows[0]["pixels"] == 8 and rows[1]["pixels"] == 64
     assert rows[0]["mean change"] > 0 and rows[1]["mean change"] > 0 and rows[0]["share dropped"] == 0
     assert rows[2]["max |change|"] < 1e-6 and rows[3]["max |change|"] < 1e-6
-    text = attention.change_verdict(rows, kernel_size=3)
+    text = report.change_verdict(rows, kernel_size=3)
     assert "only within distance 1" in text and "3x3" in text
     with pytest.raises(ValueError):
         attention.attention_change(model, x, res, max_distance=0)
@@ -277,7 +233,7 @@ def test_class_concentration_table() -> None:
     assert [r["class"] for r in rows][-1] == "airplane" and len(rows) == 3
     assert all(r["images"] == 10 and r["top-mass_lo"] <= r["top-mass"] <= r["top-mass_hi"] for r in rows[:2])
     assert rows[-1]["top-mass"] == pytest.approx(4 / 36)  # ceil(0.1 * 36) = 4 pixels of a flat map
-    assert "airplane" in attention.concentration_verdict(rows)
+    assert "airplane" in report.concentration_verdict(rows)
     with pytest.raises(ValueError):
         attention.class_concentration(maps, labels[:5], CLASSES)
 

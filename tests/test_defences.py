@@ -25,7 +25,6 @@ from labkit.defences import (
     NoisyGradient,
     OnePixelAT,
     SoftmaxTemperature,
-    budget,
     defended,
     defended_key,
     distillation_config,
@@ -33,8 +32,8 @@ from labkit.defences import (
     gradient_diagnostics,
     replay_table,
     standard_transforms,
-    training_table,
 )
+from labkit.report import training_table
 from labkit.train import TrainConfig, TrainContext, get_or_train, model_key
 
 TRANSFORMS = standard_transforms()
@@ -525,14 +524,6 @@ def test_gradient_diagnostics_tell_vanishing_from_noisy_gradients(tiny_cnn) -> N
     assert rows["saturated"]["fgsm_asr"] == 0.0  # a zero gradient has no sign: FGSM changes nothing
     assert rows["plain"]["saturated"] == 0.0 and rows["masked"]["grad_l1"] > 100 * rows["plain"]["grad_l1"]
     assert gradient_diagnostics(models, x, labels) == list(rows.values())  # the noise is seeded
-
-
-def test_budget_describes_every_objective() -> None:
-    from labkit.train import CrossEntropy
-
-    assert "16 fp32 forwards" in budget(OnePixelAT(positions=2)) and "7 forward+backward" in budget(PGDAT())
-    assert "T = 20" in budget(distillation_config(TrainConfig()).objective)
-    assert budget(CrossEntropy()) == "plain step"
 
 
 def test_defence_plots_render() -> None:

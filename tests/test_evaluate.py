@@ -5,28 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkit import evaluate, papers
+from labkit import evaluate
 from labkit.attacks import CornerSearch, OnePixel
-from labkit.evaluate import mean_ci, run_attack, summarize, verify, wilson
+from labkit.evaluate import run_attack, summarize, verify
 
 from conftest import result_row as row
 
 LABELS0 = torch.zeros(6, dtype=torch.long)
-
-
-def test_wilson_interval():
-    lo, hi = wilson(0, 10)
-    assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-3)  # the textbook value
-    lo, hi = wilson(5, 10)
-    assert lo < 0.5 < hi and lo == pytest.approx(1 - hi)
-    assert wilson(50, 100)[1] - wilson(50, 100)[0] < hi - lo  # more data, narrower
-    assert all(v != v for v in wilson(0, 0))
-
-
-def test_mean_ci_across_seeds():
-    m, lo, hi = mean_ci([0.2, 0.4])
-    assert m == pytest.approx(0.3) and lo < 0.2 and hi > 0.4
-    assert mean_ci([0.5])[1] != mean_ci([0.5])[1]  # NaN: one run has no interval
 
 
 def test_verify_rejects_forged_successes(pixel_model, dark_images):
@@ -161,24 +146,6 @@ def test_device_name_says_what_ran_the_timings():
 
 
 # -- suites (Labs 03-07) ---------------------------------------------------------------------------
-
-def test_seed_table_uses_wilson_for_one_seed_and_t_intervals_across_seeds() -> None:
-    one = evaluate.seed_table([row("APR", "DE k=1", 0.25), row("APR", "corner", 0.5)], papers.APR2024_TABLE1,
-                              eval_size=500)
-    de, corner = one
-    assert de["asr"] == pytest.approx(25) and de["asr_lo"] < 25 < de["asr_hi"]
-    assert de["robustness"] == pytest.approx(75) and de["robustness_lo"] == pytest.approx(100 - de["asr_hi"])
-    assert de["clean_acc"] == pytest.approx(90) and de["clean_acc_lo"] < 90 < de["clean_acc_hi"]  # Wilson, n=500
-    assert (de["paper_clean"], de["paper_asr"]) == papers.APR2024_TABLE1["APR"]
-    assert corner["paper_asr"] is None  # the paper's numbers are for its DE attack only
-    many = evaluate.seed_table([row("APR", "DE k=1", a, seed=s) for s, a in enumerate((0.2, 0.3, 0.25))])
-    assert many[0]["seeds"] == 3 and many[0]["asr"] == pytest.approx(25) and many[0]["images"] == 300
-    assert many[0]["asr_lo"] == pytest.approx(100 * mean_ci([0.2, 0.3, 0.25])[1])
-    targeted = evaluate.seed_table([row("APR", "DE k=1", 0.1, targeted=True)], papers.APR2024_TABLE1)
-    assert targeted[0]["attack"] == "DE k=1 (targeted)" and targeted[0]["paper_asr"] is None
-
-
-# -- the adaptive suite ----------------------------------------------------------------------------
 
 def _suite_profile(**fields):
     from dataclasses import replace

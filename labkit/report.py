@@ -1,0 +1,558 @@
+"""What the labs show: tables, the papers' numbers beside ours, and verdict sentences generated from the numbers.
+
+Layer 8 of DESIGN.md: it reads the records of ``labkit.evaluate`` and the timings of ``labkit.apr``, and asks
+``labkit.stats`` for every interval, test and verdict; the method modules never import it.
+
+* Tables: ``seed_table`` (``TABLE_COLUMNS``, ``ROUNDING``), ``training_table`` and ``budget`` (Lab 04),
+  ``overhead_table`` and ``overhead_split`` (Labs 04 and 07), ``claim_table`` (Lab 08).
+* Verdicts (``labkit.stats.Verdict``; each sentence prints status, effect with interval, n, power and why):
+  ``defence_verdicts`` / ``table1_verdict`` (a defence lowers the ASR, paired with the undefended model on the
+  same images, worst case over the attack suite when present), ``ablation_verdicts`` / ``ablation_verdict``
+  (removing a component raises the ASR, paired with full APR), ``overhead_verdicts`` / ``overhead_verdict``
+  (Table 4), ``claim_verdicts`` / ``claim_verdict`` / ``claim_answer`` (Lab 08, image-level tests).
+* Sentences computed from measured tables: ``attack_gap`` (Labs 01-02), ``replay_summary`` (Lab 03),
+  ``change_verdict`` and ``concentration_verdict`` (Lab 08).
+
+Every verdict is three-valued, whatever the profile: a run too small to decide says "undecided", with the power it
+had and the images it would need.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics as pystats
+from typing import Any, Sequence
+
+from torch import Tensor
+
+from labkit import papers, stats
+from labkit.defences import PGDAT, Distillation, OnePixelAT, SoftmaxTemperature
+from labkit.evaluate import WORST_CASE
+from labkit.stats import Verdict
+from labkit.train import get_or_train
+
+__all__ = [
+    "CLAIM", "COMPONENT", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS", "TABLE_COLUMNS",
+    "ablation_verdict", "ablation_verdicts", "attack_gap", "budget", "change_verdict", "claim_answer",
+    "claim_table", "claim_verdict", "claim_verdicts", "concentration_verdict", "defence_verdict", "defence_verdicts",
+    "find_row",
+    "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "replay_summary", "seed_table",
+    "table1_verdict", "training_table", "verdict_lines",
+]
+
+#: The APR paper's CIFAR-10 claims, quoted from ``labkit.papers``: (clean accuracy %, ASR %); robustness =
+#: 100 - ASR. Table 1 (defences; its AT/IT/DD rows as Lab 04 quotes them), Table 3 (ablation), Table 4 (overhead:
+#: training %, inference %).
+TABLE1_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE1
+TABLE3_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE3
+TABLE4_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE4
+
+#: What each ablation variant removes, for tables and sentences.
+COMPONENT = {"no_attention": "the attention gate", "no_adversarial": "adversarial training",
+             "no_regularisation": "the gradient regulariser"}
+
+#: The statement Lab 08 tests (the reading of the paper's "less critical regions" given in the lab's issue).
+CLAIM = "attacks succeed where attention is low"
+
+
+# -- tables over seeds ------------------------------------------------------------------------------------------------
+
+#: The columns of the labs' tables, in reading order (percentages; _lo/_hi: 95% CI).
+TABLE_COLUMNS = ["model", "defence", "attack", "seeds", "images", "clean_acc", "clean_acc_lo", "clean_acc_hi",
+                 "paper_clean", "asr", "asr_lo", "asr_hi", "paper_asr", "robustness", "robustness_lo",
+                 "robustness_hi", "paper_robustness"]
+
+#: Decimals per column for display: ours to 0.1 point, the paper's as the paper prints them (two decimals).
+ROUNDING: dict[str, int] = {c: 2 if c.startswith("paper") else 1 for c in TABLE_COLUMNS[5:]}
+
+
+def seed_table(rows: list[dict[str, Any]], claims: dict[str, tuple[float, float]] | None = None,
+               eval_size: int | None = None) -> list[dict[str, Any]]:
+    """Rows aggregated over seeds, in percent, with 95% CIs, and the paper's numbers beside ours.
+
+    Per (model, defence, attack, targeted): with several seeds, the mean and Student-t interval over seeds
+    (``stats.mean_ci``); with one, the Wilson interval over images (over ``eval_size`` test images for clean
+    accuracy, when given). ``claims`` maps a row's ``paper`` key to the paper's (clean %, ASR %), shown as
+    ``paper_clean``/``paper_asr``/``paper_robustness`` on DE rows (the paper's attack) and left empty otherwise.
+    ``outcomes`` (per-image verified successes) is kept for a single-seed group, so verdicts can pair rows; it
+    is None over several seeds (pair the raw rows instead: the verdict functions accept either).
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["defence"], r["attack"], r.get("targeted", False)), []).append(r)
+    out = []
+    for (arch, defence, attack, targeted), rs in groups.items():
+        row: dict[str, Any] = {"model": arch, "defence": defence, "attack": attack + (" (targeted)" * targeted),
+                               "seeds": len(rs), "images": sum(r["attacked"] for r in rs)}
+        for col in ("clean_acc", "asr"):
+            if len(rs) > 1:
+                mean, lo, hi = stats.mean_ci([r[col] for r in rs])
+            elif col == "asr":
+                mean, lo, hi = rs[0]["asr"], rs[0]["asr_lo"], rs[0]["asr_hi"]
+            else:
+                mean = rs[0]["clean_acc"]
+                lo, hi = stats.wilson(round(mean * eval_size), eval_size) if eval_size else (float("nan"),) * 2
+            row.update({col: 100 * mean, f"{col}_lo": 100 * lo, f"{col}_hi": 100 * hi})
+        row.update({"robustness": 100 - row["asr"], "robustness_lo": 100 - row["asr_hi"],
+                    "robustness_hi": 100 - row["asr_lo"]})
+        # The paper's numbers are for its attack (untargeted DE, one pixel): shown beside those rows only.
+        claim = (claims or {}).get(rs[0].get("paper")) if attack == "DE k=1" and not targeted else None
+        row.update({"paper_clean": claim[0] if claim else None, "paper_asr": claim[1] if claim else None,
+                    "paper_robustness": 100 - claim[1] if claim else None, "paper": rs[0].get("paper"),
+                    "outcomes": rs[0].get("outcomes") if len(rs) == 1 else None})
+        out.append(row)
+    return out
+
+
+def find_row(table: list[dict[str, Any]], defence: str, attack: str, model: str | None = None) -> dict[str, Any] | None:
+    """The first row of ``table`` with this defence, attack (and model), or None."""
+    return next((r for r in table if r["defence"] == defence and r["attack"] == attack
+                 and (model is None or r["model"] == model)), None)
+
+
+def _outcomes(rows: list[dict[str, Any]], defence: str, attack: str, model: str) -> list[int] | None:
+    """Per-image outcomes of (model, defence, attack), seeds concatenated in seed order (images pair within a
+    seed), or None when a row has none (e.g. a seed_table row over several seeds)."""
+    found = sorted((r for r in rows if r["defence"] == defence and r["attack"] == attack and r["model"] == model
+                    and not r.get("targeted", False)), key=lambda r: r.get("seed", 0))
+    if not found or any(r.get("outcomes") is None for r in found):
+        return None
+    return [int(v) for r in found for v in r["outcomes"]]
+
+
+def verdict_lines(verdicts: Sequence[Verdict], prefix: str = "") -> str:
+    """The sentences of ``verdicts``, one per line, each with ``prefix``."""
+    return "\n".join(prefix + v.sentence() for v in verdicts)
+
+
+# -- Table 1: defences against the undefended model ----------------------------------------------------------------------
+
+def _attack_of(rows: list[dict[str, Any]], model: str, reference: str) -> str:
+    """The worst case over the attack suite when the reference has it, else DE at the profile's budget."""
+    return WORST_CASE if _outcomes(rows, reference, WORST_CASE, model) is not None else "DE k=1"
+
+
+def defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[float, float]] | None = None,
+                     reference: str = "No defence") -> list[tuple[str, Verdict]]:
+    """Verdicts on "defence X lowers the one-pixel ASR from the paper's undefended rate to its rate".
+
+    Per architecture, every defence whose ``paper`` key has a claim (``claims``, default Table 1) is paired
+    image by image with ``reference`` (the undefended model) under the worst case over the attack suite when
+    both have a ``WORST_CASE`` row with outcomes, else under DE at the profile's budget. The claimed ratio is
+    applied to OUR undefended rate (the paper's 70.97% -> 21.43% is a fall to 30.2% of the baseline): our
+    baseline differs from the paper's, the relative effect is what transfers. Exact McNemar p-values are
+    Holm-adjusted over the comparisons of one architecture. ``rows``: raw rows (``evaluate_suite`` and the
+    attack suite) or ``seed_table`` rows of one seed. Returns (architecture, verdict) pairs.
+    """
+    claims = TABLE1_CLAIMS if claims is None else claims
+    base_claim = claims[reference][1]
+    out: list[tuple[str, Verdict]] = []
+    for arch in dict.fromkeys(r["model"] for r in rows):
+        attack = _attack_of(rows, arch, reference)
+        before = _outcomes(rows, reference, attack, arch)
+        if before is None:
+            continue
+        pairs = []
+        for defence in dict.fromkeys(r["defence"] for r in rows if r["model"] == arch and r["defence"] != reference):
+            key = next(r.get("paper") for r in rows if r["model"] == arch and r["defence"] == defence)
+            after = _outcomes(rows, defence, attack, arch)
+            if key in claims and after is not None and len(after) == len(before):
+                pairs.append((defence, key, after))
+        p_holm = stats.holm([stats.mcnemar(before, after).p for _, _, after in pairs])
+        rate = sum(before) / len(before) if before else float("nan")
+        for (defence, key, after), p in zip(pairs, p_holm):
+            ratio = claims[key][1] / base_claim
+            claim = (f"{defence} lowers the one-pixel ASR ({attack}) to {ratio:.0%} of the undefended model's "
+                     f"(the paper: {base_claim:g}% -> {claims[key][1]:g}%)")
+            out.append((arch, stats.paired_verdict(claim, before, after, rate * (ratio - 1), p=p)))
+    return out
+
+
+def defence_verdict(rows: list[dict[str, Any]], claims: dict[str, tuple[float, float]] | None = None,
+                    reference: str = "No defence") -> str:
+    """``defence_verdicts`` as sentences, one per line, each headed by its architecture."""
+    found = defence_verdicts(rows, claims, reference)
+    if not found:
+        return f"No defence with a claim of the paper was paired with '{reference}' (per-image outcomes needed)."
+    return "\n".join(f"[{arch}] " + v.sentence() for arch, v in found)
+
+
+def _rate_of(rows: list[dict[str, Any]], defence: str, attack: str, arch: str) -> tuple[int, int] | None:
+    o = _outcomes(rows, defence, attack, arch)
+    return (sum(o), len(o)) if o is not None else None
+
+
+def table1_verdict(table: list[dict[str, Any]], profile: Any = None) -> str:
+    """Sentences, generated from the measured rows, on the APR paper's Table 1 claim.
+
+    ``table``: rows of ``labkit.evaluate.evaluate_suite`` (raw, or ``seed_table`` rows of one seed): the
+    attack suite per model, with its ``WORST_CASE`` row (per-image outcomes). Per architecture:
+
+    * our undefended and APR clean accuracy and ASR against the paper's numbers (``stats.rate_verdict``; the
+      ASR under DE, the paper's attack; clean accuracy over ``min(profile.eval_size, 10,000)`` test images,
+      within 2 points to be supported, when ``profile`` is given);
+    * the claim itself, "APR lowers the one-pixel ASR to 30% of the undefended model's", paired image by image
+      under the worst case over the attack suite when present, else under DE (``defence_verdicts``).
+    """
+    rows = list(table)
+    lines = [f"Profile {profile.name}: every verdict below is computed from this run's numbers."] if profile else []
+    eval_n = min(profile.eval_size, 10_000) if profile is not None else None
+    for arch in dict.fromkeys(r["model"] for r in rows):
+        for defence in ("No defence", "APR"):
+            clean_claim, asr_claim = TABLE1_CLAIMS[defence]
+            de = [r for r in table if r["model"] == arch and r["defence"] == defence and r["attack"] == "DE k=1"
+                  and not r.get("targeted", False)]
+            if eval_n and len(de) == 1:
+                acc = de[0]["clean_acc"] / (100 if de[0]["clean_acc"] > 1 else 1)  # seed_table rows are in percent
+                v = stats.rate_verdict(f"{defence}: clean accuracy is the paper's {clean_claim:g}%",
+                                       round(acc * eval_n), eval_n, clean_claim / 100, tolerance=0.02)
+                lines.append(f"[{arch}] " + v.sentence())
+            counts = _rate_of(table, defence, "DE k=1", arch)
+            if counts is not None:
+                v = stats.rate_verdict(f"{defence}: the one-pixel ASR (DE k=1) is the paper's {asr_claim:g}%",
+                                       *counts, asr_claim / 100)
+                lines.append(f"[{arch}] " + v.sentence())
+        lines += [f"[{arch}] " + v.sentence() for a, v in defence_verdicts(rows, {k: TABLE1_CLAIMS[k] for k in
+                                                                                 ("No defence", "APR")})
+                  if a == arch]
+    return "\n".join(lines)
+
+
+# -- Table 3: the ablation ------------------------------------------------------------------------------------------------
+
+def ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
+                      claims: dict[str, tuple[float, float]] | None = None) -> list[tuple[str, Verdict]]:
+    """Verdicts on "removing component X raises the ASR by the paper's d points", per architecture.
+
+    Each variant is paired image by image with full APR (all four are attacked on the same images); the
+    claimed rise is the paper's Table 3 difference in points (its absolute rise, as the paper states it).
+    Holm over the three comparisons of an architecture.
+    """
+    claims = TABLE3_CLAIMS if claims is None else claims
+    out: list[tuple[str, Verdict]] = []
+    for arch in dict.fromkeys(r["model"] for r in rows):
+        full = _outcomes(rows, "full", attack, arch)
+        if full is None:
+            continue
+        pairs = [(v, o) for v in COMPONENT if (o := _outcomes(rows, v, attack, arch)) is not None and len(o) == len(full)]
+        p_holm = stats.holm([stats.mcnemar(full, o).p for _, o in pairs])
+        for (v, o), p in zip(pairs, p_holm):
+            rise = (claims[v][1] - claims["full"][1]) / 100
+            claim = f"removing {COMPONENT[v]} raises the ASR ({attack}) by {100 * rise:.2f} points (the paper)"
+            out.append((arch, stats.paired_verdict(claim, full, o, rise, p=p)))
+    return out
+
+
+def ablation_verdict(rows: list[dict[str, Any]], attack: str = "DE k=1") -> str:
+    """The ablation verdicts as sentences, and which removal raised the ASR most here (measured, with the
+    paper's largest beside it; a 'largest' is named only when it is unique)."""
+    lines = []
+    paper = {v: TABLE3_CLAIMS[v][1] - TABLE3_CLAIMS["full"][1] for v in COMPONENT}
+    ptop = max(paper, key=lambda v: paper[v])
+    for arch in dict.fromkeys(r["model"] for r in rows):
+        found = [v for a, v in ablation_verdicts(rows, attack) if a == arch]
+        if not found:
+            lines.append(f"[{arch}, {attack}] No per-image outcomes of full APR: nothing to pair.")
+            continue
+        lines += [f"[{arch}] " + v.sentence() for v in found]
+        rises = {v: _mean(_outcomes(rows, v, attack, arch)) - _mean(_outcomes(rows, "full", attack, arch))
+                 for v in COMPONENT if _outcomes(rows, v, attack, arch) is not None}
+        best = max(rises.values())
+        tops = [v for v in rises if rises[v] == best]
+        measured = ("no removal raised the measured ASR" if best <= 0 else
+                    f"the largest measured rise is shared by {' and '.join(COMPONENT[v] for v in tops)}"
+                    if len(tops) > 1 else f"the largest measured rise ({100 * best:+.1f} points) is without "
+                                          f"{COMPONENT[tops[0]]}")
+        lines.append(f"[{arch}, {attack}] Point estimates only: {measured}; the paper's largest is without "
+                     f"{COMPONENT[ptop]} (+{paper[ptop]:.2f} points). The verdicts above say which rises the run "
+                     "can resolve.")
+    return "\n".join(lines)
+
+
+def _mean(o: list[int] | None) -> float:
+    return sum(o) / len(o) if o else float("nan")
+
+
+# -- Tables 4 and Lab 04: cost -------------------------------------------------------------------------------------------
+
+def budget(objective: Any) -> str:
+    """What one training step of ``objective`` costs, in words (for the tables of Lab 04)."""
+    if isinstance(objective, OnePixelAT):
+        return (f"inner attack: 1 gradient pass + {8 * objective.positions} fp32 forwards per image; "
+                f"step on clean + adversarial (2x batch), alpha = {objective.alpha:g}")
+    if isinstance(objective, PGDAT):
+        return (f"inner attack: {objective.steps} forward+backward passes per image "
+                f"(eps {255 * objective.eps:g}/255, step {255 * objective.step:g}/255, random start)")
+    if isinstance(objective, Distillation):
+        return f"a teacher trained at T = {objective.temperature:g} first, then 1 teacher forward per image"
+    if isinstance(objective, SoftmaxTemperature):
+        return f"plain step, logits / {objective.temperature:g}"
+    return "plain step"
+
+
+def training_table(trained: list[Any], reference: str = "No defence") -> list[dict[str, Any]]:
+    """Whole training runs from the cache: seconds, inner-attack seconds, teacher seconds, ratio to ``reference``.
+
+    Columns: model, seed, defence, test_acc (percent, last epoch), train_s, teacher_s, inner_attack_s, total_s
+    (train_s + teacher_s) and vs_reference (total_s over the reference's, same model and seed).
+
+    ``trained``: ``labkit.evaluate.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
+    ``train_seconds``). A distilled model's cost includes its teacher's run (loaded from the cache). The runs
+    were timed whenever they were trained, so machine load enters the ratio; ``labkit.apr.time_training``
+    measures steps side by side.
+    """
+    rows = []
+    for t in trained:
+        cfg, obj = t.entry.config, t.entry.config.objective
+        teacher = get_or_train(obj.teacher, progress=False).train_seconds if isinstance(obj, Distillation) else 0.0
+        rows.append({"model": cfg.model, "seed": cfg.seed, "defence": t.entry.defence,
+                     "test_acc": 100 * t.history[-1]["test_acc"], "train_s": t.train_seconds, "teacher_s": teacher,
+                     "inner_attack_s": sum(h.get("seconds_inner_attack", 0.0) for h in t.history),
+                     "total_s": t.train_seconds + teacher})
+    ref = {(r["model"], r["seed"]): r["total_s"] for r in rows if r["defence"] == reference}
+    for r in rows:
+        r["vs_reference"] = r["total_s"] / ref[(r["model"], r["seed"])] if (r["model"], r["seed"]) in ref else None
+    return rows
+
+
+def overhead_table(train_rows: list[dict[str, Any]], inference: dict[str, float], reference: str = "undefended",
+                   model: str | None = None) -> list[dict[str, Any]]:
+    """Medians per config and their increase over ``reference``, in percent.
+
+    ``train_rows``: from ``labkit.apr.time_training``; ``inference``: seconds per image by config (e.g. from
+    ``labkit.evaluate.time_inference``). Columns: (model,) config, train_ms (per step), train_increase_pct,
+    train_increase_lo/hi (the range over repeats of the per-repeat increase: configs run side by side in
+    every repeat), inner_attack_ms, inner_attack_share_pct (of the training-time increase), infer_us (per
+    image), infer_increase_pct.
+    """
+    configs = list(dict.fromkeys(r["config"] for r in train_rows))
+    med = {c: pystats.median(r["seconds"] for r in train_rows if r["config"] == c) for c in configs}
+    inner = {c: pystats.median(r["inner_attack"] for r in train_rows if r["config"] == c) for c in configs}
+    per_rep = {(r["config"], r["repeat"]): r["seconds"] for r in train_rows}
+    out = []
+    for c, t in med.items():
+        extra = t - med[reference]
+        reps = [100 * (s / per_rep[(reference, rep)] - 1) for (cc, rep), s in per_rep.items()
+                if cc == c and (reference, rep) in per_rep]
+        out.append({**({"model": model} if model is not None else {}), "config": c, "train_ms": 1e3 * t,
+                    "train_increase_pct": 100 * extra / med[reference],
+                    "train_increase_lo": min(reps) if reps else None, "train_increase_hi": max(reps) if reps else None,
+                    "inner_attack_ms": 1e3 * inner[c],
+                    "inner_attack_share_pct": 100 * inner[c] / extra if extra > 0 and c != reference else None,
+                    "infer_us": 1e6 * inference[c] if c in inference else None,
+                    "infer_increase_pct": (100 * (inference[c] / inference[reference] - 1)
+                                           if c in inference and reference in inference else None)})
+    return out
+
+
+def overhead_split(table: list[dict[str, Any]]) -> dict[str, float]:
+    """The training-time increase of full APR split by component, in ms per step, from ``overhead_table``.
+
+    inner attack: its own timer; gradient regulariser: full - no_regularisation; attention gate:
+    full - no_attention; the rest (the adversarial half of the batch through forward and backward): what
+    remains. Differences of medians, so small parts can come out slightly negative on a noisy machine.
+    """
+    ms = {r["config"]: r["train_ms"] for r in table}
+    inner = next(r["inner_attack_ms"] for r in table if r["config"] == "APR full")
+    total = ms["APR full"] - ms["undefended"]
+    reg = ms["APR full"] - ms["APR no_regularisation"]
+    gate = ms["APR full"] - ms["APR no_attention"]
+    return {"inner attack": inner, "gradient regulariser": reg, "attention gate": gate,
+            "adversarial half-batch": total - inner - reg - gate}
+
+
+def overhead_verdicts(table: list[dict[str, Any]]) -> list[tuple[str, Verdict]]:
+    """Verdicts on Table 4 (APR's training and inference increase) from ``overhead_table`` rows (with ``model``).
+
+    Timings are not a sample of images: the verdict compares our medians (and the range over repeats, where
+    measured) with the paper's percentages (``stats.overhead_verdict``); undecided where the paper has no number
+    for the architecture.
+    """
+    out = []
+    for arch in dict.fromkeys(r.get("model") for r in table):
+        full = next(r for r in table if r.get("model") == arch and r["config"] == "APR full")
+        claim = TABLE4_CLAIMS.get(arch) if arch else None
+        lo, hi = full.get("train_increase_lo"), full.get("train_increase_hi")
+        train = f"APR's training step costs +{claim[0]:g}% over the undefended model" if claim else \
+            f"APR's training-step increase on {arch} (the paper has no number for it)"
+        infer = f"APR's inference costs +{claim[1]:g}% over the undefended model" if claim else \
+            f"APR's inference increase on {arch} (the paper has no number for it)"
+        out.append((arch, stats.overhead_verdict(train, full["train_increase_pct"], claim[0] if claim else None,
+                                                 (lo, hi) if lo is not None and hi is not None else None)))
+        if full.get("infer_increase_pct") is not None:
+            out.append((arch, stats.overhead_verdict(infer, full["infer_increase_pct"], claim[1] if claim else None)))
+    return out
+
+
+def overhead_verdict(table: list[dict[str, Any]]) -> str:
+    """Sentences from Lab 07's measured table: the verdicts on Table 4, then where the extra time goes."""
+    lines = []
+    verdicts = overhead_verdicts(table)
+    for arch in dict.fromkeys(r.get("model") for r in table):
+        full = next(r for r in table if r.get("model") == arch and r["config"] == "APR full")
+        undefended = next(r for r in table if r.get("model") == arch and r["config"] == "undefended")
+        if arch not in TABLE4_CLAIMS:
+            lines.append(f"[{arch}] The paper reports +27.3% / +8.6% (ResNet-18) and +31.5% / +9.2% (VGG-16) "
+                         f"training / inference; it has no {arch}.")
+        lines += [f"[{arch}] " + v.sentence() for a, v in verdicts if a == arch]
+        share = full["inner_attack_share_pct"]
+        lines.append(f"[{arch}] " + (f"The inner one-pixel attack is {share:.0f}% of APR's training-time increase "
+                                     f"and takes {100 * full['inner_attack_ms'] / undefended['train_ms']:.0f}% of "
+                                     "an undefended step." if share is not None else
+                                     "There is no training-time increase to split."))
+    return "\n".join(lines)
+
+
+# -- Labs 01-03: sentences from measured tables -------------------------------------------------------------------------
+
+def attack_gap(first: Sequence[int] | Tensor, second: Sequence[int] | Tensor, names: tuple[str, str] = ("DE", "corner search"),
+               model: str = "") -> str:
+    """Does ``second`` break more images than ``first`` on the same images? Counts, exact McNemar, interval."""
+    pr = stats.mcnemar(first, second)
+    head = f"[{model}] " if model else ""
+    if pr.n == 0:
+        return head + "No images attacked."
+    nums = (f"{names[1]} breaks {pr.c} images that {names[0]} leaves intact, {names[0]} {pr.b} that {names[1]} "
+            f"leaves intact, of {pr.n}; difference {100 * pr.difference:+.1f} points (95% CI "
+            f"{100 * pr.lo:+.1f} to {100 * pr.hi:+.1f}), exact McNemar p = {pr.p:.3g}")
+    if pr.p < stats.ALPHA:
+        say = f"{names[0]} under-reports vulnerability here" if pr.difference > 0 else \
+            f"{names[1]} under-reports vulnerability here"
+    else:
+        say = "no significant difference between the two attacks on these images"
+    return f"{head}{say}: {nums}."
+
+
+def replay_summary(replay: list[dict[str, Any]], attack: str = "DE k=1") -> str:
+    """What the replay table says for ``attack``, computed from it: per pipeline, replayed vs re-run ASR, and how
+    many pipelines the replay makes look stronger than attacking them does."""
+    rows = [r for r in replay if r["attack"] == attack]
+    if not rows:
+        return f"No rows for {attack}."
+    lower = [r for r in rows if r["replayed"] < r["rerun"]]
+    moved = [r for r in rows if r["removed"] > 0 and r["moved"] == r["removed"]]
+    return (f"{attack}: the replayed ASR is below the re-run ASR for {len(lower)} of {len(rows)} pipelines (there the "
+            f"replay overstates the defence, by up to {max((r['rerun'] - r['replayed'] for r in rows), default=0):.1f}"
+            f" points); for {len(moved)} pipelines every removed success was found again by the re-run attack. "
+            "Per pipeline (replayed / re-run %): "
+            + "; ".join(f"{r['defence']} {r['replayed']:.1f} / {r['rerun']:.1f}" for r in rows) + ".")
+
+
+# -- Lab 08: attention at the attacked pixels ------------------------------------------------------------------------
+
+def claim_table(samples: dict[str, Any], measure: str = "percentile", statistic: str = "mean",
+                permutations: int = 10_000, resamples: int = 2_000, seed: int = 0) -> list[dict[str, Any]]:
+    """The test of Lab 08's claim, one row per (model, attack, reference group), resampling whole images.
+
+    ``samples``: model name -> ``labkit.attention.PixelAttention``. For every attack: the attention
+    (``measure``: within-image "percentile", or raw "value") at the pixels of successful attacks against
+    (1) random pixels of the same images (paired design: per image, success minus the mean of its random
+    pixels) and (2) the pixels of failed attacks (different images: independent design), with
+    ``stats.cluster_compare``: a permutation test and bootstrap over images, not pixels. A negative difference
+    means attacks succeed at lower attention. ``p_holm`` adjusts for the number of rows (Holm).
+    """
+    rows: list[dict[str, Any]] = []
+    for model, pa in samples.items():
+        values = pa.measure(measure)
+        attacks = [name[:-len(" success")] for name in pa.groups if name.endswith(" success")]
+        for i, attack in enumerate(attacks):
+            for j, (reference, group) in enumerate((("random pixels", "random"),
+                                                    ("failed attacks", f"{attack} failure"))):
+                succ, ref = pa.groups[f"{attack} success"], pa.groups[group]
+                c = stats.cluster_compare(values[f"{attack} success"], values[group], succ.image, ref.image,
+                                          statistic, permutations, resamples, seed=seed + 2 * i + j)
+                rows.append({"model": model, "attack": attack, "reference": reference, "measure": measure,
+                             "statistic": statistic, "design": c.design, "successes": c.n_a,
+                             "reference pixels": c.n_b, "images": c.clusters, "at successes": c.a,
+                             "at reference": c.b, "difference": c.difference, "ci_lo": c.ci_lo, "ci_hi": c.ci_hi,
+                             "p_value": c.p_value})
+    for row, adjusted in zip(rows, stats.holm([r["p_value"] for r in rows])):
+        row["p_holm"] = adjusted
+    return rows
+
+
+def _comparison(row: dict[str, Any]) -> stats.Comparison:
+    return stats.Comparison(row["statistic"], row["design"], row["successes"], row["reference pixels"],
+                            row["images"], row["at successes"], row["at reference"], row["difference"], row["ci_lo"],
+                            row["ci_hi"], row["p_value"], 0.95, 0, 0)
+
+
+def claim_verdicts(table: list[dict[str, Any]], min_effect: float = 0.05, min_n: int = 5) -> list[Verdict | None]:
+    """One ``stats.direction_verdict`` per row of ``claim_table`` ("successes sit lower than the reference by at
+    least ``min_effect``", Holm-adjusted p), None for a row with fewer than ``min_n`` success pixels or images."""
+    out: list[Verdict | None] = []
+    for r in table:
+        if r["successes"] < min_n or r["images"] < min_n or math.isnan(r["p_holm"]):
+            out.append(None)
+            continue
+        claim = f"[{r['model']}, {r['attack']}] successful pixels sit at lower attention than {r['reference']}"
+        out.append(stats.direction_verdict(claim, _comparison(r), -1, min_effect, p=r["p_holm"]))
+    return out
+
+
+def claim_verdict(table: list[dict[str, Any]], min_effect: float = 0.05, min_n: int = 5, profile: Any = None) -> str:
+    """Sentences, computed from ``claim_table``, on "attacks succeed where attention is low", and the overall
+    answer (``claim_answer``)."""
+    lines = [f"Profile {profile.name}:"] if profile is not None and hasattr(profile, "name") else []
+    unit = "percentile" if table and table[0]["measure"] == "percentile" else "A"
+    for r, v in zip(table, claim_verdicts(table, min_effect, min_n)):
+        if v is None:
+            lines.append(f"[{r['model']}, {r['attack']}] successes vs {r['reference']}: not tested ({r['successes']} "
+                         f"success pixels on {r['images']} images; at least {min_n} are needed).")
+            continue
+        lines.append(v.sentence() + f" ({r['statistic']} {unit} {r['at successes']:.3f} vs {r['at reference']:.3f}, "
+                     f"{r['design']} design over images, Holm-adjusted p.)")
+    lines.append("Overall: " + claim_answer(table, min_effect, min_n))
+    return "\n".join(lines)
+
+
+def claim_answer(table: list[dict[str, Any]], min_effect: float = 0.05, min_n: int = 5) -> str:
+    """The overall answer, from the rows against random pixels (where a success pixel would sit if attention
+    did not matter): supported if every tested row is, contradicted if every tested row is, else undecided."""
+    found = [v for r, v in zip(table, claim_verdicts(table, min_effect, min_n))
+             if r["reference"] == "random pixels" and v is not None]
+    if not found:
+        return (f"UNDECIDED: the claim '{CLAIM}' cannot be tested here: too few successful attacks (at least {min_n} "
+                "per model and attack are needed).")
+    count = {s: sum(v.status == s for v in found) for s in stats.STATUSES}
+    status = next((s for s in ("supported", "contradicted") if count[s] == len(found)), "undecided")
+    return (f"{status.upper()}: '{CLAIM}' — of {len(found)} tested model/attack pairs, {count['supported']} support "
+            f"it, {count['contradicted']} contradict it (no lowering of {min_effect:g} or more), "
+            f"{count['undecided']} cannot tell.")
+
+
+def change_verdict(rows: list[dict[str, Any]], kernel_size: int | None = None, tolerance: float = 1e-5) -> str:
+    """A sentence from ``labkit.attention.attention_change``'s rows: what happens at the pixel, and how far the
+    change reaches."""
+    at = rows[0]
+    if at["pixels"] == 0:
+        return "No attacked pixel to measure (the attack changed no image in this set)."
+    moved = [i for i, r in enumerate(rows) if r["pixels"] and r["max |change|"] > tolerance]
+    text = (f"At the attacked pixel A moves from {at['mean A before']:.3f} to {at['mean A after']:.3f} on average "
+            f"(mean change {at['mean change']:+.4f}; it drops in {at['share dropped']:.0%} of {at['pixels']} "
+            "attacks). ")
+    if not moved:
+        return text + "Nowhere does the map change by more than the tolerance."
+    reach = moved[-1]
+    if reach == len(rows) - 1:
+        return text + (f"The change reaches {rows[-1]['distance']} pixels from the attacked one (largest there "
+                       f"{rows[-1]['max |change|']:.2g}): the map changes beyond the pixel's neighbourhood.")
+    far = max((r["max |change|"] for r in rows[reach + 1:] if r["pixels"]), default=0.0)
+    window = (f" (the gate's {kernel_size}x{kernel_size} kernel sees a pixel only from that close)" if kernel_size
+              else "")
+    return text + (f"The map changes only within distance {rows[reach]['distance']} of the attacked pixel; farther "
+                   f"away the largest change is {far:.1g}, i.e. none{window}.")
+
+
+def concentration_verdict(rows: list[dict[str, Any]], top: float = 0.1) -> str:
+    """A sentence from ``labkit.attention.class_concentration``: how far above a flat map the maps concentrate."""
+    if not rows:
+        return "No images to summarise."
+    flat = rows[0]["flat map"]
+    hi, lo = rows[0], rows[-1]
+    above = [r["class"] for r in rows if not math.isnan(r["top-mass_lo"]) and r["top-mass_lo"] > flat]
+    return (f"The top {top:.0%} of pixels hold between {lo['top-mass']:.1%} ({lo['class']}) and {hi['top-mass']:.1%} "
+            f"({hi['class']}) of the attention mass, against {flat:.1%} for a flat map; the most concentrated "
+            f"classes are {', '.join(r['class'] for r in rows[:3])}. "
+            + (f"{len(above)} of {len(rows)} classes are clearly above a flat map (95% interval above it)."
+               if above else "No class is clearly above a flat map (no 95% interval lies above it)."))

@@ -1,0 +1,253 @@
+"""Tests of labkit.stats: textbook values, closed forms, seeded simulations, and verdicts in every direction."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from labkit import stats
+
+
+# -- single rates ----------------------------------------------------------------------------------------------------
+
+def test_wilson_interval() -> None:
+    lo, hi = stats.wilson(0, 10)
+    assert lo == 0 and 0.25 < hi < 0.35
+    lo, hi = stats.wilson(5, 10)
+    assert lo < 0.5 < hi and hi - 0.5 == pytest.approx(0.5 - lo)
+    assert stats.wilson(50, 100)[1] - stats.wilson(50, 100)[0] < hi - lo  # more data, narrower
+    assert all(v != v for v in stats.wilson(0, 0))
+
+
+def test_mean_ci_across_seeds() -> None:
+    m, lo, hi = stats.mean_ci([0.2, 0.4])
+    assert m == pytest.approx(0.3) and lo < 0.2 and hi > 0.4
+    assert stats.mean_ci([0.5])[1] != stats.mean_ci([0.5])[1]  # NaN: one run has no interval
+
+
+def test_binomial_test_against_textbook_values() -> None:
+    # Two-sided exact tests (R: binom.test(3, 10), binom.test(2, 12)): 0.34375 and 0.03857.
+    assert stats.binomial_p(3, 10, 0.5) == pytest.approx(0.34375)
+    assert stats.binomial_p(2, 12, 0.5) == pytest.approx(79 / 2048)
+    # Asymmetric null, minimum-likelihood two-sided rule: the outcomes no more likely than 7 of 20 at 0.2 are
+    # k >= 7 and k = 0, so p = P(X >= 7) + P(X = 0) = 0.0982 (as scipy.stats.binomtest(7, 20, 0.2)).
+    tail = sum(math.comb(20, k) * 0.2 ** k * 0.8 ** (20 - k) for k in [0, *range(7, 21)])
+    assert stats.binomial_p(7, 20, 0.2) == pytest.approx(tail) == pytest.approx(0.0982, abs=1e-4)
+
+
+def test_binomial_power_matches_a_direct_sum() -> None:
+    n, p0, p1 = 30, 0.5, 0.8
+    reject = [k for k in range(n + 1) if stats.binomial_p(k, n, p0) <= 0.05]
+    direct = sum(math.comb(n, k) * p1 ** k * (1 - p1) ** (n - k) for k in reject)
+    assert stats.binomial_power(n, p0, p1) == pytest.approx(direct)
+    assert stats.binomial_power(n, p0, p0) <= 0.05  # the size of an exact test never exceeds alpha
+
+
+# -- paired rates ----------------------------------------------------------------------------------------------------
+
+def outcomes(both: int, b: int, c: int, neither: int) -> tuple[list[int], list[int]]:
+    """Two paired 0/1 sequences with the given 2x2 table (b: 1 then 0, c: 0 then 1)."""
+    return [1] * both + [1] * b + [0] * c + [0] * neither, [1] * both + [0] * b + [1] * c + [0] * neither
+
+
+def test_mcnemar_against_the_textbook_value() -> None:
+    pr = stats.mcnemar(*outcomes(5, 10, 2, 3))
+    assert (pr.n, pr.b, pr.c) == (20, 10, 2)
+    assert pr.p == pytest.approx(0.0386, abs=1e-4)  # exact: 2 * P(Bin(12, 1/2) <= 2) = 79 / 2048
+    assert pr.difference == pytest.approx(-8 / 20) and pr.lo <= pr.difference <= pr.hi
+    assert stats.mcnemar(*outcomes(5, 0, 0, 3)).p == 1.0  # no discordant pair: no evidence of a difference
+    with pytest.raises(ValueError, match="same images"):
+        stats.mcnemar([1, 0], [1])
+    with pytest.raises(ValueError, match="0 or 1"):
+        stats.mcnemar([2, 0], [1, 0])
+
+
+def test_newcombe_interval_against_a_published_example() -> None:
+    # Fagerland, Lydersen & Laake (2014), Bentur et al. data: p1+ - p+1 = -0.286, Newcombe -0.507 to -0.026.
+    # Our difference is the second rate minus the first, so the interval is mirrored.
+    lo, hi = stats.newcombe_paired(1, 1, 7, 12)
+    assert lo == pytest.approx(0.026, abs=1e-3) and hi == pytest.approx(0.507, abs=1e-3)
+
+
+def test_newcombe_interval_covers_in_a_seeded_simulation() -> None:
+    g = torch.Generator().manual_seed(0)
+    n, true_a, true_b, hits, runs = 80, 0.5, 0.3, 0, 400
+    for _ in range(runs):
+        u = torch.rand(n, generator=g)
+        a, b = (u < true_a).long(), (u < true_b).long()  # nested outcomes, correlated
+        flip = torch.rand(n, generator=g) < 0.1  # some discordance both ways
+        b = torch.where(flip, 1 - b, b)
+        true_diff = (true_b * 0.9 + (1 - true_b) * 0.1) - true_a
+        pr = stats.mcnemar(a, b)
+        hits += pr.lo <= true_diff <= pr.hi
+    assert 0.9 < hits / runs <= 1.0
+
+
+def test_mcnemar_power_nested_closed_form_and_simulation() -> None:
+    # Nested outcomes: every discordant pair goes one way, and the test rejects once there are >= 6 of them
+    # (2 / 2^6 = 0.031 <= 0.05 < 2 / 2^5): power = P(Binomial(n, rate_a - rate_b) >= 6).
+    n, ra, rb = 50, 0.3, 0.2
+    closed = 1 - sum(math.comb(n, k) * 0.1 ** k * 0.9 ** (n - k) for k in range(6))
+    assert stats.mcnemar_power(n, ra, rb) == pytest.approx(closed)
+    # Independent outcomes: against a seeded simulation of the test itself.
+    g = torch.Generator().manual_seed(1)
+    runs, rejected = 2000, 0
+    for _ in range(runs):
+        a = (torch.rand(n, generator=g) < 0.5).long()
+        b = (torch.rand(n, generator=g) < 0.2).long()
+        rejected += stats.mcnemar(a, b).p <= 0.05
+    assert stats.mcnemar_power(n, 0.5, 0.2, nested=False) == pytest.approx(rejected / runs, abs=0.03)
+    assert stats.mcnemar_power(n, 0.3, 0.3) == 0.0
+
+
+def test_n_for_power_finds_the_threshold() -> None:
+    n = stats.n_for_power(lambda m: stats.mcnemar_power(m, 0.3, 0.2))
+    assert stats.mcnemar_power(n, 0.3, 0.2) >= 0.8 > stats.mcnemar_power(n - 1, 0.3, 0.2)
+    assert stats.n_for_power(lambda m: 0.0, limit=1000) is None
+
+
+def test_holm_against_a_hand_example() -> None:
+    # sorted 0.01, 0.03, 0.04: 3 x 0.01 = 0.03, 2 x 0.03 = 0.06, max(0.06, 1 x 0.04) = 0.06
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    out = stats.holm([0.5, float("nan"), 0.9])
+    assert out[0] == pytest.approx(1.0) and math.isnan(out[1]) and out[2] == pytest.approx(1.0)
+
+
+# -- image-level resampling ------------------------------------------------------------------------------------------
+
+def test_cluster_compare_without_clusters_is_the_plain_two_sample_test() -> None:
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(200, generator=g), torch.randn(300, generator=g) + 1.0
+    c = stats.cluster_compare(a, b, permutations=2000, resamples=1000, seed=0)
+    assert c.design == "independent" and c.clusters == 500
+    assert c.p_value < 0.01 and c.ci_lo < -1.0 < c.ci_hi < 0 and c.ci_lo <= c.difference <= c.ci_hi
+    assert c == stats.cluster_compare(a, b, permutations=2000, resamples=1000, seed=0)  # seeded
+    med = stats.cluster_compare(a, b, statistic="median", permutations=500, resamples=500)
+    assert med.p_value < 0.01 and med.difference == pytest.approx(a.double().quantile(0.5).item() - b.double().quantile(0.5).item())
+    same = stats.cluster_compare(a, a.clone(), permutations=200, resamples=200)
+    assert same.difference == 0 and same.p_value == 1.0
+    empty = stats.cluster_compare(a, torch.empty(0))
+    assert math.isnan(empty.p_value) and math.isnan(empty.difference) and empty.n_b == 0
+
+
+def test_pixel_level_resampling_is_overconfident_where_images_differ() -> None:
+    # 8 images per group, 10 nearly equal values per image (pixels of one image move together); the image
+    # means differ a lot between images but not between the groups.
+    g = torch.Generator().manual_seed(3)
+    level = torch.randn(16, generator=g)
+    values = level.repeat_interleave(10) + 0.01 * torch.randn(160, generator=g)
+    ids = torch.arange(16).repeat_interleave(10)
+    a, b, ia, ib = values[:80], values[80:], ids[:80], ids[80:]
+    pixels = stats.cluster_compare(a, b, permutations=2000, resamples=1000)
+    images = stats.cluster_compare(a, b, ia, ib, permutations=2000, resamples=1000)
+    assert images.clusters == 16 and images.difference == pytest.approx(pixels.difference)
+    assert images.ci_hi - images.ci_lo > 2.5 * (pixels.ci_hi - pixels.ci_lo)  # ~sqrt(10) wider
+    assert images.p_value > 4 * pixels.p_value
+
+
+def test_paired_design_uses_per_image_differences() -> None:
+    # One "success" value per image and ten "random" values of the same image; images differ widely, but the
+    # success sits 0.2 below its own image's values every time: a paired test sees it, a pooled one hardly.
+    g = torch.Generator().manual_seed(4)
+    level = 3 * torch.randn(30, generator=g)
+    rand = level.repeat_interleave(10) + 0.05 * torch.randn(300, generator=g)
+    succ = level - 0.2
+    c = stats.cluster_compare(succ, rand, torch.arange(30), torch.arange(30).repeat_interleave(10),
+                              permutations=2000, resamples=1000)
+    assert c.design == "paired" and c.clusters == 30 and c.n_b == 300
+    assert c.difference == pytest.approx(-0.2, abs=0.03) and c.ci_hi < 0 and c.p_value < 0.01
+    pooled = stats.cluster_compare(succ, rand, permutations=2000, resamples=1000)
+    assert pooled.ci_lo < 0 < pooled.ci_hi
+
+
+@pytest.mark.parametrize("kwargs", [{"statistic": "mode"}, {"permutations": 0}, {"resamples": -1},
+                                    {"confidence": 1.5}, {"permutations": 1.5}])
+def test_cluster_compare_rejects_bad_parameters(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        stats.cluster_compare(torch.rand(5), torch.rand(5), **kwargs)
+
+
+def test_cluster_compare_rejects_bad_samples() -> None:
+    with pytest.raises(ValueError, match="1-D"):
+        stats.cluster_compare(torch.rand(5, 2), torch.rand(5))
+    with pytest.raises(ValueError, match="NaN"):
+        stats.cluster_compare(torch.tensor([1.0, float("nan")]), torch.rand(5))
+    with pytest.raises(ValueError, match="cluster ids"):
+        stats.cluster_compare(torch.rand(5), torch.rand(5), torch.arange(4), torch.arange(5))
+
+
+# -- verdicts, fixed in each direction -------------------------------------------------------------------------------
+
+CLAIM = 21.43 / 70.97 - 1  # APR's Table 1: the ASR falls to 30% of the undefended one
+
+
+def test_paired_verdict_supported() -> None:
+    # 200 images; undefended breaks 100, the defence 30 of them (nested): 50% -> 15%, claimed 50% -> 15.1%.
+    before, after = outcomes(30, 70, 0, 100)
+    v = stats.paired_verdict("APR lowers the ASR", before, after, 0.5 * CLAIM)
+    assert v.status == "supported" and v.p < 0.05 and v.lo <= 100 * 0.5 * CLAIM <= v.hi
+    assert v.n == 200 and v.power > 0.99 and "SUPPORTED" in v.sentence() and "n = 200" in v.sentence()
+
+
+def test_paired_verdict_contradicted() -> None:
+    # 200 images; undefended 100 broken, the defence 95 of them: no real reduction, the claimed -35 points excluded.
+    before, after = outcomes(95, 5, 0, 100)
+    v = stats.paired_verdict("APR lowers the ASR", before, after, 0.5 * CLAIM)
+    assert v.status == "contradicted" and v.lo > 100 * 0.5 * CLAIM
+    assert "smaller than claimed" in v.why
+
+
+def test_paired_verdict_undecided_with_power_and_n() -> None:
+    # 30 images, 2 broken undefended (as the issue's cpu run), 1 under the defence: nothing to decide on.
+    before, after = outcomes(1, 1, 0, 28)
+    v = stats.paired_verdict("APR lowers the ASR", before, after, (2 / 30) * CLAIM)
+    assert v.status == "undecided" and v.power < 0.8 and v.n_needed is not None and v.n_needed > 30
+    assert stats.mcnemar_power(v.n_needed, 2 / 30, 2 / 30 * (1 + CLAIM)) >= 0.8
+    assert "cannot tell" in v.why and str(v.n_needed) in v.why
+
+
+def test_paired_verdict_with_nothing_to_lower() -> None:
+    before, after = outcomes(0, 0, 0, 30)  # the reference never broke: a relative fall predicts no change
+    v = stats.paired_verdict("APR lowers the ASR", before, after, 0.0 * CLAIM)
+    assert v.status == "undecided" and "cannot test it" in v.why
+
+
+def test_paired_verdict_ablation_rise_and_holm_p() -> None:
+    # removing a component raises the ASR by 7.33 points in the paper; here by 20 points on 100 images.
+    full, variant = outcomes(20, 0, 20, 60)
+    assert stats.paired_verdict("rise", full, variant, 0.0733).status == "contradicted"
+    assert stats.paired_verdict("rise", full, variant, 0.15).status == "supported"
+    assert stats.paired_verdict("rise", full, variant, 0.15, p=0.2).status == "undecided"  # an adjusted p decides
+
+
+def test_rate_verdict_each_direction() -> None:
+    assert stats.rate_verdict("ASR 70.97%", 60, 200, 0.7097).status == "contradicted"
+    v = stats.rate_verdict("ASR 70.97%", 141, 200, 0.7097)
+    assert v.status == "supported" and 60 < v.lo < 70.97 < v.hi < 80
+    u = stats.rate_verdict("ASR 70.97%", 6, 9, 0.7097)
+    assert u.status == "undecided" and u.n_needed is not None and u.n_needed > 9 and u.power < 0.8
+
+
+def test_overhead_verdict_each_direction() -> None:
+    assert stats.overhead_verdict("training +27.3%", 30.0, 27.3, (25.0, 35.0)).status == "supported"
+    v = stats.overhead_verdict("training +27.3%", 300.0, 27.3, (280.0, 320.0))
+    assert v.status == "contradicted" and "11.0x" in v.why and v.p is None and v.power is None
+    assert stats.overhead_verdict("training", 30.0, None).status == "undecided"
+
+
+def test_direction_verdict_each_direction() -> None:
+    def comp(d: float, lo: float, hi: float, p: float) -> stats.Comparison:
+        return stats.Comparison("mean", "paired", 50, 500, 50, 0.5 + d, 0.5, d, lo, hi, p, 0.95, 1000, 1000)
+
+    assert stats.direction_verdict("low", comp(-0.2, -0.3, -0.1, 0.001)).status == "supported"
+    assert stats.direction_verdict("low", comp(0.1, 0.02, 0.2, 0.01)).status == "contradicted"
+    assert stats.direction_verdict("low", comp(0.0, -0.01, 0.01, 0.9)).status == "contradicted"  # rules out -0.05
+    u = stats.direction_verdict("low", comp(-0.05, -0.2, 0.1, 0.4))
+    assert u.status == "undecided" and u.n_needed is not None and u.n_needed > 50
+
+
+def test_verdict_rejects_unknown_status() -> None:
+    with pytest.raises(ValueError, match="status"):
+        stats.Verdict("maybe", "c", 0.0, 0.0, 0.0, "", None, None, None, "")
