@@ -251,3 +251,10 @@ def test_direction_verdict_each_direction() -> None:
 def test_verdict_rejects_unknown_status() -> None:
     with pytest.raises(ValueError, match="status"):
         stats.Verdict("maybe", "c", 0.0, 0.0, 0.0, "", None, None, None, "")
+
+
+@pytest.mark.parametrize("n", [1, 6, 7, 30, 200])
+def test_wilson_contains_the_rate_at_the_ends(n: int) -> None:
+    assert stats.wilson(n, n)[1] == 1.0 and stats.wilson(0, n)[0] == 0.0  # never a hair inside the rate
+    lo, hi = stats.wilson(n, n)
+    assert lo <= 1.0 <= hi
