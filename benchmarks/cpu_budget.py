@@ -159,7 +159,8 @@ def estimate(cost: dict[str, float], rates: dict[str, dict[str, float]], broken:
     p = get_profile("cpu")
     d = p.for_defences()
     # The searches run at each profile's precision (successes confirmed in fp32, a negligible extra).
-    lab_rate, def_rate = rates["small_cnn"][resolve_precision(p.precision, "cpu")], resolve_precision(d.precision, "cpu")
+    lab_rate = rates["small_cnn"][resolve_precision(p.precision, "cpu")]
+    def_rate = resolve_precision(d.precision, "cpu")
     rows = []
 
     def add(lab: str, train_s: float, attack_s: float, what: str) -> None:
@@ -223,7 +224,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.measured:
         old = json.loads(args.measured.read_text())
-        args.threads, chunk, cost, rates = old["threads"], old["chunk"], old["step_seconds"], old["forward_images_per_s"]
+        args.threads, chunk = old["threads"], old["chunk"]
+        cost, rates = old["step_seconds"], old["forward_images_per_s"]
         print(f"measurements of {args.measured}: {old['machine']}, {args.threads} thread(s); {old['precision']}")
     else:
         torch.set_num_threads(args.threads)
