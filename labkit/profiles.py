@@ -121,7 +121,8 @@ PROFILES: dict[str, Profile] = {
                    # 3.9 h. Defences fine-tune Labs 01-02's model (same schedule for each, undefended included);
                    # 200 images common to all models of a lab; the adaptive suite's budgets cut to fit (4,689
                    # queries per image); Lab 03's 11 other transformations get DE only.
-                   defence_overrides=(("finetune_epochs", 2), ("finetune_size", 10_000), ("finetune_lr", 0.02),
+                   # Fine-tune lr 0.01: a cross-entropy fine-tune keeps 85.7% (0.02: 85.0%; base 86.3%).
+                   defence_overrides=(("finetune_epochs", 2), ("finetune_size", 10_000), ("finetune_lr", 0.01),
                                       ("n_attack", 200), ("precision", "bf16"), ("population", 50),
                                       ("generations", 8), ("corner_queries", 1024), ("sweep_suite", "de"))),
     "full": Profile(name="full", models=("resnet18", "vgg16"), epochs=200, train_size=None, batch_size=128,
