@@ -9,7 +9,9 @@ Measured side by side in one process (``torch.set_num_threads(--threads)``):
     models, one batch of real images, steps in rotated order), at the precision ``"auto"`` resolves to here;
 (b) forward throughput (images/s) of the small CNN, alone and behind each input transformation of Lab 03, at
     the attacks' CPU chunk size, in fp32 and bf16 autocast.
-Then the estimate per lab: training steps x step cost, plus attacked images x query budget / throughput, with
+(c) each attack of the suite at the cpu defence budgets on an untrained small CNN (every image spends the whole
+    budget): its queries/s as a share of the forward limit.
+Then the estimate per lab: training steps x step cost, plus attacked images x query budget / attack speed, with
 the budgets, image counts and fine-tuning schedule read from ``labkit.profiles`` (so the table follows the code).
 Query budgets per image (the adaptive suite): DE population x (generations + 1); the stronger DE
 (``strong_scale``**2 x that); the exhaustive corner search (8,192 on 32x32); Sparse-RS ``rs_queries``; the
@@ -99,6 +101,36 @@ def forward_rates(chunk: int, seconds: float) -> dict[str, dict[str, float]]:
             for name, m in pipes.items()}
 
 
+def attack_efficiency(prof: Profile, n: int = 20) -> dict[str, float]:
+    """Queries/s of each suite attack (at ``prof``'s budgets and precision) over the plain forward limit.
+
+    Measured on an untrained small CNN with its own predictions as labels: every image starts "correct" and
+    almost none flips, so every attack spends its whole budget (the rate of a full run). Sparse-RS is not
+    measured here (not on this branch): it is charged at the forward limit.
+    """
+    from labkit.attacks import CornerSearch, GradientCorner, OnePixel
+
+    test = load_cifar10("test")
+    x = test.floats(first_n(test, n))
+    torch.manual_seed(0)
+    net = build_model("small_cnn").eval()
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    limit = throughput(net, x, default_chunk_size(torch.device("cpu")), prof.precision == "bf16", 2.0)
+    s = prof.strong_scale
+    attacks = {"DE": OnePixel(net, prof.de_config()),
+               "DE strong": OnePixel(net, prof.de_config(population=s * prof.population,
+                                                         generations=s * prof.generations)),
+               "corner": CornerSearch(net, prof.corner_config()),
+               "white-box": GradientCorner(net, positions=prof.wb_positions)}
+    out = {}
+    for name, attack in attacks.items():
+        t0 = time.perf_counter()
+        res = attack(x, y)
+        out[name] = float(res.queries.sum()) / (time.perf_counter() - t0) / limit
+    return out
+
+
 # -- the estimate --------------------------------------------------------------------------------------------------
 
 #: The pipelines each defence lab attacks with the whole adaptive suite (labels of ``forward_rates`` for their
@@ -137,18 +169,26 @@ def suite_queries(prof: Profile, suite: str) -> int:
     return de + strong + corner + prof.rs_queries + 8 * prof.wb_positions + 3
 
 
-def attack_seconds(prof: Profile, rate: float, suite: str, broken: float = 0.0) -> float:
+def attack_seconds(prof: Profile, rate: float, suite: str, eff: dict[str, float], broken: float = 0.0) -> float:
     """Seconds to attack ``prof.n_attack`` images of one pipeline with ``suite`` (+ its clean accuracy).
 
-    Images broken early (fraction ``broken``) are charged half the budget."""
-    return (prof.n_attack * suite_queries(prof, suite) * (1 - broken / 2) + prof.eval_size) / rate
+    ``rate``: the pipeline's forward limit (images/s); ``eff``: each attack's share of that limit
+    (``attack_efficiency``). Images broken early (fraction ``broken``) are charged half the budget."""
+    s = prof.strong_scale
+    queries = {"DE": suite_queries(prof, "de"),
+               "DE strong": prof.population * s * (prof.generations * s + 1),
+               "corner": prof.corner_queries or EXHAUSTIVE_CORNER,
+               "white-box": 8 * prof.wb_positions + 3, "Sparse-RS": prof.rs_queries}
+    used = {"de": ("DE",), "protocol": ("DE", "corner"), "adaptive": tuple(queries)}[suite]
+    per_image = sum(queries[a] / eff.get(a, 1.0) for a in used)
+    return (prof.n_attack * per_image * (1 - broken / 2) + prof.eval_size) / rate
 
 
 def steps(cfg: TrainConfig) -> int:
     return cfg.epochs * math.ceil((cfg.train_size or 50_000) / cfg.batch_size)
 
 
-def estimate(cost: dict[str, float], rates: dict[str, dict[str, float]], broken: float,
+def estimate(cost: dict[str, float], rates: dict[str, dict[str, float]], eff: dict[str, float], broken: float,
              shared_images: bool = False) -> list[dict[str, Any]]:
     """Seconds per lab of the ``cpu`` profile (Labs 01-02 at its own budget, 03-08 at ``for_defences``).
 
@@ -172,10 +212,10 @@ def estimate(cost: dict[str, float], rates: dict[str, dict[str, float]], broken:
     keep = 1 - broken / 2
     base = p.train_config()
     add("01", steps(base) * cost["cross-entropy"],
-        p.n_attack * (2 * len(p.pixels) * de + corner) * keep / lab_rate,
+        p.n_attack * (2 * len(p.pixels) * de / eff["DE"] + corner / eff["corner"]) * keep / lab_rate,
         f"base model: {base.epochs} epochs x {base.train_size or 50_000} images; {p.n_attack} images: DE "
         f"{p.population}x{p.generations}, k in {p.pixels}, untargeted + targeted; corner search")
-    add("02", 0.0, (p.n_attack * corner + 9 * p.n_pairs * de) * keep / lab_rate,
+    add("02", 0.0, (p.n_attack * corner / eff["corner"] + 9 * p.n_pairs * de / eff["DE"]) * keep / lab_rate,
         f"Lab 01's runs from the cache; targeted corner search; {p.n_pairs} images x 9 targets (DE)")
 
     tuned = d.train_config()
@@ -190,11 +230,12 @@ def estimate(cost: dict[str, float], rates: dict[str, dict[str, float]], broken:
                 continue
             seen.add(name)
             names.append(name)
-            attack_s += attack_seconds(d, rates[speed][def_rate], "adaptive", broken if name == "No defence" else 0)
+            attack_s += attack_seconds(d, rates[speed][def_rate], "adaptive", eff,
+                                       broken if name == "No defence" else 0)
         what = f"{', '.join(LAB_TRAINING[lab])} {how}; adaptive suite on {len(names)} pipeline(s)"
         if lab == "03":
             others = [t for t in rates if t not in ("small_cnn", "bit depth 5", "JPEG q75")]
-            attack_s += sum(attack_seconds(d, rates[t][def_rate], d.sweep_suite) for t in others)
+            attack_s += sum(attack_seconds(d, rates[t][def_rate], d.sweep_suite, eff) for t in others)
             what += f"; the other {len(others)} transformations: '{d.sweep_suite}' suite"
         add(lab, train_s, attack_s, what)
     lab07 = 11 * sum(cost[c] for c in ("cross-entropy", *(f"APR {v}" for v in apr.VARIANTS)))
@@ -225,7 +266,7 @@ def main() -> None:
     if args.measured:
         old = json.loads(args.measured.read_text())
         args.threads, chunk = old["threads"], old["chunk"]
-        cost, rates = old["step_seconds"], old["forward_images_per_s"]
+        cost, rates, eff = old["step_seconds"], old["forward_images_per_s"], old["attack_efficiency"]
         print(f"measurements of {args.measured}: {old['machine']}, {args.threads} thread(s); {old['precision']}")
     else:
         torch.set_num_threads(args.threads)
@@ -234,25 +275,29 @@ def main() -> None:
               f"attack chunk {chunk}; {describe('cpu')}")
         cost = step_costs(get_profile("cpu").for_defences(), args.repeats)
         rates = forward_rates(chunk, args.seconds)
+        eff = attack_efficiency(get_profile("cpu").for_defences())
     for name, s in cost.items():
         print(f"  step {name:32s} {1e3 * s:8.0f} ms  ({s / cost['cross-entropy']:.1f}x cross-entropy)")
     for name, r in rates.items():
         print(f"  forward {name:29s} fp32 {r['fp32']:7.0f}/s   bf16 {r['bf16']:7.0f}/s")
+    for name, e in eff.items():
+        print(f"  attack {name:30s} {e:.2f} of the forward limit")
     d = get_profile("cpu").for_defences()
     print(f"\ncpu defence labs: {d.n_attack} images; " + "; ".join(budget_lines(d)))
-    rows = estimate(cost, rates, args.broken)
+    rows = estimate(cost, rates, eff, args.broken)
     total = sum(r["total_s"] for r in rows)
     print(f"estimate at {args.threads} thread(s):")
     for r in rows:
         print(f"  Lab {r['lab']}: {r['total_s'] / 60:6.1f} min (train {r['train_s'] / 60:5.1f}, attack "
               f"{r['attack_s'] / 60:5.1f})  {r['what']}")
-    shared = sum(r["total_s"] for r in estimate(cost, rates, args.broken, shared_images=True))
+    shared = sum(r["total_s"] for r in estimate(cost, rates, eff, args.broken, shared_images=True))
     print(f"  total: {total / 3600:.2f} h ({shared / 3600:.2f} h if Labs 03-06 attacked one common image set)")
     if args.out:
         machine = old["machine"] if args.measured else f"{platform.machine()} ({cpu_name()})"
         args.out.write_text(json.dumps({"machine": machine, "threads": args.threads, "chunk": chunk,
                                         "torch": torch.__version__, "precision": describe("cpu"),
-                                        "step_seconds": cost, "forward_images_per_s": rates, "estimate": rows,
+                                        "step_seconds": cost, "forward_images_per_s": rates, "attack_efficiency": eff,
+                                        "estimate": rows,
                                         "total_s": total, "total_shared_images_s": shared}, indent=2) + "\n")
 
 

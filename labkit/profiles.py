@@ -3,7 +3,7 @@
 * ``smoke``: CI on 2 CPU cores; tiny subsets, seconds per notebook (the corner
   search tries 512 random candidates, not all 8,192). Numbers are not
   meaningful, only the machinery is exercised.
-* ``cpu``: a real run on 2 CPU cores, Labs 01-08 in about 4 hours (measured plan:
+* ``cpu``: a real run on 2 CPU cores, Labs 01-08 planned at 3.2 hours (measured plan:
   ``benchmarks/cpu_budget.py``, book/running.md). Labs 01-02: the small CNN trained
   to ~86% on all 50,000 images, 100 attacked images, DE 200 x 20. The defence labs
   (03-08, ``Profile.for_defences``) fine-tune that model for every defence, the
@@ -118,7 +118,7 @@ PROFILES: dict[str, Profile] = {
                    strong_scale=2, rs_queries=1000, wb_positions=64,
                    # Sized by benchmarks/cpu_budget.py (book/running.md): on the 2-core EPYC of this project, 1 torch
                    # thread, a plain bf16 step 0.14 s, an APR step 2.0 s, 2,300 bf16 forwards/s; Labs 01-08 about
-                   # 3.9 h. Defences fine-tune Labs 01-02's model (same schedule for each, undefended included);
+                   # 3.2 h. Defences fine-tune Labs 01-02's model (same schedule for each, undefended included);
                    # 200 images common to all models of a lab; the adaptive suite's budgets cut to fit (4,689
                    # queries per image); Lab 03's 11 other transformations get DE only.
                    # Fine-tune lr 0.01: a cross-entropy fine-tune keeps 85.7% (0.02: 85.0%; base 86.3%).
