@@ -9,12 +9,13 @@ Measured side by side in one process (``torch.set_num_threads(--threads)``):
     models, one batch of real images, steps in rotated order), at the precision ``"auto"`` resolves to here;
 (b) forward throughput (images/s) of the small CNN, alone and behind each input transformation of Lab 03, at
     the attacks' CPU chunk size, in fp32 and bf16 autocast.
-(c) each attack of the suite at the cpu defence budgets on an untrained small CNN (every image spends the whole
-    budget): its queries/s as a share of the forward limit.
+(c) each attack of the suite at the cpu defence budgets on an untrained small CNN labelled by its own
+    predictions (almost no image flips, so every attack spends its whole budget): its queries/s as a share of
+    the forward limit (Sparse-RS, not on this branch, is charged at the limit).
 Then the estimate per lab: training steps x step cost, plus attacked images x query budget / attack speed, with
 the budgets, image counts and fine-tuning schedule read from ``labkit.profiles`` (so the table follows the code).
 Query budgets per image (the adaptive suite): DE population x (generations + 1); the stronger DE
-(``strong_scale``**2 x that); the exhaustive corner search (8,192 on 32x32); Sparse-RS ``rs_queries``; the
+(``strong_scale``**2 x that); the corner search (``corner_queries``, else all 8,192 on 32x32); Sparse-RS ``rs_queries``; the
 white-box corner search ``wb_positions`` x 8 (+ 3 forward-equivalents for its gradient). An image broken early
 saves part of a budget: the undefended model's images are assumed broken at rate ``--broken`` (Lab 01's cpu
 run: about 35%) after half the budget on average; every defended pipeline is charged the full budget.
@@ -116,7 +117,8 @@ def attack_efficiency(prof: Profile, n: int = 20) -> dict[str, float]:
     net = build_model("small_cnn").eval()
     with torch.no_grad():
         y = net(x).argmax(1)
-    limit = throughput(net, x, default_chunk_size(torch.device("cpu")), prof.precision == "bf16", 2.0)
+    bf16 = resolve_precision(prof.precision, "cpu") == "bf16"
+    limit = throughput(net, x, default_chunk_size(torch.device("cpu")), bf16, 2.0)
     s = prof.strong_scale
     attacks = {"DE": OnePixel(net, prof.de_config()),
                "DE strong": OnePixel(net, prof.de_config(population=s * prof.population,
