@@ -4,7 +4,8 @@ The APR paper publishes no code; this module is our reading of it, with every co
 ablation (its Table 3) is the same code with one switch off:
 
 * ``AttentionGate``: y = f(A(x) * x) with A(x) = sigmoid(W_a * x + b_a), a learnable convolution in front of any
-  registered model (``TrainConfig(gate="pixel")``; ``labkit.train.build_for_config`` puts it there).
+  registered model (``TrainConfig(gate="pixel")``; ``labkit.train.build_for_config`` puts it there). It lives in
+  ``labkit.models`` (so training never imports this module) and is re-exported here.
 * ``APRObjective``: L = alpha L_clean + (1 - alpha) L_adv + beta R(x), the adversarial images made for each
   mini-batch by the cheap inner attack of ``labkit.defences.OnePixelAT`` (reused, not copied). The paper writes
   R = ||grad_x f(x)||^2 without saying what f is; ``penalty="ce"`` reads it as the gradient of the clean
@@ -32,7 +33,8 @@ from torch import Tensor, nn
 from labkit._checks import check_int, check_number
 from labkit.defences import OnePixelAT
 from labkit.evaluate import TIMING, Entry
-from labkit.models import synchronize
+# The gate lives in labkit.models (train builds it without importing the APR method); re-exported here.
+from labkit.models import GATE_MODES, AttentionGate, gate_of, synchronize
 from labkit.profiles import Profile, get_profile
 from labkit.train import TrainConfig, TrainContext
 
@@ -45,61 +47,8 @@ __all__ = [
     "time_training",
 ]
 
-GATE_MODES = ("pixel", "channel")
-
 #: The two readings of the paper's regulariser beta ||grad_x f(x)||^2 (see ``APRObjective.penalty``).
 PENALTIES = ("ce", "logits")
-
-
-# -- the attention gate --------------------------------------------------------------------------------------------
-
-class AttentionGate(nn.Module):
-    """A(x) * x with A(x) = sigmoid(conv(x)): a learnable, per-pixel gate on [0, 1] images (N, 3, H, W).
-
-    ``mode="pixel"``: the convolution maps RGB to one channel, so A is a single map (N, 1, H, W) broadcast
-    over the colours: the interpretable attention map of the paper. ``mode="channel"``: RGB to RGB, one map
-    per colour (N, 3, H, W). ``kernel_size`` is odd so the map is centred on the pixel it gates ('same'
-    padding, zeros outside the image). The gate sits before the model's ``Normalize``, so it sees pixels and
-    its output stays in [0, x] (A is in (0, 1)): it can only dim a pixel, never brighten one.
-
-    Initialisation: zero weights and bias logit(``initial``), so A starts as the constant ``initial``
-    everywhere. With the default 0.5 the gate is transparent up to a global scale, which the first
-    conv + batch-norm of every registered model absorbs (conv is linear, BN removes the scale), and the
-    sigmoid sits at its steepest (slope 0.25), so the map moves as soon as training finds a use for it.
-    Any map other than a constant is learnt, not inherited from a random initialisation.
-    """
-
-    def __init__(self, mode: str = "pixel", kernel_size: int = 3, initial: float = 0.5):
-        super().__init__()
-        if mode not in GATE_MODES:
-            raise ValueError(f"mode must be one of {GATE_MODES}, not {mode!r}")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd integer >= 1 (the map is centred on its pixel), "
-                             f"got {kernel_size!r}")
-        initial = check_number("initial", initial, 0.0, 1.0)
-        if not 0 < initial < 1:
-            raise ValueError(f"initial must lie strictly between 0 and 1 (a sigmoid's value), got {initial}")
-        self.mode, self.kernel_size, self.initial = mode, kernel_size, initial
-        self.conv = nn.Conv2d(3, 1 if mode == "pixel" else 3, kernel_size, padding="same")
-        nn.init.zeros_(self.conv.weight)
-        nn.init.constant_(self.conv.bias, math.log(initial / (1 - initial)))
-
-    def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, kernel_size={self.kernel_size}"
-
-    def attention(self, x: Tensor) -> Tensor:
-        """The map A(x) in (0, 1): (N, 1, H, W) for ``"pixel"``, (N, 3, H, W) for ``"channel"``."""
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"AttentionGate expects RGB images (N, 3, H, W) in [0, 1], got shape {tuple(x.shape)}")
-        return torch.sigmoid(self.conv(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.attention(x) * x
-
-
-def gate_of(model: nn.Module) -> AttentionGate | None:
-    """The model's ``AttentionGate`` (the first one found), or ``None`` for a model without one."""
-    return next((m for m in model.modules() if isinstance(m, AttentionGate)), None)
 
 
 # -- the objective -------------------------------------------------------------------------------------------------
@@ -337,8 +286,8 @@ def time_training(configs: dict[str, TrainConfig], device: str | torch.device = 
 
     Each config gets a freshly initialised model and optimiser; every repeat runs one step of each, in an
     order rotated from repeat to repeat (so no config always runs first, after a cold cache). A step is
-    what ``labkit.train.train`` does per mini-batch: augmentation, the objective under bf16 autocast
-    (when the config says so), backward, optimiser and scheduler step. Rows: config, repeat, seconds, and
+    what ``labkit.train.train`` does per mini-batch: augmentation, the objective under the autocast its
+    ``precision`` resolves to on this device (``labkit.precision``), backward, optimiser and scheduler step. Rows: config, repeat, seconds, and
     inner_attack (the seconds of that step spent in the objective's inner attack), sorted by repeat and then
     in the order of ``configs``.
     """

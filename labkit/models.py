@@ -6,10 +6,13 @@ the pixel an attack writes is the pixel the reader sees.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
+
+from labkit._checks import check_number
 
 #: CIFAR-10 channel statistics (training set, RGB, [0, 1] units).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -94,6 +97,61 @@ def vgg16(num_classes: int = 10) -> nn.Module:
             cin = int(v)
     layers += [nn.Flatten(), nn.Linear(512, num_classes)]
     return nn.Sequential(*layers)
+
+
+# -- the attention gate (APR's; labkit.train builds it from TrainConfig.gate) --------------------------------------
+
+#: The gate's modes: one map for all colours, or one per colour.
+GATE_MODES = ("pixel", "channel")
+
+
+class AttentionGate(nn.Module):
+    """A(x) * x with A(x) = sigmoid(conv(x)): a learnable, per-pixel gate on [0, 1] images (N, 3, H, W).
+
+    ``mode="pixel"``: the convolution maps RGB to one channel, so A is a single map (N, 1, H, W) broadcast
+    over the colours: the interpretable attention map of the paper. ``mode="channel"``: RGB to RGB, one map
+    per colour (N, 3, H, W). ``kernel_size`` is odd so the map is centred on the pixel it gates ('same'
+    padding, zeros outside the image). The gate sits before the model's ``Normalize``, so it sees pixels and
+    its output stays in [0, x] (A is in (0, 1)): it can only dim a pixel, never brighten one.
+
+    Initialisation: zero weights and bias logit(``initial``), so A starts as the constant ``initial``
+    everywhere. With the default 0.5 the gate is transparent up to a global scale, which the first
+    conv + batch-norm of every registered model absorbs (conv is linear, BN removes the scale), and the
+    sigmoid sits at its steepest (slope 0.25), so the map moves as soon as training finds a use for it.
+    Any map other than a constant is learnt, not inherited from a random initialisation.
+    """
+
+    def __init__(self, mode: str = "pixel", kernel_size: int = 3, initial: float = 0.5):
+        super().__init__()
+        if mode not in GATE_MODES:
+            raise ValueError(f"mode must be one of {GATE_MODES}, not {mode!r}")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd integer >= 1 (the map is centred on its pixel), "
+                             f"got {kernel_size!r}")
+        initial = check_number("initial", initial, 0.0, 1.0)
+        if not 0 < initial < 1:
+            raise ValueError(f"initial must lie strictly between 0 and 1 (a sigmoid's value), got {initial}")
+        self.mode, self.kernel_size, self.initial = mode, kernel_size, initial
+        self.conv = nn.Conv2d(3, 1 if mode == "pixel" else 3, kernel_size, padding="same")
+        nn.init.zeros_(self.conv.weight)
+        nn.init.constant_(self.conv.bias, math.log(initial / (1 - initial)))
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, kernel_size={self.kernel_size}"
+
+    def attention(self, x: Tensor) -> Tensor:
+        """The map A(x) in (0, 1): (N, 1, H, W) for ``"pixel"``, (N, 3, H, W) for ``"channel"``."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"AttentionGate expects RGB images (N, 3, H, W) in [0, 1], got shape {tuple(x.shape)}")
+        return torch.sigmoid(self.conv(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.attention(x) * x
+
+
+def gate_of(model: nn.Module) -> AttentionGate | None:
+    """The model's ``AttentionGate`` (the first one found), or ``None`` for a model without one."""
+    return next((m for m in model.modules() if isinstance(m, AttentionGate)), None)
 
 
 #: Architectures by name; each builder takes ``num_classes``.

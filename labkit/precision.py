@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from labkit.models import resolve_device
+
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -46,3 +48,20 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return precision
+
+
+def describe(device: torch.device | str = "auto", precision: str = "auto") -> str:
+    """One line a lab can print: what ``precision`` resolves to on ``device`` ("auto": CUDA if present) and why.
+
+    E.g. ``"precision: auto -> bf16 (this CPU has native bf16)"``.
+    """
+    dev = resolve_device(device)
+    used = resolve_precision(precision, dev)
+    kind = "GPU" if dev.type == "cuda" else dev.type.upper()
+    native = native_bf16(dev)
+    why = f"this {kind} has native bf16" if native else f"this {kind} has no native bf16"
+    if precision == "bf16" and not native:
+        why += ": bf16 runs by a slow fallback here"
+    elif precision == "fp32" and native:
+        why += ", fp32 asked for"
+    return f"precision: {precision} -> {used} ({why})"

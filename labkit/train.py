@@ -3,13 +3,19 @@
 The loop is shared by every model in the book. What differs between an
 undefended model, adversarial training, distillation and APR is the *objective*
 (a small frozen dataclass with a ``loss`` method, see :class:`CrossEntropy`) and,
-for APR, the attention gate in front of the network.
+for APR, the attention gate in front of the network. A run starts from scratch or,
+with ``TrainConfig.init``, from another cached model's weights (fine-tuning).
+
+Precision: a config asks for one (``"auto"`` by default, see ``labkit.precision``);
+the cache key hashes what was asked, the checkpoint records what ran
+(``precision_used``), so one key means one model on every machine.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,9 +27,10 @@ from tqdm.auto import tqdm
 
 from labkit.cache import cache_path, canonical, config_key, load_checked, save_atomic
 from labkit.data import FIRST_N_ORDER, Split, data_root, first_n, load_cifar10
-from labkit.models import build_model, resolve_device
+from labkit.models import AttentionGate, build_model, resolve_device
+from labkit.precision import check_precision, resolve_precision
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: checkpoints record precision_used and init_key
 
 
 @dataclass
@@ -80,9 +87,14 @@ class TrainConfig:
     augment: bool = True  # random crop (4-pixel padding) and horizontal flip
     train_size: int | None = None  # training images (a fixed class-balanced subset); None = all 50,000
     eval_size: int = 2000  # test images scored after each epoch for the history
-    bf16: bool = True  # bf16 autocast: ~3x faster than fp32 on the AVX-512 CPUs here, standard on GPUs
+    # Autocast precision: "auto" = bf16 where the device runs it natively (3x faster there), else fp32 (bf16
+    # by fallback is 7x slower); "fp32"/"bf16" force one. Keyed as asked, recorded as run (precision_used).
+    precision: str = "auto"
     seed: int = 0  # seeds initialisation, shuffling, augmentation and inner attacks
     objective: Any = CrossEntropy()  # the loss: CrossEntropy, or a defence's objective
+    # The model whose trained weights start this run (loaded or trained through the cache); None = from scratch.
+    # A gated config may start from an ungated one: the weights go behind the gate, the gate keeps its own start.
+    init: TrainConfig | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -93,6 +105,14 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'onecycle', 'cosine' or 'constant', not {self.schedule!r}")
         if self.gate not in ("none", "pixel", "channel"):
             raise ValueError(f"gate must be 'none', 'pixel' or 'channel', not {self.gate!r}")
+        check_precision(self.precision)
+        if self.init is not None:
+            if not isinstance(self.init, TrainConfig):
+                raise ValueError(f"init must be a TrainConfig or None, got {type(self.init).__name__}")
+            if self.init.model != self.model:
+                raise ValueError(f"init is a {self.init.model!r}, this run trains a {self.model!r}")
+            if self.init.gate != "none" and (self.init.gate, self.init.gate_kernel) != (self.gate, self.gate_kernel):
+                raise ValueError("init has a gate this config does not have (or one of another shape)")
 
 
 @dataclass
@@ -105,6 +125,8 @@ class TrainedModel:
     history: list[dict[str, float]]
     train_seconds: float
     path: Path
+    precision_used: str  # what the run's autocast was ("fp32" or "bf16"), whatever config.precision asked
+    init_key: str | None = None  # cache key of the model it was fine-tuned from (None: from scratch)
 
 
 def data_source() -> str:
@@ -123,9 +145,30 @@ def build_for_config(config: TrainConfig) -> nn.Module:
     net = build_model(config.model)
     if config.gate == "none":
         return net
-    from labkit.apr import AttentionGate  # imported lazily: only APR configs need it
-
     return nn.Sequential(AttentionGate(mode=config.gate, kernel_size=config.gate_kernel), net)
+
+
+def _behind_gate(model: nn.Module) -> nn.Module:
+    """The network behind ``model``'s attention gate (``model`` itself when it has none)."""
+    gated = isinstance(model, nn.Sequential) and len(model) == 2 and isinstance(model[0], AttentionGate)
+    return model[1] if gated else model
+
+
+def load_init(model: nn.Module, config: TrainConfig, device: torch.device, progress: bool = True) -> str | None:
+    """Start ``model`` (built for ``config``) from the weights of ``config.init``; returns the init's cache key.
+
+    The init model is loaded or trained through the cache (``get_or_train``). When ``config`` has a gate and
+    the init has none, the weights go into the network behind the gate and the gate keeps its own start.
+    Returns None (and changes nothing) when ``config.init`` is None.
+    """
+    if config.init is None:
+        return None
+    base = get_or_train(config.init, device, progress)
+    if config.init.gate == "none":
+        _behind_gate(model).load_state_dict(base.model.state_dict())
+    else:
+        model.load_state_dict(base.model.state_dict())
+    return base.key
 
 
 def augment(x: Tensor, gen: torch.Generator) -> Tensor:
@@ -175,13 +218,15 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, steps: int) -> tuple[torc
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, config: TrainConfig, images: Tensor,
                labels: Tensor, ctx: TrainContext) -> Tensor:
-    """One optimiser step on a batch: augmentation, the objective under bf16 autocast, backward, step.
+    """One optimiser step on a batch: augmentation, the objective (under bf16 autocast where ``config.precision``
+    resolves to bf16 on this device), backward, step.
 
     images: (B, C, H, W) float in [0, 1] on the model's device; labels: (B,) int64. Returns the loss.
     Shared by ``train`` and the side-by-side step timing of Lab 07, so both time the same work.
     """
     x = augment(images, ctx.generator) if config.augment else images
-    with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=config.bf16):
+    bf16 = resolve_precision(config.precision, ctx.device) == "bf16"
+    with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = config.objective.loss(model, x, labels, ctx)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -191,9 +236,9 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, config:
 
 
 def train(config: TrainConfig, device: str | torch.device = "auto", progress: bool = True) -> TrainedModel:
-    """Train ``config`` from scratch (or resume its interrupted run) and cache the result.
+    """Train ``config`` (from scratch, or from ``config.init``'s weights) and cache the result.
 
-    After every epoch a resumable checkpoint (model, optimiser, scheduler, history)
+    Resumes an interrupted run: after every epoch a resumable checkpoint (model, optimiser, scheduler, history)
     is written atomically; an interrupted run picks up after its last finished
     epoch and ends with the same weights as an uninterrupted one.
     """
@@ -208,6 +253,8 @@ def train(config: TrainConfig, device: str | torch.device = "auto", progress: bo
 
     torch.manual_seed(config.seed)
     model = build_for_config(config).to(dev)
+    init_key = load_init(model, config, dev, progress)
+    used = resolve_precision(config.precision, dev)
     steps_per_epoch = math.ceil(len(idx) / config.batch_size)
     opt, sched = make_optimizer(model, config, config.epochs * steps_per_epoch)
     ctx = TrainContext(config=config, device=dev)
@@ -249,12 +296,14 @@ def train(config: TrainConfig, device: str | torch.device = "auto", progress: bo
         history.append(row)
         bar.set_postfix(epoch=epoch + 1, loss=f"{row['train_loss']:.3f}", acc=f"{row['test_acc']:.3f}")
         save_atomic({**expect, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "history": history, "seconds": seconds}, partial_path)
+                     "scheduler": sched.state_dict(), "history": history, "seconds": seconds,
+                     "precision_used": used, "init_key": init_key}, partial_path)
     bar.close()
     model.eval()
-    save_atomic({**expect, "state_dict": model.state_dict(), "history": history, "seconds": seconds}, final_path)
+    save_atomic({**expect, "state_dict": model.state_dict(), "history": history, "seconds": seconds,
+                 "precision_used": used, "init_key": init_key}, final_path)
     partial_path.unlink(missing_ok=True)
-    return TrainedModel(model, config, key, history, seconds, final_path)
+    return TrainedModel(model, config, key, history, seconds, final_path, used, init_key)
 
 
 def get_or_train(config: TrainConfig, device: str | torch.device = "auto", progress: bool = True) -> TrainedModel:
@@ -271,10 +320,8 @@ def get_or_train(config: TrainConfig, device: str | torch.device = "auto", progr
         model = build_for_config(config).to(dev)
         try:
             model.load_state_dict(ckpt["state_dict"])
+            return TrainedModel(model.eval(), config, key, ckpt["history"], ckpt["seconds"], path,
+                                ckpt["precision_used"], ckpt["init_key"])
         except (RuntimeError, KeyError) as exc:
-            import warnings
-
             warnings.warn(f"retraining: cached weights in {path} do not fit the model ({exc})", stacklevel=2)
-        else:
-            return TrainedModel(model.eval(), config, key, ckpt["history"], ckpt["seconds"], path)
     return train(config, dev, progress)

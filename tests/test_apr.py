@@ -29,64 +29,13 @@ def smooth_cnn(seed: int = 0) -> nn.Module:
                          nn.Linear(16, 10)).double()
 
 
-# -- the gate ------------------------------------------------------------------------------------------------------
+# -- the gate (it lives in labkit.models; tests/test_models.py) ----------------------------------------------------
 
-@pytest.mark.parametrize("mode,channels", [("pixel", 1), ("channel", 3)])
-def test_gate_shapes_and_range(mode: str, channels: int) -> None:
-    gate = AttentionGate(mode=mode, kernel_size=3)
-    with torch.no_grad():
-        gate.conv.weight.normal_(0, 1)  # a non-trivial map
-    x = images(5, 8)
-    a = gate.attention(x)
-    y = gate(x)
-    assert a.shape == (5, channels, 8, 8)
-    assert ((a > 0) & (a < 1)).all()
-    assert y.shape == x.shape
-    assert (y >= 0).all() and (y <= x + 1e-7).all()  # the gate only dims pixels: output in [0, x]
-    assert torch.allclose(y, a * x)
+def test_apr_reexports_the_gate_of_labkit_models() -> None:
+    from labkit import models
 
-
-def test_gate_starts_at_its_initial_value() -> None:
-    x = images()
-    assert torch.allclose(AttentionGate().attention(x), torch.full((4, 1, 8, 8), 0.5))
-    assert torch.allclose(AttentionGate(initial=0.9)(x), 0.9 * x, atol=1e-6)
-
-
-def test_gate_is_differentiable_in_input_and_weights() -> None:
-    gate = AttentionGate("pixel", 5)
-    x = images().requires_grad_(True)
-    (gate(x) ** 2).sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
-    assert gate.conv.weight.grad is not None and gate.conv.weight.grad.abs().sum() > 0
-    assert gate.conv.bias.grad is not None and gate.conv.bias.grad.abs().sum() > 0
-    # Float64 gradcheck of the whole gate, input and weights, with a random (non-constant) map.
-    g64 = AttentionGate("channel", 3).double()
-    with torch.no_grad():
-        g64.conv.weight.normal_(0, 0.5)
-    x64 = images(2, 5, dtype=torch.float64).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda t, w: F.conv2d(t, w, g64.conv.bias, padding=1).sigmoid() * t,
-                                    (x64, g64.conv.weight.detach().clone().requires_grad_(True)), fast_mode=True)
-
-
-@pytest.mark.parametrize("kwargs,match", [
-    ({"mode": "spatial"}, "mode"), ({"kernel_size": 0}, "kernel_size"), ({"kernel_size": 4}, "odd"),
-    ({"kernel_size": 3.0}, "kernel_size"), ({"kernel_size": True}, "kernel_size"),
-    ({"initial": 1.0}, "initial"), ({"initial": float("nan")}, "initial"),
-])
-def test_gate_rejects_bad_parameters(kwargs: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        AttentionGate(**kwargs)
-
-
-def test_gate_rejects_non_rgb_input() -> None:
-    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
-        AttentionGate()(torch.rand(2, 1, 8, 8))
-
-
-def test_build_for_config_puts_the_gate_in_front() -> None:
-    model = build_for_config(TrainConfig(gate="channel", gate_kernel=5))
-    assert isinstance(model[0], AttentionGate) and model[0].mode == "channel" and model[0].kernel_size == 5
-    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert apr.AttentionGate is models.AttentionGate and apr.gate_of is models.gate_of
+    assert apr.GATE_MODES == models.GATE_MODES
 
 
 # -- the penalty ---------------------------------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from labkit.profiles import PROFILES, get_profile
+from labkit.train import model_key
 
 
 def test_default_is_smoke_and_env_selects(monkeypatch):
@@ -43,7 +46,8 @@ def test_for_defences_applies_the_defence_budget_and_keeps_the_name():
             assert getattr(d, field) == value != getattr(prof, field)
     assert PROFILES["smoke"].for_defences() == PROFILES["smoke"]  # CI runs every lab at one budget
     cpu = PROFILES["cpu"].for_defences()
-    assert cpu.n_attack < PROFILES["cpu"].n_attack and cpu.train_config().epochs < PROFILES["cpu"].epochs
+    # cpu's defence labs attack more images than Labs 01-02 (paired comparisons need them), on fine-tuned models.
+    assert cpu.n_attack > PROFILES["cpu"].n_attack and cpu.train_config().epochs < PROFILES["cpu"].epochs
 
 
 def test_precision_reaches_both_searches():
@@ -52,3 +56,33 @@ def test_precision_reaches_both_searches():
     bf16 = cpu.for_defences()
     assert bf16.de_config().precision == bf16.corner_config().precision == "bf16"
     assert bf16.de_config(precision="fp32").precision == "fp32"
+
+
+def test_smoke_and_full_defence_models_train_from_scratch():
+    for name in ("smoke", "full"):
+        d = PROFILES[name].for_defences()
+        assert d.finetune_epochs is None and d.train_config().init is None
+        assert d.train_config().epochs == PROFILES[name].epochs
+
+
+def test_cpu_defence_models_are_fine_tuned_from_the_lab_01_model():
+    from labkit import apr, defences
+
+    cpu, d = PROFILES["cpu"], PROFILES["cpu"].for_defences()
+    base = cpu.train_config()
+    assert base.init is None and base.train_size is None and base.epochs == 15  # Labs 01-02's model, all images
+    configs = [e.config for e in apr.table1_suite(d) + apr.ablation_suite(d)]
+    configs += [c.objective.teacher for c in configs if isinstance(c.objective, defences.Distillation)]
+    assert len({model_key(c) for c in configs}) == 9  # 4 of Table 1 + teacher + APR's 4 variants
+    for cfg in configs:
+        # Every defence, the undefended comparison included, trains the same schedule from the same start.
+        assert cfg.init == base and model_key(cfg.init) == model_key(base)
+        assert (cfg.epochs, cfg.train_size, cfg.lr) == (d.finetune_epochs, d.finetune_size, d.finetune_lr)
+    assert d.train_config(gate="pixel", epochs=1).init == base  # overrides change the fine-tune, never its start
+    assert d.n_attack >= 200
+
+
+def test_sweep_suite_is_checked():
+    assert {p.sweep_suite for p in PROFILES.values()} <= {"adaptive", "protocol"}
+    with pytest.raises(ValueError, match="sweep_suite"):
+        replace(PROFILES["smoke"], sweep_suite="light")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import replace
+
 import pytest
 import torch
 
 from labkit import train
-from labkit.train import TrainConfig, get_or_train
+from labkit.models import AttentionGate, gate_of
+from labkit.train import TrainConfig, build_for_config, get_or_train, model_key
 
-CFG = TrainConfig(model="small_cnn", epochs=2, batch_size=40, train_size=None, eval_size=40, bf16=False)
+CFG = TrainConfig(model="small_cnn", epochs=2, batch_size=40, train_size=None, eval_size=40, precision="fp32")
 
 
 def weights(m):
@@ -25,7 +30,7 @@ def test_trains_and_then_loads_from_the_cache(tiny_folder, monkeypatch):
 
 
 def test_learns_the_tiny_task(tiny_folder):
-    trained = get_or_train(TrainConfig(epochs=4, batch_size=20, eval_size=40, lr=0.05, bf16=False), "cpu",
+    trained = get_or_train(TrainConfig(epochs=4, batch_size=20, eval_size=40, lr=0.05, precision="fp32"), "cpu",
                            progress=False)
     assert trained.history[-1]["test_acc"] >= 0.5  # colour-coded classes: chance is 0.1
 
@@ -77,11 +82,93 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_folder, tmp_path,
 
 
 def test_bad_configs_are_rejected():
-    for bad in ({"epochs": 0}, {"optimizer": "lbfgs"}, {"schedule": "step"}, {"gate": "spatial"}):
+    gated = TrainConfig(gate="pixel")
+    for bad in ({"epochs": 0}, {"optimizer": "lbfgs"}, {"schedule": "step"}, {"gate": "spatial"},
+                {"precision": "fp16"}, {"precision": True}, {"init": TrainConfig(model="resnet18")},
+                {"init": gated}, {"init": "small_cnn"}):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
 
 
 def test_runs_too_short_for_a_schedule_still_train(tiny_folder):
-    tiny = TrainConfig(epochs=1, batch_size=64, train_size=100, eval_size=40, bf16=False)  # 2 steps
+    tiny = TrainConfig(epochs=1, batch_size=64, train_size=100, eval_size=40, precision="fp32")  # 2 steps
     assert len(get_or_train(tiny, "cpu", progress=False).history) == 1
+
+
+def test_build_for_config_puts_the_gate_in_front() -> None:
+    model = build_for_config(TrainConfig(gate="channel", gate_kernel=5))
+    assert isinstance(model[0], AttentionGate) and model[0].mode == "channel" and model[0].kernel_size == 5
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_importing_train_does_not_import_the_apr_method():
+    code = "import labkit.train, sys; assert 'labkit.apr' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- precision: keyed as asked, recorded as run ----------------------------------------------------------------------
+
+def test_checkpoint_records_the_precision_that_ran(tiny_folder, monkeypatch):
+    monkeypatch.setattr(train, "resolve_precision", lambda asked, device: "fp32")  # a machine without native bf16
+    auto = replace(CFG, precision="auto")
+    first = get_or_train(auto, "cpu", progress=False)
+    assert first.precision_used == "fp32" and torch.load(first.path)["precision_used"] == "fp32"
+    assert first.key == model_key(auto) != model_key(CFG)  # the key is what was asked
+    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("retrained a cached model"))
+    assert get_or_train(auto, "cpu", progress=False).precision_used == "fp32"  # read back from the entry
+
+
+def test_train_step_autocasts_only_when_the_precision_resolves_to_bf16(monkeypatch):
+    seen = []
+
+    class Probe:
+        def loss(self, model, images, labels, ctx):
+            seen.append(torch.is_autocast_enabled("cpu"))
+            return model(images).float().logsumexp(1).mean()
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    for resolved in ("bf16", "fp32"):
+        monkeypatch.setattr(train, "resolve_precision", lambda asked, device, r=resolved: r)
+        cfg = TrainConfig(objective=Probe(), augment=False)
+        opt, sched = train.make_optimizer(model, cfg, 1)
+        ctx = train.TrainContext(config=cfg, device=torch.device("cpu"))
+        train.train_step(model, opt, sched, cfg, torch.rand(2, 3, 2, 2), torch.tensor([0, 1]), ctx)
+    assert seen == [True, False]
+
+
+# -- fine-tuning from a cached model ---------------------------------------------------------------------------------
+
+BASE = replace(CFG, epochs=1)
+
+
+def network_weights(model):
+    net = model[1] if isinstance(model[0], AttentionGate) else model
+    return weights(net)
+
+
+def test_fine_tuning_starts_from_the_base_weights(tiny_folder):
+    base = get_or_train(BASE, "cpu", progress=False)
+    # lr = 0 and no weight decay: the optimiser never moves the weights, so they stay the base's (batch-norm
+    # running statistics, which are not learnt, do move; they are not in the comparison).
+    frozen = replace(CFG, epochs=1, lr=0.0, weight_decay=0.0, schedule="constant", init=BASE)
+    tuned = get_or_train(frozen, "cpu", progress=False)
+    learnt = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])  # noqa: E731
+    assert torch.equal(learnt(tuned.model), learnt(base.model))
+    assert tuned.init_key == base.key and torch.load(tuned.path)["init_key"] == base.key
+    assert get_or_train(frozen, "cpu", progress=False).init_key == base.key  # read back from the entry
+    scratch = replace(frozen, init=None)
+    assert model_key(scratch) != model_key(frozen)
+    assert not torch.equal(learnt(get_or_train(scratch, "cpu", progress=False).model), learnt(base.model))
+
+
+def test_a_gated_model_starts_from_an_ungated_base(tiny_folder):
+    base = get_or_train(BASE, "cpu", progress=False)
+    gated = replace(CFG, epochs=1, lr=0.0, weight_decay=0.0, schedule="constant", gate="pixel", init=BASE)
+    tuned = get_or_train(gated, "cpu", progress=False)
+    fresh = build_for_config(gated)
+    learnt = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])  # noqa: E731
+    assert torch.equal(learnt(tuned.model[1]), learnt(base.model))  # the network is the base's
+    assert torch.equal(learnt(gate_of(tuned.model)), learnt(gate_of(fresh)))  # the gate keeps its own start
+    # With a learning rate, the gate trains from there and the network moves on from the base.
+    moving = get_or_train(replace(gated, lr=0.05, schedule="onecycle"), "cpu", progress=False)
+    assert not torch.equal(learnt(gate_of(moving.model)), learnt(gate_of(fresh)))
