@@ -261,7 +261,8 @@ def replay_table(model: nn.Module, pipelines: dict[str, nn.Module], images: Tens
 
     ``model``: the bare (undefended) model, eval mode; ``undefended[attack]``: the attack's results on it;
     ``rerun[name][attack]``: the same attack run against pipeline ``name`` (``pipelines[name]``); all on
-    ``images`` (N, C, H, W) in [0, 1]. Columns:
+    ``images`` (N, C, H, W) in [0, 1]. One row per pipeline and attack run against both (a sweep may re-run
+    only some of the attacks on a pipeline). Columns:
 
     * ``replayed``: the bare model's successful adversarial image, fed through the pipeline, still fools it
       (what a non-adaptive evaluation of a preprocessing defence reports);
@@ -281,7 +282,8 @@ def replay_table(model: nn.Module, pipelines: dict[str, nn.Module], images: Tens
                 for attack, bare in undefended.items()}
     rows = []
     for name, pipe in pipelines.items():
-        for attack, bare in verified.items():
+        for attack in (a for a in verified if a in rerun[name]):  # in the order of the bare attacks
+            bare = verified[attack]
             replayed = verify(pipe, images, bare, max_pixels=1)
             rerun_ok = verify(pipe, images, rerun[name][attack], max_pixels=1)
             removed = bare.success & ~replayed

@@ -292,6 +292,21 @@ def adaptive_suite(model: nn.Module, model_key: str, split: Any, indices: Tensor
     return Evaluation(rows + [worst_case(rows)], results)
 
 
+def sweep_attack(model: nn.Module, model_key: str, split: Any, indices: Tensor, profile: Profile, /, *,
+                 full: bool = False, progress: bool = True, **labels: Any) -> Evaluation:
+    """The attacks of a sweep of many pipelines (Lab 03), as ``profile.sweep_suite`` says.
+
+    ``full`` pipelines (the undefended model, the settings a paper's claim is about) and every pipeline when
+    ``sweep_suite == "adaptive"`` get ``adaptive_suite``; otherwise ``evaluate_model``: DE and the corner search
+    ("protocol") or DE alone ("de"). The sweep draws a trade-off curve, for which one attack shared by every
+    pipeline suffices; the claims are judged on the ``full`` pipelines under the whole suite.
+    """
+    if full or profile.sweep_suite == "adaptive":
+        return adaptive_suite(model, model_key, split, indices, profile, progress=progress, **labels)
+    return evaluate_model(model, model_key, split, indices, profile, corner=profile.sweep_suite == "protocol",
+                          progress=progress, **labels)
+
+
 def _rows_of(evaluation: Evaluation | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(evaluation.rows if isinstance(evaluation, Evaluation) else evaluation)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from labkit.attacks.corner import CornerConfig
 from labkit.attacks.onepixel import DEConfig
+from labkit.precision import describe as describe_precision
 from labkit.train import TrainConfig
 
 #: What Lab 03's sweep of transformations may run (``Profile.sweep_suite``).
@@ -50,7 +51,7 @@ class Profile:
     seeds: tuple[int, ...]  # training seeds for across-seed confidence intervals
     corner: bool  # run the corner search too
     corner_queries: int | None  # its budget per image; None = exhaustive (8,192 queries on 32x32)
-    precision: str = "fp32"  # search precision of DE and corner search ("bf16": successes confirmed in fp32)
+    precision: str = "auto"  # search precision of every attack ("auto": bf16 where native; bf16 successes confirmed in fp32)
     # The adaptive suite (labkit.evaluate): the strongest attacks tried against every defended pipeline.
     strong_scale: int = 2  # its stronger DE multiplies population and generations by this (about scale**2 x queries)
     rs_queries: int = 1000  # Sparse-RS (black-box random search, margin loss) queries per image
@@ -98,6 +99,24 @@ class Profile:
         return DEConfig(**{"population": self.population, "generations": self.generations,
                            "precision": self.precision, **overrides})
 
+    def describe(self) -> str:
+        """One line for a lab's set-up cell: how its models are trained and what precision runs here.
+
+        Training and search both ask for ``self.precision`` semantics ("auto" unless a profile says otherwise);
+        ``labkit.precision.describe`` says what that resolves to on this machine.
+        """
+        def images(n: int | None) -> str:
+            return "all training images" if n is None else f"{n:,} training images"
+
+        if self.finetune_epochs is None:
+            how = f"every model trained from scratch, {self.epochs} epochs on {images(self.train_size)}"
+        else:
+            lr = self.lr if self.finetune_lr is None else self.finetune_lr
+            how = (f"every model, the undefended one included, fine-tuned from the {self.epochs}-epoch model on "
+                   f"{images(self.train_size)}, {self.finetune_epochs} epochs on {images(self.finetune_size)} "
+                   f"at peak lr {lr:g}")
+        return f"profile {self.name}: {how}; {describe_precision(precision=self.precision)}"
+
     def for_defences(self) -> Profile:
         """The profile of the defence labs (03-08): this one with ``defence_overrides`` applied.
 
@@ -125,7 +144,7 @@ PROFILES: dict[str, Profile] = {
                    # queries per image); Lab 03's 11 other transformations get DE only.
                    # Fine-tune lr 0.01: a cross-entropy fine-tune keeps 85.7% (0.02: 85.0%; base 86.3%).
                    defence_overrides=(("finetune_epochs", 2), ("finetune_size", 10_000), ("finetune_lr", 0.01),
-                                      ("n_attack", 200), ("precision", "bf16"), ("population", 50),
+                                      ("n_attack", 200), ("population", 50),
                                       ("generations", 8), ("corner_queries", 1024), ("sweep_suite", "de"))),
     "full": Profile(name="full", models=("resnet18", "vgg16"), epochs=200, train_size=None, batch_size=128,
                     optimizer="adam", lr=1e-3, schedule="cosine", eval_size=10000, n_attack=500, n_pairs=500,

@@ -571,3 +571,16 @@ def test_replay_percentages_are_exact_fractions(pixel_model, dark_images) -> Non
     pipelines = {"bits": defended(pixel_model, BitDepth(1))}
     rows = replay_table(pixel_model, pipelines, dark_images, {"corner": one}, {"bits": {"corner": one}})
     assert rows[0]["replayed"] == rows[0]["rerun"] == 100 * 1 / 6
+
+
+def test_replay_table_covers_only_the_attacks_rerun_on_each_pipeline(pixel_model, dark_images) -> None:
+    labels = torch.zeros(len(dark_images), dtype=torch.long)
+    bare = {"corner": CornerSearch(pixel_model)(dark_images, labels),
+            "corner, 16": CornerSearch(pixel_model, max_queries=16)(dark_images, labels)}
+    pipelines = {"swept": defended(pixel_model, BitDepth(1)), "full": defended(pixel_model, BitDepth(2))}
+    rerun = {"swept": {"corner": CornerSearch(pipelines["swept"])(dark_images, labels)},
+             "full": {a: CornerSearch(pipelines["full"], max_queries=16 if "16" in a else None)(dark_images, labels)
+                      for a in bare}}
+    rows = replay_table(pixel_model, pipelines, dark_images, bare, rerun)
+    assert [(r["defence"], r["attack"]) for r in rows] == [("swept", "corner"), ("full", "corner"),
+                                                          ("full", "corner, 16")]

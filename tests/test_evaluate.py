@@ -247,3 +247,17 @@ def test_query_curves_and_benchmark_follow_the_verified_outcomes(tmp_cache, pixe
     assert bench["corner"]["queries_to_corner_asr"] == int(ev.results["corner"].queries.max())
     wb = bench["white-box corner"]["queries_to_corner_asr"]  # it reaches 100% within its own budget
     assert wb is not None and wb <= 8 * 8 and evaluate.success_at_budgets(ev.results["white-box corner"], [wb]) == [1.0]
+
+
+@pytest.mark.parametrize("sweep,attacks", [("adaptive", [*evaluate.SUITE, evaluate.WORST_CASE]),
+                                           ("protocol", ["DE k=1", "corner"]), ("de", ["DE k=1"])])
+def test_sweep_attack_runs_what_the_profile_says(tmp_cache, pixel_model, sweep, attacks):
+    p = _suite_profile(population=4, generations=1, strong_scale=1, corner_queries=16, wb_positions=1,
+                       rs_queries=16, sweep_suite=sweep)
+    test, idx = _attacked(pixel_model, n=3)
+    ev = evaluate.sweep_attack(pixel_model, "pixel", test, idx, p, progress=False, model="p")
+    assert [r["attack"] for r in ev.rows] == attacks
+    full = evaluate.sweep_attack(pixel_model, "pixel", test, idx, p, full=True, progress=False, model="p")
+    assert [r["attack"] for r in full.rows] == [*evaluate.SUITE, evaluate.WORST_CASE]
+    # The shared attack is the same cached run either way: its outcomes agree image by image.
+    assert ev.rows[0]["outcomes"] == full.rows[0]["outcomes"]

@@ -51,11 +51,10 @@ def test_for_defences_applies_the_defence_budget_and_keeps_the_name():
 
 
 def test_precision_reaches_both_searches():
-    cpu = PROFILES["cpu"]
-    assert cpu.de_config().precision == cpu.corner_config().precision == "fp32"
-    bf16 = cpu.for_defences()
-    assert bf16.de_config().precision == bf16.corner_config().precision == "bf16"
-    assert bf16.de_config(precision="fp32").precision == "fp32"
+    # Every profile asks for "auto" (bf16 only where this machine runs it natively); a field overrides it.
+    for profile in (*PROFILES.values(), PROFILES["cpu"].for_defences()):
+        assert profile.de_config().precision == profile.corner_config().precision == "auto"
+    assert PROFILES["cpu"].de_config(precision="fp32").precision == "fp32"
 
 
 def test_smoke_and_full_defence_models_train_from_scratch():
@@ -86,3 +85,11 @@ def test_sweep_suite_is_checked():
     assert {p.sweep_suite for p in PROFILES.values()} <= {"adaptive", "protocol"}
     with pytest.raises(ValueError, match="sweep_suite"):
         replace(PROFILES["smoke"], sweep_suite="light")
+
+
+def test_describe_says_how_models_are_trained_and_in_what_precision():
+    cpu = PROFILES["cpu"].for_defences()
+    line = cpu.describe()
+    assert "fine-tuned from the 15-epoch model" in line and f"{cpu.finetune_epochs} epochs" in line
+    assert "precision: auto -> " in line
+    assert "trained from scratch" in PROFILES["smoke"].describe()
