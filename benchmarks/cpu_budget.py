@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from attack_speed import forward_throughput  # the same measurement as the attack benchmark, beside this script
 from labkit import apr, defences
 from labkit.attacks.base import default_chunk_size
 from labkit.data import first_n, load_cifar10
@@ -78,27 +78,13 @@ def step_costs(prof: Profile, repeats: int) -> dict[str, float]:
             for c in dict.fromkeys(r["config"] for r in rows)}
 
 
-@torch.no_grad()
-def throughput(model: nn.Module, images: torch.Tensor, chunk: int, bf16: bool, seconds: float) -> float:
-    """Images per second of eval-mode forward passes at batch ``chunk`` (after warm-up)."""
-    x = images[torch.arange(chunk) % len(images)]
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for _ in range(2):
-            model(x)
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            model(x)
-            n += chunk
-    return n / (time.perf_counter() - t0)
-
-
 def forward_rates(chunk: int, seconds: float) -> dict[str, dict[str, float]]:
     """Images/s of the small CNN, alone and behind each transform of Lab 03, in fp32 and bf16 autocast."""
     test = load_cifar10("test")
     images = test.floats(first_n(test, 200))
     net = build_model("small_cnn").eval()
     pipes = {"small_cnn": net, **{t.label: defences.defended(net, t).eval() for t in defences.standard_transforms()}}
-    return {name: {p: throughput(m, images, chunk, p == "bf16", seconds) for p in ("fp32", "bf16")}
+    return {name: {p: forward_throughput(m, images, chunk, p == "bf16", seconds) for p in ("fp32", "bf16")}
             for name, m in pipes.items()}
 
 
@@ -118,7 +104,7 @@ def attack_efficiency(prof: Profile, n: int = 20) -> dict[str, float]:
     with torch.no_grad():
         y = net(x).argmax(1)
     bf16 = resolve_precision(prof.precision, "cpu") == "bf16"
-    limit = throughput(net, x, default_chunk_size(torch.device("cpu")), bf16, 2.0)
+    limit = forward_throughput(net, x, default_chunk_size(torch.device("cpu")), bf16, 2.0)
     s = prof.strong_scale
     attacks = {"DE": OnePixel(net, prof.de_config()),
                "DE strong": OnePixel(net, prof.de_config(population=s * prof.population,

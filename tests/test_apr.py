@@ -64,6 +64,19 @@ def test_penalty_matches_finite_differences() -> None:
     assert torch.allclose(got, expected, rtol=1e-6), (got.item(), expected.item())
 
 
+def assert_weight_gradient_matches_finite_difference(penalty, w: torch.Tensor, direction: torch.Tensor) -> None:
+    """d(penalty)/d(w) along ``direction`` (autograd, double backpropagation) equals a central difference."""
+    (grad,) = torch.autograd.grad(penalty(), w)
+    eps = 1e-6
+    with torch.no_grad():
+        w += eps * direction
+    up = penalty().detach()
+    with torch.no_grad():
+        w -= 2 * eps * direction
+    down = penalty().detach()
+    assert torch.allclose((grad * direction).sum(), (up - down) / (2 * eps), rtol=1e-5)
+
+
 def test_penalty_gradient_wrt_weights_matches_finite_differences() -> None:
     """Double backpropagation: d(penalty)/d(theta) agrees with a directional finite difference."""
     model = smooth_cnn(1)
@@ -75,15 +88,7 @@ def test_penalty_gradient_wrt_weights_matches_finite_differences() -> None:
         xg = x.clone().requires_grad_(True)
         return input_gradient_penalty(F.cross_entropy(model(xg), y, reduction="none"), xg)
 
-    (grad,) = torch.autograd.grad(penalty(), w)
-    eps = 1e-6
-    with torch.no_grad():
-        w += eps * direction
-    up = penalty().detach()
-    with torch.no_grad():
-        w -= 2 * eps * direction
-    down = penalty().detach()
-    assert torch.allclose((grad * direction).sum(), (up - down) / (2 * eps), rtol=1e-5)
+    assert_weight_gradient_matches_finite_difference(penalty, w, direction)
 
 
 def test_penalty_needs_autograd(batch) -> None:
@@ -136,15 +141,7 @@ def test_jacobian_penalty_is_differentiable_in_the_weights() -> None:
         xg = x.clone().requires_grad_(True)
         return jacobian_penalty(model(xg), xg, 2, torch.Generator().manual_seed(7))  # the same draws each time
 
-    (grad,) = torch.autograd.grad(penalty(), w)
-    eps = 1e-6
-    with torch.no_grad():
-        w += eps * direction
-    up = penalty().detach()
-    with torch.no_grad():
-        w -= 2 * eps * direction
-    down = penalty().detach()
-    assert torch.allclose((grad * direction).sum(), (up - down) / (2 * eps), rtol=1e-5)
+    assert_weight_gradient_matches_finite_difference(penalty, w, direction)
 
 
 # -- the objective and its switches --------------------------------------------------------------------------------
