@@ -152,19 +152,29 @@ def defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[float, 
         before = _outcomes(rows, reference, attack, arch)
         if before is None:
             continue
-        pairs = []
+        pairs, unpaired = [], []
         for defence in dict.fromkeys(r["defence"] for r in rows if r["model"] == arch and r["defence"] != reference):
             key = next(r.get("paper") for r in rows if r["model"] == arch and r["defence"] == defence)
+            if key not in claims:
+                continue
             after = _outcomes(rows, defence, attack, arch)
-            if key in claims and after is not None and len(after) == len(before):
-                pairs.append((defence, key, after))
+            (pairs if after is not None and len(after) == len(before) else unpaired).append((defence, key, after))
         p_holm = stats.holm([stats.mcnemar(before, after).p for _, _, after in pairs])
         rate = sum(before) / len(before) if before else float("nan")
+
+        def claim_of(defence: str, key: str) -> str:
+            return (f"{defence} lowers the one-pixel ASR ({attack}) to {claims[key][1] / base_claim:.0%} of the "
+                    f"undefended model's (the paper: {base_claim:g}% -> {claims[key][1]:g}%)")
+
         for (defence, key, after), p in zip(pairs, p_holm):
             ratio = claims[key][1] / base_claim
-            claim = (f"{defence} lowers the one-pixel ASR ({attack}) to {ratio:.0%} of the undefended model's "
-                     f"(the paper: {base_claim:g}% -> {claims[key][1]:g}%)")
-            out.append((arch, stats.paired_verdict(claim, before, after, rate * (ratio - 1), p=p)))
+            out.append((arch, stats.paired_verdict(claim_of(defence, key), before, after, rate * (ratio - 1), p=p)))
+        # A claim never goes missing: without per-image outcomes under the reference's attack it is undecided.
+        out += [(arch, stats.Verdict("undecided", claim_of(defence, key), float("nan"), float("nan"), float("nan"),
+                                     "points", None, None, None,
+                                     why=f"{defence} was not attacked with {attack} on the undefended model's "
+                                         f"images, so nothing pairs with the undefended outcomes."))
+                for defence, key, _ in unpaired]
     return out
 
 
@@ -224,8 +234,10 @@ def ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
                       claims: dict[str, tuple[float, float]] | None = None) -> list[tuple[str, Verdict]]:
     """Verdicts on "removing component X raises the ASR by the paper's d points", per architecture.
 
-    Each variant is paired image by image with full APR (all four are attacked on the same images); the
-    claimed rise is the paper's Table 3 difference in points (its absolute rise, as the paper states it).
+    Each variant is paired image by image with full APR (all four are attacked on the same images). As for the
+    defences (``defence_verdicts``), the paper's relative rise is applied to OUR full-APR rate: the paper's
+    21.43% -> 35.21% without adversarial training is a rise to 1.64x, so the claim here is full APR's measured
+    rate x 0.64 in points (an absolute +13.78 points would be a far larger claim on a model that breaks less).
     Holm over the three comparisons of an architecture.
     """
     claims = TABLE3_CLAIMS if claims is None else claims
@@ -237,16 +249,19 @@ def ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
         pairs = [(v, o) for v in COMPONENT if (o := _outcomes(rows, v, attack, arch)) is not None and len(o) == len(full)]
         p_holm = stats.holm([stats.mcnemar(full, o).p for _, o in pairs])
         for (v, o), p in zip(pairs, p_holm):
-            rise = (claims[v][1] - claims["full"][1]) / 100
-            claim = f"removing {COMPONENT[v]} raises the ASR ({attack}) by {100 * rise:.2f} points (the paper)"
-            out.append((arch, stats.paired_verdict(claim, full, o, rise, p=p)))
+            ratio = claims[v][1] / claims["full"][1]
+            claim = (f"removing {COMPONENT[v]} raises the ASR ({attack}) to {ratio:.2f}x full APR's "
+                     f"(the paper: {claims['full'][1]:g}% -> {claims[v][1]:g}%)")
+            out.append((arch, stats.paired_verdict(claim, full, o, _mean(full) * (ratio - 1), p=p)))
     return out
 
 
-def ablation_verdict(rows: list[dict[str, Any]], attack: str = "DE k=1") -> str:
+def ablation_verdict(rows: list[dict[str, Any]], attack: str | None = None) -> str:
     """The ablation verdicts as sentences, and which removal raised the ASR most here (measured, with the
-    paper's largest beside it; a 'largest' is named only when it is unique)."""
+    paper's largest beside it; a 'largest' is named only when it is unique). ``attack``: whose outcomes are
+    compared; default the worst case over the attack suite when full APR has it, else DE."""
     lines = []
+    attack = attack or next((_attack_of(rows, a, "full") for a in dict.fromkeys(r["model"] for r in rows)), "DE k=1")
     paper = {v: TABLE3_CLAIMS[v][1] - TABLE3_CLAIMS["full"][1] for v in COMPONENT}
     ptop = max(paper, key=lambda v: paper[v])
     for arch in dict.fromkeys(r["model"] for r in rows):
@@ -477,7 +492,13 @@ def _comparison(row: dict[str, Any]) -> stats.Comparison:
                             row["ci_hi"], row["p_value"], 0.95, 0, 0)
 
 
-def claim_verdicts(table: list[dict[str, Any]], min_effect: float = 0.05, min_n: int = 5) -> list[Verdict | None]:
+#: Fewest attacked images (and success pixels) behind a Lab 08 verdict: the image-level percentile bootstrap
+#: covers only 82% at 5 images, 87% at 8 and 93% at 15 (seeded simulation), too few to call a claim contradicted.
+MIN_IMAGES = 20
+
+
+def claim_verdicts(table: list[dict[str, Any]], min_effect: float = 0.05,
+                   min_n: int = MIN_IMAGES) -> list[Verdict | None]:
     """One ``stats.direction_verdict`` per row of ``claim_table`` ("successes sit lower than the reference by at
     least ``min_effect``", Holm-adjusted p), None for a row with fewer than ``min_n`` success pixels or images."""
     out: list[Verdict | None] = []
@@ -490,7 +511,8 @@ def claim_verdicts(table: list[dict[str, Any]], min_effect: float = 0.05, min_n:
     return out
 
 
-def claim_verdict(table: list[dict[str, Any]], min_effect: float = 0.05, min_n: int = 5, profile: Any = None) -> str:
+def claim_verdict(table: list[dict[str, Any]], min_effect: float = 0.05, min_n: int = MIN_IMAGES,
+                  profile: Any = None) -> str:
     """Sentences, computed from ``claim_table``, on "attacks succeed where attention is low", and the overall
     answer (``claim_answer``)."""
     lines = [f"Profile {profile.name}:"] if profile is not None and hasattr(profile, "name") else []
@@ -506,7 +528,7 @@ def claim_verdict(table: list[dict[str, Any]], min_effect: float = 0.05, min_n: 
     return "\n".join(lines)
 
 
-def claim_answer(table: list[dict[str, Any]], min_effect: float = 0.05, min_n: int = 5) -> str:
+def claim_answer(table: list[dict[str, Any]], min_effect: float = 0.05, min_n: int = MIN_IMAGES) -> str:
     """The overall answer, from the rows against random pixels (where a success pixel would sit if attention
     did not matter): supported if every tested row is, contradicted if every tested row is, else undecided."""
     found = [v for r, v in zip(table, claim_verdicts(table, min_effect, min_n))

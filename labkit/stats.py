@@ -210,9 +210,9 @@ def n_for_power(power_of_n: Any, target: float = POWER, limit: int = 100_000) ->
     """
     lo, hi = 0, 1
     while power_of_n(hi) < target:
-        lo, hi = hi, 2 * hi
-        if hi > limit:
+        if hi >= limit:
             return None
+        lo, hi = hi, min(2 * hi, limit)  # the last step tests the limit itself
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if power_of_n(mid) >= target else (mid, hi)
@@ -315,8 +315,9 @@ def cluster_compare(a: Tensor, b: Tensor, clusters_a: Tensor | None = None, clus
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
     a, b = _check_sample("a", a), _check_sample("b", b)
     na, nb = len(a), len(b)
-    ca = torch.arange(na) if clusters_a is None else torch.as_tensor(clusters_a).long().flatten()
-    cb = torch.arange(na, na + nb) if clusters_b is None else torch.as_tensor(clusters_b).long().flatten()
+    # Values without ids are images of their own; negative ids never meet the real ids of the other side.
+    ca = -1 - torch.arange(na) if clusters_a is None else torch.as_tensor(clusters_a).long().flatten()
+    cb = -1 - na - torch.arange(nb) if clusters_b is None else torch.as_tensor(clusters_b).long().flatten()
     if len(ca) != na or len(cb) != nb:
         raise ValueError(f"cluster ids must match the values: {len(ca)} ids for {na} values, {len(cb)} for {nb}")
     shared = ca.unique()[torch.isin(ca.unique(), cb)]  # sorted image ids holding values of both groups
@@ -498,17 +499,22 @@ def paired_verdict(claim: str, before: Sequence[int] | Tensor, after: Sequence[i
                        why=f"A significant change in the claimed direction (p < {alpha:g}), and the interval "
                            f"contains the claimed {claimed}.")
     n_needed = n_for_power(lambda m: mcnemar_power(m, pr.rate_a, target, alpha))
+    if pr.lo <= 0 <= pr.hi:
+        reason = f"The interval contains the claimed {claimed} and also no change (p = {p_used:.3g})"
+    else:
+        reason = (f"The interval contains the claimed {claimed} and excludes no change, but p = {p_used:.3g} "
+                  f"(exact, Holm-adjusted where several claims share the run) is not below {alpha:g}")
     return Verdict("undecided", **common, n_needed=n_needed,
-                   why=f"The interval contains the claimed {claimed} and also no change (p = {p_used:.3g}): the "
-                       f"run cannot tell. Power to detect the claim here at most {power:.2f} (nested outcomes, "
-                       f"the most favourable case); {_needed(n_needed, 'at least')}.")
+                   why=f"{reason}: the run cannot tell. Power to detect the claim here at most {power:.2f} "
+                       f"(nested outcomes, the most favourable case); {_needed(n_needed, 'at least')}.")
 
 
 def rate_verdict(claim: str, successes: int, n: int, claimed_rate: float, tolerance: float = 0.10,
                  alpha: float = ALPHA) -> Verdict:
     """Verdict on "the rate is ``claimed_rate``" (e.g. a paper's ASR) from k successes in n images.
 
-    * contradicted: the Wilson 95% interval excludes the claimed rate;
+    * contradicted: the exact two-sided binomial test rejects the claimed rate at ``alpha`` (the Wilson 95%
+      interval, shown, almost always excludes it too; near the boundary the exact test decides);
     * supported: it contains the claimed rate and lies within +-``tolerance`` of it (the run pins the rate
       down to the precision the comparison needs; default 10 points);
     * undecided: it contains the claimed rate but is wider than that, with the power of the exact binomial
@@ -526,11 +532,11 @@ def rate_verdict(claim: str, successes: int, n: int, claimed_rate: float, tolera
     common = dict(claim=claim, effect=100 * rate, lo=100 * lo, hi=100 * hi, unit="%", n=n, p=p, power=power)
     if n == 0:
         return Verdict("undecided", **common, why="No images were attacked.")
-    if not lo <= claimed_rate <= hi:
-        off = lo - claimed_rate if claimed_rate < lo else claimed_rate - hi
+    if p < alpha:  # the exact test decides; the Wilson interval is shown (they can differ at the boundary)
+        off = max(lo - claimed_rate, claimed_rate - hi, 0.0)
         return Verdict("contradicted", **common,
-                       why=f"The 95% interval excludes the claimed {100 * claimed_rate:.2f}% by at least "
-                           f"{100 * off:.1f} points.")
+                       why=f"The exact binomial test rejects the claimed {100 * claimed_rate:.2f}% (p = {p:.3g}); "
+                           f"the 95% interval lies {100 * off:.1f} points from it.")
     if claimed_rate - tolerance <= lo and hi <= claimed_rate + tolerance:
         return Verdict("supported", **common,
                        why=f"The interval contains the claimed {100 * claimed_rate:.2f}% and lies within "
@@ -604,6 +610,8 @@ def direction_verdict(claim: str, comparison: Comparison, sign: int = -1, min_ef
     z80 = 0.8416212335729143
     n_needed = math.ceil(comparison.clusters * ((_Z + z80) * se / min_effect) ** 2) if se > 0 else None
     return Verdict("undecided", **common, n_needed=n_needed,
-                   why=f"The interval reaches both {sign * min_effect:+g} and no difference (p = {p_used:.3g}); "
+                   why=f"The interval reaches {sign * min_effect:+g} and "
+                       + ("no difference" if lo <= 0 <= hi else "excludes no difference, but the test does not reject")
+                       + f" (p = {p_used:.3g}); "
                        f"power about {power:.2f} to detect {sign * min_effect:+g}; {_needed(n_needed)} "
                        "(normal approximation).")

@@ -258,3 +258,27 @@ def test_wilson_contains_the_rate_at_the_ends(n: int) -> None:
     assert stats.wilson(n, n)[1] == 1.0 and stats.wilson(0, n)[0] == 0.0  # never a hair inside the rate
     lo, hi = stats.wilson(n, n)
     assert lo <= 1.0 <= hi
+
+
+def test_n_for_power_searches_up_to_its_limit() -> None:
+    power = lambda m: stats.mcnemar_power(m, 2e-4, 1e-4)  # noqa: E731 - needs about 79,000 images
+    n = stats.n_for_power(power)
+    assert n is not None and 65_536 < n <= 100_000 and power(n) >= 0.8
+
+
+def test_cluster_compare_default_ids_never_meet_given_ones() -> None:
+    a, b = torch.tensor([0.1, 0.2, 0.3, 0.4]), torch.tensor([0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    c = stats.cluster_compare(a, b, clusters_a=[4, 4, 5, 5])  # b's values: images of their own
+    assert c.design == "independent" and c.n_b == 6
+
+
+def test_rate_verdict_contradicts_only_when_the_exact_test_rejects() -> None:
+    v = stats.rate_verdict("x", 62, 100, 0.7097)  # Wilson excludes 70.97%, the exact test does not (p = 0.06)
+    assert v.status != "contradicted" and v.p >= 0.05
+    assert stats.rate_verdict("x", 40, 100, 0.7097).status == "contradicted"
+
+
+def test_undecided_reason_matches_the_interval() -> None:
+    # The interval excludes no change but p is not below alpha: the reason must not say it contains no change.
+    v = stats.paired_verdict("c", [1] * 5 + [0] * 195, [0] * 200, 0.025 * (21.43 / 70.97 - 1))
+    assert v.status == "undecided" and v.hi < 0 and "excludes no change" in v.why
