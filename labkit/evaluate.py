@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # annotations only: importing labkit.evaluate stays light (no
     from labkit.profiles import Profile
     from labkit.train import TrainConfig
 
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2  # 2: results record the precision that ran (AttackResult.bf16); labels in the key
 
 #: The attack name of the per-image worst case over an attack suite (an image counts as broken when any
 #: attack of the suite broke it, verified). Tables and verdicts find that row by this name.
@@ -98,7 +98,7 @@ def run_attack(attack: Any, images: Tensor, labels: Tensor, *, model_key: str, i
     batch-independent (each image's random stream is its own), so a resumed run,
     even with another ``chunk_images``, returns what an uninterrupted one would.
     """
-    key = config_key("attack", model_key, type(attack).__name__, attack.config, indices,
+    key = config_key("attack", model_key, type(attack).__name__, attack.config, indices, labels,
                      None if targets is None else targets)
     path = cache_path("attacks", key)
     expect = {"format": RECORD_FORMAT, "key": key, "n": len(images)}
@@ -136,7 +136,8 @@ def summarize(result: AttackResult, verified: Tensor, clean_accuracy: float, **l
     return {**labels, "clean_acc": clean_accuracy, "attacked": n, "asr": asr, "asr_lo": lo, "asr_hi": hi,
             "robustness": 1 - asr, "robust_acc": clean_accuracy * (1 - asr),
             "mean_queries": result.queries.float().mean().item(),
-            "unverified": int(result.success.sum()) - k, "outcomes": tuple(int(v) for v in verified.tolist())}
+            "unverified": int(result.success.sum()) - k, "outcomes": tuple(int(v) for v in verified.tolist()),
+            "precision": result.precision_used}
 
 
 # -- the evaluation protocol shared by every lab ----------------------------------------------------
@@ -212,7 +213,7 @@ WHITE_BOX: tuple[str, ...] = ("white-box corner",)
 
 # Columns ``summarize`` computes; every other column of a row is a label (model, seed, defence, ...).
 _MEASURED = ("clean_acc", "attacked", "asr", "asr_lo", "asr_hi", "robustness", "robust_acc", "mean_queries",
-             "unverified", "outcomes", "attack", "targeted")
+             "unverified", "outcomes", "attack", "targeted", "precision")
 
 
 def suite_attacks(model: nn.Module, profile: Profile) -> dict[str, Any]:
@@ -261,7 +262,8 @@ def worst_case(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {**labels, "clean_acc": acc, "attacked": n, "asr": asr, "asr_lo": lo, "asr_hi": hi,
             "robustness": 1 - asr, "robust_acc": acc * (1 - asr),
             "mean_queries": sum(r["mean_queries"] for r in rows), "unverified": 0, "outcomes": tuple(broken),
-            "attack": WORST_CASE, "targeted": False}
+            "attack": WORST_CASE, "targeted": False,
+            "precision": "/".join(dict.fromkeys(r.get("precision", "unknown") for r in rows))}
 
 
 def adaptive_suite(model: nn.Module, model_key: str, split: Any, indices: Tensor, profile: Profile, /, *,

@@ -18,6 +18,8 @@ from labkit.attacks.sparse_rs import resample_count
 from labkit.evaluate import changed_pixels, verify
 from labkit.precision import resolve_precision
 
+from conftest import PixelTrigger
+
 LABELS0 = torch.zeros(6, dtype=torch.long)
 ATTACKS = [getattr(labkit.attacks, name) for name in labkit.attacks.__all__
            if isinstance(getattr(labkit.attacks, name), type) and issubclass(getattr(labkit.attacks, name), Attack)
@@ -551,3 +553,24 @@ def test_gradient_chunks_do_not_change_the_gradient(tiny_cnn, monkeypatch):
     whole = attack.input_gradient(x, y)
     monkeypatch.setattr(gradient, "GRADIENT_CHUNK", 2)
     assert torch.allclose(attack.input_gradient(x, y), whole, atol=1e-7)
+
+
+class _Bf16Liar(PixelTrigger):
+    """In bf16 every candidate looks like a success, ranked by pixel (0, 0); fp32 answers as PixelTrigger."""
+
+    def forward(self, x):
+        if torch.is_autocast_enabled("cpu"):
+            logits = torch.zeros(len(x), 10)
+            logits[:, 1] = 50 + 10 * x.float()[:, :, 0, 0].mean(1)
+            return logits
+        return super().forward(x)
+
+
+def test_de_bf16_keeps_a_success_that_holds_in_fp32_when_the_fittest_does_not(dark_images):
+    # Only the trigger pixel really flips the model; bf16 prefers other pixels. Confirming only the fittest
+    # bf16 success of a generation dropped images whose trigger-pixel trials were real successes.
+    model, labels = _Bf16Liar().eval(), torch.zeros(len(dark_images), dtype=torch.long)
+    res = OnePixel(model, population=40, generations=30, precision="bf16", loss="margin")(dark_images, labels)
+    fp32 = OnePixel(model, population=40, generations=30, precision="fp32", loss="margin")(dark_images, labels)
+    assert res.success.any() and verify(model, dark_images, res, 1).equal(res.success)
+    assert res.precision_used == "bf16" and fp32.precision_used == "fp32"

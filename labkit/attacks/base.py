@@ -36,12 +36,15 @@ class AttackResult:
 
     adv_images: (N, C, H, W) float in [0, 1]; for a failed image, the best candidate found.
     success: (N,) bool, the attack's own verdict (re-verify with ``labkit.evaluate.verify``).
-    queries: (N,) int64, model evaluations spent on the image (see each attack for how counted).
+    queries: (N,) int64, candidates evaluated on the image (see each attack for how counted; the fp32
+    re-checks of bf16 successes are not counted).
     pixels: (N, k, 2) int64 (row, column) of the changed pixels; -1 rows when nothing was changed.
     colours: (N, k, C) float in [0, 1], the values written at ``pixels``.
     labels: (N,) int64 true labels; targets: (N,) int64 targets of a targeted attack, else None.
     adv_pred: (N,) int64 the model's fp32 prediction on ``adv_images``.
     adv_prob: (N,) float, the probability of ``adv_pred``; true_prob: (N,) of the true label.
+    bf16: (N,) bool, whether the search ran in bf16 (successes confirmed in fp32), or None in records made
+    before it was kept: configs ask for a precision ("auto"), the result records what ran on this machine.
     """
 
     adv_images: Tensor
@@ -54,6 +57,14 @@ class AttackResult:
     adv_pred: Tensor
     adv_prob: Tensor
     true_prob: Tensor
+    bf16: Tensor | None = None
+
+    @property
+    def precision_used(self) -> str:
+        """"bf16", "fp32", "mixed" (chunks of a resumed record searched on different machines) or "unknown"."""
+        if self.bf16 is None:
+            return "unknown"
+        return "bf16" if bool(self.bf16.all()) else "fp32" if not bool(self.bf16.any()) else "mixed"
 
     def __len__(self) -> int:
         return len(self.success)
@@ -311,6 +322,7 @@ class CandidateScorer:
             pixels=torch.stack([rows, cols], dim=-1).cpu(), colours=colours.cpu(),
             labels=self.labels.cpu(), targets=None if self.targets is None else self.targets.cpu(),
             adv_pred=cat(pred_parts).long(), adv_prob=cat(prob_parts), true_prob=cat(true_parts),
+            bf16=torch.full((len(img),), self.precision == "bf16"),
         )
 
 

@@ -76,7 +76,8 @@ class CornerSearch(Attack):
             total = min(total, cfg.max_queries)  # a random subset in "random" order
         if cfg.order == "random":
             keys = attack_keys(scorer.images, scorer.labels, scorer.targets)
-            positions = HashRNG(cfg.seed).uniform(keys, 0, (h * w,)).argsort(1)  # (N, H*W)
+            # (N, H*W); a stable sort orders the rare tied draws alike on every device
+            positions = HashRNG(cfg.seed).uniform(keys, 0, (h * w,)).argsort(dim=1, stable=True)
         else:
             positions = torch.arange(h * w, device=dev).expand(n, -1)
         return ordered_search(scorer, lambda img, q: (positions[img, q // m], q % m), total, cfg.block, corners, w,

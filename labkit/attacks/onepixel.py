@@ -267,15 +267,19 @@ class OnePixel(Attack):
                 done: Tensor, winner: Tensor, h: int, w: int) -> None:
         """Mark images of ``act`` with a successful candidate as done, keeping their fittest success.
 
-        In bf16 the chosen success is re-scored in fp32 and kept only if it holds there.
+        In bf16 every success of the generation is re-scored in fp32 and the fittest one that holds is kept
+        (confirming only the fittest would drop an image whose other successes hold).
         """
-        hit = succ.any(1)
-        if not hit.any():
+        r, j = succ.nonzero(as_tuple=True)
+        if len(r) == 0:
             return
-        rows_hit = hit.nonzero().squeeze(1)
-        masked = torch.where(succ[rows_hit], fit[rows_hit], torch.full_like(fit[rows_hit], float("inf")))
+        ok = scorer.confirm(act[r], *self._decode(cand[r, j], h, w), torch.ones_like(r, dtype=torch.bool))
+        good = torch.zeros_like(succ)
+        good[r[ok], j[ok]] = True
+        rows_hit = good.any(1).nonzero().squeeze(1)
+        if len(rows_hit) == 0:
+            return
+        masked = torch.where(good[rows_hit], fit[rows_hit], torch.full_like(fit[rows_hit], float("inf")))
         choice = cand[rows_hit].gather(1, masked.argmin(1)[:, None, None].expand(-1, 1, cand.shape[2])).squeeze(1)
-        ok = scorer.confirm(act[rows_hit], *self._decode(choice, h, w), torch.ones_like(rows_hit, dtype=torch.bool))
-        rows_hit, choice = rows_hit[ok], choice[ok]
         winner[act[rows_hit]] = choice
         done[act[rows_hit]] = True

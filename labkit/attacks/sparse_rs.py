@@ -80,8 +80,8 @@ class SparseRS(Attack):
     """Sparse-RS for k pixels set to colour-cube corners, batched over images.
 
     ``SparseRS(model, pixels=1, queries=1000)(images, labels)`` returns an
-    :class:`AttackResult`. ``queries`` counts every model evaluation of the
-    image's candidates up to and including the first success (``config.queries``
+    :class:`AttackResult`. ``queries`` counts the image's candidates evaluated
+    (not the fp32 re-checks of bf16 successes) up to and including the first success (``config.queries``
     for a failure, which returns its lowest-margin perturbation). Each image stops
     as soon as it succeeds.
     """
