@@ -52,6 +52,13 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def name(self) -> str:
+        """The dataset in words, without this machine's paths (what a book page prints)."""
+        if self.source.startswith("folder:"):
+            return f"CIFAR-10, local ImageFolder copy '{Path(self.source[len('folder:'):]).name}'"
+        return f"CIFAR-10 ({self.source})"
+
     def floats(self, idx: Tensor | slice | None = None) -> Tensor:
         """Images (or a subset) as float32 in [0, 1], shape (n, 3, 32, 32)."""
         x = self.images if idx is None else self.images[idx]

@@ -101,3 +101,9 @@ def test_correctly_classified_returns_only_correct_images(tiny_folder, pixel_mod
     assert torch.equal(preds, test.labels[idx])
     with pytest.raises(ValueError, match="only"):
         data.correctly_classified(pixel_model, test, 39)
+
+
+def test_split_name_never_shows_the_machines_path(tiny_folder) -> None:
+    split = load_cifar10("test")
+    assert split.source.startswith("folder:") and str(tiny_folder) not in split.name
+    assert split.name == f"CIFAR-10, local ImageFolder copy '{tiny_folder.name}'"
