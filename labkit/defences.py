@@ -256,13 +256,16 @@ def defended_key(model_key: str, defence: Any) -> str:
 
 def replay_table(model: nn.Module, pipelines: dict[str, nn.Module], images: Tensor,
                  undefended: dict[str, AttackResult],
-                 rerun: dict[str, dict[str, AttackResult]]) -> list[dict[str, Any]]:
+                 rerun: dict[str, dict[str, AttackResult]],
+                 attacked: dict[str, Tensor] | None = None) -> list[dict[str, Any]]:
     """Replayed against re-run attack success, per pipeline and attack, in percent of the attacked images.
 
     ``model``: the bare (undefended) model, eval mode; ``undefended[attack]``: the attack's results on it;
     ``rerun[name][attack]``: the same attack run against pipeline ``name`` (``pipelines[name]``); all on
-    ``images`` (N, C, H, W) in [0, 1]. One row per pipeline and attack run against both (a sweep may re-run
-    only some of the attacks on a pipeline). Columns:
+    ``images`` (N, C, H, W) in [0, 1], unless ``attacked[name]`` (a (N,) bool mask) says pipeline ``name`` was
+    attacked on a subset of them (the images it classifies correctly clean; ``rerun[name]`` then holds results
+    for those images only, and its row's percentages are of them). One row per pipeline and attack run against
+    both (a sweep may re-run only some of the attacks on a pipeline). Columns:
 
     * ``replayed``: the bare model's successful adversarial image, fed through the pipeline, still fools it
       (what a non-adaptive evaluation of a preprocessing defence reports);
@@ -282,10 +285,12 @@ def replay_table(model: nn.Module, pipelines: dict[str, nn.Module], images: Tens
                 for attack, bare in undefended.items()}
     rows = []
     for name, pipe in pipelines.items():
+        mask = None if attacked is None or name not in attacked else attacked[name]
+        shown = images if mask is None else images[mask]
         for attack in (a for a in verified if a in rerun[name]):  # in the order of the bare attacks
-            bare = verified[attack]
-            replayed = verify(pipe, images, bare, max_pixels=1)
-            rerun_ok = verify(pipe, images, rerun[name][attack], max_pixels=1)
+            bare = verified[attack] if mask is None else verified[attack].select(mask)
+            replayed = verify(pipe, shown, bare, max_pixels=1)
+            rerun_ok = verify(pipe, shown, rerun[name][attack], max_pixels=1)
             removed = bare.success & ~replayed
             rows.append({"defence": name, "attack": attack, "replayed": _percent(replayed),
                          "rerun": _percent(rerun_ok), "removed": _percent(removed),

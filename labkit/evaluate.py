@@ -160,6 +160,20 @@ def common_correct(models: Sequence[nn.Module], split: Any, n: int, pool: int | 
     return correctly_classified(models, split, n, pool)
 
 
+def still_correct(model: nn.Module, split: Any, indices: Tensor) -> Tensor:
+    """The entries of ``indices`` (in their order) that ``model`` still classifies correctly.
+
+    A sweep attacks every pipeline on the images its comparisons are paired on; a pipeline that misclassifies
+    some of them clean (a strong transformation costs accuracy) is attacked on the rest, since an image it
+    already gets wrong needs no attack. Choosing the shared images by *every* pipeline instead keeps only the
+    images that survive the harshest transformation: easy, high-margin images that bias every ASR down.
+    """
+    from labkit.data import predict
+
+    indices = torch.as_tensor(indices)
+    return indices[predict(model, split.images[indices]) == split.labels[indices]]
+
+
 @dataclass
 class Evaluation:
     """Rows of a results table and the per-image attack results behind them (by attack name)."""

@@ -584,3 +584,17 @@ def test_replay_table_covers_only_the_attacks_rerun_on_each_pipeline(pixel_model
     rows = replay_table(pixel_model, pipelines, dark_images, bare, rerun)
     assert [(r["defence"], r["attack"]) for r in rows] == [("swept", "corner"), ("full", "corner"),
                                                           ("full", "corner, 16")]
+
+
+def test_replay_table_on_a_pipelines_subset_equals_replaying_that_subset(pixel_model, dark_images) -> None:
+    # A sweep attacks a pipeline only on the images it classifies correctly clean: its row must be what the
+    # table computes when given just those images (the bare results restricted alike).
+    labels = torch.zeros(len(dark_images), dtype=torch.long)
+    bare = {"corner": CornerSearch(pixel_model)(dark_images, labels)}
+    pipe = defended(pixel_model, BitDepth(1))
+    mask = torch.tensor([True, False, True, True, False, True])
+    rerun = {"bits": {"corner": CornerSearch(pipe)(dark_images[mask], labels[mask])}}
+    sub = replay_table(pixel_model, {"bits": pipe}, dark_images, bare, rerun, attacked={"bits": mask})
+    alone = replay_table(pixel_model, {"bits": pipe}, dark_images[mask], {"corner": bare["corner"].select(mask)},
+                         rerun)
+    assert sub == alone and sub[0]["rerun"] == 100.0

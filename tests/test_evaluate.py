@@ -141,6 +141,23 @@ def test_common_correct_is_the_first_n_all_models_get_right(n):
         evaluate.common_correct(models, split, int(ok.sum()) + 1)
 
 
+def test_still_correct_keeps_the_order_and_drops_only_the_misclassified():
+    from labkit.data import Split, predict
+
+    from conftest import make_tiny_cnn
+
+    gen = torch.Generator().manual_seed(1)
+    images = (torch.rand(60, 3, 8, 8, generator=gen) * 255).to(torch.uint8)
+    model = make_tiny_cnn(seed=1)
+    labels = predict(model, images)
+    labels[::3] = (labels[::3] + 1) % 10  # every third image misclassified
+    split = Split(images, labels, tuple("abcdefghij"), "test")
+    indices = torch.randperm(60, generator=gen)[:25]
+    kept = evaluate.still_correct(model, split, indices)
+    assert kept.tolist() == [int(i) for i in indices if i % 3]
+    assert torch.equal(evaluate.still_correct(model, split, kept), kept)
+
+
 def test_device_name_says_what_ran_the_timings():
     assert "CPU" in evaluate.device_name("cpu")
 
