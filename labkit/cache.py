@@ -16,7 +16,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -70,7 +70,12 @@ def cache_path(kind: str, key: str) -> Path:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` through a temporary file in the same directory.
+    """``torch.save`` to ``path`` through a temporary file in the same directory (``write_atomic``)."""
+    write_atomic(path, lambda fh: torch.save(obj, fh))
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write`` on a temporary file in ``path``'s directory, then rename it to ``path``.
 
     ``os.replace`` is atomic on POSIX and Windows, so readers see either the old
     file or the complete new one.
@@ -80,7 +85,7 @@ def save_atomic(obj: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -182,6 +182,19 @@ class Evaluation:
     results: dict[str, AttackResult]
 
 
+class SuiteRows(list):
+    """``evaluate_suite``'s rows (a plain list of row dicts to every reader), with what produced them:
+    ``results[(architecture, seed, defence, attack)]``, the ``AttackResult`` behind each attack row, and
+    ``indices[(architecture, seed)]``, the dataset indices of the images attacked (the result rows' order).
+    """
+
+    def __init__(self, rows: Sequence[dict[str, Any]] = (), results: dict[tuple, AttackResult] | None = None,
+                 indices: dict[tuple[str, int], Tensor] | None = None):
+        super().__init__(rows)
+        self.results = dict(results or {})
+        self.indices = dict(indices or {})
+
+
 def evaluate_model(model: nn.Module, model_key: str, split: Any, indices: Tensor, profile: Any, /, *,
                    pixels: int = 1, corner: bool | None = None, targets: Tensor | None = None,
                    de_overrides: dict[str, Any] | None = None, progress: bool = True,
@@ -543,22 +556,24 @@ def attacked_indices(trained: list[Trained], profile: Profile) -> dict[tuple[str
 
 
 def evaluate_suite(trained: list[Trained], profile: Profile, indices: dict[tuple[str, int], Tensor] | None = None,
-                   progress: bool = True) -> list[dict[str, Any]]:
+                   progress: bool = True) -> SuiteRows:
     """The adaptive suite (``adaptive_suite``: every attack of ``SUITE`` against the whole pipeline, and the
     per-image ``WORST_CASE``) for every entry, on the images ``indices[(architecture, seed)]`` (default:
     ``attacked_indices(trained, profile)``; pass them when they are needed again, to compute them once).
 
     Returns one row per (entry, attack), with columns model, seed, defence, paper, attack, ... (see
-    ``summarize``); entries of one (architecture, seed) are attacked on the same images, so their ``outcomes``
-    are paired image by image.
+    ``summarize``), as ``SuiteRows`` (the attack results and images kept beside the rows); entries of one
+    (architecture, seed) are attacked on the same images, so their ``outcomes`` are paired image by image.
     """
     from labkit.data import load_cifar10
 
-    split, rows = load_cifar10("test"), []
+    split = load_cifar10("test")
     indices = attacked_indices(trained, profile) if indices is None else indices
+    rows = SuiteRows(indices=indices)
     for (arch, seed), group in _groups(trained).items():
         for t in group:
             ev = adaptive_suite(t.model, t.key, split, indices[(arch, seed)], profile, progress=progress,
                                 model=arch, seed=seed, defence=t.entry.defence, paper=t.entry.paper)
             rows += ev.rows
+            rows.results.update({(arch, seed, t.entry.defence, attack): res for attack, res in ev.results.items()})
     return rows

@@ -1,0 +1,96 @@
+"""Result records (labkit.records): strict JSON, per-image arrays that rebuild the attack, atomic rewrites."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from labkit import evaluate, records
+from labkit.attacks import CornerSearch, OnePixel
+from labkit.evaluate import Evaluation, SuiteRows, summarize, verify
+from labkit.profiles import get_profile
+
+from conftest import result_row
+
+
+def _strict(path):
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_rows_are_strict_json_with_their_outcomes(tmp_path):
+    rec = records.LabRecord("99_test", get_profile("smoke"), root=tmp_path)
+    rows = [result_row("No defence", "DE k=1", 0.3, outcomes=(1, 0, 1)), result_row("APR", "DE k=1", 0.0)]
+    rows[1]["asr"] = float("nan")  # no image attacked
+    assert rec.rows("table", rows) is rows  # a pass-through: a cell records what it computes in one line
+    data = _strict(tmp_path / "smoke" / "99_test.json")
+    assert data["schema"] == records.SCHEMA and data["profile"] == "smoke" and data["lab"] == "99_test"
+    assert data["tables"]["table"][0]["outcomes"] == [1, 0, 1] and data["tables"]["table"][1]["asr"] is None
+    assert data["config"]["n_attack"] == get_profile("smoke").n_attack
+    prov = data["provenance"]
+    assert {"labkit", "commit", "date", "device", "threads", "precision"} <= set(prov) and prov["threads"] >= 1
+    assert set(data["stages"]) == {"table"} and data["stages"]["table"] >= 0
+
+
+@pytest.mark.parametrize("attack", [CornerSearch, OnePixel])
+def test_per_image_arrays_rebuild_the_attack(tmp_path, tiny_cnn, attack):
+    gen = torch.Generator().manual_seed(3)
+    images = torch.rand(6, 3, 8, 8, generator=gen)
+    labels = tiny_cnn(images).argmax(1)
+    kw = {"max_queries": 64} if attack is CornerSearch else {"population": 10, "generations": 2}
+    res = attack(tiny_cnn, **kw)(images, labels)
+    indices = torch.tensor([5, 9, 11, 20, 21, 40])
+    rec = records.LabRecord("99_test", get_profile("smoke"), root=tmp_path)
+    ev = Evaluation([summarize(res, verify(tiny_cnn, images, res, max_pixels=1), 0.5, attack="a")], {"a": res})
+    rec.rows("suite", ev, indices=indices)
+    stored = records.load("99_test", "smoke", root=tmp_path)
+    entry = stored["attacks"]["suite/a"]
+    arrays = {name.rsplit("/", 1)[1]: stored["arrays"][name] for name in entry["arrays"]}
+    assert entry["images"] == 6 and entry["attack"] == "a"
+    np.testing.assert_array_equal(arrays["index"], indices.numpy())
+    np.testing.assert_array_equal(arrays["success"], res.success.numpy())
+    np.testing.assert_array_equal(arrays["queries"], res.queries.numpy())
+    rebuilt = records.adversarial_images(images, torch.from_numpy(arrays["pixels"]), torch.from_numpy(arrays["colours"]))
+    assert torch.equal(rebuilt, res.adv_images)  # the record holds the attack, not only its score
+    assert (tiny_cnn(rebuilt).argmax(1) == torch.from_numpy(arrays["adv_pred"])).all()
+
+
+def test_an_evaluation_without_indices_is_refused(tmp_path, tiny_cnn):
+    images = torch.rand(2, 3, 8, 8)
+    res = CornerSearch(tiny_cnn, max_queries=8)(images, tiny_cnn(images).argmax(1))
+    rec = records.LabRecord("99_test", get_profile("smoke"), root=tmp_path)
+    with pytest.raises(ValueError, match="indices"):
+        rec.rows("t", Evaluation([], {"a": res}))
+    with pytest.raises(ValueError, match="3 indices for 2"):
+        rec.result("r", res, torch.arange(3))
+
+
+def test_suite_rows_record_every_entry_and_attack(tmp_path, tiny_cnn):
+    images = torch.rand(4, 3, 8, 8)
+    res = CornerSearch(tiny_cnn, max_queries=8)(images, tiny_cnn(images).argmax(1))
+    rows = SuiteRows([result_row("APR", "corner", 0.25, n=4)], {("m", 0, "APR", "corner"): res},
+                     {("m", 0): torch.arange(10, 14)})
+    assert isinstance(rows, list) and len(rows) == 1  # every reader of plain rows still works
+    rec = records.LabRecord("99_test", get_profile("smoke"), root=tmp_path)
+    rec.rows("suite", rows)
+    stored = records.load("99_test", "smoke", root=tmp_path)
+    entry = stored["attacks"]["suite/m/0/APR/corner"]
+    assert (entry["model"], entry["seed"], entry["defence"]) == ("m", 0, "APR")
+    assert stored["arrays"]["suite/m/0/APR/corner/index"].tolist() == [10, 11, 12, 13]
+
+
+def test_each_addition_rewrites_the_record_whole(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path))
+    rec = records.LabRecord("99_test", get_profile("smoke"))
+    rec.text("verdict", "UNDECIDED: n = 3")
+    assert records.load_all("smoke")["99_test"]["texts"] == {"verdict": "UNDECIDED: n = 3"}
+    rec.value("timings", {"a": 1.5, "b": math.inf})
+    data = _strict(tmp_path / "smoke" / "99_test.json")
+    assert data["texts"]["verdict"] == "UNDECIDED: n = 3" and data["values"]["timings"] == {"a": 1.5, "b": None}
+    assert list(data["stages"]) == ["verdict", "timings"]
+    assert not list((tmp_path / "smoke").glob("*.tmp"))  # nothing half written is left behind
