@@ -6,6 +6,8 @@ they measure, labelled as the paper's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 #: Su, Vargas & Sakurai (2019), "One pixel attack for fooling deep neural networks", IEEE TEVC.
 #: CIFAR-10 (Kaggle test images), DE population 400, 100 generations, F = 0.5, 1 pixel.
 #: ``targeted_any``: fraction of images pushed to at least one target class; ``untargeted``: success.
@@ -28,3 +30,73 @@ APR2024_TABLE3: dict[str, tuple[float, float]] = {
 }
 #: Table 4: (training-time increase, inference-time increase) of APR over the undefended model.
 APR2024_TABLE4: dict[str, tuple[float, float]] = {"resnet18": (27.3, 8.6), "vgg16": (31.5, 9.2)}
+
+
+# -- Every claim of the four source papers, one registry (the claims-vs-measured chapter lists them all) ------------
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of a source paper, as the claims chapter lists it (``labkit.claims`` measures it)."""
+
+    paper: str  # the paper, short: "Su et al. 2019", "APR 2024", "JPEG + recovery", "Survey"
+    where: str  # where in the paper: "Table 1", "Sec. 4.2", ...
+    what: str  # the claim in words
+    value: float | None  # the paper's number, in ``unit``; None where labkit does not quote it yet
+    unit: str  # "%" or "points", or "" for a qualitative claim
+    lab: str | None  # the lab that measures it (a notebook stem), None: no lab yet
+    pending: str = ""  # why it is not measured yet (the issue that will), where ``lab`` is None
+    measure: str = ""  # how ``labkit.claims`` measures it: "<kind>" or "<kind>:<argument>" (see ``claims.MEASURES``)
+
+
+SU = "Su et al. 2019"
+APR = "APR 2024"
+JPEG_PAPER = "JPEG + targeted recovery"
+SURVEY = "Survey of attacks and defences"
+
+CLAIMS: tuple[Claim, ...] = (
+    *(Claim(SU, "CIFAR-10, Kaggle test set", f"{m}: the untargeted 1-pixel attack succeeds on {v['untargeted']:.2%} "
+            "of the images", round(100 * v["untargeted"], 2), "%", "02_baselines", measure="su_untargeted")
+      for m, v in SU2019_CIFAR10.items()),
+    Claim(SU, "CIFAR-10, targeted", "AllConv: targeted 1-pixel attacks push an image to at least one other class "
+          f"for {SU2019_CIFAR10['AllConv']['targeted_any']:.2%} of the images",
+          round(100 * SU2019_CIFAR10["AllConv"]["targeted_any"], 2), "%", "02_baselines", measure="su_any_target"),
+    Claim(SU, "CIFAR-10, 3 and 5 pixels", "more pixels raise the success rate (the paper's 3- and 5-pixel rates are "
+          "not quoted in labkit.papers yet)", None, "%", "02_baselines", measure="su_pixels"),
+    Claim(SU, "CIFAR-10, confidence", "successful attacks reach a high confidence in the adversarial class (the "
+          "paper's mean confidence is not quoted in labkit.papers yet)", None, "%", "02_baselines",
+          measure="su_confidence"),
+    Claim(SU, "ImageNet", f"BVLC AlexNet: the untargeted 1-pixel attack succeeds on {SU2019_IMAGENET_UNTARGETED:.2%} "
+          "of the images", round(100 * SU2019_IMAGENET_UNTARGETED, 2), "%", None, "ImageNet is issue #14 (Su et al. in full)"),
+    *(Claim(APR, "Table 1 (CIFAR-10)", f"{d}: clean accuracy {acc:g}%", acc, "%", "05_apr",
+            measure=f"clean:{d}") for d, (acc, _) in APR2024_TABLE1.items()),
+    Claim(APR, "Table 1 (CIFAR-10)", f"No defence: one-pixel ASR {APR2024_TABLE1['No defence'][1]:g}%",
+          APR2024_TABLE1["No defence"][1], "%", "05_apr", measure="undefended_asr"),
+    *(Claim(APR, "Table 1 (CIFAR-10)", f"{d} lowers the one-pixel ASR from "
+            f"{APR2024_TABLE1['No defence'][1]:g}% to {asr:g}%", asr, "%", lab, measure=f"defence:{d}")
+      for d, (_, asr) in APR2024_TABLE1.items() if d != "No defence"
+      for lab in {"IT": ("03_input_transformations", "05_apr"), "AT": ("04_training_defences", "05_apr"),
+                  "DD": ("04_training_defences", "05_apr")}.get(d, ("05_apr",))),
+    Claim(APR, "Table 1 (ImageNet, ResNet-50 / VGG-19)", "the same defences on ImageNet (numbers not quoted in "
+          "labkit.papers yet)", None, "%", None, "ImageNet is issue #14"),
+    *(Claim(APR, "Table 3 (ablation)", f"without {part}: ASR {APR2024_TABLE3[v][1]:g}% (full APR "
+            f"{APR2024_TABLE3['full'][1]:g}%)", APR2024_TABLE3[v][1], "%", "06_apr_ablation", measure=f"ablation:{v}")
+      for v, part in (("no_attention", "the attention gate"), ("no_adversarial", "adversarial training"),
+                      ("no_regularisation", "the gradient regulariser"))),
+    *(Claim(APR, f"Table 4 ({m})", f"APR's {kind} time is {v:g}% above the undefended model's", v, "%",
+            "07_apr_overhead", measure=f"overhead:{kind}") for m, (tr, inf) in APR2024_TABLE4.items() for kind, v in (("training", tr),
+                                                                                            ("inference", inf))),
+    Claim(APR, "Sec. attention maps", "attacks succeed where attention is low", None, "", "08_attention_maps",
+          measure="attention"),
+    Claim(JPEG_PAPER, "FGSM on VGG16", "FGSM at eps = 0.02 fools a VGG16 on CIFAR-10", None, "%", None,
+          "Lab 09 is issue #12"),
+    Claim(JPEG_PAPER, "JPEG, quality 10..100", "JPEG compression of the FGSM images restores part of the accuracy",
+          None, "%", None, "Lab 09 is issue #12"),
+    Claim(JPEG_PAPER, "targeted recovery", "a targeted one-pixel attack toward the true class recovers it", None,
+          "%", None, "Lab 09 is issue #12"),
+    Claim(SURVEY, "attacks", "success of iterative FGSM with momentum, DeepFool, Carlini-Wagner L2 and a pixel-swap "
+          "attack", None, "%", None, "Labs 10-11 are issue #13"),
+    Claim(SURVEY, "defences", "F1 of adversarial training with mixed attacks, Gaussian smoothing, gradient masking "
+          "and defensive distillation", None, "", None, "Labs 10-11 are issue #13"),
+    Claim(SURVEY, "prediction time", "prediction time of each defended model", None, "", None,
+          "Labs 10-11 are issue #13"),
+)

@@ -19,6 +19,7 @@ had and the images it would need.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics as pystats
 from typing import Any, Sequence
@@ -32,11 +33,11 @@ from labkit.stats import Verdict
 from labkit.train import get_or_train
 
 __all__ = [
-    "CLAIM", "COMPONENT", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS", "TABLE_COLUMNS",
+    "APR_ARCHITECTURES", "CLAIM", "COMPONENT", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS", "TABLE_COLUMNS",
     "ablation_verdict", "ablation_verdicts", "attack_gap", "budget", "change_verdict", "claim_answer",
     "claim_table", "claim_verdict", "claim_verdicts", "concentration_verdict", "defence_verdict", "defence_verdicts",
-    "find_row",
-    "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "replay_summary", "seed_table",
+    "find_row", "keyed_ablation_verdicts", "keyed_defence_verdicts",
+    "on_paper_architecture", "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "replay_summary", "seed_table",
     "table1_verdict", "training_table", "verdict_lines",
 ]
 
@@ -134,6 +135,12 @@ def _attack_of(rows: list[dict[str, Any]], model: str, reference: str) -> str:
 
 def defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[float, float]] | None = None,
                      reference: str = "No defence") -> list[tuple[str, Verdict]]:
+    """``keyed_defence_verdicts`` as (architecture, verdict) pairs."""
+    return [(arch, v) for arch, _, v in keyed_defence_verdicts(rows, claims, reference)]
+
+
+def keyed_defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[float, float]] | None = None,
+                           reference: str = "No defence") -> list[tuple[str, str, Verdict]]:
     """Verdicts on "defence X lowers the one-pixel ASR from the paper's undefended rate to its rate".
 
     Per architecture, every defence whose ``paper`` key has a claim (``claims``, default Table 1) is paired
@@ -142,11 +149,11 @@ def defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[float, 
     applied to OUR undefended rate (the paper's 70.97% -> 21.43% is a fall to 30.2% of the baseline): our
     baseline differs from the paper's, the relative effect is what transfers. Exact McNemar p-values are
     Holm-adjusted over the comparisons of one architecture. ``rows``: raw rows (``evaluate_suite`` and the
-    attack suite) or ``seed_table`` rows of one seed. Returns (architecture, verdict) pairs.
+    attack suite) or ``seed_table`` rows of one seed. Returns (architecture, the paper's row, verdict) triples.
     """
     claims = TABLE1_CLAIMS if claims is None else claims
     base_claim = claims[reference][1]
-    out: list[tuple[str, Verdict]] = []
+    out: list[tuple[str, str, Verdict]] = []
     for arch in dict.fromkeys(r["model"] for r in rows):
         attack = _attack_of(rows, arch, reference)
         before = _outcomes(rows, reference, attack, arch)
@@ -168,9 +175,10 @@ def defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[float, 
 
         for (defence, key, after), p in zip(pairs, p_holm):
             ratio = claims[key][1] / base_claim
-            out.append((arch, stats.paired_verdict(claim_of(defence, key), before, after, rate * (ratio - 1), p=p)))
+            out.append((arch, key, stats.paired_verdict(claim_of(defence, key), before, after, rate * (ratio - 1),
+                                                         p=p)))
         # A claim never goes missing: without per-image outcomes under the reference's attack it is undecided.
-        out += [(arch, stats.Verdict("undecided", claim_of(defence, key), float("nan"), float("nan"), float("nan"),
+        out += [(arch, key, stats.Verdict("undecided", claim_of(defence, key), float("nan"), float("nan"), float("nan"),
                                      "points", None, None, None,
                                      why=f"{defence} was not attacked with {attack} on the undefended model's "
                                          f"images, so nothing pairs with the undefended outcomes."))
@@ -185,6 +193,25 @@ def defence_verdict(rows: list[dict[str, Any]], claims: dict[str, tuple[float, f
     if not found:
         return f"No defence with a claim of the paper was paired with '{reference}' (per-image outcomes needed)."
     return "\n".join(f"[{arch}] " + v.sentence() for arch, v in found)
+
+
+#: The architectures of the APR paper's CIFAR-10 tables (``labkit.models.REGISTRY`` names).
+APR_ARCHITECTURES = ("resnet18", "vgg16")
+
+
+def on_paper_architecture(v: Verdict, arch: str, paper: Sequence[str] = APR_ARCHITECTURES) -> Verdict:
+    """``v`` where ``arch`` is one the paper measured; else the same measurement, undecided.
+
+    An absolute number (a clean accuracy, an undefended ASR) belongs to an architecture and its training budget:
+    a small CNN's rate neither confirms nor refutes a ResNet-18's. Only relative claims (a defence's fall, an
+    ablation's rise) transfer across architectures, and those are judged (``defence_verdicts``).
+    """
+    if arch.lower().replace("-", "") in {p.lower().replace("-", "") for p in paper}:
+        return v
+    return dataclasses.replace(v, status="undecided", p=None, power=None, n_needed=None,
+                               why=f"An absolute rate belongs to its architecture: the paper measured "
+                                   f"{' / '.join(paper)}, this run {arch}, so the numbers stand side by side, "
+                                   "untested.")
 
 
 def _rate_of(rows: list[dict[str, Any]], defence: str, attack: str, arch: str) -> tuple[int, int] | None:
@@ -214,13 +241,15 @@ def table1_verdict(table: list[dict[str, Any]], profile: Any = None) -> str:
                   and not r.get("targeted", False)]
             if eval_n and len(de) == 1:
                 acc = de[0]["clean_acc"] / (100 if de[0]["clean_acc"] > 1 else 1)  # seed_table rows are in percent
-                v = stats.rate_verdict(f"{defence}: clean accuracy is the paper's {clean_claim:g}%",
-                                       round(acc * eval_n), eval_n, clean_claim / 100, tolerance=0.02)
+                v = on_paper_architecture(
+                    stats.rate_verdict(f"{defence}: clean accuracy is the paper's {clean_claim:g}%",
+                                       round(acc * eval_n), eval_n, clean_claim / 100, tolerance=0.02), arch)
                 lines.append(f"[{arch}] " + v.sentence())
             counts = _rate_of(table, defence, "DE k=1", arch)
             if counts is not None:
-                v = stats.rate_verdict(f"{defence}: the one-pixel ASR (DE k=1) is the paper's {asr_claim:g}%",
-                                       *counts, asr_claim / 100)
+                v = on_paper_architecture(
+                    stats.rate_verdict(f"{defence}: the one-pixel ASR (DE k=1) is the paper's {asr_claim:g}%",
+                                       *counts, asr_claim / 100), arch)
                 lines.append(f"[{arch}] " + v.sentence())
         lines += [f"[{arch}] " + v.sentence() for a, v in defence_verdicts(rows, {k: TABLE1_CLAIMS[k] for k in
                                                                                  ("No defence", "APR")})
@@ -232,16 +261,22 @@ def table1_verdict(table: list[dict[str, Any]], profile: Any = None) -> str:
 
 def ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
                       claims: dict[str, tuple[float, float]] | None = None) -> list[tuple[str, Verdict]]:
+    """``keyed_ablation_verdicts`` as (architecture, verdict) pairs."""
+    return [(arch, v) for arch, _, v in keyed_ablation_verdicts(rows, attack, claims)]
+
+
+def keyed_ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
+                            claims: dict[str, tuple[float, float]] | None = None) -> list[tuple[str, str, Verdict]]:
     """Verdicts on "removing component X raises the ASR by the paper's d points", per architecture.
 
     Each variant is paired image by image with full APR (all four are attacked on the same images). As for the
     defences (``defence_verdicts``), the paper's relative rise is applied to OUR full-APR rate: the paper's
     21.43% -> 35.21% without adversarial training is a rise to 1.64x, so the claim here is full APR's measured
     rate x 0.64 in points (an absolute +13.78 points would be a far larger claim on a model that breaks less).
-    Holm over the three comparisons of an architecture.
+    Holm over the three comparisons of an architecture. Returns (architecture, variant, verdict) triples.
     """
     claims = TABLE3_CLAIMS if claims is None else claims
-    out: list[tuple[str, Verdict]] = []
+    out: list[tuple[str, str, Verdict]] = []
     for arch in dict.fromkeys(r["model"] for r in rows):
         full = _outcomes(rows, "full", attack, arch)
         if full is None:
@@ -252,7 +287,7 @@ def ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
             ratio = claims[v][1] / claims["full"][1]
             claim = (f"removing {COMPONENT[v]} raises the ASR ({attack}) to {ratio:.2f}x full APR's "
                      f"(the paper: {claims['full'][1]:g}% -> {claims[v][1]:g}%)")
-            out.append((arch, stats.paired_verdict(claim, full, o, _mean(full) * (ratio - 1), p=p)))
+            out.append((arch, v, stats.paired_verdict(claim, full, o, _mean(full) * (ratio - 1), p=p)))
     return out
 
 

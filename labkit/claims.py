@@ -1,0 +1,193 @@
+"""Claims vs measured: every claim of the four source papers (``labkit.papers.CLAIMS``) beside what the labs'
+result records (``labkit.records``) measured, with n, interval and the three-valued verdict of ``labkit.stats``.
+
+Layer 8 of DESIGN.md: it reads records only (no model, no attack), so the chapter builds in seconds from the
+committed ``results/<profile>/`` records. The verdicts are the labs' own (``labkit.report``), recomputed from
+the recorded rows: a lab page and this chapter never disagree. A claim without a record, or without a lab yet,
+has its row all the same, saying why.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from labkit import papers, report, stats
+from labkit.stats import Verdict
+
+__all__ = ["MEASURES", "claims_table", "status_counts"]
+
+#: The columns of ``claims_table``.
+COLUMNS = ["paper", "where", "claim", "paper_value", "ours", "ci", "n", "p", "power", "verdict", "why", "lab"]
+
+Records = dict[str, dict[str, Any]]
+
+
+def _rows(record: dict[str, Any], table: str) -> list[dict[str, Any]]:
+    return record.get("tables", {}).get(table, [])
+
+
+def _row(verdict: Verdict | None, *, ours: str = "", why: str = "", model: str | None = None) -> dict[str, Any]:
+    """The measured columns of one chapter row, from a verdict (or a plain measurement without one)."""
+    if verdict is None:
+        return {"ours": ours, "ci": "", "n": None, "p": None, "power": None, "verdict": "undecided", "why": why}
+    d = 1 if verdict.unit.startswith(("points", "%")) else 3
+    both = not (math.isnan(verdict.lo) or math.isnan(verdict.hi))
+    effect = "" if math.isnan(verdict.effect) else f"{verdict.effect:.{d}f} {verdict.unit}".replace(" %", "%")
+    return {"ours": (f"[{model}] " if model else "") + (ours or effect),
+            "ci": f"{verdict.lo:.{d}f} to {verdict.hi:.{d}f}" if both else "", "n": verdict.n,
+            "p": verdict.p, "power": None if verdict.power is None else round(verdict.power, 2),
+            "verdict": verdict.status, "why": (why + " " if why else "") + verdict.why}
+
+
+def _de_counts(rows: list[dict[str, Any]]) -> tuple[int, int] | None:
+    de = next((r for r in rows if r.get("attack") == "DE k=1" and r.get("outcomes") is not None), None)
+    return (sum(de["outcomes"]), len(de["outcomes"])) if de else None
+
+
+# -- one function per kind of measurement: (claim, records) -> chapter rows (measured columns) ---------------------
+
+def _su_untargeted(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
+    tables = recs["02_baselines"].get("tables", {})
+    out = []
+    for name, rows in tables.items():
+        if name.endswith("/untargeted k=1") and (counts := _de_counts(rows)):
+            model = name.split("/")[0]
+            paper_model = claim.what.split(":")[0]  # "AllConv", "NiN", "VGG16"
+            v = report.on_paper_architecture(stats.rate_verdict(claim.what, *counts, claim.value / 100), model,
+                                             (paper_model,))
+            out.append(_row(v, model=model, why="The paper's DE budget is 400 x 100; see the lab for this run's."))
+    return out
+
+
+def _su_any_target(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
+    got = recs["02_baselines"].get("values", {}).get("any_target")
+    if not got:
+        return []
+    v = stats.rate_verdict(claim.what, got["broken"], got["images"], claim.value / 100)
+    return [_row(report.on_paper_architecture(v, got.get("model", "?"), ("AllConv",)), model=got.get("model"))]
+
+
+def _su_pixels(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
+    out = []
+    for name, rows in recs["02_baselines"].get("tables", {}).items():
+        if "/untargeted k=" in name and (counts := _de_counts(rows)):
+            k, n = counts
+            lo, hi = stats.wilson(k, n)
+            out.append({"ours": f"[{name}] {100 * k / n:.1f}%", "ci": f"{100 * lo:.1f} to {100 * hi:.1f}", "n": n,
+                        "p": None, "power": None, "verdict": "undecided",
+                        "why": "The paper's number is not quoted in labkit.papers yet: nothing to compare with."})
+    return out
+
+
+def _su_confidence(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
+    return [_row(None, why="The paper's number is not quoted in labkit.papers yet; Lab 02 plots this run's "
+                           "confidence of the adversarial class, and its record keeps it per image.")]
+
+
+def _clean(claim: papers.Claim, recs: Records, defence: str) -> list[dict[str, Any]]:
+    rec = recs["05_apr"]
+    eval_n = min(rec.get("config", {}).get("eval_size", 10_000), 10_000)
+    out = []
+    for r in _rows(rec, "suite"):
+        if r.get("paper") == defence and r["attack"] == "DE k=1":
+            v = report.on_paper_architecture(stats.rate_verdict(claim.what, round(r["clean_acc"] * eval_n), eval_n,
+                                                                claim.value / 100, tolerance=0.02), r["model"])
+            out.append(_row(v, model=f"{r['model']}, {r['defence']}"))
+    return out
+
+
+def _undefended_asr(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
+    rows = _rows(recs["05_apr"], "suite")
+    out = []
+    for arch in dict.fromkeys(r["model"] for r in rows):
+        counts = report._rate_of(rows, "No defence", "DE k=1", arch)
+        if counts:
+            v = report.on_paper_architecture(stats.rate_verdict(claim.what, *counts, claim.value / 100), arch)
+            out.append(_row(v, model=arch, why="Under DE, the paper's attack, at this run's budget."))
+    return out
+
+
+def _defence(claim: papers.Claim, recs: Records, key: str) -> list[dict[str, Any]]:
+    rec = recs[claim.lab]
+    # Labs 04-05 keep one table ("suite"); Lab 03 one per pipeline (and its replay table, without outcomes).
+    rows = [r for t in rec.get("tables", {}).values() for r in t if "outcomes" in r and "model" in r]
+    return [_row(v, model=f"{arch}, {v.claim.split(' lowers')[0]}")
+            for arch, paper_key, v in report.keyed_defence_verdicts(rows) if paper_key == key]
+
+
+def _ablation(claim: papers.Claim, recs: Records, variant: str) -> list[dict[str, Any]]:
+    rows = _rows(recs["06_apr_ablation"], "suite")
+    # The lab's own choice: the worst case over the attack suite where full APR has it, else DE.
+    attack = next((report._attack_of(rows, a, "full") for a in dict.fromkeys(r["model"] for r in rows)), "DE k=1")
+    return [_row(v, model=arch) for arch, var, v in report.keyed_ablation_verdicts(rows, attack) if var == variant]
+
+
+def _overhead(claim: papers.Claim, recs: Records, kind: str) -> list[dict[str, Any]]:
+    table = _rows(recs["07_apr_overhead"], "overhead")
+    arch = claim.where.split("(")[-1].rstrip(")")
+    out = []
+    for r in table:
+        if r.get("config") == "APR full":
+            value = r.get("train_increase_pct" if kind == "training" else "infer_increase_pct")
+            if value is None:
+                continue
+            same = r.get("model") == arch
+            v = stats.overhead_verdict(claim.what, value, claim.value if same else None)
+            out.append(_row(v, model=r.get("model"), why="" if same else
+                            f"The paper timed {arch}; this run timed {r.get('model')}: no number to compare."))
+    return out
+
+
+def _attention(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
+    table = _rows(recs["08_attention_maps"], "claim")
+    out = []
+    for r, v in zip(table, report.claim_verdicts(table)):
+        label = f"{r['model']}, {r['attack']}, vs {r['reference']}"
+        out.append(_row(v, model=label) if v is not None else
+                   _row(None, ours=f"[{label}]", why=f"Not tested: {r['successes']} success pixels on {r['images']} "
+                                                     f"images; at least {report.MIN_IMAGES} are needed."))
+    return out
+
+
+#: How each kind of claim is measured from the records (``papers.Claim.measure`` = "<kind>[:<argument>]").
+MEASURES: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    "su_untargeted": _su_untargeted, "su_any_target": _su_any_target, "su_pixels": _su_pixels,
+    "su_confidence": _su_confidence, "clean": _clean, "undefended_asr": _undefended_asr, "defence": _defence,
+    "ablation": _ablation, "overhead": _overhead, "attention": _attention,
+}
+
+
+def claims_table(recs: Records, claims: tuple[papers.Claim, ...] = papers.CLAIMS) -> list[dict[str, Any]]:
+    """One row per (claim, measurement): every claim appears, measured or with the reason it is not.
+
+    ``recs``: lab name -> record JSON (``labkit.records.load_all``). Columns ``COLUMNS``: the paper, where in it,
+    the claim, the paper's number, ours (with the model in brackets), its 95% interval, n, p, power, the verdict
+    (supported / contradicted / undecided / not measured) and why, and the lab that measures it.
+    """
+    out = []
+    for c in claims:
+        head = {"paper": c.paper, "where": c.where, "claim": c.what, "paper_value": c.value, "lab": c.lab or ""}
+        if c.lab is None:
+            out.append({**head, **_row(None, why=c.pending), "verdict": "not measured"})
+            continue
+        if c.lab not in recs:
+            out.append({**head, **_row(None, why=f"No record of {c.lab} in this profile's results yet: run the lab."),
+                        "verdict": "not measured"})
+            continue
+        kind, _, arg = c.measure.partition(":")
+        measured = MEASURES[kind](c, recs, *([arg] if arg else []))
+        if not measured:
+            measured = [{**_row(None, why=f"{c.lab}'s record holds nothing that measures this claim."),
+                         "verdict": "not measured"}]
+        out += [{**head, **m} for m in measured]
+    return [{col: r.get(col) for col in COLUMNS} for r in out]
+
+
+def status_counts(table: list[dict[str, Any]]) -> dict[str, int]:
+    """How many rows of ``claims_table`` have each verdict."""
+    counts: dict[str, int] = {}
+    for r in table:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    return counts
+
