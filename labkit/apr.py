@@ -31,12 +31,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit._checks import check_int, check_number
-from labkit.defences import OnePixelAT
-from labkit.evaluate import TIMING, Entry
+from labkit.data import first_n, load_cifar10
+from labkit.defences import JPEG, PGDAT, BitDepth, OnePixelAT, distillation_config
+from labkit.evaluate import TIMING, Entry, time_inference
 # The gate lives in labkit.models (train builds it without importing the APR method); re-exported here.
-from labkit.models import GATE_MODES, AttentionGate, gate_of, synchronize
+from labkit.models import GATE_MODES, AttentionGate, gate_of, resolve_device, synchronize
 from labkit.profiles import Profile, get_profile
-from labkit.train import TrainConfig, TrainContext
+from labkit.train import TrainConfig, TrainContext, build_for_config, get_or_train, make_optimizer, train_step
 
 __all__ = [
     # the method
@@ -247,8 +248,6 @@ def table1_suite(profile: Profile) -> list[Entry]:
     APR, and PGD AT (Madry et al.). IT is represented by Xu et al.'s 5-bit depth reduction and JPEG at
     quality 75 (as Guo et al. 2018), both in front of the undefended model; DD by distillation at T = 20.
     """
-    from labkit.defences import JPEG, PGDAT, BitDepth, OnePixelAT, distillation_config
-
     out = []
     for model in profile.models:
         for seed in profile.seeds:
@@ -291,10 +290,6 @@ def time_training(configs: dict[str, TrainConfig], device: str | torch.device = 
     inner_attack (the seconds of that step spent in the objective's inner attack), sorted by repeat and then
     in the order of ``configs``.
     """
-    from labkit.data import first_n, load_cifar10
-    from labkit.models import resolve_device
-    from labkit.train import build_for_config, make_optimizer, train_step
-
     dev = resolve_device(device)
     first = next(iter(configs.values()))
     split = load_cifar10("train")
@@ -333,11 +328,6 @@ def measure_overhead(profile: Profile, model: str | None = None, device: str | t
     same untrained networks on test images, side by side. Weights do not change the cost, so nothing is trained.
     ``labkit.report.overhead_table(raw, inference, model=...)`` turns the two into the lab's table.
     """
-    from labkit.data import first_n, load_cifar10
-    from labkit.evaluate import time_inference
-    from labkit.models import resolve_device
-    from labkit.train import build_for_config
-
     dev = resolve_device(device)
     warmup, repeats = TIMING.get(profile.name, (2, 9))
     configs = overhead_configs(profile, model)
@@ -357,8 +347,6 @@ def cached_training_seconds(profile: Profile, model: str | None = None, seed: in
     Not side by side, so machine load at the time of each run enters the ratio: ``measure_overhead`` is the
     measurement to quote, this is the check on whole runs.
     """
-    from labkit.train import get_or_train
-
     arch = model or profile.models[0]
     base = get_or_train(profile.train_config(arch, seed), progress=progress)
     full = get_or_train(apr_config(profile, "full", arch, seed), progress=progress)

@@ -30,7 +30,11 @@ import torch
 from torch import Tensor, nn
 
 from labkit._checks import check_int
-from labkit.evaluate import common_correct
+from labkit.apr import ablation_suite, gate_of
+from labkit.attacks.base import model_device
+from labkit.data import CLASSES, first_n, load_cifar10
+from labkit.evaluate import common_correct, evaluate_model, probabilities, train_suite, verify
+from labkit.plotting import attention_attack, attention_panel
 from labkit.stats import mean_ci
 
 __all__ = [
@@ -61,9 +65,6 @@ def attention_of(model: nn.Module, images: Tensor, batch_size: int = 1000) -> Te
     are averaged into one, the map of the pixel as a whole (what a one-pixel attack changes).
     Raises ValueError for a model without an ``AttentionGate`` or for images that are not RGB in [0, 1].
     """
-    from labkit.apr import gate_of
-    from labkit.attacks.base import model_device
-
     gate = gate_of(model) if isinstance(model, nn.Module) else None
     if gate is None:
         raise ValueError("the model has no AttentionGate (an APR model with gate='pixel' or 'channel' has one)")
@@ -316,10 +317,6 @@ def gated_variants(profile: Any, split: Any = None, progress: bool = True) -> di
     the same cache entries as Lab 06's (computed here only when Lab 06 has not run). The variant without the
     gate takes part in choosing the images but has no map to study, so it is not returned.
     """
-    from labkit.apr import ablation_suite, gate_of
-    from labkit.data import load_cifar10
-    from labkit.evaluate import evaluate_model, train_suite, verify
-
     split = split if split is not None else load_cifar10("test")
     seed = profile.seeds[0]
     trained = train_suite([e for e in ablation_suite(profile) if e.config.seed == seed], progress=progress)
@@ -341,8 +338,6 @@ def gated_variants(profile: Any, split: Any = None, progress: bool = True) -> di
 def explorer_indices(attacked: Tensor, split: Any, extra: int = 50) -> Tensor:
     """Dataset indices for the Lab 08 explorer: the ``attacked`` ones first (in order), then up to ``extra``
     more from ``labkit.data.first_n`` order that were not attacked (so some images have no attack to show)."""
-    from labkit.data import first_n
-
     more = first_n(split, min(len(split), len(attacked) + extra))
     more = more[~torch.isin(more, attacked)][:extra]
     return torch.cat([attacked, more])
@@ -356,10 +351,6 @@ def first_success(m: AttackedModel, attack: str = "DE k=1") -> int:
 def panel_figure(m: AttackedModel, attack: str | None = "DE k=1", i: int | None = None) -> Any:
     """What the Lab 08 explorer shows for attacked image ``i`` of ``m`` (default: ``first_success``), as a
     static figure: ``labkit.plotting.attention_panel`` with ``attack``'s pixel (None: the image alone)."""
-    from labkit.data import CLASSES
-    from labkit.evaluate import probabilities
-    from labkit.plotting import attention_panel
-
     i = first_success(m, attack) if i is None and attack is not None else (i or 0)
     x = m.images[i:i + 1]
     title = f"{m.name}, test image {int(m.indices[i])}"
@@ -377,8 +368,6 @@ def panel_figure(m: AttackedModel, attack: str | None = "DE k=1", i: int | None 
 def change_figure(m: AttackedModel, attack: str = "DE k=1", i: int | None = None) -> Any:
     """The adversarial pixel of image ``i`` (default: ``first_success``) on A(x), and A(x') - A(x)
     (``labkit.plotting.attention_attack``)."""
-    from labkit.plotting import attention_attack
-
     i = first_success(m, attack) if i is None else i
     r = m.results[attack]
     maps = attention_of(m.model, torch.cat([m.images[i:i + 1], r.adv_images[i:i + 1]]))

@@ -32,7 +32,10 @@ from torch import Tensor, nn
 
 from labkit._checks import check_int, check_positive, is_number
 from labkit.attacks import AttackResult, GradientCorner
+from labkit.attacks.base import model_device
 from labkit.cache import config_key
+from labkit.data import predict
+from labkit.evaluate import verify
 from labkit.models import synchronize
 from labkit.train import TrainConfig, TrainContext, get_or_train
 
@@ -278,8 +281,6 @@ def replay_table(model: nn.Module, pipelines: dict[str, nn.Module], images: Tens
     exceeds the bare model's verified ASR, and an adversarial image that fools only the pipeline is no
     replayed success.
     """
-    from labkit.evaluate import verify
-
     # Only the bare successes that hold up are replayed.
     verified = {attack: replace(bare, success=verify(model, images, bare, max_pixels=1))
                 for attack, bare in undefended.items()}
@@ -526,8 +527,6 @@ def fgsm_success(model: nn.Module, images: Tensor, labels: Tensor, eps: float = 
     """
     import torchattacks
 
-    from labkit.data import predict
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         adv = torchattacks.FGSM(model, eps=eps)(images, labels)
@@ -547,8 +546,6 @@ def gradient_diagnostics(models: dict[str, nn.Module], images: Tensor, labels: T
     gradient masking instead drowns the gradient in noise. ``seed`` fixes the noise (torch's global
     generator, inside the call only).
     """
-    from labkit.attacks.base import model_device
-
     rows = []
     for name, model in models.items():
         x = images.to(model_device(model)).requires_grad_(True)

@@ -33,6 +33,8 @@ from tqdm.auto import tqdm
 from labkit.attacks import CornerSearch, GradientCorner, GradientCornerConfig, OnePixel, SparseRS, SparseRSConfig
 from labkit.attacks.base import AttackResult, model_device
 from labkit.cache import cache_path, config_key, load_checked, save_atomic
+from labkit.data import correctly_classified, first_n, load_cifar10, predict
+from labkit.models import resolve_device, synchronize
 from labkit.stats import wilson
 
 if TYPE_CHECKING:  # annotations only: importing labkit.evaluate stays light (no training code)
@@ -144,8 +146,6 @@ def summarize(result: AttackResult, verified: Tensor, clean_accuracy: float, **l
 
 def clean_accuracy(model: nn.Module, split: Any, n: int | None = None) -> float:
     """Top-1 accuracy on the first ``n`` images (``labkit.data.first_n`` order; all when None or n > len)."""
-    from labkit.data import first_n, predict
-
     idx = first_n(split, min(n or len(split), len(split)))
     return (predict(model, split.images[idx]) == split.labels[idx]).float().mean().item()
 
@@ -155,8 +155,6 @@ def common_correct(models: Sequence[nn.Module], split: Any, n: int, pool: int | 
 
     The same images for every defence: ``labkit.data.correctly_classified`` with several models.
     """
-    from labkit.data import correctly_classified
-
     return correctly_classified(models, split, n, pool)
 
 
@@ -168,8 +166,6 @@ def still_correct(model: nn.Module, split: Any, indices: Tensor) -> Tensor:
     already gets wrong needs no attack. Choosing the shared images by *every* pipeline instead keeps only the
     images that survive the harshest transformation: easy, high-margin images that bias every ASR down.
     """
-    from labkit.data import predict
-
     indices = torch.as_tensor(indices)
     return indices[predict(model, split.images[indices]) == split.labels[indices]]
 
@@ -209,8 +205,6 @@ def evaluate_model(model: nn.Module, model_key: str, split: Any, indices: Tensor
         pixels: k; targets: (n,) int64 for targeted attacks; de_overrides: DEConfig fields.
         labels: extra columns for the rows (e.g. model="small_cnn", defence="JPEG q50").
     """
-    from labkit.attacks import CornerSearch, OnePixel
-
     acc = clean_accuracy(model, split, profile.eval_size)
     images, y = split.floats(indices), split.labels[indices]
     targeted = targets is not None
@@ -411,8 +405,6 @@ def time_inference(models: dict[str, nn.Module], images: Tensor, repeats: int = 
     import statistics
     import time
 
-    from labkit.models import synchronize
-
     times: dict[str, list[float]] = {name: [] for name in models}
     with torch.no_grad():
         for rep in range(warmup + repeats):
@@ -435,8 +427,6 @@ TIMING: dict[str, tuple[int, int]] = {"smoke": (1, 3), "cpu": (2, 9), "full": (3
 def device_name(device: str | torch.device = "auto") -> str:
     """The machine the timings ran on, in words: GPU name, or CPU model and thread count."""
     import platform
-
-    from labkit.models import resolve_device
 
     dev = resolve_device(device)
     if dev.type == "cuda":
@@ -522,6 +512,8 @@ class Trained:
 
 def train_suite(entries: list[Entry], device: str | torch.device = "auto", progress: bool = True) -> list[Trained]:
     """Load or train every entry through the cache; transforms are put in front (``defences.defended``)."""
+    # The one import kept local: training code (defences -> train) loads only when a suite is trained, so that
+    # importing labkit.evaluate stays light (the attack protocol needs none of it).
     from labkit.defences import defended, defended_key
     from labkit.train import get_or_train
 
@@ -548,8 +540,6 @@ def attacked_indices(trained: list[Trained], profile: Profile) -> dict[tuple[str
 
     Attacking all defences on the same images takes the choice of images out of their comparison.
     """
-    from labkit.data import load_cifar10
-
     split = load_cifar10("test")
     return {group: common_correct([t.model for t in members], split, profile.n_attack)
             for group, members in _groups(trained).items()}
@@ -565,8 +555,6 @@ def evaluate_suite(trained: list[Trained], profile: Profile, indices: dict[tuple
     ``summarize``), as ``SuiteRows`` (the attack results and images kept beside the rows); entries of one
     (architecture, seed) are attacked on the same images, so their ``outcomes`` are paired image by image.
     """
-    from labkit.data import load_cifar10
-
     split = load_cifar10("test")
     indices = attacked_indices(trained, profile) if indices is None else indices
     rows = SuiteRows(indices=indices)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from labkit.cache import cache_path, canonical, config_key, load_checked, save_atomic
-from labkit.data import FIRST_N_ORDER, Split, data_root, first_n, load_cifar10
+from labkit.data import FIRST_N_ORDER, Split, data_root, first_n, load_cifar10, predict
 from labkit.models import AttentionGate, build_model, resolve_device
 from labkit.precision import check_precision, resolve_precision
 
@@ -191,8 +191,6 @@ def augment(x: Tensor, gen: torch.Generator) -> Tensor:
 @torch.no_grad()
 def accuracy(model: nn.Module, split: Split, idx: Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy of ``model`` on ``split.images[idx]`` (a fraction in [0, 1])."""
-    from labkit.data import predict
-
     was_training = model.training
     model.eval()
     correct = (predict(model, split.images[idx], batch_size) == split.labels[idx]).float().mean().item()

@@ -12,8 +12,9 @@ from typing import Sequence
 from torch import Tensor, nn
 
 from labkit.attacks.base import AttackResult
+from labkit.attention import attention_of
 from labkit.evaluate import probabilities
-from labkit.plotting import attack_panel
+from labkit.plotting import attack_panel, attention_panel
 
 
 def attack_browser(originals: Tensor, results: dict[str, AttackResult], model: nn.Module,
@@ -69,9 +70,6 @@ def attention_explorer(models: dict[str, nn.Module], images: Tensor, labels: Ten
     import ipywidgets as w
     import torch
     from IPython.display import display
-
-    from labkit.attention import attention_of
-    from labkit.plotting import attention_panel
 
     if not models:
         raise ValueError("attention_explorer needs at least one model")

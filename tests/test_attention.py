@@ -285,10 +285,11 @@ def test_attention_figures_reject_bad_inputs() -> None:
 
 def test_attention_explorer_draws_and_follows_its_controls(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("ipywidgets")
+    from labkit import widgets
     from labkit.widgets import attention_explorer
 
     drawn: list[dict] = []  # the panels the explorer draws (outside a kernel its Output shows nothing to read)
-    monkeypatch.setattr(plotting, "attention_panel", lambda *a, **kw: drawn.append(kw) or Figure())
+    monkeypatch.setattr(widgets, "attention_panel", lambda *a, **kw: drawn.append(kw) or Figure())
     models = {"full": brightness_gated(3), "no_regularisation": brightness_gated(1)}
     x, labels = images(9, 8), torch.arange(9) % 3
     res = fake_result(x[:4], torch.tensor([[1, 1]] * 4), torch.tensor([True, False, True, True]))
