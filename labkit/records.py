@@ -116,6 +116,16 @@ class LabRecord:
             "figure_arrays": {},
         }
 
+    def describe(self) -> str:
+        """Where this page's numbers come from, and how to recompute them (printed at the top of every lab)."""
+        prov = self.data["provenance"]
+        commit = (prov["commit"] or "unknown commit")[:12] + (" (uncommitted changes)" if
+                                                              (prov["commit"] or "").endswith("+dirty") else "")
+        lab = self.data["lab"]
+        return (f"Numbers of this page: profile {self.data['profile']}, run {prov['date']} on {prov['device']}, "
+                f"labkit {prov['labkit']} at {commit}; recorded in results/{self.data['profile']}/{lab}.json. "
+                f"Recompute: python tools/build_book.py --profile {self.data['profile']} --only {lab.split('_')[0]}")
+
     # -- what a lab hands over ------------------------------------------------------------------------------
 
     def models(self, name: str, trained: Sequence[Any]) -> Sequence[Any]:

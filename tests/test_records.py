@@ -35,6 +35,8 @@ def test_rows_are_strict_json_with_their_outcomes(tmp_path):
     prov = data["provenance"]
     assert {"labkit", "commit", "date", "device", "threads", "precision"} <= set(prov) and prov["threads"] >= 1
     assert set(data["stages"]) == {"table"} and data["stages"]["table"] >= 0
+    said = rec.describe()
+    assert "profile smoke" in said and prov["device"] in said and "--profile smoke --only 99" in said
 
 
 @pytest.mark.parametrize("attack", [CornerSearch, OnePixel])
