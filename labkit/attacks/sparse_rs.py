@@ -1,4 +1,4 @@
-"""Sparse-RS (Croce, Singh, Andriushchenko, Flammarion & Hein, AAAI 2022): random search for k pixels.
+"""Sparse-RS (Croce, Andriushchenko, Singh, Flammarion & Hein, AAAI 2022): random search for k pixels.
 
 The L0 pixel threat model: at most k pixels change, each to a corner of the
 colour cube. The search keeps one current perturbation per image (k distinct
