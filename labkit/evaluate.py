@@ -123,14 +123,17 @@ def run_attack(attack: Any, images: Tensor, labels: Tensor, *, model_key: str, i
     return parts[0]
 
 
-def summarize(result: AttackResult, verified: Tensor, clean_accuracy: float, **labels: Any) -> dict[str, Any]:
+def summarize(result: AttackResult, verified: Tensor, clean_accuracy: float, *, image_ids: Tensor | None = None,
+              **labels: Any) -> dict[str, Any]:
     """One table row: clean accuracy, ASR with its Wilson 95% CI, robustness, robust accuracy.
 
     ASR is over the attacked (correctly classified) images and counts only
     verified successes; robust accuracy over all images is estimated as
     clean accuracy x (1 - ASR). ``outcomes`` keeps the verified success of every
     attacked image (a tuple of 0/1 in the order of the attacked indices), so rows
-    of models attacked on the same images can be compared pairwise (``labkit.stats``).
+    of models attacked on the same images can be compared pairwise (``labkit.stats``);
+    ``image_ids`` (the attacked images' test-set indices), when given, is kept too, so
+    rows of several seeds that attacked the same images are compared per image.
     """
     n, k = len(result), int(verified.sum())
     asr = k / n if n else float("nan")
@@ -139,7 +142,8 @@ def summarize(result: AttackResult, verified: Tensor, clean_accuracy: float, **l
             "robustness": 1 - asr, "robust_acc": clean_accuracy * (1 - asr),
             "mean_queries": result.queries.float().mean().item(),
             "unverified": int(result.success.sum()) - k, "outcomes": tuple(int(v) for v in verified.tolist()),
-            "precision": result.precision_used}
+            "precision": result.precision_used,
+            **({} if image_ids is None else {"image_ids": tuple(int(i) for i in torch.as_tensor(image_ids))})}
 
 
 # -- the evaluation protocol shared by every lab ----------------------------------------------------
@@ -217,7 +221,7 @@ def evaluate_model(model: nn.Module, model_key: str, split: Any, indices: Tensor
         res = run_attack(attack, images, y, model_key=model_key, indices=indices, targets=targets,
                          progress=progress)
         ok = verify(model, images, res, max_pixels=pixels)
-        rows.append(summarize(res, ok, acc, **labels, attack=name, targeted=targeted))
+        rows.append(summarize(res, ok, acc, image_ids=indices, **labels, attack=name, targeted=targeted))
         results[name] = res
     return Evaluation(rows, results)
 
@@ -234,7 +238,7 @@ WHITE_BOX: tuple[str, ...] = ("white-box corner",)
 
 # Columns ``summarize`` computes; every other column of a row is a label (model, seed, defence, ...).
 _MEASURED = ("clean_acc", "attacked", "asr", "asr_lo", "asr_hi", "robustness", "robust_acc", "mean_queries",
-             "unverified", "outcomes", "attack", "targeted", "precision")
+             "unverified", "outcomes", "attack", "targeted", "precision", "image_ids")
 
 
 def suite_attacks(model: nn.Module, profile: Profile) -> dict[str, Any]:
@@ -284,7 +288,8 @@ def worst_case(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "robustness": 1 - asr, "robust_acc": acc * (1 - asr),
             "mean_queries": sum(r["mean_queries"] for r in rows), "unverified": 0, "outcomes": tuple(broken),
             "attack": WORST_CASE, "targeted": False,
-            "precision": "/".join(dict.fromkeys(r.get("precision", "unknown") for r in rows))}
+            "precision": "/".join(dict.fromkeys(r.get("precision", "unknown") for r in rows)),
+            **({"image_ids": rows[0]["image_ids"]} if "image_ids" in rows[0] else {})}
 
 
 def adaptive_suite(model: nn.Module, model_key: str, split: Any, indices: Tensor, profile: Profile, /, *,
@@ -310,7 +315,7 @@ def adaptive_suite(model: nn.Module, model_key: str, split: Any, indices: Tensor
     for name, attack in suite_attacks(model, profile).items():
         res = run_attack(attack, images, y, model_key=model_key, indices=indices, progress=progress)
         ok = verify(model, images, res, max_pixels=1)
-        rows.append(summarize(res, ok, acc, **labels, attack=name, targeted=False))
+        rows.append(summarize(res, ok, acc, image_ids=indices, **labels, attack=name, targeted=False))
         results[name] = res
     return Evaluation(rows + [worst_case(rows)], results)
 

@@ -24,6 +24,7 @@ import math
 import statistics as pystats
 from typing import Any, Sequence
 
+import torch
 from torch import Tensor
 
 from labkit import papers, stats
@@ -121,6 +122,32 @@ def _outcomes(rows: list[dict[str, Any]], defence: str, attack: str, model: str)
     return [int(v) for r in found for v in r["outcomes"]]
 
 
+def _image_ids(rows: list[dict[str, Any]], defence: str, attack: str, model: str) -> list[int] | None:
+    """The test-set index behind each of ``_outcomes``' entries (same order), when the rows repeat images across
+    seeds and say which (``image_ids``); None for one seed (outcomes of distinct images) or older rows."""
+    found = sorted((r for r in rows if r["defence"] == defence and r["attack"] == attack and r["model"] == model
+                    and not r.get("targeted", False)), key=lambda r: r.get("seed", 0))
+    if len({r.get("seed", 0) for r in found}) < 2 or any(r.get("image_ids") is None for r in found):
+        return None
+    return [int(i) for r in found for i in r["image_ids"]]
+
+
+def _pair_p(before: list[int], after: list[int], ids: list[int] | None) -> float:
+    """The paired test's p: exact McNemar over images, or, when seeds repeat images (``ids``), the image-level
+    sign-flip test (``stats.cluster_compare``): pooled seeds are not independent pairs."""
+    if ids is None:
+        return stats.mcnemar(before, after).p
+    return stats.cluster_compare(torch.tensor(after, dtype=torch.float64), torch.tensor(before, dtype=torch.float64),
+                                 torch.tensor(ids), torch.tensor(ids)).p_value
+
+
+def _pair_verdict(claim: str, before: list[int], after: list[int], ids: list[int] | None, change: float,
+                  p: float) -> Verdict:
+    if ids is None:
+        return stats.paired_verdict(claim, before, after, change, p=p)
+    return stats.clustered_paired_verdict(claim, before, after, ids, change, p=p)
+
+
 def verdict_lines(verdicts: Sequence[Verdict], prefix: str = "") -> str:
     """The sentences of ``verdicts``, one per line, each with ``prefix``."""
     return "\n".join(prefix + v.sentence() for v in verdicts)
@@ -159,14 +186,16 @@ def keyed_defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[f
         before = _outcomes(rows, reference, attack, arch)
         if before is None:
             continue
+        ids = _image_ids(rows, reference, attack, arch)  # several seeds on shared images: the image is the unit
         pairs, unpaired = [], []
         for defence in dict.fromkeys(r["defence"] for r in rows if r["model"] == arch and r["defence"] != reference):
             key = next(r.get("paper") for r in rows if r["model"] == arch and r["defence"] == defence)
             if key not in claims:
                 continue
             after = _outcomes(rows, defence, attack, arch)
-            (pairs if after is not None and len(after) == len(before) else unpaired).append((defence, key, after))
-        p_holm = stats.holm([stats.mcnemar(before, after).p for _, _, after in pairs])
+            paired = after is not None and len(after) == len(before) and _image_ids(rows, defence, attack, arch) == ids
+            (pairs if paired else unpaired).append((defence, key, after))
+        p_holm = stats.holm([_pair_p(before, after, ids) for _, _, after in pairs])
         rate = sum(before) / len(before) if before else float("nan")
 
         def claim_of(defence: str, key: str) -> str:
@@ -175,8 +204,7 @@ def keyed_defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[f
 
         for (defence, key, after), p in zip(pairs, p_holm):
             ratio = claims[key][1] / base_claim
-            out.append((arch, key, stats.paired_verdict(claim_of(defence, key), before, after, rate * (ratio - 1),
-                                                         p=p)))
+            out.append((arch, key, _pair_verdict(claim_of(defence, key), before, after, ids, rate * (ratio - 1), p)))
         # A claim never goes missing: without per-image outcomes under the reference's attack it is undecided.
         out += [(arch, key, stats.Verdict("undecided", claim_of(defence, key), float("nan"), float("nan"), float("nan"),
                                      "points", None, None, None,
@@ -281,13 +309,15 @@ def keyed_ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
         full = _outcomes(rows, "full", attack, arch)
         if full is None:
             continue
-        pairs = [(v, o) for v in COMPONENT if (o := _outcomes(rows, v, attack, arch)) is not None and len(o) == len(full)]
-        p_holm = stats.holm([stats.mcnemar(full, o).p for _, o in pairs])
+        ids = _image_ids(rows, "full", attack, arch)  # several seeds on shared images: the image is the unit
+        pairs = [(v, o) for v in COMPONENT if (o := _outcomes(rows, v, attack, arch)) is not None
+                 and len(o) == len(full) and _image_ids(rows, v, attack, arch) == ids]
+        p_holm = stats.holm([_pair_p(full, o, ids) for _, o in pairs])
         for (v, o), p in zip(pairs, p_holm):
             ratio = claims[v][1] / claims["full"][1]
             claim = (f"removing {COMPONENT[v]} raises the ASR ({attack}) to {ratio:.2f}x full APR's "
                      f"(the paper: {claims['full'][1]:g}% -> {claims[v][1]:g}%)")
-            out.append((arch, v, stats.paired_verdict(claim, full, o, _mean(full) * (ratio - 1), p=p)))
+            out.append((arch, v, _pair_verdict(claim, full, o, ids, _mean(full) * (ratio - 1), p)))
     return out
 
 

@@ -28,6 +28,7 @@ from labkit._checks import check_int
 
 __all__ = [
     "ALPHA", "POWER", "STATUSES", "Comparison", "Paired", "Verdict", "binomial_p", "binomial_power", "cluster_compare",
+    "clustered_paired_verdict",
     "direction_verdict", "holm", "mcnemar", "mcnemar_power", "mean_ci", "n_for_power", "newcombe_paired",
     "overhead_verdict", "paired_verdict", "rate_verdict", "wilson",
 ]
@@ -507,6 +508,51 @@ def paired_verdict(claim: str, before: Sequence[int] | Tensor, after: Sequence[i
     return Verdict("undecided", **common, n_needed=n_needed,
                    why=f"{reason}: the run cannot tell. Power to detect the claim here at most {power:.2f} "
                        f"(nested outcomes, the most favourable case); {_needed(n_needed, 'at least')}.")
+
+
+def clustered_paired_verdict(claim: str, before: Sequence[int] | Tensor, after: Sequence[int] | Tensor,
+                             images: Sequence[int] | Tensor, claimed_change: float, alpha: float = ALPHA,
+                             p: float | None = None, seed: int = 0) -> Verdict:
+    """``paired_verdict`` for outcomes that repeat images: several seeds attacked the same test images.
+
+    The image is the unit: five seeds' outcomes on one image are not five independent pairs (an easy image is
+    easy for every seed), so pooling them in McNemar's test would overstate n and understate p. Per image, the
+    change is mean(after) - mean(before) over the seeds that attacked it (``images[i]`` is the test-set index of
+    ``before[i]`` and ``after[i]``); ``cluster_compare``'s paired design tests it by sign flips per image, with a
+    bootstrap interval over images. Same rules as ``paired_verdict`` (supported / contradicted / undecided); the
+    power of this design is not computed (the sentence says so), n is the number of images.
+    """
+    ids = torch.as_tensor(images).long()
+    a = torch.as_tensor(after, dtype=torch.float64)
+    b = torch.as_tensor(before, dtype=torch.float64)
+    if not len(a) == len(b) == len(ids):
+        raise ValueError(f"before, after and images must have one entry per attacked image: {len(b)}, {len(a)}, "
+                         f"{len(ids)}")
+    pts = lambda v: 100 * v  # noqa: E731
+    if len(ids) == 0:
+        return Verdict("undecided", claim, float("nan"), float("nan"), float("nan"), "points", 0, None, None,
+                       why="No images were attacked.")
+    comp = cluster_compare(a, b, ids, ids, statistic="mean", seed=seed)
+    rate_a = b.mean().item()
+    target = min(1.0, max(0.0, rate_a + claimed_change))
+    p_used = comp.p_value if p is None else p
+    common = dict(claim=claim, effect=pts(comp.difference), lo=pts(comp.ci_lo), hi=pts(comp.ci_hi), unit="points",
+                  n=comp.clusters, p=p_used, power=None)
+    claimed = f"{pts(claimed_change):+.1f} points (from our {pts(rate_a):.1f}%)"
+    design = (f"{len(ids)} outcomes on {comp.clusters} images, seeds averaged per image (sign-flip test and "
+              "bootstrap over images; power not computed for this design)")
+    if target == rate_a:
+        return Verdict("undecided", **common, why=f"Applied to our reference rate of {pts(rate_a):.1f}%, the claim "
+                                                  f"predicts no change: this run cannot test it. {design}.")
+    if not comp.ci_lo <= claimed_change <= comp.ci_hi:
+        return Verdict("contradicted", **common, why=f"The interval excludes the claimed change of {claimed}. "
+                                                     f"{design}.")
+    moved = comp.difference != 0 and (comp.difference > 0) == (claimed_change > 0)
+    if p_used < alpha and moved:
+        return Verdict("supported", **common, why=f"A significant change in the claimed direction (p < {alpha:g}), "
+                                                  f"and the interval contains the claimed {claimed}. {design}.")
+    return Verdict("undecided", **common, why=f"The interval contains the claimed {claimed}, and p = {p_used:.3g} is "
+                                              f"not below {alpha:g}: the run cannot tell. {design}.")
 
 
 def rate_verdict(claim: str, successes: int, n: int, claimed_rate: float, tolerance: float = 0.10,

@@ -158,6 +158,18 @@ def test_still_correct_keeps_the_order_and_drops_only_the_misclassified():
     assert torch.equal(evaluate.still_correct(model, split, kept), kept)
 
 
+def test_rows_keep_the_attacked_images_and_the_worst_case_too(pixel_model, dark_images):
+    labels = torch.zeros(len(dark_images), dtype=torch.long)
+    res = CornerSearch(pixel_model)(dark_images, labels)
+    ids = torch.tensor([7, 3, 9, 1, 4, 8])
+    rows = [summarize(res, verify(pixel_model, dark_images, res, max_pixels=1), 1.0, image_ids=ids, model="p",
+                      attack=a, targeted=False) for a in ("corner", "again")]
+    assert rows[0]["image_ids"] == (7, 3, 9, 1, 4, 8) and len(rows[0]["outcomes"]) == 6
+    worst = evaluate.worst_case(rows)
+    assert worst["image_ids"] == rows[0]["image_ids"] and worst["model"] == "p"
+    assert "image_ids" not in summarize(res, res.success, 1.0, model="p")  # only when given
+
+
 def test_device_name_says_what_ran_the_timings():
     assert "CPU" in evaluate.device_name("cpu")
 

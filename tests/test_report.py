@@ -202,3 +202,19 @@ def test_ablation_claims_transfer_the_papers_relative_rise() -> None:
     assert "1.64x full APR's" in v.claim and "21.43% -> 35.21%" in v.claim
     # The claimed change is 10% x (35.21 / 21.43 - 1) = +6.4 points, not the paper's absolute +13.78.
     assert f"{10 * (35.21 / 21.43 - 1):+.1f}" in v.sentence()
+
+
+def test_defence_verdicts_count_images_not_seed_pairs_when_seeds_share_images():
+    # Two seeds attacked the same 40 images; APR breaks 8 fewer per seed. Pooled, that is 80 "pairs"; the images
+    # are 40, and the verdict must say so (and test them as 40).
+    ids = tuple(range(100, 140))
+    rows = []
+    for seed in (0, 1):
+        for defence, broken in (("No defence", 16), ("APR", 8)):
+            for attack in ("DE k=1", WORST_CASE):
+                rows.append(outcome_row(defence, attack, broken, 40, seed=seed, image_ids=ids))
+    [(arch, v)] = report.defence_verdicts(rows, {k: papers.APR2024_TABLE1[k] for k in ("No defence", "APR")})
+    assert v.n == 40 and "seeds averaged per image" in v.why
+    without_ids = [{k: val for k, val in r.items() if k != "image_ids"} for r in rows]
+    [(_, pooled)] = report.defence_verdicts(without_ids, {k: papers.APR2024_TABLE1[k] for k in ("No defence", "APR")})
+    assert pooled.n == 80 and pooled.p < v.p  # pooling seeds overstates the evidence

@@ -282,3 +282,37 @@ def test_undecided_reason_matches_the_interval() -> None:
     # The interval excludes no change but p is not below alpha: the reason must not say it contains no change.
     v = stats.paired_verdict("c", [1] * 5 + [0] * 195, [0] * 200, 0.025 * (21.43 / 70.97 - 1))
     assert v.status == "undecided" and v.hi < 0 and "excludes no change" in v.why
+
+
+# -- several seeds on the same images: the image is the unit ---------------------------------------------------------
+
+def _seeded(per_image_before: list[int], per_image_after: list[int], seeds: int):
+    """Outcomes of ``seeds`` seeds that all attacked the same images with the same result (the extreme of a
+    shared image effect), concatenated seed by seed as the rows of a multi-seed run are."""
+    n = len(per_image_before)
+    return per_image_before * seeds, per_image_after * seeds, list(range(n)) * seeds
+
+
+def test_seeds_repeating_images_are_not_independent_pairs():
+    before, after, ids = _seeded([1] * 8 + [0] * 12, [1] * 4 + [0] * 16, seeds=5)
+    pooled = stats.paired_verdict("falls", before, after, -0.2)
+    clustered = stats.clustered_paired_verdict("falls", before, after, ids, -0.2)
+    assert pooled.n == 100 and clustered.n == 20  # twenty images, not a hundred pairs
+    assert clustered.effect == pytest.approx(pooled.effect) == pytest.approx(-20.0)
+    # Four images changed: a sign-flip test over images gives p = 2 / 16 = 0.125; pooling five seeds claimed 0.0001.
+    assert pooled.p < 0.001 and clustered.p == pytest.approx(0.125, abs=0.02)
+    assert pooled.status == "supported" and clustered.status == "undecided"
+
+
+@pytest.mark.parametrize("after_broken, status", [(20, "supported"), (40, "contradicted")])
+def test_clustered_verdicts_decide_when_the_images_do(after_broken, status):
+    # 40 of 60 images broken before; after: 20 (-33 points: the claimed -30 holds) or 40 (no change).
+    before, after, ids = _seeded([1] * 40 + [0] * 20, [1] * after_broken + [0] * (60 - after_broken), seeds=3)
+    v = stats.clustered_paired_verdict("falls by 30 points", before, after, ids, -0.3)
+    assert v.status == status and v.n == 60 and v.power is None and "images" in v.why
+
+
+def test_clustered_verdict_checks_its_inputs():
+    with pytest.raises(ValueError, match="one entry per attacked image"):
+        stats.clustered_paired_verdict("c", [1, 0], [0, 0], [0], -0.1)
+    assert stats.clustered_paired_verdict("c", [], [], [], -0.1).status == "undecided"
