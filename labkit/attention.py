@@ -311,11 +311,13 @@ class AttackedModel:
 def gated_variants(profile: Any, split: Any = None, progress: bool = True) -> dict[str, AttackedModel]:
     """The APR variants of Lab 06 that have an attention gate (first seed of every architecture), attacked.
 
-    The four variants are loaded (or trained) through the cache; the attacked images are Lab 06's: the first
-    ``profile.n_attack`` test images that all four variants of an architecture classify correctly (as in
-    ``labkit.evaluate.evaluate_suite``). The attacks run through ``labkit.evaluate.evaluate_model``, so they are
-    the same cache entries as Lab 06's (computed here only when Lab 06 has not run). The variant without the
-    gate takes part in choosing the images but has no map to study, so it is not returned.
+    The four variants are loaded (or trained) through the cache; the attacked images are the first
+    ``profile.n_attack`` test images that all four variants of an architecture classify correctly: one set for
+    every map, so the explorer and the figures show each variant on the same images. (Lab 06 attacks each variant
+    on the images of full APR's it classifies correctly instead, so the comparisons there are not chosen by the
+    least accurate variant; the two sets differ, and these attacks are cached on their own.) The attacks run
+    through ``labkit.evaluate.evaluate_model``. The variant without the gate takes part in choosing the images
+    but has no map to study, so it is not returned.
     """
     split = split if split is not None else load_cifar10("test")
     seed = profile.seeds[0]

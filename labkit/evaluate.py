@@ -11,7 +11,7 @@
   profile, ``device_name`` says on what).
 * The protocol over suites of trained models (Labs 03-07): ``Entry`` (a config,
   optionally behind an input transformation), ``train_suite`` (-> ``Trained``),
-  ``attacked_indices`` (the same images for every defence) and ``evaluate_suite``;
+  ``attacked_indices`` (the reference's images; every defence on those it classifies correctly) and ``evaluate_suite``;
   their rows become tables and verdicts in ``labkit.report``.
 * The adaptive suite, how every defence is judged (``evaluate_suite`` runs it for
   every entry): ``adaptive_suite`` runs the attacks of ``SUITE`` (``suite_attacks``)
@@ -185,11 +185,12 @@ class Evaluation:
 class SuiteRows(list):
     """``evaluate_suite``'s rows (a plain list of row dicts to every reader), with what produced them:
     ``results[(architecture, seed, defence, attack)]``, the ``AttackResult`` behind each attack row, and
-    ``indices[(architecture, seed)]``, the dataset indices of the images attacked (the result rows' order).
+    ``indices[(architecture, seed, defence)]``, the dataset indices of the images that entry was attacked on (the
+    result rows' order).
     """
 
     def __init__(self, rows: Sequence[dict[str, Any]] = (), results: dict[tuple, AttackResult] | None = None,
-                 indices: dict[tuple[str, int], Tensor] | None = None):
+                 indices: dict[tuple[str, int, str], Tensor] | None = None):
         super().__init__(rows)
         self.results = dict(results or {})
         self.indices = dict(indices or {})
@@ -541,12 +542,16 @@ def _groups(trained: list[Trained]) -> dict[tuple[str, int], list[Trained]]:
 
 def attacked_indices(trained: list[Trained], profile: Profile) -> dict[tuple[str, int], Tensor]:
     """Test-set indices of the images to attack, per (architecture, seed): the first ``profile.n_attack``
-    (``labkit.data.first_n`` order) that every entry of that architecture and seed classifies correctly.
+    (``labkit.data.first_n`` order) that the group's reference, its first entry (the undefended model; full APR in
+    the ablation), classifies correctly.
 
-    Attacking all defences on the same images takes the choice of images out of their comparison.
+    ``evaluate_suite`` attacks every other entry on those of these images it classifies correctly too
+    (``still_correct``), and the verdicts pair each with the reference on the images both were attacked on. Asking
+    *every* entry to be right instead would let the least accurate one (a PGD-trained model at 51% here) choose the
+    images: easy, high-margin ones, on which every attack rate, the reference's included, is biased down.
     """
     split = load_cifar10("test")
-    return {group: common_correct([t.model for t in members], split, profile.n_attack)
+    return {group: common_correct([members[0].model], split, profile.n_attack)
             for group, members in _groups(trained).items()}
 
 
@@ -557,16 +562,20 @@ def evaluate_suite(trained: list[Trained], profile: Profile, indices: dict[tuple
     ``attacked_indices(trained, profile)``; pass them when they are needed again, to compute them once).
 
     Returns one row per (entry, attack), with columns model, seed, defence, paper, attack, ... (see
-    ``summarize``), as ``SuiteRows`` (the attack results and images kept beside the rows); entries of one
-    (architecture, seed) are attacked on the same images, so their ``outcomes`` are paired image by image.
+    ``summarize``), as ``SuiteRows`` (the attack results and images kept beside the rows). The reference (first
+    entry) of an (architecture, seed) is attacked on all of ``indices[(architecture, seed)]``, every other entry on
+    those it classifies correctly; rows carry ``image_ids``, so ``labkit.report`` pairs them image by image.
     """
     split = load_cifar10("test")
     indices = attacked_indices(trained, profile) if indices is None else indices
-    rows = SuiteRows(indices=indices)
+    rows = SuiteRows()
     for (arch, seed), group in _groups(trained).items():
         for t in group:
-            ev = adaptive_suite(t.model, t.key, split, indices[(arch, seed)], profile, progress=progress,
+            # Each entry on the reference's images it classifies correctly (all of them, for the reference).
+            mine = still_correct(t.model, split, indices[(arch, seed)])
+            ev = adaptive_suite(t.model, t.key, split, mine, profile, progress=progress,
                                 model=arch, seed=seed, defence=t.entry.defence, paper=t.entry.paper)
             rows += ev.rows
             rows.results.update({(arch, seed, t.entry.defence, attack): res for attack, res in ev.results.items()})
+            rows.indices[(arch, seed, t.entry.defence)] = mine
     return rows

@@ -150,7 +150,8 @@ class LabRecord:
         elif isinstance(rows, SuiteRows):
             for (arch, seed, defence, attack), res in rows.results.items():
                 labels = {"model": arch, "seed": seed, "defence": defence, "attack": attack}
-                self._attack(f"{name}/{arch}/{seed}/{defence}/{attack}", labels, res, rows.indices[(arch, seed)])
+                self._attack(f"{name}/{arch}/{seed}/{defence}/{attack}", labels, res,
+                             rows.indices[(arch, seed, defence)])
         return self._stage(name, rows)
 
     def result(self, name: str, result: AttackResult, indices: Tensor, **labels: Any) -> AttackResult:

@@ -122,14 +122,45 @@ def _outcomes(rows: list[dict[str, Any]], defence: str, attack: str, model: str)
     return [int(v) for r in found for v in r["outcomes"]]
 
 
-def _image_ids(rows: list[dict[str, Any]], defence: str, attack: str, model: str) -> list[int] | None:
-    """The test-set index behind each of ``_outcomes``' entries (same order), when the rows repeat images across
-    seeds and say which (``image_ids``); None for one seed (outcomes of distinct images) or older rows."""
-    found = sorted((r for r in rows if r["defence"] == defence and r["attack"] == attack and r["model"] == model
-                    and not r.get("targeted", False)), key=lambda r: r.get("seed", 0))
-    if len({r.get("seed", 0) for r in found}) < 2 or any(r.get("image_ids") is None for r in found):
+def _pair(rows: list[dict[str, Any]], reference: str, other: str, attack: str,
+          model: str) -> tuple[list[int], list[int], list[int] | None] | None:
+    """Outcomes of ``reference`` and ``other`` (``attack``, ``model``) on the images both were attacked on.
+
+    Seed by seed (in seed order; each seed's images in the reference's order): with ``image_ids`` on both rows the
+    images are matched by test-set index (an entry attacked on the subset of the reference's images it classifies
+    correctly pairs on that subset); without, the rows must hold the same images in the same order. Returns
+    (before, after, ids), ``ids`` the images' indices when several seeds repeat images (the verdict then takes the
+    image as its unit), else None; or None when either side has no per-image outcomes (or seeds differ).
+    """
+    def by_seed(defence: str) -> dict[int, dict[str, Any]] | None:
+        found = [r for r in rows if r["defence"] == defence and r["attack"] == attack and r["model"] == model
+                 and not r.get("targeted", False)]
+        if not found or any(r.get("outcomes") is None for r in found):
+            return None
+        return {r.get("seed", 0): r for r in found}
+
+    a, b = by_seed(reference), by_seed(other)
+    if a is None or b is None or set(a) != set(b):
         return None
-    return [int(i) for r in found for i in r["image_ids"]]
+    before: list[int] = []
+    after: list[int] = []
+    ids: list[int] = []
+    with_ids = True
+    for seed in sorted(a):
+        ra, rb = a[seed], b[seed]
+        if ra.get("image_ids") is not None and rb.get("image_ids") is not None:
+            where = {int(i): k for k, i in enumerate(rb["image_ids"])}
+            shared = [(k, where[int(i)], int(i)) for k, i in enumerate(ra["image_ids"]) if int(i) in where]
+            before += [int(ra["outcomes"][k]) for k, _, _ in shared]
+            after += [int(rb["outcomes"][m]) for _, m, _ in shared]
+            ids += [i for _, _, i in shared]
+        elif len(ra["outcomes"]) == len(rb["outcomes"]):
+            before += [int(v) for v in ra["outcomes"]]
+            after += [int(v) for v in rb["outcomes"]]
+            with_ids = False
+        else:
+            return None
+    return before, after, ids if with_ids and len(a) > 1 else None
 
 
 def _pair_p(before: list[int], after: list[int], ids: list[int] | None) -> float:
@@ -183,28 +214,26 @@ def keyed_defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[f
     out: list[tuple[str, str, Verdict]] = []
     for arch in dict.fromkeys(r["model"] for r in rows):
         attack = _attack_of(rows, arch, reference)
-        before = _outcomes(rows, reference, attack, arch)
-        if before is None:
+        if _outcomes(rows, reference, attack, arch) is None:
             continue
-        ids = _image_ids(rows, reference, attack, arch)  # several seeds on shared images: the image is the unit
         pairs, unpaired = [], []
         for defence in dict.fromkeys(r["defence"] for r in rows if r["model"] == arch and r["defence"] != reference):
             key = next(r.get("paper") for r in rows if r["model"] == arch and r["defence"] == defence)
             if key not in claims:
                 continue
-            after = _outcomes(rows, defence, attack, arch)
-            paired = after is not None and len(after) == len(before) and _image_ids(rows, defence, attack, arch) == ids
-            (pairs if paired else unpaired).append((defence, key, after))
-        p_holm = stats.holm([_pair_p(before, after, ids) for _, _, after in pairs])
-        rate = sum(before) / len(before) if before else float("nan")
+            pair = _pair(rows, reference, defence, attack, arch)
+            (pairs if pair is not None else unpaired).append((defence, key, pair))
+        p_holm = stats.holm([_pair_p(*pair) for _, _, pair in pairs])
 
         def claim_of(defence: str, key: str) -> str:
             return (f"{defence} lowers the one-pixel ASR ({attack}) to {claims[key][1] / base_claim:.0%} of the "
                     f"undefended model's (the paper: {base_claim:g}% -> {claims[key][1]:g}%)")
 
-        for (defence, key, after), p in zip(pairs, p_holm):
+        for (defence, key, (before, after, ids)), p in zip(pairs, p_holm):
             ratio = claims[key][1] / base_claim
-            out.append((arch, key, _pair_verdict(claim_of(defence, key), before, after, ids, rate * (ratio - 1), p)))
+            # The claimed ratio applies to the undefended rate on the images this defence was attacked on.
+            out.append((arch, key, _pair_verdict(claim_of(defence, key), before, after, ids,
+                                                 _mean(before) * (ratio - 1), p)))
         # A claim never goes missing: without per-image outcomes under the reference's attack it is undecided.
         out += [(arch, key, stats.Verdict("undecided", claim_of(defence, key), float("nan"), float("nan"), float("nan"),
                                      "points", None, None, None,
@@ -306,14 +335,11 @@ def keyed_ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
     claims = TABLE3_CLAIMS if claims is None else claims
     out: list[tuple[str, str, Verdict]] = []
     for arch in dict.fromkeys(r["model"] for r in rows):
-        full = _outcomes(rows, "full", attack, arch)
-        if full is None:
+        if _outcomes(rows, "full", attack, arch) is None:
             continue
-        ids = _image_ids(rows, "full", attack, arch)  # several seeds on shared images: the image is the unit
-        pairs = [(v, o) for v in COMPONENT if (o := _outcomes(rows, v, attack, arch)) is not None
-                 and len(o) == len(full) and _image_ids(rows, v, attack, arch) == ids]
-        p_holm = stats.holm([_pair_p(full, o, ids) for _, o in pairs])
-        for (v, o), p in zip(pairs, p_holm):
+        pairs = [(v, pair) for v in COMPONENT if (pair := _pair(rows, "full", v, attack, arch)) is not None]
+        p_holm = stats.holm([_pair_p(*pair) for _, pair in pairs])
+        for (v, (full, o, ids)), p in zip(pairs, p_holm):
             ratio = claims[v][1] / claims["full"][1]
             claim = (f"removing {COMPONENT[v]} raises the ASR ({attack}) to {ratio:.2f}x full APR's "
                      f"(the paper: {claims['full'][1]:g}% -> {claims[v][1]:g}%)")

@@ -76,7 +76,7 @@ def test_suite_rows_record_every_entry_and_attack(tmp_path, tiny_cnn):
     images = torch.rand(4, 3, 8, 8)
     res = CornerSearch(tiny_cnn, max_queries=8)(images, tiny_cnn(images).argmax(1))
     rows = SuiteRows([result_row("APR", "corner", 0.25, n=4)], {("m", 0, "APR", "corner"): res},
-                     {("m", 0): torch.arange(10, 14)})
+                     {("m", 0, "APR"): torch.arange(10, 14)})
     assert isinstance(rows, list) and len(rows) == 1  # every reader of plain rows still works
     rec = records.LabRecord("99_test", get_profile("smoke"), root=tmp_path)
     rec.rows("suite", rows)

@@ -218,3 +218,19 @@ def test_defence_verdicts_count_images_not_seed_pairs_when_seeds_share_images():
     without_ids = [{k: val for k, val in r.items() if k != "image_ids"} for r in rows]
     [(_, pooled)] = report.defence_verdicts(without_ids, {k: papers.APR2024_TABLE1[k] for k in ("No defence", "APR")})
     assert pooled.n == 80 and pooled.p < v.p  # pooling seeds overstates the evidence
+
+
+def test_a_defence_attacked_on_a_subset_pairs_on_the_shared_images_by_index():
+    # The undefended model is attacked on 40 images (ids 0..39; the first 16 broken); a defence misclassifies
+    # ids 30..39 clean, so it is attacked on the other 30, listed in another order, breaking ids 0..5.
+    ref_ids = list(range(40))
+    mine = list(range(29, -1, -1))  # reversed: pairing must follow the ids, not the positions
+    rows = []
+    for attack in ("DE k=1", WORST_CASE):
+        rows.append(row("No defence", attack, 16 / 40, n=40, outcomes=tuple(int(i < 16) for i in ref_ids),
+                        image_ids=tuple(ref_ids)))
+        rows.append(row("APR", attack, 6 / 30, n=30, outcomes=tuple(int(i < 6) for i in mine), image_ids=tuple(mine)))
+    [(arch, v)] = report.defence_verdicts(rows, {k: papers.APR2024_TABLE1[k] for k in ("No defence", "APR")})
+    assert v.n == 30  # the images both were attacked on
+    assert v.effect == pytest.approx(100 * (6 - 16) / 30)  # 16 -> 6 broken among those 30, matched by id
+    assert "from our 53.3%" in v.why  # the claim scales the reference's rate on those images (16 of 30)
