@@ -101,7 +101,7 @@ def _undefended_asr(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
     rows = _rows(recs["05_apr"], "suite")
     out = []
     for arch in dict.fromkeys(r["model"] for r in rows):
-        counts = report._rate_of(rows, "No defence", "DE k=1", arch)
+        counts = report.rate_of(rows, "No defence", "DE k=1", arch)
         if counts:
             v = report.on_paper_architecture(stats.rate_verdict(claim.what, *counts, claim.value / 100), arch)
             out.append(_row(v, model=arch, why="Under DE, the paper's attack, at this run's budget."))
@@ -119,7 +119,7 @@ def _defence(claim: papers.Claim, recs: Records, key: str) -> list[dict[str, Any
 def _ablation(claim: papers.Claim, recs: Records, variant: str) -> list[dict[str, Any]]:
     rows = _rows(recs["06_apr_ablation"], "suite")
     # The lab's own choice: the worst case over the attack suite where full APR has it, else DE.
-    attack = next((report._attack_of(rows, a, "full") for a in dict.fromkeys(r["model"] for r in rows)), "DE k=1")
+    attack = next((report.attack_of(rows, a, "full") for a in dict.fromkeys(r["model"] for r in rows)), "DE k=1")
     return [_row(v, model=arch) for arch, var, v in report.keyed_ablation_verdicts(rows, attack) if var == variant]
 
 

@@ -34,12 +34,12 @@ from labkit.stats import Verdict
 from labkit.train import get_or_train
 
 __all__ = [
-    "APR_ARCHITECTURES", "CLAIM", "COMPONENT", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS", "TABLE_COLUMNS",
-    "ablation_verdict", "ablation_verdicts", "attack_gap", "budget", "change_verdict", "claim_answer",
-    "claim_table", "claim_verdict", "claim_verdicts", "concentration_verdict", "defence_verdict", "defence_verdicts",
-    "find_row", "keyed_ablation_verdicts", "keyed_defence_verdicts",
-    "on_paper_architecture", "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "replay_summary", "seed_table",
-    "table1_verdict", "training_table", "verdict_lines",
+    "APR_ARCHITECTURES", "CLAIM", "COMPONENT", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS",
+    "TABLE_COLUMNS", "ablation_verdict", "ablation_verdicts", "attack_gap", "attack_of", "budget", "change_verdict",
+    "claim_answer", "claim_table", "claim_verdict", "claim_verdicts", "concentration_verdict", "defence_verdict",
+    "defence_verdicts", "find_row", "keyed_ablation_verdicts", "keyed_defence_verdicts", "on_paper_architecture",
+    "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "rate_of", "replay_summary",
+    "seed_table", "table1_verdict", "training_table", "verdict_lines",
 ]
 
 #: The APR paper's CIFAR-10 claims, quoted from ``labkit.papers``: (clean accuracy %, ASR %); robustness =
@@ -186,7 +186,7 @@ def verdict_lines(verdicts: Sequence[Verdict], prefix: str = "") -> str:
 
 # -- Table 1: defences against the undefended model ----------------------------------------------------------------------
 
-def _attack_of(rows: list[dict[str, Any]], model: str, reference: str) -> str:
+def attack_of(rows: list[dict[str, Any]], model: str, reference: str) -> str:
     """The worst case over the attack suite when the reference has it, else DE at the profile's budget."""
     return WORST_CASE if _outcomes(rows, reference, WORST_CASE, model) is not None else "DE k=1"
 
@@ -213,7 +213,7 @@ def keyed_defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[f
     base_claim = claims[reference][1]
     out: list[tuple[str, str, Verdict]] = []
     for arch in dict.fromkeys(r["model"] for r in rows):
-        attack = _attack_of(rows, arch, reference)
+        attack = attack_of(rows, arch, reference)
         if _outcomes(rows, reference, attack, arch) is None:
             continue
         pairs, unpaired = [], []
@@ -271,7 +271,8 @@ def on_paper_architecture(v: Verdict, arch: str, paper: Sequence[str] = APR_ARCH
                                    "untested.")
 
 
-def _rate_of(rows: list[dict[str, Any]], defence: str, attack: str, arch: str) -> tuple[int, int] | None:
+def rate_of(rows: list[dict[str, Any]], defence: str, attack: str, arch: str) -> tuple[int, int] | None:
+    """(broken, attacked) of (architecture, defence, attack) over its per-image outcomes, or None without them."""
     o = _outcomes(rows, defence, attack, arch)
     return (sum(o), len(o)) if o is not None else None
 
@@ -302,7 +303,7 @@ def table1_verdict(table: list[dict[str, Any]], profile: Any = None) -> str:
                     stats.rate_verdict(f"{defence}: clean accuracy is the paper's {clean_claim:g}%",
                                        round(acc * eval_n), eval_n, clean_claim / 100, tolerance=0.02), arch)
                 lines.append(f"[{arch}] " + v.sentence())
-            counts = _rate_of(table, defence, "DE k=1", arch)
+            counts = rate_of(table, defence, "DE k=1", arch)
             if counts is not None:
                 v = on_paper_architecture(
                     stats.rate_verdict(f"{defence}: the one-pixel ASR (DE k=1) is the paper's {asr_claim:g}%",
@@ -352,7 +353,7 @@ def ablation_verdict(rows: list[dict[str, Any]], attack: str | None = None) -> s
     paper's largest beside it; a 'largest' is named only when it is unique). ``attack``: whose outcomes are
     compared; default the worst case over the attack suite when full APR has it, else DE."""
     lines = []
-    attack = attack or next((_attack_of(rows, a, "full") for a in dict.fromkeys(r["model"] for r in rows)), "DE k=1")
+    attack = attack or next((attack_of(rows, a, "full") for a in dict.fromkeys(r["model"] for r in rows)), "DE k=1")
     paper = {v: TABLE3_CLAIMS[v][1] - TABLE3_CLAIMS["full"][1] for v in COMPONENT}
     ptop = max(paper, key=lambda v: paper[v])
     for arch in dict.fromkeys(r["model"] for r in rows):
