@@ -15,7 +15,7 @@ from typing import Any, Callable
 from labkit import papers, report, stats
 from labkit.stats import Verdict
 
-__all__ = ["MEASURES", "claims_table", "status_counts"]
+__all__ = ["MEASURES", "claims_table", "markdown", "status_counts"]
 
 #: The columns of ``claims_table``.
 COLUMNS = ["paper", "where", "claim", "paper_value", "ours", "ci", "n", "p", "power", "verdict", "why", "lab"]
@@ -191,3 +191,24 @@ def status_counts(table: list[dict[str, Any]]) -> dict[str, int]:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
     return counts
 
+
+
+def markdown(table: list[dict[str, Any]]) -> str:
+    """``claims_table`` as Markdown for the chapter: per paper a compact table (claim, the paper's number, ours,
+    interval, n, verdict), each row numbered, then the reasons by number (long sentences do not fit a table)."""
+    def fmt(v: Any, spec: str = "g") -> str:  # empty for a missing number
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        return f"{v:{spec}}" if isinstance(v, (int, float)) else str(v)
+
+    out: list[str] = []
+    for paper in dict.fromkeys(r["paper"] for r in table):
+        rows = [r for r in table if r["paper"] == paper]
+        out += [f"### {paper}", "", "| # | where | claim | paper | ours | 95% CI | n | p | verdict | lab |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for k, r in enumerate(rows, 1):
+            cells = [str(k), r["where"], r["claim"], fmt(r["paper_value"]), r["ours"] or "", r["ci"] or "",
+                     fmt(r["n"]), fmt(r["p"], ".3g"), f"**{r['verdict']}**", r["lab"]]
+            out.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        out += ["", *[f"{k}. {r['why']}" for k, r in enumerate(rows, 1) if r["why"]], ""]
+    return "\n".join(out)

@@ -99,3 +99,14 @@ def test_su_et_al_any_target_is_allconvs_claim():
         table = claims.claims_table({"02_baselines": _baselines(model, 100)})
         any_target = _rows_for(table, next(c.what for c in papers.CLAIMS if c.measure == "su_any_target"))
         assert [r["verdict"] for r in any_target] == [expected] and any_target[0]["n"] == 30
+
+
+def test_the_chapters_markdown_numbers_every_row_and_gives_its_reason():
+    table = claims.claims_table({"05_apr": _record("05_apr", suite=_suite(24))})
+    text = claims.markdown(table)
+    for paper in dict.fromkeys(r["paper"] for r in table):
+        rows = [r for r in table if r["paper"] == paper]
+        section = text.split(f"### {paper}\n", 1)[1].split("### ", 1)[0]
+        assert section.count("\n| ") == len(rows) + 1  # the header and one line per row
+        assert all(f"\n{k}. " in section for k, r in enumerate(rows, 1) if r["why"])
+    assert "**supported**" in text and "**not measured**" in text
