@@ -40,8 +40,8 @@ def _row(verdict: Verdict | None, *, ours: str = "", why: str = "", model: str |
             "verdict": verdict.status, "why": (why + " " if why else "") + verdict.why}
 
 
-def _de_counts(rows: list[dict[str, Any]]) -> tuple[int, int] | None:
-    de = next((r for r in rows if r.get("attack") == "DE k=1" and r.get("outcomes") is not None), None)
+def _de_counts(rows: list[dict[str, Any]], attack: str = "DE k=1") -> tuple[int, int] | None:
+    de = next((r for r in rows if r.get("attack") == attack and r.get("outcomes") is not None), None)
     return (sum(de["outcomes"]), len(de["outcomes"])) if de else None
 
 
@@ -71,7 +71,7 @@ def _su_any_target(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
 def _su_pixels(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
     out = []
     for name, rows in recs["02_baselines"].get("tables", {}).items():
-        if "/untargeted k=" in name and (counts := _de_counts(rows)):
+        if "/untargeted k=" in name and (counts := _de_counts(rows, f"DE k={name.rsplit('k=', 1)[1]}")):
             k, n = counts
             lo, hi = stats.wilson(k, n)
             out.append({"ours": f"[{name}] {100 * k / n:.1f}%", "ci": f"{100 * lo:.1f} to {100 * hi:.1f}", "n": n,
@@ -194,8 +194,9 @@ def status_counts(table: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def markdown(table: list[dict[str, Any]]) -> str:
-    """``claims_table`` as Markdown for the chapter: per paper a compact table (claim, the paper's number, ours,
-    interval, n, verdict), each row numbered, then the reasons by number (long sentences do not fit a table)."""
+    """``claims_table`` as Markdown for the chapter: per paper a compact table (where and what, the paper's number,
+    ours, interval, n, verdict), each row numbered, then by number the lab, the p-value and the reason (long
+    sentences do not fit a table on a book page)."""
     def fmt(v: Any, spec: str = "g") -> str:  # empty for a missing number
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
@@ -204,11 +205,15 @@ def markdown(table: list[dict[str, Any]]) -> str:
     out: list[str] = []
     for paper in dict.fromkeys(r["paper"] for r in table):
         rows = [r for r in table if r["paper"] == paper]
-        out += [f"### {paper}", "", "| # | where | claim | paper | ours | 95% CI | n | p | verdict | lab |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+        out += [f"### {paper}", "", "| # | claim | paper | ours | 95% CI | n | verdict |", "|---|---|---|---|---|---|---|"]
         for k, r in enumerate(rows, 1):
-            cells = [str(k), r["where"], r["claim"], fmt(r["paper_value"]), r["ours"] or "", r["ci"] or "",
-                     fmt(r["n"]), fmt(r["p"], ".3g"), f"**{r['verdict']}**", r["lab"]]
+            cells = [str(k), f"*{r['where']}*: {r['claim']}", fmt(r["paper_value"]), r["ours"] or "", r["ci"] or "",
+                     fmt(r["n"]), f"**{r['verdict']}**"]
             out.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-        out += ["", *[f"{k}. {r['why']}" for k, r in enumerate(rows, 1) if r["why"]], ""]
+        out.append("")
+        for k, r in enumerate(rows, 1):
+            head = ", ".join(x for x in (f"lab {r['lab']}" if r["lab"] else "", f"p = {fmt(r['p'], '.3g')}"
+                                         if r["p"] is not None else "") if x)
+            out.append(f"{k}. " + (f"({head}) " if head else "") + (r["why"] or ""))
+        out.append("")
     return "\n".join(out)
