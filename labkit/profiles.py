@@ -8,7 +8,7 @@
   to ~86% on all 50,000 images, 100 attacked images, DE 200 x 20. The defence labs
   (03-08, ``Profile.for_defences``) fine-tune that model for every defence, the
   undefended comparison included (2 epochs x 10,000 images each: one schedule for
-  all), attack 200 images common to a lab's models with a reduced adaptive suite
+  all), attack the reference's first 200 correct images (each other model those it gets right) with a reduced adaptive suite
   (DE 50 x 8, the stronger DE x2, 1,024 corner candidates, Sparse-RS 1,000,
   white-box 64 positions), the search in bf16 (successes confirmed in fp32).
 * ``full``: the papers' settings (ResNet-18 / VGG-16, Adam 1e-3, 200 epochs;
@@ -140,7 +140,7 @@ PROFILES: dict[str, Profile] = {
                    # Sized by benchmarks/cpu_budget.py (book/running.md): on the 2-core EPYC of this project, 1 torch
                    # thread, a plain bf16 step 0.14 s, an APR step 2.0 s, 2,300 bf16 forwards/s; Labs 01-08 about
                    # 3.2 h. Defences fine-tune Labs 01-02's model (same schedule for each, undefended included);
-                   # 200 images common to all models of a lab; the adaptive suite's budgets cut to fit (4,689
+                   # the reference's first 200 correct images (evaluate.attacked_indices); the suite's budgets cut to fit (4,689
                    # queries per image); Lab 03's 11 other transformations get DE only.
                    # Fine-tune lr 0.01: a cross-entropy fine-tune keeps 85.7% (0.02: 85.0%; base 86.3%).
                    defence_overrides=(("finetune_epochs", 2), ("finetune_size", 10_000), ("finetune_lr", 0.01),

@@ -96,3 +96,18 @@ def test_each_addition_rewrites_the_record_whole(tmp_path, monkeypatch):
     assert data["texts"]["verdict"] == "UNDECIDED: n = 3" and data["values"]["timings"] == {"a": 1.5, "b": None}
     assert list(data["stages"]) == ["verdict", "timings"]
     assert not list((tmp_path / "smoke").glob("*.tmp"))  # nothing half written is left behind
+
+
+def test_the_committed_cpu_records_are_small_strict_and_traceable():
+    folder = records.project_root() / "results" / "cpu"
+    files = sorted(folder.glob("*"))
+    assert files, "results/cpu/ holds the records of the project's cpu run"
+    assert sum(f.stat().st_size for f in folder.parent.rglob("*") if f.is_file()) <= 5 * 2**20  # results/ <= 5 MB
+    for path in folder.glob("*.json"):
+        data = _strict(path)
+        assert data["schema"] == records.SCHEMA and data["profile"] == "cpu" and data["lab"] == path.stem
+        commit = data["provenance"]["commit"]
+        assert commit and not commit.endswith("+dirty"), f"{path.name} was made by uncommitted code"
+        stored = records.load(path.stem, "cpu", root=folder.parent)
+        for entry in data["attacks"].values():  # every array the JSON names is in the .npz, one row per image
+            assert all(stored["arrays"][name].shape[0] == entry["images"] for name in entry["arrays"])
