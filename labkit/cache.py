@@ -88,6 +88,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide committed records and shared caches from other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
