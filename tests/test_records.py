@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkit import evaluate, records
+from labkit import records
 from labkit.attacks import CornerSearch, OnePixel
 from labkit.evaluate import Evaluation, SuiteRows, summarize, verify
 from labkit.profiles import get_profile
