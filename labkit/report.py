@@ -163,20 +163,22 @@ def _pair(rows: list[dict[str, Any]], reference: str, other: str, attack: str,
     return before, after, ids if with_ids and len(a) > 1 else None
 
 
-def _pair_p(before: list[int], after: list[int], ids: list[int] | None) -> float:
+def _pair_test(before: list[int], after: list[int], ids: list[int] | None) -> tuple[float, stats.Comparison | None]:
     """The paired test's p: exact McNemar over images, or, when seeds repeat images (``ids``), the image-level
-    sign-flip test (``stats.cluster_compare``): pooled seeds are not independent pairs."""
+    sign-flip test (``stats.cluster_compare``, returned too, so the verdict does not run it again): pooled seeds are
+    not independent pairs."""
     if ids is None:
-        return stats.mcnemar(before, after).p
-    return stats.cluster_compare(torch.tensor(after, dtype=torch.float64), torch.tensor(before, dtype=torch.float64),
-                                 torch.tensor(ids), torch.tensor(ids)).p_value
+        return stats.mcnemar(before, after).p, None
+    comp = stats.cluster_compare(torch.tensor(after, dtype=torch.float64), torch.tensor(before, dtype=torch.float64),
+                                 torch.tensor(ids), torch.tensor(ids))
+    return comp.p_value, comp
 
 
 def _pair_verdict(claim: str, before: list[int], after: list[int], ids: list[int] | None, change: float,
-                  p: float) -> Verdict:
+                  p: float, comparison: stats.Comparison | None) -> Verdict:
     if ids is None:
         return stats.paired_verdict(claim, before, after, change, p=p)
-    return stats.clustered_paired_verdict(claim, before, after, ids, change, p=p)
+    return stats.clustered_paired_verdict(claim, before, after, ids, change, p=p, comparison=comparison)
 
 
 def verdict_lines(verdicts: Sequence[Verdict], prefix: str = "") -> str:
@@ -223,17 +225,18 @@ def keyed_defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[f
                 continue
             pair = _pair(rows, reference, defence, attack, arch)
             (pairs if pair is not None else unpaired).append((defence, key, pair))
-        p_holm = stats.holm([_pair_p(*pair) for _, _, pair in pairs])
+        tests = [_pair_test(*pair) for _, _, pair in pairs]
+        p_holm = stats.holm([p for p, _ in tests])
 
         def claim_of(defence: str, key: str) -> str:
             return (f"{defence} lowers the one-pixel ASR ({attack}) to {claims[key][1] / base_claim:.0%} of the "
                     f"undefended model's (the paper: {base_claim:g}% -> {claims[key][1]:g}%)")
 
-        for (defence, key, (before, after, ids)), p in zip(pairs, p_holm):
+        for (defence, key, (before, after, ids)), p, (_, comp) in zip(pairs, p_holm, tests):
             ratio = claims[key][1] / base_claim
             # The claimed ratio applies to the undefended rate on the images this defence was attacked on.
             out.append((arch, key, _pair_verdict(claim_of(defence, key), before, after, ids,
-                                                 _mean(before) * (ratio - 1), p)))
+                                                 _mean(before) * (ratio - 1), p, comp)))
         # A claim never goes missing: without per-image outcomes under the reference's attack it is undecided.
         out += [(arch, key, stats.Verdict("undecided", claim_of(defence, key), float("nan"), float("nan"), float("nan"),
                                      "points", None, None, None,
@@ -339,12 +342,13 @@ def keyed_ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
         if _outcomes(rows, "full", attack, arch) is None:
             continue
         pairs = [(v, pair) for v in COMPONENT if (pair := _pair(rows, "full", v, attack, arch)) is not None]
-        p_holm = stats.holm([_pair_p(*pair) for _, pair in pairs])
-        for (v, (full, o, ids)), p in zip(pairs, p_holm):
+        tests = [_pair_test(*pair) for _, pair in pairs]
+        p_holm = stats.holm([p for p, _ in tests])
+        for (v, (full, o, ids)), p, (_, comp) in zip(pairs, p_holm, tests):
             ratio = claims[v][1] / claims["full"][1]
             claim = (f"removing {COMPONENT[v]} raises the ASR ({attack}) to {ratio:.2f}x full APR's "
                      f"(the paper: {claims['full'][1]:g}% -> {claims[v][1]:g}%)")
-            out.append((arch, v, _pair_verdict(claim, full, o, ids, _mean(full) * (ratio - 1), p)))
+            out.append((arch, v, _pair_verdict(claim, full, o, ids, _mean(full) * (ratio - 1), p, comp)))
     return out
 
 

@@ -512,7 +512,7 @@ def paired_verdict(claim: str, before: Sequence[int] | Tensor, after: Sequence[i
 
 def clustered_paired_verdict(claim: str, before: Sequence[int] | Tensor, after: Sequence[int] | Tensor,
                              images: Sequence[int] | Tensor, claimed_change: float, alpha: float = ALPHA,
-                             p: float | None = None, seed: int = 0) -> Verdict:
+                             p: float | None = None, seed: int = 0, comparison: Comparison | None = None) -> Verdict:
     """``paired_verdict`` for outcomes that repeat images: several seeds attacked the same test images.
 
     The image is the unit: five seeds' outcomes on one image are not five independent pairs (an easy image is
@@ -520,7 +520,8 @@ def clustered_paired_verdict(claim: str, before: Sequence[int] | Tensor, after: 
     change is mean(after) - mean(before) over the seeds that attacked it (``images[i]`` is the test-set index of
     ``before[i]`` and ``after[i]``); ``cluster_compare``'s paired design tests it by sign flips per image, with a
     bootstrap interval over images. Same rules as ``paired_verdict`` (supported / contradicted / undecided); the
-    power of this design is not computed (the sentence says so), n is the number of images.
+    power of this design is not computed (the sentence says so), n is the number of images. ``comparison``: that
+    test, already run (``cluster_compare(after, before, images, images)``, e.g. for a Holm table), not run again.
     """
     ids = torch.as_tensor(images).long()
     a = torch.as_tensor(after, dtype=torch.float64)
@@ -532,7 +533,7 @@ def clustered_paired_verdict(claim: str, before: Sequence[int] | Tensor, after: 
     if len(ids) == 0:
         return Verdict("undecided", claim, float("nan"), float("nan"), float("nan"), "points", 0, None, None,
                        why="No images were attacked.")
-    comp = cluster_compare(a, b, ids, ids, statistic="mean", seed=seed)
+    comp = comparison if comparison is not None else cluster_compare(a, b, ids, ids, statistic="mean", seed=seed)
     rate_a = b.mean().item()
     target = min(1.0, max(0.0, rate_a + claimed_change))
     p_used = comp.p_value if p is None else p
