@@ -148,8 +148,18 @@ class PixelAttention:
     candidate a failed attack ended on) for every attack, and ``"random"`` (random pixels of all images).
     """
 
-    maps: Tensor  # (N, H, W) A(x) of the clean attacked images
+    maps: Tensor | None  # (N, H, W) A(x) of the clean attacked images; None when rebuilt from a lab's record
     groups: dict[str, GroupPixels]
+
+    def arrays(self) -> dict[tuple[str, str], Tensor]:
+        """The groups as (group, field) -> tensor (what a lab's record keeps; the maps are left out: too big)."""
+        return {(name, f): getattr(g, f) for name, g in self.groups.items() for f in GROUP_FIELDS}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[tuple[str, str], Tensor]) -> PixelAttention:
+        """The inverse of ``arrays`` (``maps`` None)."""
+        names = dict.fromkeys(name for name, _ in arrays)
+        return cls(None, {n: GroupPixels(*(arrays[n, f] for f in GROUP_FIELDS)) for n in names})
 
     def measure(self, measure: str = "percentile") -> dict[str, Tensor]:
         """Group name -> its values of ``measure`` ("percentile" or "value")."""
@@ -168,6 +178,10 @@ class PixelAttention:
                          "mean percentile": float("nan") if empty else g.percentile.mean().item(),
                          "median percentile": float("nan") if empty else g.percentile.median().item()})
         return rows
+
+
+#: ``GroupPixels``' fields, in order.
+GROUP_FIELDS = ("image", "pixel", "value", "percentile")
 
 
 def _group(maps: Tensor, image: Tensor, pixel: Tensor) -> GroupPixels:
@@ -337,12 +351,18 @@ def gated_variants(profile: Any, split: Any = None, progress: bool = True) -> di
 
 
 
-def explorer_indices(attacked: Tensor, split: Any, extra: int = 50) -> Tensor:
-    """Dataset indices for the Lab 08 explorer: the ``attacked`` ones first (in order), then up to ``extra``
-    more from ``labkit.data.first_n`` order that were not attacked (so some images have no attack to show)."""
+#: Attacked images the Lab 08 explorer offers: its views (maps and probabilities of every variant, clean and
+#: attacked) are kept in the lab's record, and a few dozen images keep that under a megabyte.
+EXPLORED = 24
+
+
+def explorer_indices(attacked: Tensor, split: Any, extra: int = 50, shown: int | None = None) -> Tensor:
+    """Dataset indices for the Lab 08 explorer: the first ``shown`` (default: all) of the ``attacked`` ones, in
+    order, then up to ``extra`` more from ``labkit.data.first_n`` order that were not attacked at all (so some
+    images have no attack to show)."""
     more = first_n(split, min(len(split), len(attacked) + extra))
     more = more[~torch.isin(more, attacked)][:extra]
-    return torch.cat([attacked, more])
+    return torch.cat([attacked[:shown], more])
 
 
 def first_success(m: AttackedModel, attack: str = "DE k=1") -> int:
@@ -350,29 +370,44 @@ def first_success(m: AttackedModel, attack: str = "DE k=1") -> int:
     return int(m.verified[attack].float().argmax()) if len(m.verified[attack]) else 0
 
 
-def panel_figure(m: AttackedModel, attack: str | None = "DE k=1", i: int | None = None) -> Any:
-    """What the Lab 08 explorer shows for attacked image ``i`` of ``m`` (default: ``first_success``), as a
-    static figure: ``labkit.plotting.attention_panel`` with ``attack``'s pixel (None: the image alone)."""
-    i = first_success(m, attack) if i is None and attack is not None else (i or 0)
+def panel_views(m: AttackedModel, attack: str | None = "DE k=1", i: int | None = None) -> dict[str, Tensor]:
+    """What ``panel_figure`` and ``change_figure`` show of ``m``'s model for attacked image ``i`` (default:
+    ``first_success``): ``maps`` (2, H, W) A of the clean image and of ``attack``'s adversarial image (the clean
+    one twice without an attack), ``probs`` (2, classes) the model's probabilities on them."""
+    i = _shown(m, attack, i)
     x = m.images[i:i + 1]
+    both = torch.cat([x, m.results[attack].adv_images[i:i + 1] if attack is not None else x])
+    return {"maps": attention_of(m.model, both), "probs": probabilities(m.model, both)}
+
+
+def _shown(m: AttackedModel, attack: str | None, i: int | None) -> int:
+    return first_success(m, attack) if i is None and attack is not None else (i or 0)
+
+
+def panel_figure(m: AttackedModel, attack: str | None = "DE k=1", i: int | None = None,
+                 views: dict[str, Tensor] | None = None) -> Any:
+    """What the Lab 08 explorer shows for attacked image ``i`` of ``m`` (default: ``first_success``), as a
+    static figure: ``labkit.plotting.attention_panel`` with ``attack``'s pixel (None: the image alone).
+    ``views``: ``panel_views(m, attack, i)`` (computed from ``m.model`` when not given; a replayed lab passes
+    its record's)."""
+    i = _shown(m, attack, i)
+    views = views if views is not None else panel_views(m, attack, i)
     title = f"{m.name}, test image {int(m.indices[i])}"
     kw: dict[str, Any] = {}
     if attack is not None:
         r = m.results[attack]
-        adv = r.adv_images[i:i + 1]
-        kw = {"adversarial": adv[0], "pixels": r.pixels[i], "probs_after": probabilities(m.model, adv)[0],
-              "attention_after": attention_of(m.model, adv)[0]}
+        kw = {"adversarial": r.adv_images[i], "pixels": r.pixels[i], "probs_after": views["probs"][1],
+              "attention_after": views["maps"][1]}
         title += f" | {attack}: {'success' if m.verified[attack][i] else 'failed (its best candidate shown)'}"
-    return attention_panel(x[0], attention_of(m.model, x)[0], probabilities(m.model, x)[0],
-                           CLASSES, title=title, **kw)
+    return attention_panel(m.images[i], views["maps"][0], views["probs"][0], CLASSES, title=title, **kw)
 
 
-def change_figure(m: AttackedModel, attack: str = "DE k=1", i: int | None = None) -> Any:
+def change_figure(m: AttackedModel, attack: str = "DE k=1", i: int | None = None,
+                  views: dict[str, Tensor] | None = None) -> Any:
     """The adversarial pixel of image ``i`` (default: ``first_success``) on A(x), and A(x') - A(x)
-    (``labkit.plotting.attention_attack``)."""
-    i = first_success(m, attack) if i is None else i
+    (``labkit.plotting.attention_attack``); ``views`` as in ``panel_figure``."""
+    i = _shown(m, attack, i)
+    maps = (views if views is not None else panel_views(m, attack, i))["maps"]
     r = m.results[attack]
-    maps = attention_of(m.model, torch.cat([m.images[i:i + 1], r.adv_images[i:i + 1]]))
     return attention_attack(m.images[i], r.adv_images[i], maps[0], maps[1], r.pixels[i],
                             title=f"{m.name}, {attack}: the attacked pixel on the map, and how the map changed")
-

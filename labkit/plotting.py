@@ -352,36 +352,58 @@ def attention_attack(original: Tensor, adversarial: Tensor, attention_before: Te
     return fig
 
 
-def class_attention_grid(images: Tensor, attention: Tensor, labels: Tensor, classes: Sequence[str],
-                         per_class: int = 4, alpha: float = 0.55) -> Figure:
-    """One row per class present: the mean A(x) over all its images, then ``per_class`` examples (the first
-    ones of that class) with their map laid over them. One colour scale for every map in the grid.
+def class_grid_summary(attention: Tensor, labels: Tensor, n_classes: int, per_class: int = 4) -> dict[str, Tensor]:
+    """What ``class_attention_grid`` draws, as tensors (small enough to keep in a lab's record): for every class
+    present, in class order, ``classes`` (P,), ``counts`` (P,) images, ``means`` (P, H, W) mean A(x), ``examples``
+    (P, per_class) positions of its first ``per_class`` images (-1 where it has fewer) and ``example_maps``
+    (P, per_class, H, W) their maps; ``range`` (2,): the lowest and highest A(x) over all images (one colour scale).
 
-    images: (N, 3, H, W); attention: (N, H, W) or (N, 1 or 3, H, W); labels: (N,) int in [0, len(classes)).
+    attention: (N, H, W) or (N, 1 or 3, H, W); labels: (N,) int in [0, n_classes).
     """
     maps = attention.detach().cpu().float()
     maps = maps.mean(1) if maps.dim() == 4 else maps
-    if maps.dim() != 3 or len(maps) != len(images) or labels.shape != (len(images),):
-        raise ValueError("need images (N, 3, H, W), attention (N, [C,] H, W) and labels (N,) with the same N")
+    if maps.dim() != 3 or labels.shape != (len(maps),):
+        raise ValueError("need attention (N, [C,] H, W) and labels (N,) with the same N")
     if per_class < 0:
         raise ValueError(f"per_class must be >= 0, got {per_class}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise ValueError(f"labels must lie in [0, {len(classes)})")
-    present = [c for c in range(len(classes)) if (labels == c).any()]
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes})")
+    present = [c for c in range(n_classes) if (labels == c).any()]
     if not present:
         raise ValueError("no images to show")
+    examples = torch.full((len(present), per_class), -1, dtype=torch.long)
+    for row, c in enumerate(present):  # ten classes at most: a loop over rows of the figure, never over images
+        idx = (labels == c).nonzero().squeeze(1)[:per_class]
+        examples[row, :len(idx)] = idx
+    means = torch.stack([maps[labels == c].mean(0) for c in present])
     lo, hi = maps.min().item(), maps.max().item()
-    hi = hi if hi > lo else lo + 1e-6
-    fig = LabFigure(figsize=(1.3 * (1 + per_class) + 0.9, 1.3 * len(present) + 0.4), layout="constrained")
-    axes = fig.subplots(len(present), 1 + per_class, squeeze=False)
+    return {"classes": torch.tensor(present), "counts": torch.stack([(labels == c).sum() for c in present]),
+            "means": means, "examples": examples, "example_maps": maps[examples.clamp(min=0)],
+            "range": torch.tensor([lo, hi if hi > lo else lo + 1e-6])}
+
+
+def class_attention_grid(images: Tensor, summary: dict[str, Tensor], classes: Sequence[str],
+                         alpha: float = 0.55) -> Figure:
+    """One row per class present: the mean A(x) over all its images, then its first examples with their map laid
+    over them. One colour scale for every map in the grid.
+
+    images: (N, 3, H, W), the images the summary's positions refer to; summary: ``class_grid_summary``.
+    """
+    examples = summary["examples"]
+    if len(examples) and examples.max() >= len(images):
+        raise ValueError(f"the summary shows image {int(examples.max())} of {len(images)}")
+    lo, hi = summary["range"].tolist()
+    per_class = examples.shape[1]
+    fig = LabFigure(figsize=(1.3 * (1 + per_class) + 0.9, 1.3 * len(examples) + 0.4), layout="constrained")
+    axes = fig.subplots(len(examples), 1 + per_class, squeeze=False)
     im = None
-    for row, c in zip(axes, present):
-        idx = (labels == c).nonzero().squeeze(1)
-        im = row[0].imshow(maps[idx].mean(0).numpy(), cmap="magma", vmin=lo, vmax=hi, interpolation="nearest")
-        row[0].set_title(f"{classes[c]}: mean of {len(idx)}", fontsize=7)
-        for ax, i in zip(row[1:], idx[:per_class].tolist()):
-            ax.imshow(_hwc(images[i]), interpolation="nearest")
-            ax.imshow(maps[i].numpy(), cmap="magma", vmin=lo, vmax=hi, alpha=alpha, interpolation="nearest")
+    for r, row in enumerate(axes):
+        im = row[0].imshow(summary["means"][r].numpy(), cmap="magma", vmin=lo, vmax=hi, interpolation="nearest")
+        row[0].set_title(f"{classes[int(summary['classes'][r])]}: mean of {int(summary['counts'][r])}", fontsize=7)
+        for ax, i, m in zip(row[1:], examples[r].tolist(), summary["example_maps"][r]):
+            if i >= 0:
+                ax.imshow(_hwc(images[i]), interpolation="nearest")
+                ax.imshow(m.numpy(), cmap="magma", vmin=lo, vmax=hi, alpha=alpha, interpolation="nearest")
         for ax in row:
             ax.axis("off")
     fig.colorbar(im, ax=axes[:, 0].tolist(), shrink=0.6, label="A(x)", location="left")

@@ -6,13 +6,24 @@ record is never half written. The JSON is ``jq``-readable (NaN written as null);
 attack result: dataset index, verified success, queries, pixel positions and colours, predicted class and its
 probability, the true class's probability) go to the ``.npz`` beside it, under the names the JSON lists.
 
-Nothing here trains or attacks: records are a by-product of running the labs, never written by hand.
+Nothing here attacks: records are a by-product of running the labs, never written by hand.
 Model weights are never recorded; the config hashes (cache keys) of the models are, and with the recorded
 ``Profile`` (every attack's budget) and the attacked indices they name every attack's cache entry.
+
+**Replay.** A lab hands each heavy step over as a callable (``rec.rows("suite", lambda: evaluate_suite(...))``).
+When a record of the lab exists for its profile and was made with the same ``Profile`` (``LabRecord.replaying``),
+the callables are never called: every step returns what the record holds, rebuilt as the objects the lab computed
+(``Evaluation``, ``SuiteRows``, ``AttackResult``, tensors; models as stand-ins without weights, ``NoWeights``), so
+the page shows the same tables, figures and verdicts without training or attacking. Each model's cache key is
+checked against the one recorded (a changed training config or dataset is a stale record), and a step the record
+lacks is one too: ``StaleRecord`` names the record and how to recompute. ``LABKIT_REPLAY`` (or the ``mode``
+argument) chooses: ``auto`` (replay a matching record, else compute and write it), ``only`` (replay or stop),
+``never`` (always compute, rewriting the record).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import json
@@ -31,15 +42,35 @@ from torch import Tensor
 
 import labkit
 from labkit.attacks.base import AttackResult
+from labkit import data as datasets
+from labkit.attention import AttackedModel
 from labkit.cache import cache_root, canonical, write_atomic
-from labkit.evaluate import Evaluation, SuiteRows, device_name
+from labkit.defences import defended_key
+from labkit.evaluate import Entry, Evaluation, SuiteRows, Trained, device_name, train_suite
 from labkit.precision import describe
+from labkit.train import TrainConfig, TrainedModel, get_or_train, model_key
 
-#: Bumped when the layout of a record changes.
-SCHEMA = 1
+#: Bumped when the layout of a record changes (2: replayable: full model histories, table kinds, non-finite
+#: floats kept, ``bf16`` per image).
+SCHEMA = 2
 #: The per-image fields of an ``AttackResult`` kept in a record (``adv_images`` is not: it is the clean image with
 #: ``colours`` written at ``pixels``, so the dataset and the record rebuild it).
-PER_IMAGE = ("success", "queries", "pixels", "colours", "labels", "targets", "adv_pred", "adv_prob", "true_prob")
+PER_IMAGE = ("success", "queries", "pixels", "colours", "labels", "targets", "adv_pred", "adv_prob", "true_prob",
+             "bf16")
+#: ``LABKIT_REPLAY``'s values: replay a matching record else compute; replay or stop; always compute.
+REPLAY_MODES = ("auto", "only", "never")
+
+
+class StaleRecord(RuntimeError):
+    """A record cannot be replayed (absent, made with another profile or models, or missing a step)."""
+
+
+def replay_mode() -> str:
+    """``$LABKIT_REPLAY`` (default ``auto``), checked against ``REPLAY_MODES``."""
+    mode = os.environ.get("LABKIT_REPLAY", "auto") or "auto"
+    if mode not in REPLAY_MODES:
+        raise ValueError(f"LABKIT_REPLAY={mode!r} is not one of {', '.join(REPLAY_MODES)}")
+    return mode
 
 
 def project_root() -> Path | None:
@@ -92,19 +123,34 @@ def jsonable(obj: Any) -> Any:
     return repr(obj)
 
 
+Step = Any  # a value, or a zero-argument callable computing it (called only when the record is not replayed)
+
+
 class LabRecord:
-    """The record of one lab run under one profile.
+    """The record of one lab run under one profile: written as the lab computes, or replayed.
 
     Args:
         lab: the lab's name, e.g. ``"05_apr"`` (the notebook's stem).
         profile: a ``labkit.profiles.Profile`` (recorded whole: it fixes every training and attack budget).
         root: the results folder (default ``results_root()``); the record is ``root/<profile>/<lab>.json``.
+        mode: ``auto``, ``only`` or ``never`` (default ``replay_mode()``, i.e. ``$LABKIT_REPLAY``).
+        split: the dataset split the recorded indices refer to, for rebuilding adversarial images on replay
+            (an object with ``floats(indices)``; default: CIFAR-10's test split, loaded at the first replayed attack).
+
+    Every recording method takes a step: a zero-argument callable (the heavy work) or a value already computed.
+    Computing, the step is run, recorded and returned; replaying (``self.replaying``), it is never run and what
+    the record holds is returned instead.
     """
 
-    def __init__(self, lab: str, profile: Any, root: Path | None = None):
+    def __init__(self, lab: str, profile: Any, root: Path | None = None, mode: str | None = None,
+                 split: Any = None):
         self.path = Path(root or results_root()) / profile.name / f"{lab}.json"
+        self.mode = mode or replay_mode()
+        if self.mode not in REPLAY_MODES:
+            raise ValueError(f"replay mode {self.mode!r} is not one of {', '.join(REPLAY_MODES)}")
         self._arrays: dict[str, np.ndarray] = {}
         self._last = self._opened = time.perf_counter()
+        self._test = split
         self.data: dict[str, Any] = {
             "schema": SCHEMA, "lab": lab, "profile": profile.name, "config": jsonable(profile),
             "provenance": {"labkit": labkit.__version__, "commit": git_commit(),
@@ -112,36 +158,65 @@ class LabRecord:
                            "device": device_name(), "threads": torch.get_num_threads(),
                            "precision": describe(profile.precision), "torch": torch.__version__,
                            "python": platform.python_version()},
-            "stages": {}, "models": {}, "tables": {}, "attacks": {}, "texts": {}, "values": {},
-            "figure_arrays": {},
+            "stages": {}, "models": {}, "tables": {}, "kinds": {}, "attacks": {}, "texts": {}, "values": {},
+            "figure_arrays": {}, "nonfinite": {},
         }
+        self.replaying = False
+        if self.mode == "never":
+            return
+        stored = load(lab, profile.name, self.path.parent.parent)
+        reason = "no record" if stored is None else _mismatch(stored, self.data)
+        if reason is None:
+            self.replaying, self.data, self._arrays = True, stored, stored.pop("arrays")
+        elif self.mode == "only":
+            raise StaleRecord(f"cannot replay {self._shown_path()}: {reason}. {self._recompute_hint()}")
+
+    def _shown_path(self) -> str:
+        return f"results/{self.data['profile']}/{self.data['lab']}.json"
+
+    def _recompute_hint(self) -> str:
+        return (f"Recompute it: python tools/build_book.py --profile {self.data['profile']} --recompute --only "
+                f"{self.data['lab'].split('_')[0]} (or LABKIT_REPLAY=never for one notebook)")
 
     def describe(self) -> str:
         """Where this page's numbers come from, and how to recompute them (printed at the top of every lab)."""
         prov = self.data["provenance"]
         commit = (prov["commit"] or "unknown commit")[:12] + (" (uncommitted changes)" if
                                                               (prov["commit"] or "").endswith("+dirty") else "")
-        lab = self.data["lab"]
+        how = "replayed from" if self.replaying else "recorded in"
         return (f"Numbers of this page: profile {self.data['profile']}, run {prov['date']} on {prov['device']}, "
-                f"labkit {prov['labkit']} at {commit}; recorded in results/{self.data['profile']}/{lab}.json. "
-                f"Recompute: python tools/build_book.py --profile {self.data['profile']} --only {lab.split('_')[0]}")
+                f"labkit {prov['labkit']} at {commit}; {how} {self._shown_path()}. "
+                f"Recompute: python tools/build_book.py --profile {self.data['profile']} --recompute "
+                f"--only {self.data['lab'].split('_')[0]}")
 
     # -- what a lab hands over ------------------------------------------------------------------------------
 
-    def models(self, name: str, trained: Sequence[Any]) -> Sequence[Any]:
-        """Record the config hashes of models (``TrainedModel`` or ``evaluate.Trained``); returns ``trained``."""
+    def models(self, name: str, plan: Sequence[Entry | TrainConfig]) -> list[Any]:
+        """Load or train ``plan`` through the cache (``evaluate.train_suite`` for ``Entry``s, ``get_or_train``
+        for ``TrainConfig``s) and record each model's cache key and history.
+
+        Replaying: stand-ins of the same types whose ``model`` is a ``NoWeights`` (building a pipeline on it works,
+        running it raises), and whose keys must equal the recorded ones.
+        """
+        entries = all(isinstance(p, Entry) for p in plan)
+        if self.replaying:
+            return self._replay_models(name, plan, entries)
+        trained = train_suite(list(plan)) if entries else [get_or_train(c) for c in plan]
         self.data["models"][name] = [_model_entry(t) for t in trained]
         return self._stage(name, trained)
 
-    def rows(self, name: str, rows: Any, indices: Tensor | dict | None = None) -> Any:
+    def rows(self, name: str, step: Step, indices: Tensor | None = None) -> Any:
         """Record a table's rows (per-image ``outcomes`` included) and, where the rows carry them
         (``evaluate.Evaluation`` / ``evaluate.SuiteRows``), the attack results behind them, per image.
 
         ``indices``: the dataset indices of the attacked images, for an ``Evaluation`` (``SuiteRows`` know
-        theirs). Returns ``rows`` unchanged, so a cell can record what it computes in one line.
+        theirs). Returns the rows (replaying: rebuilt from the record, of the type computed).
         """
+        if self.replaying:
+            return self._replay_rows(name, indices)
+        rows = _run(step)
         plain = rows.rows if isinstance(rows, Evaluation) else list(rows)
-        self.data["tables"][name] = jsonable(plain)
+        self._put("tables", name, plain)
         if isinstance(rows, Evaluation):
             if indices is None:
                 raise ValueError(f"record {name!r}: an Evaluation needs the indices of its images")
@@ -152,31 +227,80 @@ class LabRecord:
                 labels = {"model": arch, "seed": seed, "defence": defence, "attack": attack}
                 self._attack(f"{name}/{arch}/{seed}/{defence}/{attack}", labels, res,
                              rows.indices[(arch, seed, defence)])
+        self.data["kinds"][name] = ("evaluation" if isinstance(rows, Evaluation) else
+                                    "suite" if isinstance(rows, SuiteRows) else "rows")
         return self._stage(name, rows)
 
-    def result(self, name: str, result: AttackResult, indices: Tensor, **labels: Any) -> AttackResult:
+    def result(self, name: str, step: Step, indices: Tensor, **labels: Any) -> AttackResult:
         """Record one attack result per image (``indices``: dataset indices of its rows); returns it."""
+        if self.replaying:
+            return self._replay_result(name)
+        result = _run(step)
         self._attack(name, labels, result, indices)
         return self._stage(name, result)
 
-    def text(self, name: str, text: str) -> str:
+    def text(self, name: str, step: Step) -> str:
         """Record a generated sentence (a verdict, a summary); returns it."""
-        self.data["texts"][name] = text
-        return self._stage(name, text)
+        if self.replaying:
+            return self._stored("texts", name)
+        return self._stage(name, self._put("texts", name, _run(step)))
 
-    def value(self, name: str, value: Any) -> Any:
-        """Record any JSON-able value (a dict of timings, a list of indices); returns it."""
-        self.data["values"][name] = jsonable(value)
+    def value(self, name: str, step: Step) -> Any:
+        """Record a value made of dicts (string keys), lists, numbers, strings and None; returns it."""
+        if self.replaying:
+            return self._stored("values", name)
+        return self._stage(name, self._put("values", name, _run(step)))
+
+    def array(self, name: str, step: Step) -> Any:
+        """Record a tensor, or a dict of tensors (keys: strings or tuples of strings and ints), that the lab needs
+        again and the dataset cannot rebuild (the attacked indices, the attention maps of the images shown, a
+        model's probabilities); returns it (replaying: as stored, dtype kept)."""
+        if self.replaying:
+            return self._replay_array(name)
+        value = _run(step)
+        if isinstance(value, dict):
+            keys = list(value)
+            for i, v in enumerate(value.values()):
+                self._arrays[f"arrays/{name}/{i}"] = torch.as_tensor(v).detach().cpu().numpy()
+            self.data["figure_arrays"][name] = {"keys": jsonable(keys), "tuple_keys": isinstance(keys[0], tuple)
+                                                if keys else False}
+        else:
+            self._arrays[f"arrays/{name}"] = torch.as_tensor(value).detach().cpu().numpy()
+            self.data["figure_arrays"][name] = f"arrays/{name}"
         return self._stage(name, value)
 
-    def array(self, name: str, value: Tensor) -> Tensor:
-        """Record a small array a figure needs that the dataset and the record cannot rebuild (e.g. the
-        attention maps of the images shown); returns it."""
-        self._arrays[f"arrays/{name}"] = torch.as_tensor(value).detach().cpu().numpy()
-        self.data["figure_arrays"][name] = f"arrays/{name}"
-        return self._stage(name, value)
+    def variants(self, name: str, step: Step) -> dict[str, AttackedModel]:
+        """Record ``attention.gated_variants``' attacked models (Lab 08): each one's table and attack results (as
+        ``rows`` records an ``Evaluation``), its verified successes and its cache key; returns them (replaying:
+        ``AttackedModel``s around ``NoWeights``, images and labels from the dataset)."""
+        if self.replaying:
+            out = {}
+            for vname, meta in self._stored("values", name).items():
+                ev = self._replay_rows(f"{name}/{vname}", None)
+                first = next(iter(self._attacks_of(f"{name}/{vname}")))
+                idx = torch.from_numpy(self._arrays[f"{first}/index"])
+                split = self._split()
+                out[vname] = AttackedModel(vname, meta["variant"], meta["arch"], NoWeights(meta["key"]), meta["key"],
+                                           idx, split.floats(idx), split.labels[idx], ev.rows, ev.results,
+                                           self._replay_array(f"{name}/{vname}/verified"))
+            return out
+        attacked = _run(step)
+        for vname, m in attacked.items():
+            self.rows(f"{name}/{vname}", Evaluation(m.rows, m.results), indices=m.indices)
+            self.array(f"{name}/{vname}/verified", m.verified)
+        meta = {vname: {"variant": m.variant, "arch": m.arch, "key": m.key} for vname, m in attacked.items()}
+        self._put("values", name, meta)
+        return self._stage(name, attacked)
 
     # -- storage --------------------------------------------------------------------------------------------
+
+    def _put(self, section: str, name: str, value: Any) -> Any:
+        # NaN and infinities are null in strict JSON; where they were is kept, so a replay gets them back.
+        self.data[section][name] = jsonable(value)
+        bad = _nonfinite(value)
+        if bad:
+            self.data["nonfinite"][f"{section}/{name}"] = bad
+        return value
 
     def _attack(self, name: str, labels: dict[str, Any], res: AttackResult, indices: Tensor) -> None:
         indices = torch.as_tensor(indices)
@@ -202,6 +326,8 @@ class LabRecord:
 
     def save(self) -> Path:
         """Write the JSON and the ``.npz`` atomically (each file is either the old one or the new one)."""
+        if self.replaying:
+            raise RuntimeError(f"{self._shown_path()} is being replayed; it is never rewritten by a replay")
         blob = json.dumps(self.data, indent=1, allow_nan=False).encode()
         npz = self.path.with_suffix(".npz")
         if self._arrays:
@@ -211,16 +337,136 @@ class LabRecord:
         write_atomic(self.path, lambda fh: fh.write(blob))
         return self.path
 
+    # -- replay ---------------------------------------------------------------------------------------------
+
+    def _stale(self, what: str) -> StaleRecord:
+        return StaleRecord(f"{self._shown_path()} is stale: {what}. {self._recompute_hint()}")
+
+    def _stored(self, section: str, name: str) -> Any:
+        if name not in self.data[section]:
+            raise self._stale(f"it has no {section[:-1]} {name!r} (written by an interrupted run, or by other code)")
+        return _restore(copy.deepcopy(self.data[section][name]), self.data["nonfinite"].get(f"{section}/{name}", []))
+
+    def _replay_models(self, name: str, plan: Sequence[Any], entries: bool) -> list[Any]:
+        stored = self._stored("models", name)
+        keys = [_planned_key(p) for p in plan]
+        if [m["key"] for m in stored] != keys:
+            raise self._stale(f"the models of {name!r} have other cache keys now ({keys} vs "
+                              f"{[m['key'] for m in stored]}): their training config or the dataset changed")
+        if entries:
+            return [Trained(p, NoWeights(m["key"]), m["key"], m["history"], m["train_seconds"])
+                    for p, m in zip(plan, stored)]
+        return [TrainedModel(NoWeights(m["key"]), p, m["key"], m["history"], m["train_seconds"], None, m["precision"],
+                             m["init_key"]) for p, m in zip(plan, stored)]
+
+    def _replay_rows(self, name: str, indices: Tensor | None) -> Any:
+        rows = self._stored("tables", name)
+        kind = self.data["kinds"].get(name, "rows")
+        if kind == "evaluation":
+            return Evaluation(rows, {labels["attack"]: self._replay_result(key)
+                                     for key, labels in self._attacks_of(name).items()})
+        if kind == "suite":
+            results, where = {}, {}
+            for key, labels in self._attacks_of(name).items():
+                arch, seed, defence = labels["model"], labels["seed"], labels["defence"]
+                results[arch, seed, defence, labels["attack"]] = self._replay_result(key)
+                where[arch, seed, defence] = torch.from_numpy(self._arrays[f"{key}/index"])
+            return SuiteRows(rows, results, where)
+        return rows
+
+    def _attacks_of(self, name: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.data["attacks"].items() if k.startswith(f"{name}/")}
+
+    def _replay_result(self, name: str) -> AttackResult:
+        if name not in self.data["attacks"]:
+            raise self._stale(f"it has no attack result {name!r}")
+        fields = {f: torch.from_numpy(self._arrays[f"{name}/{f}"]) if f"{name}/{f}" in self._arrays else None
+                  for f in ("index", *PER_IMAGE)}
+        clean = self._split().floats(fields.pop("index"))
+        return AttackResult(adversarial_images(clean, fields["pixels"], fields["colours"]), **fields)
+
+    def _split(self) -> Any:
+        if self._test is None:
+            self._test = datasets.load_cifar10("test")
+        return self._test
+
+    def _replay_array(self, name: str) -> Any:
+        spec = self._stored("figure_arrays", name)
+        if isinstance(spec, str):
+            return torch.from_numpy(self._arrays[spec])
+        keys = [tuple(k) for k in spec["keys"]] if spec["tuple_keys"] else spec["keys"]
+        return {k: torch.from_numpy(self._arrays[f"arrays/{name}/{i}"]) for i, k in enumerate(keys)}
+
+
+class NoWeights(torch.nn.Module):
+    """The network of a replayed model: the record has no weights, so a forward pass is a mistake in the lab (a
+    step that needs the model was not handed to the record) and says so."""
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key = key
+
+    def forward(self, x: Tensor) -> Tensor:
+        raise RuntimeError(f"model {self.key} is replayed from a record and has no weights: hand the step that "
+                           "runs it to the LabRecord (rec.rows/result/array/value/text) so a replay reads it")
+
+
+def _run(step: Step) -> Any:
+    return step() if callable(step) else step
+
+
+def _planned_key(plan: Any) -> str:
+    """The cache key a model of ``plan`` (an ``Entry`` or a ``TrainConfig``) gets, without training it."""
+    if isinstance(plan, Entry):
+        key = model_key(plan.config)
+        return key if plan.transform is None else defended_key(key, plan.transform)
+    return model_key(plan)
+
+
+def _mismatch(stored: dict[str, Any], fresh: dict[str, Any]) -> str | None:
+    """Why ``stored`` cannot be replayed for a lab about to record ``fresh``, or None when it can."""
+    if stored.get("schema") != SCHEMA:
+        return f"schema {stored.get('schema')}, this labkit writes {SCHEMA}"
+    if stored.get("config") != fresh["config"]:
+        changed = sorted(k for k in fresh["config"] if stored.get("config", {}).get(k) != fresh["config"][k])
+        return f"it was made with another {fresh['profile']!r} profile (fields {', '.join(changed)} differ)"
+    return None
+
+
+def _nonfinite(obj: Any, path: tuple = ()) -> list[list[Any]]:
+    """[path, "nan" | "inf" | "-inf"] of every non-finite float inside ``obj`` (paths as ``jsonable`` keys)."""
+    if isinstance(obj, (Tensor, np.ndarray)):
+        return _nonfinite(obj.tolist(), path)
+    if isinstance(obj, (float, np.floating)) and not math.isfinite(obj):
+        return [[list(path), "nan" if obj != obj else ("inf" if obj > 0 else "-inf")]]
+    if isinstance(obj, dict):
+        return [b for k, v in obj.items() for b in _nonfinite(v, (*path, str(k)))]
+    if isinstance(obj, (list, tuple)):
+        return [b for i, v in enumerate(obj) for b in _nonfinite(v, (*path, i))]
+    return []
+
+
+def _restore(obj: Any, bad: list[list[Any]]) -> Any:
+    """``obj`` (from JSON) with the non-finite floats ``_nonfinite`` found put back."""
+    for path, what in bad:
+        if not path:
+            return float(what)
+        *head, last = path
+        node = obj
+        for p in head:
+            node = node[p]
+        node[last] = float(what)
+    return obj
+
 
 def _model_entry(t: Any) -> dict[str, Any]:
     entry = getattr(t, "entry", None)
     config = entry.config if entry is not None else t.config
-    history = getattr(t, "history", None) or [{}]
     return jsonable({"key": t.key, "defence": getattr(entry, "defence", None), "model": config.model,
                      "seed": config.seed, "config_key": getattr(t, "config_key", None),
                      "init_key": getattr(t, "init_key", None), "precision": getattr(t, "precision_used", None),
-                     "train_seconds": getattr(t, "train_seconds", None),
-                     "test_acc": history[-1].get("test_acc")})
+                     "train_seconds": t.train_seconds, "history": t.history,
+                     "test_acc": (t.history or [{}])[-1].get("test_acc")})
 
 
 def adversarial_images(clean: Tensor, pixels: Tensor, colours: Tensor) -> Tensor:

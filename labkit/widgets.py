@@ -17,19 +17,31 @@ from labkit.evaluate import probabilities
 from labkit.plotting import attack_panel, attention_panel
 
 
-def attack_browser(originals: Tensor, results: dict[str, AttackResult], model: nn.Module,
+#: ``browser_probabilities``' key of the clean images' probabilities.
+BEFORE = "clean"
+
+
+def browser_probabilities(model: nn.Module, originals: Tensor, results: dict[str, AttackResult]) -> dict[str, Tensor]:
+    """What ``attack_browser`` shows beside the images: the model's class probabilities, (N, classes) float, on
+    ``originals`` (key ``BEFORE``) and on each run's adversarial images (key: the run's name)."""
+    return {BEFORE: probabilities(model, originals),
+            **{name: probabilities(model, r.adv_images) for name, r in results.items()}}
+
+
+def attack_browser(originals: Tensor, results: dict[str, AttackResult], probs: dict[str, Tensor],
                    classes: Sequence[str]):
     """Browse attacked images: an image slider and a dropdown over the runs in ``results``.
 
     originals: (N, C, H, W) in [0, 1], the attacked images (same order in every result).
     results: run name (e.g. "untargeted, k=1") -> its AttackResult on ``originals``.
+    probs: ``browser_probabilities`` of the model (computed, or read from a lab's record: the browser itself
+    never runs the model, so a replayed page shows it too).
     Returns an ``ipywidgets.VBox`` (controls above, the attack panel below).
     """
     import ipywidgets as w
     from IPython.display import display
 
-    before = probabilities(model, originals)
-    after = {name: probabilities(model, r.adv_images) for name, r in results.items()}
+    before, after = probs[BEFORE], probs
     index = w.IntSlider(0, 0, len(originals) - 1, description="image")
     run = w.Dropdown(options=list(results), description="attack")
     out = w.Output()
@@ -51,7 +63,21 @@ def attack_browser(originals: Tensor, results: dict[str, AttackResult], model: n
     return w.VBox([w.HBox([index, run]), out])
 
 
-def attention_explorer(models: dict[str, nn.Module], images: Tensor, labels: Tensor, classes: Sequence[str],
+def explorer_views(models: dict[str, nn.Module], images: Tensor,
+                   attacks: dict[str, dict[str, AttackResult]] | None = None) -> dict[tuple[str, ...], Tensor]:
+    """What ``attention_explorer`` shows of each model, computed up front: ``(model, "maps")`` (N, H, W) A(x) and
+    ``(model, "probs")`` (N, classes) on ``images``, and ``(model, attack, "maps" | "probs")`` on the adversarial
+    images of each of its attacks (the rows of the result). Raises ValueError for a model without a gate."""
+    views: dict[tuple[str, ...], Tensor] = {}
+    for name, model in models.items():
+        views[name, "maps"], views[name, "probs"] = attention_of(model, images), probabilities(model, images)
+        for a, r in (attacks or {}).get(name, {}).items():
+            views[name, a, "maps"] = attention_of(model, r.adv_images)
+            views[name, a, "probs"] = probabilities(model, r.adv_images)
+    return views
+
+
+def attention_explorer(views: dict[tuple[str, ...], Tensor], images: Tensor, labels: Tensor, classes: Sequence[str],
                        attacks: dict[str, dict[str, AttackResult]] | None = None, attacked: Tensor | None = None,
                        ids: Tensor | None = None):
     """Explore APR's attention maps (Lab 08): pick a model, a class, an image and, where there is one, an attack.
@@ -60,19 +86,22 @@ def attention_explorer(models: dict[str, nn.Module], images: Tensor, labels: Ten
     when the image was attacked, the adversarial image, the pixel on the map with its attention value before
     and after, and the probabilities after the attack.
 
-    models: name -> gated model (eval mode); images: (N, 3, H, W) in [0, 1]; labels: (N,);
+    views: ``explorer_views`` of the models on ``images`` (computed, or read from a lab's record: the explorer
+    never runs a model, so a replayed page shows it too); the models are those it names, in order.
+    images: (N, 3, H, W) in [0, 1]; labels: (N,);
     attacks: model name -> {attack name -> AttackResult}, every result on the images ``images[attacked]``
     (``attacked``: (M,) positions in ``images``; default the first M); ids: (N,) numbers naming the images in
-    the list and the title (e.g. their test-set indices; default their positions). Everything is computed up front,
-    so moving a control only draws; the saved state (what the static book shows) is the first attacked image.
+    the list and the title (e.g. their test-set indices; default their positions). Moving a control only draws;
+    the saved state (what the static book shows) is the first attacked image.
     Returns an ``ipywidgets.VBox`` (controls above, the panel below).
     """
     import ipywidgets as w
     import torch
     from IPython.display import display
 
+    models = list(dict.fromkeys(key[0] for key in views))
     if not models:
-        raise ValueError("attention_explorer needs at least one model")
+        raise ValueError("attention_explorer needs the views of at least one model")
     if labels.shape != (len(images),):
         raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
     attacks = attacks or {}
@@ -90,12 +119,11 @@ def attention_explorer(models: dict[str, nn.Module], images: Tensor, labels: Ten
     ids = torch.arange(len(images)) if ids is None else ids
     if ids.shape != (len(images),):
         raise ValueError(f"ids must have shape ({len(images)},), got {tuple(ids.shape)}")
-    maps = {name: attention_of(model, images) for name, model in models.items()}
-    probs = {name: probabilities(model, images) for name, model in models.items()}
-    adv = {(name, a): (attention_of(models[name], r.adv_images), probabilities(models[name], r.adv_images))
-           for name, runs in attacks.items() for a, r in runs.items()}
+    maps = {name: views[name, "maps"] for name in models}
+    probs = {name: views[name, "probs"] for name in models}
+    adv = {(name, a): (views[name, a, "maps"], views[name, a, "probs"]) for name, runs in attacks.items() for a in runs}
 
-    model = w.Dropdown(options=list(models), description="model")
+    model = w.Dropdown(options=models, description="model")
     cls = w.Dropdown(options=[(classes[c], c) for c in range(len(classes)) if (labels == c).any()],
                      description="class")
     image, attack, out = w.Dropdown(description="image"), w.Dropdown(description="attack"), w.Output()

@@ -12,6 +12,7 @@ from labkit import attention, plotting, report
 from labkit.apr import AttentionGate
 from labkit.attacks import AttackResult
 from labkit.data import CLASSES, Split
+from labkit.evaluate import probabilities
 
 
 def rendered(fig: Figure) -> bool:
@@ -148,6 +149,9 @@ def test_claim_supported_when_attacks_hit_low_attention() -> None:
     assert verdict.count("SUPPORTED: [full, DE k=1]") == 2 and "paired design" in verdict
     raw = report.claim_table({"full": pa}, measure="value", statistic="median", permutations=500, resamples=200)
     assert raw[0]["difference"] < 0 and raw[0]["p_holm"] < 0.01
+    kept = attention.PixelAttention.from_arrays(pa.arrays())  # what a lab's record keeps (no maps)
+    assert kept.maps is None and kept.summary() == pa.summary()
+    assert report.claim_table({"full": kept}, permutations=2000, resamples=500) == table
 
 
 def test_claim_not_supported_when_attack_pixels_are_random() -> None:
@@ -243,6 +247,8 @@ def test_explorer_indices_put_the_attacked_first() -> None:
     attacked = torch.tensor([7, 3, 11])
     idx = attention.explorer_indices(attacked, split, extra=5)
     assert torch.equal(idx[:3], attacked) and len(idx) == 8 and len(set(idx.tolist())) == 8
+    few = attention.explorer_indices(attacked, split, extra=5, shown=2)  # the rest of the attacked are not extras
+    assert few[:2].tolist() == [7, 3] and len(few) == 7 and 11 not in few.tolist()
 
 
 # -- figures and the explorer ---------------------------------------------------------------------------------------
@@ -258,8 +264,13 @@ def test_attention_figures_render() -> None:
     assert rendered(plotting.attention_overlay(x[0], maps[0][None]))  # (1, H, W) maps too
     fig = plotting.attention_attack(x[0], res.adv_images[0], maps[0], after[0], res.pixels[0], title="t")
     assert rendered(fig) and "at the pixel" in fig.axes[1].get_title()
-    grid = plotting.class_attention_grid(x, maps, torch.arange(12) % 3, CLASSES, per_class=2)
+    summary = plotting.class_grid_summary(maps, torch.arange(12) % 3, len(CLASSES), per_class=2)
+    assert summary["examples"].tolist() == [[0, 3], [1, 4], [2, 5]] and summary["counts"].tolist() == [4, 4, 4]
+    assert torch.allclose(summary["means"][1], maps[1::3].mean(0)) and torch.equal(summary["example_maps"][2, 1], maps[5])
+    grid = plotting.class_attention_grid(x, summary, CLASSES)
     assert rendered(grid) and len(grid.axes) == 3 * 3 + 1  # 3 classes x (mean + 2 examples) + colour bar
+    few = plotting.class_grid_summary(maps[:4], torch.tensor([0, 0, 0, 1]), len(CLASSES), per_class=2)
+    assert few["examples"].tolist() == [[0, 1], [3, -1]] and rendered(plotting.class_attention_grid(x, few, CLASSES))
     assert rendered(plotting.attention_panel(x[0], maps[0], probs, CLASSES))
     fig = plotting.attention_panel(x[0], maps[0], probs, CLASSES, adversarial=res.adv_images[0], pixels=res.pixels[0],
                                    probs_after=torch.softmax(torch.randn(10), 0), attention_after=after[0])
@@ -276,7 +287,9 @@ def test_attention_figures_reject_bad_inputs() -> None:
     with pytest.raises(ValueError):
         plotting.attention_attack(x[0], x[1], maps[0], torch.rand(6, 6), torch.tensor([[1, 1]]))
     with pytest.raises(ValueError):
-        plotting.class_attention_grid(x, maps, torch.tensor([0, 10]), CLASSES)
+        plotting.class_grid_summary(maps, torch.tensor([0, 10]), len(CLASSES))
+    with pytest.raises(ValueError, match="shows image"):
+        plotting.class_attention_grid(x[:1], plotting.class_grid_summary(maps, torch.tensor([0, 1]), 10), CLASSES)
     with pytest.raises(ValueError):
         plotting.attention_panel(x[0], maps[0], probs[:5], CLASSES)
     with pytest.raises(ValueError):
@@ -293,8 +306,12 @@ def test_attention_explorer_draws_and_follows_its_controls(monkeypatch: pytest.M
     models = {"full": brightness_gated(3), "no_regularisation": brightness_gated(1)}
     x, labels = images(9, 8), torch.arange(9) % 3
     res = fake_result(x[:4], torch.tensor([[1, 1]] * 4), torch.tensor([True, False, True, True]))
-    box = attention_explorer(models, x, labels, CLASSES, {"full": {"DE k=1": res, "corner": res}},
-                             ids=torch.arange(100, 109))
+    attacks = {"full": {"DE k=1": res, "corner": res}}
+    views = widgets.explorer_views(models, x, attacks)
+    assert torch.equal(views["full", "maps"], attention.attention_of(models["full"], x))
+    assert torch.equal(views["full", "corner", "probs"], probabilities(models["full"], res.adv_images))
+    assert ("no_regularisation", "DE k=1", "maps") not in views  # only the attacks made on a model
+    box = attention_explorer(views, x, labels, CLASSES, attacks, ids=torch.arange(100, 109))
     (model, cls), (image, attack) = box.children[0].children, box.children[1].children
     assert image.value == 0 and attack.value == "DE k=1"  # opens on the first attacked image, with its attack
     assert len(drawn) == 1 and torch.equal(drawn[0]["pixels"], torch.tensor([[1, 1]]))
@@ -306,11 +323,11 @@ def test_attention_explorer_draws_and_follows_its_controls(monkeypatch: pytest.M
     image.value = 8
     assert attack.options == ("none (not attacked)",) and len(drawn) == 4
     with pytest.raises(ValueError, match="same images"):
-        attention_explorer(models, x, labels, CLASSES, {"full": {"a": res, "b": res.select(slice(0, 2))}})
+        attention_explorer(views, x, labels, CLASSES, {"full": {"a": res, "b": res.select(slice(0, 2))}})
     with pytest.raises(ValueError, match="no AttentionGate"):
-        attention_explorer({"plain": MeanColour().eval()}, x, labels, CLASSES)
+        widgets.explorer_views({"plain": MeanColour().eval()}, x)
     with pytest.raises(ValueError, match="unknown models"):
-        attention_explorer(models, x, labels, CLASSES, {"other": {"a": res}})
+        attention_explorer(views, x, labels, CLASSES, {"other": {"a": res}})
 
 
 def test_static_figures_of_an_attacked_model() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -36,7 +37,7 @@ def test_rows_are_strict_json_with_their_outcomes(tmp_path):
     assert {"labkit", "commit", "date", "device", "threads", "precision"} <= set(prov) and prov["threads"] >= 1
     assert set(data["stages"]) == {"table"} and data["stages"]["table"] >= 0
     said = rec.describe()
-    assert "profile smoke" in said and prov["device"] in said and "--profile smoke --only 99" in said
+    assert "profile smoke" in said and prov["device"] in said and "--profile smoke --recompute --only 99" in said
 
 
 @pytest.mark.parametrize("attack", [CornerSearch, OnePixel])
@@ -112,3 +113,107 @@ def test_the_committed_cpu_records_are_small_strict_and_traceable():
         stored = records.load(path.stem, "cpu", root=folder.parent)
         for entry in data["attacks"].values():  # every array the JSON names is in the .npz, one row per image
             assert all(stored["arrays"][name].shape[0] == entry["images"] for name in entry["arrays"])
+
+
+# -- replay ---------------------------------------------------------------------------------------------------
+
+
+def _never(*_):
+    raise AssertionError("a replay ran a step it should have read from the record")
+
+
+class _Split:
+    """A stand-in dataset split: ``floats(indices)`` gives the images the attacks ran on."""
+
+    def __init__(self, images, first):
+        self.images, self.first = images, first
+
+    def floats(self, idx):
+        return self.images[torch.as_tensor(idx) - self.first]
+
+
+def test_a_replay_returns_what_was_computed_without_running_a_step(tmp_path, tiny_cnn):
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    labels = tiny_cnn(images).argmax(1)
+    res = OnePixel(tiny_cnn, population=10, generations=2)(images, labels)
+    idx = torch.arange(10, 14)
+    ev = Evaluation([result_row("No defence", "DE k=1", 0.5, n=4, p_value=float("nan"))], {"DE k=1": res})
+    suite = SuiteRows([result_row("APR", "DE k=1", 0.25, n=4)], {("m", 0, "APR", "DE k=1"): res},
+                      {("m", 0, "APR"): idx})
+    attacked = {("m", 0): idx, ("m", 1): idx[:2]}
+    computed = {"ev": ev, "suite": suite, "attacked": attacked}
+    profile = get_profile("smoke")
+    rec = records.LabRecord("99_test", profile, root=tmp_path, mode="auto")
+    assert not rec.replaying  # nothing to replay yet
+    rec.rows("ev", lambda: ev, indices=idx)
+    rec.rows("suite", lambda: suite)
+    rec.result("one", lambda: res, idx, attack="DE k=1")
+    rec.array("attacked", lambda: attacked)
+    rec.array("probs", lambda: torch.softmax(tiny_cnn(images), 1))
+    rec.value("timings", lambda: {"a": 1.5, "b": [float("inf"), 2]})
+    rec.text("verdict", lambda: "SUPPORTED (n = 4)")
+    written = (tmp_path / "smoke" / "99_test.json").stat().st_mtime_ns
+
+    again = records.LabRecord("99_test", profile, root=tmp_path, mode="only", split=_Split(images, 10))
+    assert again.replaying and "replayed from results/smoke/99_test.json" in again.describe()
+    ev2 = again.rows("ev", _never, indices=idx)
+    assert isinstance(ev2, Evaluation) and ev2.rows[0]["p_value"] != ev2.rows[0]["p_value"]  # NaN comes back
+    assert {k: v for k, v in ev2.rows[0].items() if k != "p_value"} == \
+        {k: v for k, v in computed["ev"].rows[0].items() if k != "p_value"}
+    suite2 = again.rows("suite", _never)
+    assert isinstance(suite2, SuiteRows) and list(suite2) == list(suite)
+    assert torch.equal(suite2.indices["m", 0, "APR"], idx)
+    for replayed in (ev2.results["DE k=1"], suite2.results["m", 0, "APR", "DE k=1"], again.result("one", _never, idx)):
+        for field in ("adv_images", *records.PER_IMAGE):
+            want, got = getattr(res, field), getattr(replayed, field)
+            assert (want is None and got is None) or torch.equal(want, got), field
+    got = again.array("attacked", _never)
+    assert list(got) == list(attacked) and all(torch.equal(got[k], attacked[k]) for k in attacked)
+    assert torch.equal(again.array("probs", _never), torch.softmax(tiny_cnn(images), 1))
+    assert again.value("timings", _never) == {"a": 1.5, "b": [math.inf, 2]}
+    assert again.text("verdict", _never) == "SUPPORTED (n = 4)"
+    assert (tmp_path / "smoke" / "99_test.json").stat().st_mtime_ns == written  # a replay never rewrites
+    with pytest.raises(records.StaleRecord, match="no text 'other'.*--recompute"):
+        again.text("other", _never)  # a step the record lacks: stale, and the message says how to recompute
+
+
+def test_a_changed_profile_recomputes_and_replay_only_names_the_stale_record(tmp_path):
+    profile = get_profile("smoke")
+    records.LabRecord("99_test", profile, root=tmp_path).text("verdict", "x")
+    changed = dataclasses.replace(profile, n_attack=profile.n_attack + 1)
+    rec = records.LabRecord("99_test", changed, root=tmp_path, mode="auto")
+    assert not rec.replaying and rec.text("verdict", lambda: "y") == "y"  # auto: recomputes, rewrites
+    with pytest.raises(records.StaleRecord, match=r"results/smoke/99_test\.json.*n_attack"):
+        records.LabRecord("99_test", profile, root=tmp_path, mode="only")
+    with pytest.raises(records.StaleRecord, match="no record"):
+        records.LabRecord("98_absent", profile, root=tmp_path, mode="only")
+    assert not records.LabRecord("99_test", changed, root=tmp_path, mode="never").replaying
+    with pytest.raises(ValueError, match="LABKIT_REPLAY"):
+        import os
+        os.environ["LABKIT_REPLAY"] = "sometimes"
+        try:
+            records.replay_mode()
+        finally:
+            del os.environ["LABKIT_REPLAY"]
+
+
+def test_replayed_models_are_keyed_stand_ins_and_a_changed_config_is_stale(tmp_path, monkeypatch):
+    profile = get_profile("smoke")
+    config = profile.train_config()
+    history = [{"epoch": 1, "test_acc": 0.5}, {"epoch": 2, "test_acc": 0.625}]
+
+    def fake_train(c):  # the record's logic, not training, is under test here
+        return records.TrainedModel(torch.nn.Identity(), c, records.model_key(c), history, 3.0, None, "fp32")
+
+    monkeypatch.setattr(records, "get_or_train", fake_train)
+    records.LabRecord("99_test", profile, root=tmp_path).models("base", [config])
+    monkeypatch.setattr(records, "get_or_train", _never)
+    rec = records.LabRecord("99_test", profile, root=tmp_path, mode="only")
+    (model,) = rec.models("base", [config])
+    assert model.key == records.model_key(config) and model.history == history
+    with pytest.raises(RuntimeError, match="no weights"):
+        model.model(torch.zeros(1, 3, 32, 32))  # running a replayed model is a lab's mistake, said clearly
+    assert model.config is config and model.train_seconds == 3.0 and model.precision_used == "fp32"
+    other = dataclasses.replace(config, epochs=config.epochs + 1)
+    with pytest.raises(records.StaleRecord, match="other cache keys"):
+        rec.models("base", [other])
