@@ -1,17 +1,22 @@
 # The two commands of the README's quick start, on a fresh machine with Python 3.11:
 #
-#   make book    set up .venv (pinned install) if needed, execute every lab, build the book (_build/html)
+#   make book    set up .venv (pinned install) if needed, execute every lab, build the book (_build/html):
+#                by default the published book, every lab replaying its committed cpu record (results/cpu/)
 #   make test    set up .venv if needed, run the README's test command (unit tests, notebooks, the book)
 #
 # Both create or reuse the virtual environment VENV (default .venv) and reinstall it only when a
 # requirements file or pyproject.toml changed. The offline CIFAR-10 copy next to a checkout
 # (../shared/data/cifar10-jpeg) is used when present and LABKIT_DATA is not set; otherwise the labs
-# download CIFAR-10 with torchvision. Variables: PYTHON (interpreter for the venv), VENV, PROFILE
-# (the labs' work size: smoke, cpu or full; default $LABKIT_PROFILE, else smoke), LABKIT_DATA, LABKIT_CACHE.
+# download CIFAR-10 with torchvision. Variables: PYTHON (interpreter for the venv), VENV, PROFILE (the
+# book's profile: smoke, cpu or full; default cpu), REPLAY (auto: replay a lab's record when it matches,
+# else compute; only: replay or fail; never: compute; default only for cpu, auto otherwise),
+# TEST_PROFILE (the tests' notebooks; default $LABKIT_PROFILE, else smoke), LABKIT_DATA, LABKIT_CACHE.
 
 PYTHON ?= python3
 VENV ?= .venv
-PROFILE ?= $(or $(LABKIT_PROFILE),smoke)
+PROFILE ?= cpu
+REPLAY ?= $(if $(filter cpu,$(PROFILE)),only,auto)
+TEST_PROFILE ?= $(or $(LABKIT_PROFILE),smoke)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.labkit-installed
 SHARED_DATA := ../shared/data/cifar10-jpeg
@@ -19,18 +24,19 @@ SHARED_DATA := ../shared/data/cifar10-jpeg
 # An absolute path: the kernels run in notebooks/, where a relative one would point elsewhere.
 LABKIT_DATA ?= $(if $(wildcard $(SHARED_DATA)/test),$(abspath $(SHARED_DATA)),)
 export LABKIT_DATA
-export LABKIT_PROFILE := $(PROFILE)
 # Plain-Python plots (pytest) never open a window; the book build sets the inline backend for kernels.
 export MPLBACKEND ?= Agg
 
 .PHONY: book test venv chromium clean-venv
 
 book: $(STAMP)
-	$(PY) tools/build_book.py --profile $(PROFILE)
+	LABKIT_REPLAY=$(REPLAY) $(PY) tools/build_book.py --profile $(PROFILE)
 	@echo "The book: $(abspath _build/html/index.html)"
 
+# The notebooks under test compute (LABKIT_REPLAY=never): a test of the code must run it. The replay is tested
+# by tests/test_replay.py and by the book test, which builds the published book from results/cpu/.
 test: $(STAMP) chromium
-	$(PY) -m pytest
+	LABKIT_PROFILE=$(TEST_PROFILE) LABKIT_REPLAY=never $(PY) -m pytest
 
 venv: $(STAMP)
 

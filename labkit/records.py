@@ -138,8 +138,9 @@ class LabRecord:
             (an object with ``floats(indices)``; default: CIFAR-10's test split, loaded at the first replayed attack).
 
     Every recording method takes a step: a zero-argument callable (the heavy work) or a value already computed.
-    Computing, the step is run, recorded and returned; replaying (``self.replaying``), it is never run and what
-    the record holds is returned instead.
+    Computing, the step is run, recorded and returned. Replaying (``self.replaying``), a callable is never run and
+    what the record holds is returned instead; a value (which the lab computed from replayed inputs, e.g. a
+    verdict sentence from replayed rows) is returned as it is, so what a page derives follows the current code.
     """
 
     def __init__(self, lab: str, profile: Any, root: Path | None = None, mode: str | None = None,
@@ -213,7 +214,7 @@ class LabRecord:
         theirs). Returns the rows (replaying: rebuilt from the record, of the type computed).
         """
         if self.replaying:
-            return self._replay_rows(name, indices)
+            return self._replay_rows(name, indices) if callable(step) else step
         rows = _run(step)
         plain = rows.rows if isinstance(rows, Evaluation) else list(rows)
         self._put("tables", name, plain)
@@ -234,7 +235,7 @@ class LabRecord:
     def result(self, name: str, step: Step, indices: Tensor, **labels: Any) -> AttackResult:
         """Record one attack result per image (``indices``: dataset indices of its rows); returns it."""
         if self.replaying:
-            return self._replay_result(name)
+            return self._replay_result(name) if callable(step) else step
         result = _run(step)
         self._attack(name, labels, result, indices)
         return self._stage(name, result)
@@ -242,13 +243,13 @@ class LabRecord:
     def text(self, name: str, step: Step) -> str:
         """Record a generated sentence (a verdict, a summary); returns it."""
         if self.replaying:
-            return self._stored("texts", name)
+            return self._stored("texts", name) if callable(step) else step
         return self._stage(name, self._put("texts", name, _run(step)))
 
     def value(self, name: str, step: Step) -> Any:
         """Record a value made of dicts (string keys), lists, numbers, strings and None; returns it."""
         if self.replaying:
-            return self._stored("values", name)
+            return self._stored("values", name) if callable(step) else step
         return self._stage(name, self._put("values", name, _run(step)))
 
     def array(self, name: str, step: Step) -> Any:
@@ -256,7 +257,7 @@ class LabRecord:
         again and the dataset cannot rebuild (the attacked indices, the attention maps of the images shown, a
         model's probabilities); returns it (replaying: as stored, dtype kept)."""
         if self.replaying:
-            return self._replay_array(name)
+            return self._replay_array(name) if callable(step) else step
         value = _run(step)
         if isinstance(value, dict):
             keys = list(value)
@@ -273,6 +274,8 @@ class LabRecord:
         """Record ``attention.gated_variants``' attacked models (Lab 08): each one's table and attack results (as
         ``rows`` records an ``Evaluation``), its verified successes and its cache key; returns them (replaying:
         ``AttackedModel``s around ``NoWeights``, images and labels from the dataset)."""
+        if self.replaying and not callable(step):
+            return step
         if self.replaying:
             out = {}
             for vname, meta in self._stored("values", name).items():

@@ -1,9 +1,10 @@
-"""The book builds (smoke profile, warnings are errors) and its lab pages render offline.
+"""The published book builds (warnings are errors) and its lab pages render offline.
 
-One build per test session, into a temporary folder, with `tools/build_book.py --profile smoke`.
-Each page in PAGES is then opened in headless Chromium with name resolution switched off, and the
-rendered DOM must show the figures, the ipywidgets and the tqdm bars, with no request having left
-the machine. Chromium missing: skipped on a workstation, a failure in CI (env CI set).
+One build per test session, into a temporary folder, with `tools/build_book.py --profile cpu --replay-only`:
+the book `make book` builds, every lab replaying its committed record (results/cpu/), so CI also checks that
+those records still replay with the current code. Each page in PAGES is then opened in headless Chromium
+with name resolution switched off, and the rendered DOM must show the figures and the ipywidgets, with no
+request having left the machine. Chromium missing: skipped on a workstation, a failure in CI (env CI set).
 
 To check another lab, add a Page to PAGES (e.g. Page("notebooks/08_...", {"widget-hprogress"})).
 """
@@ -25,7 +26,7 @@ import pytest
 pytestmark = pytest.mark.book
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BUILD_TIMEOUT_S = 3600  # smoke labs take seconds each; this only stops a hung kernel
+BUILD_TIMEOUT_S = 3600  # replayed labs take seconds each; this only stops a hung kernel
 RENDER_BUDGET_MS = 20_000  # Chromium's virtual time for scripts (widgets, MathJax) to finish
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 VOID_TAGS = {
@@ -55,8 +56,8 @@ class Page:
 
 
 PAGES = [
-    # Lab 01 has sliders (widget-slider) and tqdm bars (widget-hprogress) besides its figures.
-    Page("notebooks/01_one_pixel_attack", frozenset({"widget-slider", "widget-hprogress"})),
+    # Lab 01's attack browser has a slider (widget-slider) besides its figures (a replay has no progress bars).
+    Page("notebooks/01_one_pixel_attack", frozenset({"widget-slider"})),
     # Lab 08's attention explorer: dropdowns and an Output widget holding the saved panel; five static figures.
     Page("notebooks/08_attention_maps", frozenset({"widget-dropdown", "widget-output"}), min_figures=5),
 ]
@@ -131,7 +132,7 @@ def chromium() -> str:
 def html_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the book once for this module; return its HTML folder."""
     out = tmp_path_factory.mktemp("book") / "_build"
-    command = [sys.executable, "tools/build_book.py", "--profile", "smoke", "--out", str(out)]
+    command = [sys.executable, "tools/build_book.py", "--profile", "cpu", "--replay-only", "--out", str(out)]
     result = subprocess.run(
         command,
         cwd=REPO_ROOT,
@@ -189,7 +190,19 @@ def is_local(url: str) -> bool:
 def test_book_builds(html_dir: Path) -> None:
     assert (html_dir / "index.html").is_file()
     status = (html_dir / "book" / "execution_status.html").read_text(encoding="utf-8")
-    assert "smoke" in status, "the execution-status page does not list the smoke runs"
+    labs = sorted((REPO_ROOT / "notebooks").glob("0*.ipynb"))
+    assert status.count("<td><p>replayed</p></td>") == len(labs), "every lab replays its committed cpu record"
+    for lab in labs:
+        page = (html_dir / "notebooks" / f"{lab.stem}.html").read_text(encoding="utf-8")
+        assert f"replayed from results/cpu/{lab.stem}.json" in page, f"{lab.stem} does not say where its numbers are from"
+
+
+def test_no_page_shows_the_building_machines_paths(html_dir: Path) -> None:
+    local = {str(REPO_ROOT), str(Path.home()), os.environ.get("LABKIT_DATA") or str(REPO_ROOT)}
+    for page in sorted(html_dir.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        shown = [p for p in local if p in text]
+        assert not shown, f"{page.relative_to(html_dir)} shows local paths {shown}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name.split("/")[-1])

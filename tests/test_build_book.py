@@ -17,11 +17,12 @@ CELLS = [
 ]
 
 
-def write_lab(root: Path, name: str) -> Path:
-    """A tiny lab (parameters cell, a tqdm bar, a print) at root/notebooks/<name>; returns the relative path."""
+def write_lab(root: Path, name: str, cells: list[tuple[str, list[str]]] = CELLS) -> Path:
+    """A tiny lab (by default: parameters cell, a tqdm bar, a print) at root/notebooks/<name>; returns the
+    relative path."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    for source, tags in CELLS:
+    for source, tags in cells:
         cell = nbformat.v4.new_code_cell(source)
         cell.metadata["tags"] = tags
         nb.cells.append(cell)
@@ -64,3 +65,28 @@ def test_two_concurrent_executions_finish(tmp_path: Path) -> None:
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         results = pool.starmap(run_lab, [(str(tmp_path), lab) for lab in labs], chunksize=1)
     assert results == [("ok", "45\n"), ("ok", "45\n")]
+
+
+STALE_LAB = [
+    ('profile = "smoke"', ["parameters"]),
+    ("import os\n\nclass StaleRecord(RuntimeError):\n    pass\n\n"
+     "if os.environ['LABKIT_REPLAY'] != 'never':\n    raise StaleRecord('results/smoke/x.json is stale')", []),
+    ("print('Numbers of this page: ...; recorded in results/smoke/x.json. Recompute: ...')", []),
+]
+
+
+def test_a_stale_record_recomputes_in_auto_and_fails_with_replay_only(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LABKIT_REPLAY", "auto")  # execute_lab sets it for the kernels and puts it back
+    notebook = write_lab(tmp_path, "x.ipynb", STALE_LAB)
+    run = build_book.execute_lab(notebook, tmp_path, tmp_path / "stage", "smoke", "cpu", "auto")
+    assert run.status == "ok" and run.numbers == "computed"  # executed again, computing
+    with pytest.raises(build_book.NotebookFailed, match="StaleRecord: results/smoke/x.json is stale"):
+        build_book.execute_lab(notebook, tmp_path, tmp_path / "stage", "smoke", "cpu", "only")
+    assert build_book.os.environ["LABKIT_REPLAY"] == "only"  # what the build's next lab gets
+
+
+def test_replay_flags() -> None:
+    assert build_book.resolve_replay(build_book.parse_args(["--replay-only"])) == "only"
+    assert build_book.resolve_replay(build_book.parse_args(["--recompute"])) == "never"
+    with pytest.raises(SystemExit):
+        build_book.parse_args(["--replay-only", "--recompute"])  # one or the other

@@ -172,6 +172,7 @@ def test_a_replay_returns_what_was_computed_without_running_a_step(tmp_path, tin
     assert torch.equal(again.array("probs", _never), torch.softmax(tiny_cnn(images), 1))
     assert again.value("timings", _never) == {"a": 1.5, "b": [math.inf, 2]}
     assert again.text("verdict", _never) == "SUPPORTED (n = 4)"
+    assert again.text("verdict", "derived now") == "derived now"  # a value the lab derived from replayed inputs
     assert (tmp_path / "smoke" / "99_test.json").stat().st_mtime_ns == written  # a replay never rewrites
     with pytest.raises(records.StaleRecord, match="no text 'other'.*--recompute"):
         again.text("other", _never)  # a step the record lacks: stale, and the message says how to recompute

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Execute the labs and build the One-Pixel Lab book.
 
-    python tools/build_book.py [--profile smoke|cpu|full] [--only 01 02] [--out _build]
+    python tools/build_book.py [--profile smoke|cpu|full] [--replay-only | --recompute] [--only 01 02] [--out _build]
 
 Steps:
 
@@ -19,6 +19,12 @@ Steps:
    write the book's execution-status page from those records.
 4. Build the staged book with ``jupyter-book build -W --keep-going --all`` into ``<out>/html``
    (``index.html`` there).
+
+Replay (``labkit.records``): a lab whose record ``results/<profile>/<lab>.json`` was made with the same profile
+replays it (no training, no attack: the same tables, figures and verdicts). ``--replay-only`` makes a lab without
+a replayable record fail with a message naming it; ``--recompute`` computes every lab and rewrites its record.
+By default (``$LABKIT_REPLAY``, else ``auto``) a lab replays when it can and computes otherwise; a record found
+stale in the middle of a lab (a model's cache key changed) makes the build execute that lab again, computing.
 
 The profile is ``--profile``, else ``$LABKIT_PROFILE``, else ``full`` when PyTorch sees a CUDA GPU
 and ``cpu`` otherwise; the kernels also see it as ``LABKIT_PROFILE``. ``LABKIT_DATA`` and
@@ -90,6 +96,7 @@ class Run:
     finished: str  # UTC, ISO 8601 to the minute; "" if never executed
     device: str  # the machine's accelerator (or CPU) at execution time
     source_sha256: str  # of the source notebook that was executed, to spot stale copies
+    numbers: str = ""  # "replayed" (from the lab's record), "computed", or "" if never executed
 
 
 class NotebookFailed(BuildError):
@@ -108,12 +115,24 @@ def log(message: str) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Execute the labs with papermill and build the book (warnings are errors).",
-        epilog="Environment: LABKIT_PROFILE (default profile), LABKIT_DATA, LABKIT_CACHE.",
+        epilog="Environment: LABKIT_PROFILE (default profile), LABKIT_REPLAY (auto, only, never), LABKIT_DATA, "
+        "LABKIT_CACHE, LABKIT_RESULTS.",
     )
     parser.add_argument(
         "--profile",
         choices=PROFILES,
         help="work size for every lab (default: $LABKIT_PROFILE, else full with CUDA, else cpu)",
+    )
+    replay = parser.add_mutually_exclusive_group()
+    replay.add_argument(
+        "--replay-only",
+        action="store_true",
+        help="every lab replays its committed record (results/<profile>/); a missing or stale one fails the build",
+    )
+    replay.add_argument(
+        "--recompute",
+        action="store_true",
+        help="every lab computes (trains or loads from the cache, attacks) and rewrites its record",
     )
     parser.add_argument(
         "--only",
@@ -144,6 +163,19 @@ def resolve_profile(flag: str | None) -> str:
     if profile not in PROFILES:
         raise BuildError(f"LABKIT_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
     return profile
+
+
+REPLAY_MODES = ("auto", "only", "never")  # labkit.records.REPLAY_MODES (not imported: this script imports no torch)
+#: The exception a lab raises when its record cannot be replayed (labkit.records.StaleRecord).
+STALE = "StaleRecord"
+
+
+def resolve_replay(args: argparse.Namespace) -> str:
+    """``only`` with --replay-only, ``never`` with --recompute, else LABKIT_REPLAY, else ``auto``."""
+    mode = "only" if args.replay_only else "never" if args.recompute else os.environ.get("LABKIT_REPLAY") or "auto"
+    if mode not in REPLAY_MODES:
+        raise BuildError(f"LABKIT_REPLAY={mode!r} is not one of {', '.join(REPLAY_MODES)}")
+    return mode
 
 
 def toc_files(node: Any) -> Iterator[str]:
@@ -434,10 +466,36 @@ def execute(notebook: Path, root: Path, stage: Path, profile: str, device: str) 
         finished=finished,
         device=device,
         source_sha256=sha256(source),
+        numbers=numbers_of(read_notebook(target)) if target.is_file() else "",
     )
     if error:
         raise NotebookFailed(run, f"{notebook} failed in {error}\n  Executed copy: {target}")
     return run
+
+
+def execute_lab(notebook: Path, root: Path, stage: Path, profile: str, device: str, replay: str) -> Run:
+    """``execute`` with the kernels' ``LABKIT_REPLAY`` set to ``replay``; in ``auto``, a lab that found its record
+    stale part-way (its profile matched, a model's cache key did not: code or data changed) is executed once
+    more, computing. Any other failure, or a stale record under ``only``, fails the build."""
+    os.environ["LABKIT_REPLAY"] = replay
+    try:
+        return execute(notebook, root, stage, profile, device)
+    except NotebookFailed as failure:
+        if replay != "auto" or STALE not in str(failure):
+            raise
+        log(f"{notebook}: its record is stale ({STALE}); executing it again, computing")
+    os.environ["LABKIT_REPLAY"] = "never"
+    try:
+        return execute(notebook, root, stage, profile, device)
+    finally:
+        os.environ["LABKIT_REPLAY"] = replay
+
+
+def numbers_of(nb: nbformat.NotebookNode) -> str:
+    """Whether an executed lab replayed its record or computed its numbers (from what ``LabRecord.describe``
+    printed; "" for a page without a record)."""
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
+    return "replayed" if "; replayed from results/" in text else "computed" if "; recorded in results/" in text else ""
 
 
 def load_records(stage: Path) -> dict[str, Run]:
@@ -501,19 +559,20 @@ def status_page(runs: list[Run], root: Path) -> str:
         torch_version = "not installed"
     rows = [
         f"| {{doc}}`/{Path(r.notebook).with_suffix('').as_posix()}` | {r.profile} | {r.status} "
-        f"| {format_seconds(r.wall_s)} | {r.finished} | {r.device} |"
+        f"| {r.numbers or '-'} | {format_seconds(r.wall_s)} | {r.finished} | {r.device} |"
         for r in runs
     ]
     return "\n".join(
         [
             "# Execution status",
             "",
-            "Every number in this book was computed by the notebooks below when the book was",
-            "built, with the profile shown (see {doc}`running`). Times are wall-clock, kernel",
-            "start included; dates are UTC.",
+            "Every page below was executed when the book was built, with the profile shown (see",
+            "{doc}`running`). Its numbers were either *computed* by that execution or *replayed* from",
+            "the lab's result record (`results/<profile>/`), written by the run that computed them: each",
+            "page says which run that was. Times are wall-clock, kernel start included; dates are UTC.",
             "",
-            "| Lab | Profile | Status | Wall time | Executed | Device |",
-            "|---|---|---|---|---|---|",
+            "| Lab | Profile | Status | Numbers | Wall time | Executed | Device |",
+            "|---|---|---|---|---|---|---|",
             *rows,
             "",
             f"Book built {now} from revision `{git_revision(root)}` with Python "
@@ -568,12 +627,13 @@ def build_html(stage: Path, out: Path) -> Path:
     return index
 
 
-def kernel_environment(profile: str) -> None:
+def kernel_environment(profile: str, replay: str) -> None:
     """Environment that papermill's kernels inherit from this process."""
     os.environ["LABKIT_PROFILE"] = profile
+    os.environ["LABKIT_REPLAY"] = replay
     # The kernels run in notebooks/, so a relative path given here (LABKIT_DATA=../shared/...)
     # is made absolute against the directory this script was started from.
-    for name in ("LABKIT_DATA", "LABKIT_CACHE"):
+    for name in ("LABKIT_DATA", "LABKIT_CACHE", "LABKIT_RESULTS"):
         if os.environ.get(name):
             os.environ[name] = str(Path(os.environ[name]).expanduser().absolute())
     # CI exports MPLBACKEND=Agg for plain Python; in a kernel that would replace the inline backend
@@ -589,11 +649,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         profile = resolve_profile(args.profile)
+        replay = resolve_replay(args)
         notebooks = toc_notebooks(root)
         chosen = select(notebooks, args.only)
         device = describe_device()
-        log(f"profile {profile}; {len(chosen)} of {len(notebooks)} labs to execute on {device}")
-        kernel_environment(profile)
+        log(f"profile {profile}, replay {replay}; {len(chosen)} of {len(notebooks)} labs to execute on {device}")
+        kernel_environment(profile, replay)
         log(f"LABKIT_DATA={os.environ.get('LABKIT_DATA', '(unset: torchvision download)')}")
         log(f"LABKIT_CACHE={os.environ.get('LABKIT_CACHE', '(unset: ~/.cache/labkit)')}")
         stage_sources(root, stage)
@@ -602,9 +663,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             for number, notebook in enumerate(chosen, start=1):
                 log(f"[{number}/{len(chosen)}] executing {notebook} (cwd {root / NOTEBOOK_DIR})")
-                run = execute(notebook, root, stage, profile, device)
+                run = execute_lab(notebook, root, stage, profile, device, replay)
                 records[run.notebook] = run
-                log(f"[{number}/{len(chosen)}] {notebook}: ok in {format_seconds(run.wall_s)}")
+                log(f"[{number}/{len(chosen)}] {notebook}: ok ({run.numbers or 'no record'}) in "
+                    f"{format_seconds(run.wall_s)}")
         except NotebookFailed as failure:
             records[failure.run.notebook] = failure.run
             raise
