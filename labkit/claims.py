@@ -150,11 +150,19 @@ def _attention(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
     return out
 
 
+def _jpeg(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
+    rec = recs["09_jpeg_recovery"]
+    arch = rec.get("models", {}).get("base", [{}])[0].get("model", "?")
+    return [_row(v, model=arch) for key, v in report.keyed_recovery_verdicts(_rows(rec, "table"), arch)
+            if key == claim.measure]
+
+
 #: How each kind of claim is measured from the records (``papers.Claim.measure`` = "<kind>[:<argument>]").
 MEASURES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "su_untargeted": _su_untargeted, "su_any_target": _su_any_target, "su_pixels": _su_pixels,
     "su_confidence": _su_confidence, "clean": _clean, "undefended_asr": _undefended_asr, "defence": _defence,
-    "ablation": _ablation, "overhead": _overhead, "attention": _attention,
+    "ablation": _ablation, "overhead": _overhead, "attention": _attention, "jpeg_fgsm": _jpeg, "jpeg": _jpeg,
+    "jpeg_recovery": _jpeg, "jpeg_specific": _jpeg,
 }
 
 

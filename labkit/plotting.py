@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from torch import Tensor
 
+from labkit.stats import wilson
+
 
 class LabFigure(Figure):
     """A Figure that Jupyter displays as PNG by itself (no ``%matplotlib`` magic or pyplot needed)."""
@@ -92,6 +94,36 @@ def budget_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], titl
     ax.set_xscale("log")
     ax.set_xlabel("query budget per image")
     ax.set_ylabel("attack success rate (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def quality_curves(qualities: Sequence[int], curves: dict[str, Tensor], ylabel: str = "misclassified (%)",
+                   title: str = "", marks: dict[str, dict[int, float]] | None = None) -> Figure:
+    """Rates against JPEG quality (Lab 09), one line per curve with its Wilson 95% band.
+
+    curves: name -> (len(qualities), N) 0/1 outcomes (e.g. misclassified) per quality and image; marks: name ->
+    {quality: value in %}, points drawn as crosses (the paper's numbers).
+    """
+    fig = LabFigure(figsize=(6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for name, outcomes in curves.items():
+        if outcomes.shape[0] != len(qualities):
+            raise ValueError(f"{name}: {outcomes.shape[0]} rows for {len(qualities)} qualities")
+        n = outcomes.shape[1]
+        k = outcomes.long().sum(1).tolist()
+        bands = [wilson(int(v), n) for v in k]
+        line, = ax.plot(qualities, [100 * v / max(n, 1) for v in k], marker="o", ms=3, label=f"{name} (n = {n})")
+        ax.fill_between(qualities, [100 * lo for lo, _ in bands], [100 * hi for _, hi in bands],
+                        color=line.get_color(), alpha=0.15, linewidth=0)
+    for name, points in (marks or {}).items():
+        ax.plot(list(points), list(points.values()), "x", ms=8, mew=2, label=name)
+    ax.set_xlabel("JPEG quality")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

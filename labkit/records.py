@@ -136,6 +136,8 @@ class LabRecord:
         mode: ``auto``, ``only`` or ``never`` (default ``replay_mode()``, i.e. ``$LABKIT_REPLAY``).
         split: the dataset split the recorded indices refer to, for rebuilding adversarial images on replay
             (an object with ``floats(indices)``; default: CIFAR-10's test split, loaded at the first replayed attack).
+        settings: the lab's own settings beyond the profile (a frozen dataclass, e.g. ``recovery.RecoveryConfig``):
+            recorded, and part of what a replayable record must match.
 
     Every recording method takes a step: a zero-argument callable (the heavy work) or a value already computed.
     Computing, the step is run, recorded and returned. Replaying (``self.replaying``), a callable is never run and
@@ -144,7 +146,7 @@ class LabRecord:
     """
 
     def __init__(self, lab: str, profile: Any, root: Path | None = None, mode: str | None = None,
-                 split: Any = None):
+                 split: Any = None, settings: Any = None):
         self.path = Path(root or results_root()) / profile.name / f"{lab}.json"
         self.mode = mode or replay_mode()
         if self.mode not in REPLAY_MODES:
@@ -154,6 +156,7 @@ class LabRecord:
         self._test = split
         self.data: dict[str, Any] = {
             "schema": SCHEMA, "lab": lab, "profile": profile.name, "config": jsonable(profile),
+            "settings": jsonable(settings),
             "provenance": {"labkit": labkit.__version__, "commit": git_commit(),
                            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "device": device_name(), "threads": torch.get_num_threads(),
@@ -433,6 +436,8 @@ def _mismatch(stored: dict[str, Any], fresh: dict[str, Any]) -> str | None:
     if stored.get("config") != fresh["config"]:
         changed = sorted(k for k in fresh["config"] if stored.get("config", {}).get(k) != fresh["config"][k])
         return f"it was made with another {fresh['profile']!r} profile (fields {', '.join(changed)} differ)"
+    if stored.get("settings") != fresh["settings"]:
+        return f"it was made with other settings ({stored.get('settings')} vs {fresh['settings']})"
     return None
 
 

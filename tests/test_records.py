@@ -189,6 +189,10 @@ def test_a_changed_profile_recomputes_and_replay_only_names_the_stale_record(tmp
     with pytest.raises(records.StaleRecord, match="no record"):
         records.LabRecord("98_absent", profile, root=tmp_path, mode="only")
     assert not records.LabRecord("99_test", changed, root=tmp_path, mode="never").replaying
+    records.LabRecord("97_set", profile, root=tmp_path, settings=dataclasses.replace(profile, seeds=(0,))).text("t", "x")
+    assert records.LabRecord("97_set", profile, root=tmp_path, settings=dataclasses.replace(profile, seeds=(0,))).replaying
+    with pytest.raises(records.StaleRecord, match="other settings"):  # a lab's own settings count too
+        records.LabRecord("97_set", profile, root=tmp_path, mode="only", settings=dataclasses.replace(profile, seeds=(1,)))
     with pytest.raises(ValueError, match="LABKIT_REPLAY"):
         import os
         os.environ["LABKIT_REPLAY"] = "sometimes"
