@@ -41,8 +41,8 @@ import torch
 from torch import Tensor
 
 import labkit
-from labkit.attacks.base import AttackResult
 from labkit import data as datasets
+from labkit.attacks.base import AttackResult
 from labkit.attention import AttackedModel
 from labkit.cache import cache_root, canonical, write_atomic
 from labkit.defences import defended_key
@@ -178,9 +178,12 @@ class LabRecord:
     def _shown_path(self) -> str:
         return f"results/{self.data['profile']}/{self.data['lab']}.json"
 
+    def _recompute_command(self) -> str:
+        return (f"python tools/build_book.py --profile {self.data['profile']} --recompute "
+                f"--only {self.data['lab'].split('_')[0]}")
+
     def _recompute_hint(self) -> str:
-        return (f"Recompute it: python tools/build_book.py --profile {self.data['profile']} --recompute --only "
-                f"{self.data['lab'].split('_')[0]} (or LABKIT_REPLAY=never for one notebook)")
+        return f"Recompute it: {self._recompute_command()} (or LABKIT_REPLAY=never for one notebook)"
 
     def describe(self) -> str:
         """Where this page's numbers come from, and how to recompute them (printed at the top of every lab)."""
@@ -190,8 +193,7 @@ class LabRecord:
         how = "replayed from" if self.replaying else "recorded in"
         return (f"Numbers of this page: profile {self.data['profile']}, run {prov['date']} on {prov['device']}, "
                 f"labkit {prov['labkit']} at {commit}; {how} {self._shown_path()}. "
-                f"Recompute: python tools/build_book.py --profile {self.data['profile']} --recompute "
-                f"--only {self.data['lab'].split('_')[0]}")
+                f"Recompute: {self._recompute_command()}")
 
     # -- what a lab hands over ------------------------------------------------------------------------------
 
@@ -217,7 +219,7 @@ class LabRecord:
         theirs). Returns the rows (replaying: rebuilt from the record, of the type computed).
         """
         if self.replaying:
-            return self._replay_rows(name, indices) if callable(step) else step
+            return self._replay_rows(name) if callable(step) else step
         rows = _run(step)
         plain = rows.rows if isinstance(rows, Evaluation) else list(rows)
         self._put("tables", name, plain)
@@ -282,7 +284,7 @@ class LabRecord:
         if self.replaying:
             out = {}
             for vname, meta in self._stored("values", name).items():
-                ev = self._replay_rows(f"{name}/{vname}", None)
+                ev = self._replay_rows(f"{name}/{vname}")
                 first = next(iter(self._attacks_of(f"{name}/{vname}")))
                 idx = torch.from_numpy(self._arrays[f"{first}/index"])
                 split = self._split()
@@ -365,7 +367,7 @@ class LabRecord:
         return [TrainedModel(NoWeights(m["key"]), p, m["key"], m["history"], m["train_seconds"], None, m["precision"],
                              m["init_key"]) for p, m in zip(plan, stored)]
 
-    def _replay_rows(self, name: str, indices: Tensor | None) -> Any:
+    def _replay_rows(self, name: str) -> Any:
         rows = self._stored("tables", name)
         kind = self.data["kinds"].get(name, "rows")
         if kind == "evaluation":

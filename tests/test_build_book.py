@@ -90,3 +90,9 @@ def test_replay_flags() -> None:
     assert build_book.resolve_replay(build_book.parse_args(["--recompute"])) == "never"
     with pytest.raises(SystemExit):
         build_book.parse_args(["--replay-only", "--recompute"])  # one or the other
+
+
+def test_replay_names_are_labkits() -> None:
+    from labkit import records  # the build script imports no torch, so it repeats these two names
+
+    assert build_book.REPLAY_MODES == records.REPLAY_MODES and build_book.STALE == records.StaleRecord.__name__
