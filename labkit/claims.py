@@ -65,7 +65,9 @@ def _su_any_target(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
     if not got:
         return []
     v = stats.rate_verdict(claim.what, got["broken"], got["images"], claim.value / 100)
-    return [_row(report.on_paper_architecture(v, got.get("model", "?"), ("AllConv",)), model=got.get("model"))]
+    # The v1 figure's networks are Su et al.'s (AllConv, NiN, VGG16), never this run's: an absolute rate, untested.
+    return [_row(report.on_paper_architecture(v, got.get("model", "?"), tuple(papers.SU2019_CIFAR10)),
+                 model=got.get("model"))]
 
 
 def _su_pixels(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
@@ -81,8 +83,8 @@ def _su_pixels(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
 
 
 def _su_confidence(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
-    return [_row(None, why="The paper's number is not quoted in labkit.papers yet; Lab 02 plots this run's "
-                           "confidence of the adversarial class, and its record keeps it per image.")]
+    return [_row(None, why="Not compared: the paper's mean is over its own networks and budget; Lab 02 plots this "
+                           "run's confidence of the adversarial class, and its record keeps it per image (adv_prob).")]
 
 
 def _clean(claim: papers.Claim, recs: Records, defence: str) -> list[dict[str, Any]]:
