@@ -38,16 +38,17 @@ class DataError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Split:
-    """One split of CIFAR-10.
+    """One split of an image dataset (CIFAR-10 unless ``dataset`` says otherwise).
 
-    images: (N, 3, 32, 32) uint8, RGB; labels: (N,) int64 in [0, 10);
-    source: where it came from (``folder:<path>`` or ``torchvision``).
+    images: (N, 3, H, W) uint8, RGB (32 x 32 for CIFAR-10); labels: (N,) int64 in [0, len(classes));
+    source: where it came from (``folder:<path>`` or ``torchvision``); dataset: its name in words.
     """
 
     images: Tensor
     labels: Tensor
     classes: tuple[str, ...]
     source: str
+    dataset: str = "CIFAR-10"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -56,11 +57,11 @@ class Split:
     def name(self) -> str:
         """The dataset in words, without this machine's paths (what a book page prints)."""
         if self.source.startswith("folder:"):
-            return f"CIFAR-10, local ImageFolder copy '{Path(self.source[len('folder:'):]).name}'"
-        return f"CIFAR-10 ({self.source})"
+            return f"{self.dataset}, local ImageFolder copy '{Path(self.source[len('folder:'):]).name}'"
+        return f"{self.dataset} ({self.source})"
 
     def floats(self, idx: Tensor | slice | None = None) -> Tensor:
-        """Images (or a subset) as float32 in [0, 1], shape (n, 3, 32, 32)."""
+        """Images (or a subset) as float32 in [0, 1], shape (n, 3, H, W)."""
         x = self.images if idx is None else self.images[idx]
         return x.float().div_(255)
 
@@ -159,6 +160,58 @@ def load_cifar10(split: str = "test", root: str | os.PathLike | None = None) -> 
     else:
         images, labels = cached["images"], cached["labels"]
     return Split(images=images, labels=labels, classes=CLASSES, source=source)
+
+
+def load_folder(root: str | os.PathLike, size: int | None = None) -> Split:
+    """Any image folder in torchvision's ``ImageFolder`` layout, ``<root>/<class>/*.jpg|png`` (classes: the
+    sub-folders, sorted), as one ``Split``, decoded once and cached like CIFAR-10.
+
+    Images of different sizes need ``size``: each is then resized to ``size`` x ``size`` (antialiased), once, as
+    data preparation. Raises ``DataError`` (saying what is wrong) for a missing folder, no class folders, an empty
+    class, an undecodable file or mixed sizes without ``size``.
+    """
+    import warnings
+
+    import torch.nn.functional as F
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    folder = Path(root).expanduser().resolve()
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist")
+    classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+    if not classes:
+        raise DataError(f"{folder} has no class folders: expected <root>/<class>/*.jpg|png")
+    files = []
+    for label, name in enumerate(classes):
+        paths = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise DataError(f"{folder / name} holds no .jpg/.png images")
+        files += [(p, label) for p in paths]
+    source = f"folder:{folder}"
+    fingerprint = [source, len(files), sum(p.stat().st_size for p, _ in files), size]  # contents, cheaply
+    path = cache_path("data", f"folder-{config_key(fingerprint)}")
+    cached = load_checked(path, {"source": source})
+    if cached is None:
+        warnings.filterwarnings("ignore", message="The image decoding", category=DeprecationWarning)
+        decoded = []
+        for p, _ in files:
+            try:
+                img = decode_image(read_file(str(p)), mode=ImageReadMode.RGB)
+            except RuntimeError as exc:
+                raise DataError(f"cannot decode {p}: {exc}") from exc
+            if size is not None and img.shape[1:] != (size, size):
+                img = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True,
+                                    align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+            decoded.append(img)
+        shapes = {tuple(img.shape) for img in decoded}
+        if len(shapes) > 1:
+            raise DataError(f"{folder} holds images of sizes {sorted(shapes)[:3]}...: pass size= (--size) to resize")
+        images = torch.stack(decoded)
+        labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+        save_atomic({"source": source, "images": images, "labels": labels}, path)
+    else:
+        images, labels = cached["images"], cached["labels"]
+    return Split(images=images, labels=labels, classes=classes, source=source, dataset=folder.name)
 
 
 #: Names the order ``first_n`` produces; part of every trained model's cache key (``labkit.train.model_key``),

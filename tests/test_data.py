@@ -107,3 +107,23 @@ def test_split_name_never_shows_the_machines_path(tiny_folder) -> None:
     split = load_cifar10("test")
     assert split.source.startswith("folder:") and str(tiny_folder) not in split.name
     assert split.name == f"CIFAR-10, local ImageFolder copy '{tiny_folder.name}'"
+
+
+def test_any_image_folder_loads_with_its_own_classes_and_sizes(tmp_path, tmp_cache):
+    from torchvision.io import write_png
+
+    from labkit.data import DataError, load_folder
+
+    root = tmp_path / "signs"
+    for label, (name, side) in enumerate((("stop", 12), ("yield", 20))):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            write_png(torch.full((3, side, side), 40 * label + i, dtype=torch.uint8), str(root / name / f"{i}.png"))
+    with pytest.raises(DataError, match="pass size"):
+        load_folder(root)  # 12 x 12 and 20 x 20 images: no common size
+    split = load_folder(root, size=8)
+    assert split.classes == ("stop", "yield") and split.images.shape == (6, 3, 8, 8)
+    assert split.labels.tolist() == [0, 0, 0, 1, 1, 1] and split.name == "signs, local ImageFolder copy 'signs'"
+    assert int(split.images[4, 0, 3, 3]) == 41  # a flat image stays flat when resized
+    with pytest.raises(DataError, match="does not exist"):
+        load_folder(tmp_path / "missing")

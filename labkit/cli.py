@@ -1,0 +1,231 @@
+"""``python -m labkit evaluate``: the book's one-pixel attacks on your own model, from the command line.
+
+Examples::
+
+    # a function in your code that returns the model (an nn.Module taking [0, 1] images)
+    python -m labkit evaluate --model mynets.cifar:build --n 100 --profile cpu
+    # a labkit architecture with your weights (a state_dict saved with torch.save)
+    python -m labkit evaluate --model small_cnn --weights small_cnn.pt --attacks de,corner
+    # a TorchScript file, on your own ImageFolder resized to 32 x 32, the whole adaptive suite
+    python -m labkit evaluate --model net.ts --dataset /data/my_images --size 32 --attacks suite
+
+It attacks the first ``--n`` test images the model classifies correctly (``labkit.data.first_n`` order) with the
+chosen attacks at the profile's budgets, verifies every success, prints the table (attack success rates with Wilson
+95% intervals) and writes a result record in the book's schema (``labkit.records``) to ``--results``. Attacks run
+through the cache, keyed by a hash of the model's weights: an interrupted run resumes where it stopped.
+
+The model must take float images in [0, 1], (N, 3, H, W), hold its own normalisation (``labkit.models.Normalize``),
+be in eval mode and return one logit per class; each of these is checked first, with one message saying what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from labkit import data, records
+from labkit.cache import config_key
+from labkit.evaluate import Evaluation, adaptive_suite, evaluate_model
+from labkit.models import CIFAR10_MEAN, CIFAR10_STD, REGISTRY, build_model
+from labkit.profiles import PROFILES, get_profile
+
+#: The attacks ``--attacks`` names: DE (Su et al.), the exhaustive corner search, the book's adaptive suite.
+ATTACKS = ("de", "corner", "suite")
+#: Columns of the printed table.
+COLUMNS = ["attack", "attacked", "asr", "asr_lo", "asr_hi", "mean_queries", "clean_acc"]
+
+
+class UsageError(Exception):
+    """Bad input on the command line (a model, a dataset, an option): the message says what to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateSettings:
+    """What an ``evaluate`` run measured beside the profile (recorded with it)."""
+
+    model: str  # --model as given
+    model_key: str  # hash of the model's weights and class (the attack records' cache key)
+    dataset: str  # the dataset in words (no local paths)
+    attacks: tuple[str, ...]  # of ATTACKS
+    n: int  # correctly classified images attacked
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m labkit", description="One-Pixel Lab from the command line.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("evaluate", help="attack your own model with the book's one-pixel attacks",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ev.add_argument("--model", required=True,
+                    help="module:callable returning an nn.Module; a TorchScript file; or a labkit architecture "
+                         f"({', '.join(sorted(REGISTRY))}) with --weights")
+    ev.add_argument("--weights", help="a state_dict file (torch.save) for a labkit architecture")
+    ev.add_argument("--dataset", default="cifar10",
+                    help="cifar10 (LABKIT_DATA, else torchvision's download; the test split) or an ImageFolder "
+                         "path (<root>/<class>/*.jpg|png)")
+    ev.add_argument("--size", type=int, help="resize an ImageFolder's images to SIZE x SIZE (once, when loading)")
+    ev.add_argument("--attacks", default="de,corner", help=f"comma-separated, of {', '.join(ATTACKS)} "
+                                                           "(suite: the adaptive suite, DE and corner included)")
+    ev.add_argument("--n", type=int, default=100, help="correctly classified images to attack (default 100)")
+    ev.add_argument("--profile", default="cpu", choices=PROFILES, help="attack budgets (default cpu)")
+    ev.add_argument("--results", type=Path, help="where the record goes (default $LABKIT_RESULTS, else "
+                                                  "./labkit-results)")
+    ev.add_argument("--name", help="the record's name (default: from --model)")
+    return parser
+
+
+# -- the model ------------------------------------------------------------------------------------------------------
+
+def load_model(spec: str, weights: str | None = None, num_classes: int = 10) -> nn.Module:
+    """The model ``spec`` names (see ``--model``), on the CPU."""
+    if spec in REGISTRY:
+        if weights is None:
+            raise UsageError(f"--model {spec} is a labkit architecture: give its weights with --weights FILE")
+        model = build_model(spec, num_classes)
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as exc:
+            raise UsageError(f"cannot read weights {weights}: {exc}") from exc
+        missing, unexpected = model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state,
+                                                    strict=False)
+        if missing or unexpected:
+            raise UsageError(f"{weights} does not fit {spec}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return model.eval()
+    if weights is not None:
+        raise UsageError("--weights goes with a labkit architecture name as --model")
+    if Path(spec).is_file():
+        try:
+            return torch.jit.load(spec, map_location="cpu")
+        except RuntimeError as exc:
+            raise UsageError(f"{spec} is not a TorchScript file ({exc}); a state_dict needs --model ARCH --weights "
+                             f"{spec}") from exc
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise UsageError(f"--model {spec!r}: expected module:callable, a TorchScript file, or one of "
+                         f"{', '.join(sorted(REGISTRY))} with --weights")
+    sys.path.insert(0, os.getcwd())  # a module next to where the command runs, as `python -m` users expect
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"cannot load {spec}: {exc}") from exc
+    model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def model_key(model: nn.Module) -> str:
+    """A cache key for ``model``: its class and a hash of every parameter and buffer (same weights, same key)."""
+    digest = hashlib.sha256(type(model).__qualname__.encode())
+    for name, t in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return config_key("user-model", digest.hexdigest())
+
+
+def check_model(model: nn.Module, split: data.Split, probe: int = 64) -> None:
+    """Raise ``UsageError`` when ``model`` is in training mode, returns something other than (N, classes) logits,
+    or looks as if it wanted inputs other than [0, 1]: near-chance accuracy on the first ``probe`` images, clearly
+    better when they are scaled to [0, 255] or normalised with CIFAR-10's mean and std."""
+    if model.training:
+        raise UsageError("the model is in training mode (dropout and batch norm would change every answer): return "
+                         "model.eval()")
+    idx = data.first_n(split, min(probe, len(split)))
+    x, y = split.floats(idx), split.labels[idx]
+    with torch.no_grad():
+        try:
+            out = model(x[:4])
+        except Exception as exc:  # any failure of the user's forward: say which input it got
+            raise UsageError(f"the model failed on a batch of shape {tuple(x[:4].shape)} in [0, 1]: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(out, torch.Tensor) or out.shape != (4, len(split.classes)):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise UsageError(f"the model must return logits of shape (N, {len(split.classes)}) for the dataset's "
+                             f"{len(split.classes)} classes; it returned {shape} for N = 4")
+
+        def accuracy(inputs: torch.Tensor) -> float:
+            return (model(inputs).argmax(1) == y).float().mean().item()
+
+        chance = 1 / len(split.classes)
+        plain = accuracy(x)
+        if plain <= 2 * chance:
+            mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+            for what, inputs in (("[0, 255]", x * 255), ("normalised (x - mean) / std", (x - mean) / std)):
+                if accuracy(inputs) > max(2 * plain, 2 * chance):
+                    raise UsageError(f"the model gets {plain:.0%} of {len(y)} images right on [0, 1] inputs and "
+                                     f"clearly more on {what} ones: labkit's attacks give [0, 1] images, so put the "
+                                     "scaling inside the model (e.g. labkit.models.Normalize in front)")
+
+
+# -- the run --------------------------------------------------------------------------------------------------------
+
+def load_dataset(name: str, size: int | None = None) -> data.Split:
+    """``cifar10``'s test split, or an ImageFolder path (``data.load_folder``)."""
+    if name.lower() in ("cifar10", "cifar-10"):
+        if size not in (None, 32):
+            raise UsageError("--size applies to an ImageFolder; CIFAR-10 is 32 x 32")
+        return data.load_cifar10("test")
+    if not Path(name).exists():
+        raise UsageError(f"--dataset {name!r}: neither 'cifar10' nor an existing ImageFolder path")
+    return data.load_folder(name, size)
+
+
+def parse_attacks(text: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(a.strip().lower() for a in text.split(",") if a.strip()))
+    unknown = [a for a in chosen if a not in ATTACKS]
+    if unknown or not chosen:
+        raise UsageError(f"--attacks {text!r}: choose from {', '.join(ATTACKS)}")
+    return chosen
+
+
+def evaluate(args: argparse.Namespace, progress: bool = True) -> tuple[list[dict[str, Any]], Path]:
+    """Run ``evaluate`` for parsed ``args``: (the table's rows, the record's path)."""
+    attacks = parse_attacks(args.attacks)
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
+    split = load_dataset(args.dataset, args.size)
+    model = load_model(args.model, args.weights, len(split.classes))
+    check_model(model, split)
+    key = model_key(model)
+    profile = dataclasses.replace(get_profile(args.profile), n_attack=args.n)
+    try:
+        idx = data.correctly_classified(model, split, args.n)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    name = args.name or Path(args.model.replace(":", "_")).stem.replace(".", "_")
+    settings = EvaluateSettings(args.model, key, split.name, attacks, args.n)
+    root = args.results or Path(os.environ.get("LABKIT_RESULTS") or Path.cwd() / "labkit-results")
+    rec = records.LabRecord(f"evaluate_{name}", profile, root=root, mode="never", split=split, settings=settings)
+    labels = {"model": name}
+    if "suite" in attacks:
+        ev = adaptive_suite(model, key, split, idx, profile, progress=progress, **labels)
+    else:
+        ev = evaluate_model(model, key, split, idx, profile, corner="corner" in attacks, progress=progress, **labels)
+        if "de" not in attacks:
+            ev = Evaluation([r for r in ev.rows if r["attack"] != "DE k=1"],
+                            {a: r for a, r in ev.results.items() if a != "DE k=1"})
+    rec.rows("table", ev, indices=idx)
+    return ev.rows, rec.path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rows, path = evaluate(args)
+    except (UsageError, data.DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(pd.DataFrame(rows)[COLUMNS].round(3).to_string(index=False))
+    print(f"record: {path}")
+    return 0

@@ -1,0 +1,125 @@
+"""labkit.cli (``python -m labkit evaluate``): your own model, attacked and recorded; one clear message per bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from labkit import cli, records
+
+USER_MODEL = textwrap.dedent('''
+    """A user's model file: the fixture's classes are mean colours; a near-white pixel anywhere means class 9."""
+    import torch
+    from torch import nn
+
+    PALETTE = torch.tensor([[0, 0, 0], [150, 0, 0], [0, 150, 0], [0, 0, 150], [150, 150, 0], [150, 0, 150],
+                            [0, 150, 150], [150, 150, 150], [75, 0, 0], [0, 0, 75]]) / 255 + 20 / 255
+
+
+    class Palette(nn.Module):
+        def __init__(self, scale=1.0):
+            super().__init__()
+            self.scale = nn.Parameter(torch.tensor(200.0))
+            self.input_scale = scale
+
+        def forward(self, x):
+            x = x / self.input_scale
+            mean = x.mean((2, 3))
+            logits = -self.scale * ((mean[:, None, :] - PALETTE[None]) ** 2).sum(-1)
+            white = (x.amin(1) > 0.95).flatten(1).any(1)
+            return logits + 1000.0 * torch.nn.functional.one_hot(torch.full_like(white, 9, dtype=torch.long),
+                                                                  10) * white[:, None]
+
+
+    def build():
+        return Palette().eval()
+
+
+    def training():
+        return Palette()
+
+
+    def wants_255():
+        return Palette(scale=255.0).eval()
+
+
+    def three_classes():
+        return nn.Sequential(Palette(), nn.Linear(10, 3)).eval()
+''')
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "user_nets.py").write_text(USER_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "user_nets"
+
+
+def _run(*argv: str) -> int:
+    return cli.main(["evaluate", *argv])
+
+
+def test_a_user_model_is_attacked_verified_and_recorded(tiny_folder, user_module, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert _run("--model", f"{user_module}:build", "--attacks", "corner", "--n", "6", "--profile", "smoke",
+                "--results", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "corner" in printed and "record:" in printed
+    stored = records.load("evaluate_user_nets_build", "smoke", root=out)
+    (row,) = stored["tables"]["table"]
+    labels = torch.tensor(stored["arrays"]["table/corner/labels"])
+    # A white pixel means class 9: every image of another class breaks, verified; class 9's cannot move there.
+    assert row["unverified"] == 0 and row["outcomes"] == [int(v) for v in (labels != 9).tolist()]
+    assert stored["settings"]["attacks"] == ["corner"] and stored["settings"]["n"] == 6
+    assert "/" not in stored["settings"]["dataset"]  # the dataset in words, no local path
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch 2.14 deprecates TorchScript; it still loads
+def test_an_image_folder_and_a_torchscript_file(tiny_folder, user_module, tmp_path):
+    import user_nets  # written by the fixture
+
+    scripted = tmp_path / "net.ts"
+    torch.jit.trace(user_nets.build(), torch.rand(2, 3, 16, 16)).save(str(scripted))
+    args = cli.build_parser().parse_args(["evaluate", "--model", str(scripted), "--dataset", str(tiny_folder / "test"),
+                                          "--size", "16", "--attacks", "de", "--n", "3", "--profile", "smoke",
+                                          "--results", str(tmp_path / "r")])
+    rows, path = cli.evaluate(args, progress=False)
+    assert [r["attack"] for r in rows] == ["DE k=1"] and rows[0]["attacked"] == 3
+    assert json.loads(path.read_text())["settings"]["dataset"] == "test, local ImageFolder copy 'test'"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "user_nets:training"], "training mode"),
+    (["--model", "user_nets:wants_255"], "[0, 255]"),
+    (["--model", "user_nets:three_classes"], "shape (N, 10)"),
+    (["--model", "user_nets:build", "--dataset", "/no/such/folder"], "neither 'cifar10' nor"),
+    (["--model", "small_cnn"], "--weights"),
+    (["--model", "no_such_module:build"], "cannot load"),
+    (["--model", "user_nets:build", "--attacks", "de,fgsm"], "choose from"),
+])
+def test_bad_input_gets_one_clear_message(tiny_folder, user_module, tmp_path, capsys, argv, message):
+    assert _run(*argv, "--n", "2", "--profile", "smoke", "--results", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_the_model_key_follows_the_weights(user_module):
+    import user_nets
+
+    a, b = user_nets.build(), user_nets.build()
+    assert cli.model_key(a) == cli.model_key(b)
+    with torch.no_grad():
+        b.scale.add_(1)
+    assert cli.model_key(a) != cli.model_key(b)
+
+
+def test_python_dash_m_labkit_shows_its_help():
+    done = subprocess.run([sys.executable, "-m", "labkit", "evaluate", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "--model" in done.stdout and "Examples" in done.stdout
