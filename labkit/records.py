@@ -209,7 +209,7 @@ class LabRecord:
             return self._replay_models(name, plan, entries)
         trained = train_suite(list(plan)) if entries else [get_or_train(c) for c in plan]
         self.data["models"][name] = [_model_entry(t) for t in trained]
-        return self._stage(name, trained)
+        return self._stage("models", name, trained)
 
     def rows(self, name: str, step: Step, indices: Tensor | None = None) -> Any:
         """Record a table's rows (per-image ``outcomes`` included) and, where the rows carry them
@@ -235,7 +235,7 @@ class LabRecord:
                              rows.indices[(arch, seed, defence)])
         self.data["kinds"][name] = ("evaluation" if isinstance(rows, Evaluation) else
                                     "suite" if isinstance(rows, SuiteRows) else "rows")
-        return self._stage(name, rows)
+        return self._stage("tables", name, rows)
 
     def result(self, name: str, step: Step, indices: Tensor, **labels: Any) -> AttackResult:
         """Record one attack result per image (``indices``: dataset indices of its rows); returns it."""
@@ -243,19 +243,19 @@ class LabRecord:
             return self._replay_result(name) if callable(step) else step
         result = _run(step)
         self._attack(name, labels, result, indices)
-        return self._stage(name, result)
+        return self._stage("attacks", name, result)
 
     def text(self, name: str, step: Step) -> str:
         """Record a generated sentence (a verdict, a summary); returns it."""
         if self.replaying:
             return self._stored("texts", name) if callable(step) else step
-        return self._stage(name, self._put("texts", name, _run(step)))
+        return self._stage("texts", name, self._put("texts", name, _run(step)))
 
     def value(self, name: str, step: Step) -> Any:
         """Record a value made of dicts (string keys), lists, numbers, strings and None; returns it."""
         if self.replaying:
             return self._stored("values", name) if callable(step) else step
-        return self._stage(name, self._put("values", name, _run(step)))
+        return self._stage("values", name, self._put("values", name, _run(step)))
 
     def array(self, name: str, step: Step) -> Any:
         """Record a tensor, or a dict of tensors (keys: strings or tuples of strings and ints), that the lab needs
@@ -273,7 +273,7 @@ class LabRecord:
         else:
             self._arrays[f"arrays/{name}"] = torch.as_tensor(value).detach().cpu().numpy()
             self.data["figure_arrays"][name] = f"arrays/{name}"
-        return self._stage(name, value)
+        return self._stage("arrays", name, value)
 
     def variants(self, name: str, step: Step) -> dict[str, AttackedModel]:
         """Record ``attention.gated_variants``' attacked models (Lab 08): each one's table and attack results (as
@@ -298,7 +298,7 @@ class LabRecord:
             self.array(f"{name}/{vname}/verified", m.verified)
         meta = {vname: {"variant": m.variant, "arch": m.arch, "key": m.key} for vname, m in attacked.items()}
         self._put("values", name, meta)
-        return self._stage(name, attacked)
+        return self._stage("variants", name, attacked)
 
     # -- storage --------------------------------------------------------------------------------------------
 
@@ -323,10 +323,11 @@ class LabRecord:
         self.data["attacks"][name] = {**jsonable(labels), "precision": res.precision_used, "images": len(res),
                                       "arrays": [f"{name}/{f}" for f in stored]}
 
-    def _stage(self, name: str, passthrough: Any) -> Any:
+    def _stage(self, kind: str, name: str, passthrough: Any) -> Any:
         now = time.perf_counter()
-        # The wall time since the previous thing recorded: the work that produced this one.
-        self.data["stages"][name] = round(now - self._last, 3)
+        # The wall time since the previous thing recorded: the work that produced this one. Keyed by kind too: a
+        # lab may record its models and its table under one name ("suite").
+        self.data["stages"][f"{kind}/{name}"] = round(now - self._last, 3)
         self.data["wall_seconds"] = round(now - self._opened, 3)
         self._last = now
         self.save()

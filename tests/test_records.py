@@ -35,7 +35,7 @@ def test_rows_are_strict_json_with_their_outcomes(tmp_path):
     assert data["config"]["n_attack"] == get_profile("smoke").n_attack
     prov = data["provenance"]
     assert {"labkit", "commit", "date", "device", "threads", "precision"} <= set(prov) and prov["threads"] >= 1
-    assert set(data["stages"]) == {"table"} and data["stages"]["table"] >= 0
+    assert set(data["stages"]) == {"tables/table"} and data["stages"]["tables/table"] >= 0
     said = rec.describe()
     assert "profile smoke" in said and prov["device"] in said and "--profile smoke --recompute --only 99" in said
 
@@ -95,7 +95,7 @@ def test_each_addition_rewrites_the_record_whole(tmp_path, monkeypatch):
     rec.value("timings", {"a": 1.5, "b": math.inf})
     data = _strict(tmp_path / "smoke" / "99_test.json")
     assert data["texts"]["verdict"] == "UNDECIDED: n = 3" and data["values"]["timings"] == {"a": 1.5, "b": None}
-    assert list(data["stages"]) == ["verdict", "timings"]
+    assert list(data["stages"]) == ["texts/verdict", "values/timings"]
     assert not list((tmp_path / "smoke").glob("*.tmp"))  # nothing half written is left behind
 
 
