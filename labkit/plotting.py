@@ -92,8 +92,13 @@ def budget_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], titl
     for name, (budgets, rates) in curves.items():
         ax.plot(budgets, [100 * r for r in rates], marker="o", ms=3, label=name)
     ax.set_xscale("log")
-    ax.set_xlabel("query budget per image")
-    ax.set_ylabel("attack success rate (%)")
+    return _rate_axes(fig, ax, "query budget per image", "attack success rate (%)", title)
+
+
+def _rate_axes(fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str) -> Figure:
+    """Label a 0-100% line plot, grid and legend it, and return its figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -122,14 +127,7 @@ def quality_curves(qualities: Sequence[int], curves: dict[str, Tensor], ylabel: 
                         color=line.get_color(), alpha=0.15, linewidth=0)
     for name, points in (marks or {}).items():
         ax.plot(list(points), list(points.values()), "x", ms=8, mew=2, label=name)
-    ax.set_xlabel("JPEG quality")
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    return fig
+    return _rate_axes(fig, ax, "JPEG quality", ylabel, title)
 
 
 def training_curves(histories: dict[str, Sequence[dict[str, float]]],

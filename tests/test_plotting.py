@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from matplotlib.figure import Figure
 
@@ -24,6 +25,12 @@ def test_image_grid_and_attack_panel():
 
 def test_curves_and_heatmap():
     assert rendered(plotting.budget_curves({"DE": ([10, 100], [0.1, 0.5])}))
+    fig = plotting.quality_curves((10, 20), {"jpeg": torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]])},
+                                  marks={"paper": {10: 40.0}})
+    line = fig.axes[0].lines[0]
+    assert rendered(fig) and list(line.get_ydata()) == [50.0, 25.0] and "n = 4" in line.get_label()
+    with pytest.raises(ValueError, match="2 qualities"):
+        plotting.quality_curves((10, 20), {"x": torch.zeros(3, 4)})
     hist = [{"epoch": 1, "train_loss": 2.0, "test_acc": 0.3}, {"epoch": 2, "train_loss": 1.0, "test_acc": 0.5}]
     assert rendered(plotting.training_curves({"m": hist}))
     m = torch.rand(3, 3)
