@@ -155,7 +155,10 @@ def _attention(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
 def _jpeg(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
     rec = recs["09_jpeg_recovery"]
     arch = rec.get("models", {}).get("base", [{}])[0].get("model", "?")
-    return [_row(v, model=arch) for key, v in report.keyed_recovery_verdicts(_rows(rec, "table"), arch)
+    def label(v: Verdict) -> str:  # which recovery a row measures: the paper's (oracle) or the label-free one
+        return next((f"{arch}, {who}" for who in ("oracle", "label-free") if who in v.claim), arch)
+
+    return [_row(v, model=label(v)) for key, v in report.keyed_recovery_verdicts(_rows(rec, "table"), arch)
             if key == claim.measure]
 
 
