@@ -39,7 +39,8 @@ __all__ = [
     "claim_answer", "claim_table", "claim_verdict", "claim_verdicts", "concentration_verdict", "defence_verdict",
     "defence_verdicts", "find_row", "keyed_ablation_verdicts", "keyed_defence_verdicts", "keyed_recovery_verdicts",
     "on_paper_architecture", "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "rate_of",
-    "recovery_rows", "recovery_verdict", "replay_summary", "seed_table", "table1_verdict", "training_table",
+    "recovery_rows", "recovery_verdict", "replay_summary", "seed_table", "table1_verdict", "teacher_seconds",
+    "training_table",
     "verdict_lines",
 ]
 
@@ -402,21 +403,33 @@ def budget(objective: Any) -> str:
     return "plain step"
 
 
-def training_table(trained: list[Any], reference: str = "No defence") -> list[dict[str, Any]]:
+def teacher_seconds(trained: list[Any]) -> dict[str, float]:
+    """Training seconds of the teacher of every distilled entry of ``trained``, by its defence label (loaded from
+    the cache, trained if missing: a lab hands this to its record, so a replay never loads a model)."""
+    return {t.entry.defence: get_or_train(t.entry.config.objective.teacher, progress=False).train_seconds
+            for t in trained if isinstance(t.entry.config.objective, Distillation)}
+
+
+def training_table(trained: list[Any], teachers: dict[str, float] | None = None,
+                   reference: str = "No defence") -> list[dict[str, Any]]:
     """Whole training runs from the cache: seconds, inner-attack seconds, teacher seconds, ratio to ``reference``.
 
     Columns: model, seed, defence, test_acc (percent, last epoch), train_s, teacher_s, inner_attack_s, total_s
     (train_s + teacher_s) and vs_reference (total_s over the reference's, same model and seed).
 
     ``trained``: ``labkit.evaluate.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
-    ``train_seconds``). A distilled model's cost includes its teacher's run (loaded from the cache). The runs
-    were timed whenever they were trained, so machine load enters the ratio; ``labkit.apr.time_training``
-    measures steps side by side.
+    ``train_seconds``); ``teachers``: ``teacher_seconds(trained)``, a distilled model's cost including its teacher's
+    run (required when ``trained`` has one). The runs were timed whenever they were trained, so machine load enters
+    the ratio; ``labkit.apr.time_training`` measures steps side by side.
     """
     rows = []
     for t in trained:
         cfg, obj = t.entry.config, t.entry.config.objective
-        teacher = get_or_train(obj.teacher, progress=False).train_seconds if isinstance(obj, Distillation) else 0.0
+        teacher = 0.0
+        if isinstance(obj, Distillation):
+            if not teachers or t.entry.defence not in teachers:
+                raise ValueError(f"{t.entry.defence} is distilled: pass teachers=report.teacher_seconds(trained)")
+            teacher = teachers[t.entry.defence]
         rows.append({"model": cfg.model, "seed": cfg.seed, "defence": t.entry.defence,
                      "test_acc": 100 * t.history[-1]["test_acc"], "train_s": t.train_seconds, "teacher_s": teacher,
                      "inner_attack_s": sum(h.get("seconds_inner_attack", 0.0) for h in t.history),

@@ -33,7 +33,7 @@ from labkit.defences import (
     replay_table,
     standard_transforms,
 )
-from labkit.report import training_table
+from labkit.report import teacher_seconds, training_table
 from labkit.train import TrainConfig, TrainContext, get_or_train, model_key
 
 TRANSFORMS = standard_transforms()
@@ -490,7 +490,9 @@ def test_distillation_trains_its_teacher_through_the_cache(tiny_folder) -> None:
                             train_seconds=t.train_seconds)
             for name, c, t in (("No defence", tiny_run(), get_or_train(tiny_run(), progress=False)),
                                ("DD", student_cfg, trained))]
-    base_row, dd_row = training_table(runs)
+    base_row, dd_row = training_table(runs, teacher_seconds(runs))
+    with pytest.raises(ValueError, match="teacher_seconds"):
+        training_table(runs)  # a distilled run without its teacher's time
     assert dd_row["teacher_s"] == cached.train_seconds and base_row["teacher_s"] == 0.0
     assert dd_row["total_s"] == trained.train_seconds + cached.train_seconds
     assert base_row["vs_reference"] == 1.0 and dd_row["vs_reference"] == dd_row["total_s"] / base_row["total_s"]

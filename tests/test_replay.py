@@ -2,7 +2,9 @@
 
 Each lab is executed twice in the ``smoke`` profile, into a temporary results folder: once computing
 (``LABKIT_REPLAY=never``: trains or loads from the cache, attacks, writes ``results/smoke/<lab>.json``), once
-replaying that record (``LABKIT_REPLAY=only``: no model, no attack). Every code cell's rendered outputs (tables as
+replaying that record (``LABKIT_REPLAY=only``) with a cache that holds only the decoded dataset, as on a fresh
+machine: afterwards it must still hold no model and no attack record (a replay that trained, attacked or loaded
+one would have left it there). Every code cell's rendered outputs (tables as
 HTML, printed text, figures as PNG bytes, the generated verdicts) must be identical, except the line that says
 where the page's numbers come from; progress bars (stderr, tqdm widgets) only exist while computing and are
 left out, as are widget views (their ids are random; the book test checks they render).
@@ -67,7 +69,15 @@ def test_a_replayed_lab_renders_what_its_run_rendered(lab: str, tmp_path: Path, 
     computed = rendered(execute(lab, tmp_path / "computed.ipynb"))
     record = json.loads((tmp_path / "results" / "smoke" / f"{lab}.json").read_text())
     monkeypatch.setenv("LABKIT_REPLAY", "only")
+    fresh = tmp_path / "fresh-cache"  # a machine with the dataset decoded and nothing else
+    fresh.mkdir()
+    data = Path(os.environ.get("LABKIT_CACHE") or Path.home() / ".cache" / "labkit") / "data"
+    if data.is_dir():
+        (fresh / "data").symlink_to(data)
+    monkeypatch.setenv("LABKIT_CACHE", str(fresh))
     replayed_nb = execute(lab, tmp_path / "replayed.ipynb")
+    loaded = sorted(str(p.relative_to(fresh)) for p in fresh.iterdir() if p.name != "data")
+    assert not loaded, f"{lab}: the replay trained, attacked or looked up the cache: {loaded}"
     replayed = rendered(replayed_nb)
     said = "".join(o.get("text", "") for c in replayed_nb.cells for o in c.get("outputs", []))
     assert f"replayed from results/smoke/{lab}.json" in said  # the page says where its numbers come from
