@@ -178,7 +178,7 @@ def test_a_replay_returns_what_was_computed_without_running_a_step(tmp_path, tin
         again.text("other", _never)  # a step the record lacks: stale, and the message says how to recompute
 
 
-def test_a_changed_profile_recomputes_and_replay_only_names_the_stale_record(tmp_path):
+def test_a_changed_profile_recomputes_and_replay_only_names_the_stale_record(tmp_path, monkeypatch):
     profile = get_profile("smoke")
     records.LabRecord("99_test", profile, root=tmp_path).text("verdict", "x")
     changed = dataclasses.replace(profile, n_attack=profile.n_attack + 1)
@@ -190,16 +190,15 @@ def test_a_changed_profile_recomputes_and_replay_only_names_the_stale_record(tmp
         records.LabRecord("98_absent", profile, root=tmp_path, mode="only")
     assert not records.LabRecord("99_test", changed, root=tmp_path, mode="never").replaying
     records.LabRecord("97_set", profile, root=tmp_path, settings=dataclasses.replace(profile, seeds=(0,))).text("t", "x")
-    assert records.LabRecord("97_set", profile, root=tmp_path, settings=dataclasses.replace(profile, seeds=(0,))).replaying
+    assert records.LabRecord("97_set", profile, root=tmp_path, mode="auto",
+                             settings=dataclasses.replace(profile, seeds=(0,))).replaying
     with pytest.raises(records.StaleRecord, match="other settings"):  # a lab's own settings count too
         records.LabRecord("97_set", profile, root=tmp_path, mode="only", settings=dataclasses.replace(profile, seeds=(1,)))
+    monkeypatch.setenv("LABKIT_REPLAY", "sometimes")
     with pytest.raises(ValueError, match="LABKIT_REPLAY"):
-        import os
-        os.environ["LABKIT_REPLAY"] = "sometimes"
-        try:
-            records.replay_mode()
-        finally:
-            del os.environ["LABKIT_REPLAY"]
+        records.replay_mode()
+    monkeypatch.setenv("LABKIT_REPLAY", "only")  # the environment's mode, when none is given
+    assert records.LabRecord("99_test", changed, root=tmp_path).replaying  # the record auto rewrote above
 
 
 def test_replayed_models_are_keyed_stand_ins_and_a_changed_config_is_stale(tmp_path, monkeypatch):
