@@ -99,6 +99,32 @@ def vgg16(num_classes: int = 10) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def _conv(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, stride, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def allconv(num_classes: int = 10) -> nn.Module:
+    """All-CNN-C (Springenberg et al. 2015), one of Su et al.'s three CIFAR-10 networks: no pooling layers, two
+    3x3 convs of stride 2 in their place, a 1x1 conv to the classes and global average pooling; 1.37M parameters.
+    Batch norm after every conv but the last (the original has none; labkit's other networks have it, and it makes
+    the ``cpu`` profile's short schedule train); no dropout."""
+    layers = (_conv(3, 96, 3) + _conv(96, 96, 3) + _conv(96, 96, 3, 2) + _conv(96, 192, 3) + _conv(192, 192, 3)
+              + _conv(192, 192, 3, 2) + _conv(192, 192, 3) + _conv(192, 192, 1))
+    return nn.Sequential(*layers, nn.Conv2d(192, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def nin(num_classes: int = 10) -> nn.Module:
+    """Network in Network (Lin et al. 2014), one of Su et al.'s three CIFAR-10 networks: three mlpconv blocks
+    (a 5x5 or 3x3 conv followed by two 1x1 convs), max- then average-pooling (3x3, stride 2) between them, dropout
+    0.5 after each pooling, a last 1x1 conv to the classes and global average pooling; 0.97M parameters. Batch
+    norm as in ``allconv``; no ReLU after the last conv (its outputs are the logits)."""
+    return nn.Sequential(
+        *_conv(3, 192, 5), *_conv(192, 160, 1), *_conv(160, 96, 1), nn.MaxPool2d(3, 2, padding=1), nn.Dropout(0.5),
+        *_conv(96, 192, 5), *_conv(192, 192, 1), *_conv(192, 192, 1), nn.AvgPool2d(3, 2, padding=1), nn.Dropout(0.5),
+        *_conv(192, 192, 3), *_conv(192, 192, 1), nn.Conv2d(192, num_classes, 1), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten())
+
+
 # -- the attention gate (APR's; labkit.train builds it from TrainConfig.gate) --------------------------------------
 
 #: The gate's modes: one map for all colours, or one per colour.
@@ -159,6 +185,8 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": small_cnn,
     "resnet18": resnet18,
     "vgg16": vgg16,
+    "allconv": allconv,
+    "nin": nin,
 }
 
 

@@ -27,6 +27,14 @@ def test_small_cnn_matches_the_measured_size():
     assert 280_000 < count_parameters(build_model("small_cnn")) < 300_000
 
 
+def test_su_et_als_networks_have_their_published_sizes():
+    # All-CNN-C: 1.37M weights (Springenberg et al. 2015, Table 1 "C"); NiN for CIFAR-10: about 0.97M.
+    assert 1_360_000 < count_parameters(build_model("allconv")) < 1_380_000
+    assert 960_000 < count_parameters(build_model("nin")) < 980_000
+    allconv = build_model("allconv")
+    assert not any(isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for m in allconv.modules())  # all conv
+
+
 def test_normalize_maps_the_mean_to_zero():
     x = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1).expand(1, 3, 2, 2)
     assert Normalize()(x).abs().max() < 1e-6
