@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from labkit.cache import cache_path, config_key, load_checked, save_atomic
@@ -81,6 +82,18 @@ def _layout_error(root: Path, problem: str) -> DataError:
     )
 
 
+def _class_files(folder: Path, classes: Sequence[str], fail: Callable[[str], DataError]) -> list[tuple[Path, int]]:
+    """(image path, label) of every .jpg/.png under ``folder/<class>/``, classes in the order given; an empty class
+    folder raises ``fail(message)``."""
+    files = []
+    for label, name in enumerate(classes):
+        paths = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise fail(f"{folder / name} holds no .jpg/.png images")
+        files += [(p, label) for p in paths]
+    return files
+
+
 def _list_split(root: Path, split: str) -> list[tuple[Path, int]]:
     split_dir = root / split
     if not split_dir.is_dir():
@@ -88,16 +101,11 @@ def _list_split(root: Path, split: str) -> list[tuple[Path, int]]:
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if tuple(found) != CLASSES:
         raise _layout_error(root, f"{split_dir} has class folders {found}, not the CIFAR-10 classes")
-    files = []
-    for label, name in enumerate(CLASSES):
-        paths = sorted(p for p in (split_dir / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise _layout_error(root, f"{split_dir / name} holds no .jpg/.png images")
-        files += [(p, label) for p in paths]
-    return files
+    return _class_files(split_dir, CLASSES, lambda message: _layout_error(root, message))
 
 
-def _decode_folder(files: list[tuple[Path, int]], root: Path) -> tuple[Tensor, Tensor]:
+def _decode(files: list[tuple[Path, int]], fail: Callable[[str], DataError]) -> list[Tensor]:
+    """Each file decoded as RGB uint8 (3, H, W); an undecodable one raises ``fail(message)``."""
     import warnings
 
     from torchvision.io import ImageReadMode, decode_image, read_file
@@ -105,16 +113,40 @@ def _decode_folder(files: list[tuple[Path, int]], root: Path) -> tuple[Tensor, T
     # torchvision 0.29 deprecates its decoders in favour of torchcodec; they still work, and
     # one warning per image would bury the notebook output.
     warnings.filterwarnings("ignore", message="The image decoding", category=DeprecationWarning)
-    images = torch.empty(len(files), 3, 32, 32, dtype=torch.uint8)
-    for i, (path, _) in enumerate(files):
+    images = []
+    for path, _ in files:
         try:
-            img = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+            images.append(decode_image(read_file(str(path)), mode=ImageReadMode.RGB))
         except RuntimeError as exc:
-            raise _layout_error(root, f"cannot decode {path}: {exc}") from exc
+            raise fail(f"cannot decode {path}: {exc}") from exc
+    return images
+
+
+def _labels(files: list[tuple[Path, int]]) -> Tensor:
+    return torch.tensor([label for _, label in files], dtype=torch.int64)
+
+
+def _decode_folder(files: list[tuple[Path, int]], root: Path) -> tuple[Tensor, Tensor]:
+    images = _decode(files, lambda message: _layout_error(root, message))
+    for (path, _), img in zip(files, images):
         if img.shape != (3, 32, 32):
             raise _layout_error(root, f"{path} is {tuple(img.shape)}, not a 3x32x32 CIFAR image")
-        images[i] = img
-    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    return torch.stack(images), _labels(files)  # _list_split leaves no class empty
+
+
+def _fingerprint(source: str, files: list[tuple[Path, int]]) -> list[Any]:
+    """Names and sizes identify a tree's contents cheaply (no decoding)."""
+    return [source, len(files), sum(p.stat().st_size for p, _ in files)]
+
+
+def _cached(name: str, source: str, make: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """(images, labels) from the data cache entry ``name``, else ``make()``'d and saved there."""
+    path = cache_path("data", name)
+    cached = load_checked(path, {"source": source})
+    if cached is not None:
+        return cached["images"], cached["labels"]
+    images, labels = make()
+    save_atomic({"source": source, "images": images, "labels": labels}, path)
     return images, labels
 
 
@@ -150,15 +182,9 @@ def load_cifar10(split: str = "test", root: str | os.PathLike | None = None) -> 
             raise _layout_error(folder, f"data folder {folder} does not exist")
         files = _list_split(folder, split)
         source = f"folder:{folder}"
-        # Names and sizes identify the tree's contents cheaply (no decoding).
-        fingerprint = [source, len(files), sum(p.stat().st_size for p, _ in files)]
-    path = cache_path("data", f"cifar10-{split}-{config_key(fingerprint)}")
-    cached = load_checked(path, {"source": source})
-    if cached is None:
-        images, labels = _from_torchvision(split) if folder is None else _decode_folder(files, folder)
-        save_atomic({"source": source, "images": images, "labels": labels}, path)
-    else:
-        images, labels = cached["images"], cached["labels"]
+        fingerprint = _fingerprint(source, files)
+    images, labels = _cached(f"cifar10-{split}-{config_key(fingerprint)}", source,
+                             lambda: _from_torchvision(split) if folder is None else _decode_folder(files, folder))
     return Split(images=images, labels=labels, classes=CLASSES, source=source)
 
 
@@ -170,48 +196,31 @@ def load_folder(root: str | os.PathLike, size: int | None = None) -> Split:
     data preparation. Raises ``DataError`` (saying what is wrong) for a missing folder, no class folders, an empty
     class, an undecodable file or mixed sizes without ``size``.
     """
-    import warnings
-
-    import torch.nn.functional as F
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
     folder = Path(root).expanduser().resolve()
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist")
     classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
     if not classes:
         raise DataError(f"{folder} has no class folders: expected <root>/<class>/*.jpg|png")
-    files = []
-    for label, name in enumerate(classes):
-        paths = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise DataError(f"{folder / name} holds no .jpg/.png images")
-        files += [(p, label) for p in paths]
+    files = _class_files(folder, classes, DataError)
     source = f"folder:{folder}"
-    fingerprint = [source, len(files), sum(p.stat().st_size for p, _ in files), size]  # contents, cheaply
-    path = cache_path("data", f"folder-{config_key(fingerprint)}")
-    cached = load_checked(path, {"source": source})
-    if cached is None:
-        warnings.filterwarnings("ignore", message="The image decoding", category=DeprecationWarning)
-        decoded = []
-        for p, _ in files:
-            try:
-                img = decode_image(read_file(str(p)), mode=ImageReadMode.RGB)
-            except RuntimeError as exc:
-                raise DataError(f"cannot decode {p}: {exc}") from exc
-            if size is not None and img.shape[1:] != (size, size):
-                img = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True,
-                                    align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
-            decoded.append(img)
+
+    def make() -> tuple[Tensor, Tensor]:
+        decoded = [img if size is None or img.shape[1:] == (size, size) else _resize(img, size)
+                   for img in _decode(files, DataError)]
         shapes = {tuple(img.shape) for img in decoded}
         if len(shapes) > 1:
             raise DataError(f"{folder} holds images of sizes {sorted(shapes)[:3]}...: pass size= (--size) to resize")
-        images = torch.stack(decoded)
-        labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-        save_atomic({"source": source, "images": images, "labels": labels}, path)
-    else:
-        images, labels = cached["images"], cached["labels"]
+        return torch.stack(decoded), _labels(files)
+
+    images, labels = _cached(f"folder-{config_key([*_fingerprint(source, files), size])}", source, make)
     return Split(images=images, labels=labels, classes=classes, source=source, dataset=folder.name)
+
+
+def _resize(img: Tensor, size: int) -> Tensor:
+    """A uint8 image (3, H, W) resized to ``size`` x ``size``, antialiased."""
+    out = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out[0].round().clamp(0, 255).to(torch.uint8)
 
 
 #: Names the order ``first_n`` produces; part of every trained model's cache key (``labkit.train.model_key``),
