@@ -23,6 +23,11 @@ import torch
 #: Bumped when the layout of cached files changes; part of every key.
 CACHE_FORMAT = 1
 
+#: Field metadata for a field added to a config after its keys were in use: ``canonical`` leaves the field out
+#: while it holds its default, so the configs that existed before keep their keys (and the committed result
+#: records that name those keys stay valid); any other value is hashed like every field.
+NEW_FIELD = {"key": "omit while default"}
+
 
 def cache_root() -> Path:
     """The cache directory: ``$LABKIT_CACHE`` if set, else ``~/.cache/labkit``."""
@@ -40,7 +45,10 @@ def canonical(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out = {"__type__": type(obj).__name__}
         for f in dataclasses.fields(obj):
-            out[f.name] = canonical(getattr(obj, f.name))
+            value = getattr(obj, f.name)
+            if f.metadata.get("key") == NEW_FIELD["key"] and value == f.default:
+                continue
+            out[f.name] = canonical(value)
         return out
     if isinstance(obj, dict):
         return {str(k): canonical(v) for k, v in sorted(obj.items())}

@@ -1,6 +1,6 @@
-"""CIFAR-10 as uint8 tensors.
+"""The datasets, as uint8 tensors: CIFAR-10, and a registry (``DATASETS``) with Fashion-MNIST, MNIST and GTSRB.
 
-Two sources, in this order:
+CIFAR-10 comes from two sources, in this order:
 
 1. an ImageFolder tree (``<root>/train/<class>/*.jpg|png`` and ``<root>/test/...``)
    named by the ``root`` argument or the ``LABKIT_DATA`` environment variable
@@ -9,7 +9,9 @@ Two sources, in this order:
    local tree is set (machines with internet).
 
 Decoding 60,000 JPEG files takes tens of seconds, so the decoded tensors are
-cached in one file per split under ``cache_root()/data``.
+cached in one file per split under ``cache_root()/data``. The other datasets of the registry
+(``load_dataset``) follow the same conventions: a local copy named by an environment variable, uint8
+(N, C, H, W) tensors, decoded once and cached.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class DataError(FileNotFoundError):
 class Split:
     """One split of an image dataset (CIFAR-10 unless ``dataset`` says otherwise).
 
-    images: (N, 3, H, W) uint8, RGB (32 x 32 for CIFAR-10); labels: (N,) int64 in [0, len(classes));
+    images: (N, C, H, W) uint8, RGB or grey (3 x 32 x 32 for CIFAR-10); labels: (N,) int64 in [0, len(classes));
     source: where it came from (``folder:<path>`` or ``torchvision``); dataset: its name in words.
     """
 
@@ -59,10 +61,12 @@ class Split:
         """The dataset in words, without this machine's paths (what a book page prints)."""
         if self.source.startswith("folder:"):
             return f"{self.dataset}, local ImageFolder copy '{Path(self.source[len('folder:'):]).name}'"
+        if self.source.startswith("idx:"):
+            return f"{self.dataset}, local IDX copy '{Path(self.source[len('idx:'):]).name}'"
         return f"{self.dataset} ({self.source})"
 
     def floats(self, idx: Tensor | slice | None = None) -> Tensor:
-        """Images (or a subset) as float32 in [0, 1], shape (n, 3, H, W)."""
+        """Images (or a subset) as float32 in [0, 1], shape (n, C, H, W)."""
         x = self.images if idx is None else self.images[idx]
         return x.float().div_(255)
 
@@ -291,3 +295,146 @@ def correctly_classified(models: torch.nn.Module | Sequence[torch.nn.Module], sp
         raise ValueError(f"only {len(found)} images in the pool are classified correctly by every model; "
                          f"asked for {n}")
     return found
+
+
+# -- the dataset registry ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the pipeline needs to know of a dataset, before loading it: models take their input channels, class
+    count and normalisation from here (no CIFAR constants elsewhere)."""
+
+    name: str  # registry name (``load_dataset(name)``, ``TrainConfig.dataset``)
+    title: str  # the dataset in words
+    channels: int  # colour channels (1: grey, 3: RGB)
+    size: int  # images are size x size pixels (GTSRB's variable sizes are resized to it once, when decoded)
+    classes: tuple[str, ...]  # class names in label order
+    mean: tuple[float, ...]  # per-channel training-set mean in [0, 1] units (the model's ``Normalize``)
+    std: tuple[float, ...]  # per-channel training-set standard deviation
+    env: str  # the environment variable naming a local copy
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+#: Debian's ``dataset-fashion-mnist`` package puts the four IDX files here (``apt-get install dataset-fashion-mnist``);
+#: used when ``LABKIT_FASHION_MNIST`` is not set and the folder exists.
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+DATASETS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec("cifar10", "CIFAR-10", 3, 32, CLASSES, (0.4914, 0.4822, 0.4465),
+                           (0.2470, 0.2435, 0.2616), "LABKIT_DATA"),
+    "fashion-mnist": DatasetSpec("fashion-mnist", "Fashion-MNIST", 1, 28, FASHION_CLASSES, (0.2860,), (0.3530,),
+                                 "LABKIT_FASHION_MNIST"),
+    "mnist": DatasetSpec("mnist", "MNIST", 1, 28, tuple(str(d) for d in range(10)), (0.1307,), (0.3081,),
+                         "LABKIT_MNIST"),
+    # GTSRB's 43 classes as ImageFolder sub-folders 00000..00042 (the official archive's names); statistics are
+    # the usual ones of its training set.
+    "gtsrb": DatasetSpec("gtsrb", "GTSRB", 3, 32, tuple(f"{c:05d}" for c in range(43)), (0.3403, 0.3121, 0.3214),
+                         (0.2724, 0.2608, 0.2669), "LABKIT_GTSRB"),
+}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The registry entry ``name``; a ValueError lists the registered names."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; registered: {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def local_copy(name: str) -> Path | None:
+    """The local copy of dataset ``name``: its variable's folder, Debian's Fashion-MNIST, or ``None`` (download)."""
+    spec = dataset_spec(name)
+    if spec.name == "cifar10":
+        return data_root()
+    if os.environ.get(spec.env):
+        return Path(os.environ[spec.env]).expanduser().resolve()
+    if spec.name == "fashion-mnist" and Path(DEBIAN_FASHION_MNIST).is_dir():
+        return Path(DEBIAN_FASHION_MNIST)
+    return None
+
+
+def available(name: str) -> bool:
+    """Whether ``load_dataset(name)`` can run without a download: a local copy is configured (or found)."""
+    return local_copy(name) is not None
+
+
+def dataset_source(name: str) -> str:
+    """Which copy of dataset ``name`` a model key refers to (the folder's name, or ``torchvision``), without
+    loading it; CIFAR-10's is ``folder:<name>`` or ``torchvision`` as it always was."""
+    root = local_copy(name)
+    return f"folder:{root.name}" if root is not None else "torchvision"
+
+
+def load_dataset(name: str, split: str = "test") -> Split:
+    """Split ``split`` ("train" or "test") of the registered dataset ``name`` as uint8 (N, C, size, size).
+
+    CIFAR-10: ``load_cifar10``. Fashion-MNIST and MNIST: the four IDX files (``*-idx?-ubyte[.gz]``) of a local
+    copy (``$LABKIT_FASHION_MNIST`` / ``$LABKIT_MNIST``; Debian's package for Fashion-MNIST), read by
+    torchvision's own MNIST reader, else torchvision's download. GTSRB: ``$LABKIT_GTSRB`` holding ImageFolder
+    trees ``train/<class>/`` and ``test/<class>/`` (43 class folders 00000..00042), resized to 32 x 32 once;
+    there is no download. Raises ``DataError`` saying what to set when a copy is missing or malformed.
+    """
+    spec = dataset_spec(name)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    if spec.name == "cifar10":
+        return load_cifar10(split)
+    if spec.name == "gtsrb":
+        return _load_gtsrb(spec, split)
+    return _load_idx(spec, split)
+
+
+def _load_idx(spec: DatasetSpec, split: str) -> Split:
+    """Fashion-MNIST or MNIST through ``torchvision.datasets``, from a local copy's IDX files when there is one."""
+    import gzip
+    import shutil
+
+    from torchvision import datasets
+
+    cls = datasets.FashionMNIST if spec.name == "fashion-mnist" else datasets.MNIST
+    root = local_copy(spec.name)
+    tv_root = cache_path("data", "torchvision").parent / "torchvision"
+    if root is not None:
+        stems = [Path(url).stem for url, _ in cls.resources]  # e.g. "train-images-idx3-ubyte"
+        found = {stem: [p for p in (root / stem, root / f"{stem}.gz") if p.is_file()] for stem in stems}
+        missing = [stem for stem, paths in found.items() if not paths]
+        if missing:
+            raise DataError(f"{root} lacks {', '.join(missing)} (.gz or not): {spec.env} must name a folder holding "
+                            f"{spec.title}'s four IDX files" + (" (Debian: apt-get install dataset-fashion-mnist)"
+                                                                if spec.name == "fashion-mnist" else ""))
+        # torchvision reads the uncompressed files from <root>/<Class>/raw/: put a copy there, in the cache.
+        fingerprint = [f"folder:{root}", *[(p.name, p.stat().st_size) for paths in found.values() for p in paths[:1]]]
+        tv_root = cache_path("data", "idx").parent / f"idx-{spec.name}-{config_key(fingerprint)}"
+        raw = tv_root / cls.__name__ / "raw"
+        for stem, paths in found.items():
+            if not (raw / stem).is_file():
+                raw.mkdir(parents=True, exist_ok=True)
+                opener = gzip.open if paths[0].suffix == ".gz" else open
+                with opener(paths[0], "rb") as src, open(raw / f"{stem}.tmp", "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.replace(raw / f"{stem}.tmp", raw / stem)
+    ds = cls(str(tv_root), train=split == "train", download=root is None)
+    source = f"idx:{root}" if root is not None else "torchvision"
+    return Split(images=ds.data[:, None].contiguous(), labels=ds.targets.to(torch.int64), classes=spec.classes,
+                 source=source, dataset=spec.title)
+
+
+def _load_gtsrb(spec: DatasetSpec, split: str) -> Split:
+    """GTSRB from ``$LABKIT_GTSRB/<split>/<class>/``: 43 class folders, images resized to 32 x 32 once."""
+    root = local_copy(spec.name)
+    if root is None:
+        raise DataError(f"GTSRB has no download here: set {spec.env} to a folder holding train/<class>/ and "
+                        f"test/<class>/ (43 class folders 00000..00042, any image size; resized to 32 x 32)")
+    folder = root / split
+    found = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir())) if folder.is_dir() else ()
+    if found != spec.classes:
+        raise DataError(f"{folder} must hold GTSRB's 43 class folders 00000..00042 ({spec.env}); found "
+                        f"{len(found)}: {', '.join(found[:5])}{'...' if len(found) > 5 else ''}")
+    loaded = load_folder(folder, size=spec.size)
+    return Split(images=loaded.images, labels=loaded.labels, classes=spec.classes, source=f"folder:{root}",
+                 dataset=spec.title)

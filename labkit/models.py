@@ -1,4 +1,4 @@
-"""Model registry. Every model takes [0, 1] RGB images; normalisation is its first layer.
+"""Model registry. Every model takes [0, 1] images; normalisation is its first layer.
 
 Attacks therefore never know about mean and std (the RobustBench convention):
 the pixel an attack writes is the pixel the reader sees.
@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from labkit._checks import check_number
+from labkit.data import dataset_spec
 
 #: CIFAR-10 channel statistics (training set, RGB, [0, 1] units).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -35,7 +36,7 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-def small_cnn(num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128)) -> nn.Module:
+def small_cnn(num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128), in_channels: int = 3) -> nn.Module:
     """A VGG-style CNN: three stages of two 3x3 conv-BN-ReLU, max-pool between, global max-pool.
 
     With the default widths it has 289k parameters and reaches about 86% on the
@@ -43,7 +44,7 @@ def small_cnn(num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128
     the ``smoke`` and ``cpu`` profiles, good enough that attack numbers mean something.
     """
     layers: list[nn.Module] = []
-    cin = 3
+    cin = in_channels
     for i, w in enumerate(widths):
         layers += _conv_bn(cin, w) + _conv_bn(w, w)
         if i < len(widths) - 1:
@@ -71,9 +72,9 @@ class BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-def resnet18(num_classes: int = 10) -> nn.Module:
+def resnet18(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """CIFAR ResNet-18 (He et al. 2016): 3x3 stem, no max-pool, stages 64-128-256-512, 11.2M parameters."""
-    layers: list[nn.Module] = [nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
     cin = 64
     for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
         layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
@@ -85,10 +86,10 @@ def resnet18(num_classes: int = 10) -> nn.Module:
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
-def vgg16(num_classes: int = 10) -> nn.Module:
+def vgg16(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """CIFAR VGG-16 with batch norm (Simonyan & Zisserman 2015): 13 convs, one linear head, 14.7M parameters."""
     layers: list[nn.Module] = []
-    cin = 3
+    cin = in_channels
     for v in VGG16_CFG:
         if v == "M":
             layers.append(nn.MaxPool2d(2))
@@ -103,26 +104,46 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, k, stride, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-def allconv(num_classes: int = 10) -> nn.Module:
+def allconv(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """All-CNN-C (Springenberg et al. 2015), one of Su et al.'s three CIFAR-10 networks: no pooling layers, two
     3x3 convs of stride 2 in their place, a 1x1 conv to the classes and global average pooling; 1.37M parameters.
     Batch norm after every conv but the last (the original has none; labkit's other networks have it, and it makes
     the ``cpu`` profile's short schedule train); no dropout."""
-    layers = (_conv(3, 96, 3) + _conv(96, 96, 3) + _conv(96, 96, 3, 2) + _conv(96, 192, 3) + _conv(192, 192, 3)
+    layers = (_conv(in_channels, 96, 3) + _conv(96, 96, 3) + _conv(96, 96, 3, 2) + _conv(96, 192, 3) + _conv(192, 192, 3)
               + _conv(192, 192, 3, 2) + _conv(192, 192, 3) + _conv(192, 192, 1))
     return nn.Sequential(*layers, nn.Conv2d(192, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
-def nin(num_classes: int = 10) -> nn.Module:
+def nin(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """Network in Network (Lin et al. 2014), one of Su et al.'s three CIFAR-10 networks: three mlpconv blocks
     (a 5x5 or 3x3 conv followed by two 1x1 convs), max- then average-pooling (3x3, stride 2) between them, dropout
     0.5 after each pooling, a last 1x1 conv to the classes and global average pooling; 0.97M parameters. Batch
     norm as in ``allconv``; no ReLU after the last conv (its outputs are the logits)."""
     return nn.Sequential(
-        *_conv(3, 192, 5), *_conv(192, 160, 1), *_conv(160, 96, 1), nn.MaxPool2d(3, 2, padding=1), nn.Dropout(0.5),
+        *_conv(in_channels, 192, 5), *_conv(192, 160, 1), *_conv(160, 96, 1), nn.MaxPool2d(3, 2, padding=1), nn.Dropout(0.5),
         *_conv(96, 192, 5), *_conv(192, 192, 1), *_conv(192, 192, 1), nn.AvgPool2d(3, 2, padding=1), nn.Dropout(0.5),
         *_conv(192, 192, 3), *_conv(192, 192, 1), nn.Conv2d(192, num_classes, 1), nn.AdaptiveAvgPool2d(1),
         nn.Flatten())
+
+
+def survey_cnn(num_classes: int = 10, in_channels: int = 3, widths: tuple[int, int] = (32, 64),
+               hidden: int = 128) -> nn.Module:
+    """The survey's CNN (the WPI study of issue #13), as we read its description: two convolutional blocks, each a
+    3x3 conv, batch norm, ReLU, 2x2 max-pool and dropout 0.25, then a fully connected head (``hidden`` units,
+    ReLU, dropout 0.5) ending in log-softmax. The study gives neither widths nor kernel sizes; these are ours
+    (about 0.4M parameters on 28 x 28 grey images). Any input size divisible by 4 and any channel count.
+
+    The log-softmax output is kept because the survey has it: its values are logits shifted per image by one
+    constant, so softmax, argmax, cross-entropy and the logit differences CW and DeepFool use are unchanged.
+    """
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for w in widths:
+        layers += [nn.Conv2d(cin, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                   nn.MaxPool2d(2), nn.Dropout(0.25)]
+        cin = w
+    return nn.Sequential(*layers, nn.Flatten(), nn.LazyLinear(hidden), nn.ReLU(inplace=True), nn.Dropout(0.5),
+                         nn.Linear(hidden, num_classes), nn.LogSoftmax(dim=1))
 
 
 # -- the attention gate (APR's; labkit.train builds it from TrainConfig.gate) --------------------------------------
@@ -187,14 +208,21 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "vgg16": vgg16,
     "allconv": allconv,
     "nin": nin,
+    "survey_cnn": survey_cnn,
 }
 
 
-def build_model(name: str, num_classes: int = 10) -> nn.Sequential:
-    """``Normalize`` followed by the registered architecture ``name``; input (N, 3, 32, 32) in [0, 1]."""
+def build_model(name: str, num_classes: int = 10, dataset: str = "cifar10") -> nn.Sequential:
+    """``Normalize`` with ``dataset``'s statistics, then the registered architecture ``name`` for its channels;
+    input (N, C, H, W) in [0, 1] (CIFAR-10: (N, 3, 32, 32)). ``dataset`` is a ``labkit.data.DATASETS`` name."""
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; registered: {sorted(REGISTRY)}")
-    return nn.Sequential(Normalize(), REGISTRY[name](num_classes))
+    spec = dataset_spec(dataset)
+    net = REGISTRY[name](num_classes, in_channels=spec.channels)
+    if any(isinstance(m, nn.LazyLinear) for m in net.modules()):
+        with torch.no_grad():  # materialise lazy layers at the dataset's image size, so the weights exist
+            net.eval()(torch.zeros(1, spec.channels, spec.size, spec.size))
+    return nn.Sequential(Normalize(spec.mean, spec.std), net)
 
 
 def count_parameters(model: nn.Module) -> int:

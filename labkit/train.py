@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from labkit.cache import cache_path, canonical, config_key, load_checked, save_atomic
-from labkit.data import FIRST_N_ORDER, Split, data_root, first_n, load_cifar10, predict
+from labkit.cache import NEW_FIELD, cache_path, canonical, config_key, load_checked, save_atomic
+from labkit.data import FIRST_N_ORDER, Split, dataset_source, dataset_spec, first_n, load_dataset, predict
 from labkit.models import AttentionGate, build_model, resolve_device
 from labkit.precision import check_precision, resolve_precision
 
@@ -95,6 +95,12 @@ class TrainConfig:
     # The model whose trained weights start this run (loaded or trained through the cache); None = from scratch.
     # A gated config may start from an ungated one: the weights go behind the gate, the gate keeps its own start.
     init: TrainConfig | None = None
+    # Fields added after the first keys were in use (cache.NEW_FIELD: out of the key while at their default).
+    dataset: str = field(default="cifar10", metadata=NEW_FIELD)  # labkit.data.DATASETS name: images, classes, norm
+    # Training images held out for validation (the first val_size of the class-balanced order; training takes the
+    # next train_size): with val_size > 0 the run keeps the epoch with the lowest validation loss, never looking
+    # at the test set (the survey's checkpointing). 0 = no validation split, the last epoch is kept.
+    val_size: int = field(default=0, metadata=NEW_FIELD)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -106,11 +112,16 @@ class TrainConfig:
         if self.gate not in ("none", "pixel", "channel"):
             raise ValueError(f"gate must be 'none', 'pixel' or 'channel', not {self.gate!r}")
         check_precision(self.precision)
+        dataset_spec(self.dataset)  # a ValueError naming the registered datasets
+        if isinstance(self.val_size, bool) or not isinstance(self.val_size, int) or self.val_size < 0:
+            raise ValueError(f"val_size must be an integer >= 0, got {self.val_size!r}")
         if self.init is not None:
             if not isinstance(self.init, TrainConfig):
                 raise ValueError(f"init must be a TrainConfig or None, got {type(self.init).__name__}")
             if self.init.model != self.model:
                 raise ValueError(f"init is a {self.init.model!r}, this run trains a {self.model!r}")
+            if self.init.dataset != self.dataset:
+                raise ValueError(f"init was trained on {self.init.dataset!r}, this run trains on {self.dataset!r}")
             if self.init.gate != "none" and (self.init.gate, self.init.gate_kernel) != (self.gate, self.gate_kernel):
                 raise ValueError("init has a gate this config does not have (or one of another shape)")
 
@@ -129,20 +140,14 @@ class TrainedModel:
     init_key: str | None = None  # cache key of the model it was fine-tuned from (None: from scratch)
 
 
-def data_source() -> str:
-    """Which CIFAR-10 the cache keys refer to (a local folder or torchvision's)."""
-    root = data_root()
-    return f"folder:{root.name}" if root is not None else "torchvision"
-
-
 def model_key(config: TrainConfig) -> str:
     """The cache key of ``config`` (with the data source and the subset order: other data, other model)."""
-    return config_key("model", config, data_source(), FIRST_N_ORDER)
+    return config_key("model", config, dataset_source(config.dataset), FIRST_N_ORDER)
 
 
 def build_for_config(config: TrainConfig) -> nn.Module:
     """The untrained network ``config`` describes (gate included), input in [0, 1]."""
-    net = build_model(config.model)
+    net = build_model(config.model, dataset_spec(config.dataset).num_classes, config.dataset)
     if config.gate == "none":
         return net
     return nn.Sequential(AttentionGate(mode=config.gate, kernel_size=config.gate_kernel), net)
@@ -169,6 +174,39 @@ def load_init(model: nn.Module, config: TrainConfig, device: torch.device, progr
     else:
         model.load_state_dict(base.model.state_dict())
     return base.key
+
+
+def training_indices(split: Split, config: TrainConfig) -> tuple[Tensor, Tensor]:
+    """(training indices, validation indices) into ``split`` for ``config``, both int64.
+
+    Without validation: the first ``train_size`` images of the class-balanced order (``first_n``), as always.
+    With ``val_size``: the first ``val_size`` images of that order are held out (class-balanced) and training
+    takes the next ``train_size`` (or all the rest).
+    """
+    if config.val_size == 0:
+        return first_n(split, config.train_size or len(split)), torch.empty(0, dtype=torch.int64)
+    if config.val_size >= len(split):
+        raise ValueError(f"val_size {config.val_size} leaves no training image of {len(split)}")
+    n_train = min(config.train_size or len(split), len(split) - config.val_size)
+    order = first_n(split, config.val_size + n_train)
+    return order[config.val_size:], order[:config.val_size]
+
+
+@torch.no_grad()
+def validation(model: nn.Module, split: Split, idx: Tensor, batch_size: int = 500) -> dict[str, float]:
+    """Mean cross-entropy ("val_loss") and accuracy ("val_acc") of ``model`` (eval mode) on ``split.images[idx]``."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss, correct = 0.0, 0
+    for start in range(0, len(idx), batch_size):
+        b = idx[start:start + batch_size]
+        logits = model(split.images[b].to(device).float().div_(255)).float()
+        target = split.labels[b].to(device)
+        loss += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += int((logits.argmax(1) == target).sum())
+    model.train(was_training)
+    return {"val_loss": loss / len(idx), "val_acc": correct / len(idx)}
 
 
 def augment(x: Tensor, gen: torch.Generator) -> Tensor:
@@ -244,8 +282,8 @@ def train(config: TrainConfig, device: str | torch.device = "auto", progress: bo
     key = model_key(config)
     final_path, partial_path = cache_path("models", key), cache_path("models", key + ".partial")
     expect = {"format": CHECKPOINT_FORMAT, "config": canonical(config)}
-    train_split, test_split = load_cifar10("train"), load_cifar10("test")
-    idx = first_n(train_split, config.train_size or len(train_split))
+    train_split, test_split = load_dataset(config.dataset, "train"), load_dataset(config.dataset, "test")
+    idx, val_idx = training_indices(train_split, config)
     images, labels = train_split.images[idx].to(dev), train_split.labels[idx].to(dev)
     eval_idx = first_n(test_split, config.eval_size)
 
@@ -259,13 +297,14 @@ def train(config: TrainConfig, device: str | torch.device = "auto", progress: bo
     config.objective.setup(ctx)
 
     history: list[dict[str, float]] = []
-    start_epoch, seconds = 0, 0.0
+    start_epoch, seconds, best = 0, 0.0, None
     partial = load_checked(partial_path, expect)
     if partial is not None:
         model.load_state_dict(partial["model"])
         opt.load_state_dict(partial["optimizer"])
         sched.load_state_dict(partial["scheduler"])
         history, start_epoch, seconds = partial["history"], partial["epoch"] + 1, partial["seconds"]
+        best = partial.get("best")
 
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
                desc=f"train {config.model}", disable=not progress)
@@ -290,13 +329,22 @@ def train(config: TrainConfig, device: str | torch.device = "auto", progress: bo
         model.eval()
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "test_acc": accuracy(model, test_split, eval_idx),
                "lr": opt.param_groups[0]["lr"], "seconds": seconds}
+        if len(val_idx):
+            row.update(validation(model, train_split, val_idx))
+            if best is None or row["val_loss"] < best["val_loss"]:
+                best = {"epoch": epoch + 1, "val_loss": row["val_loss"],
+                        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         row.update({f"seconds_{k}": v for k, v in ctx.timers.items()})
         history.append(row)
         bar.set_postfix(epoch=epoch + 1, loss=f"{row['train_loss']:.3f}", acc=f"{row['test_acc']:.3f}")
         save_atomic({**expect, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(), "history": history, "seconds": seconds,
-                     "precision_used": used, "init_key": init_key}, partial_path)
+                     "precision_used": used, "init_key": init_key, **({"best": best} if best else {})},
+                    partial_path)
     bar.close()
+    if best is not None:  # the epoch of lowest validation loss, not the last one
+        model.load_state_dict(best["state_dict"])
+        history = [{**row, "kept": row["epoch"] == best["epoch"]} for row in history]
     model.eval()
     save_atomic({**expect, "state_dict": model.state_dict(), "history": history, "seconds": seconds,
                  "precision_used": used, "init_key": init_key}, final_path)

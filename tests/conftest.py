@@ -116,3 +116,23 @@ def tiny_folder(tiny_folder_master: Path, tmp_path: Path, tmp_cache: Path, monke
     shutil.copytree(tiny_folder_master, root)
     monkeypatch.setenv("LABKIT_DATA", str(root))
     return root
+
+
+def write_idx(folder: Path, n_train: int = 40, n_test: int = 20, size: int = 28, gz: bool = True) -> None:
+    """The four IDX files of an MNIST-like dataset (grey ``size`` x ``size``, 10 classes): image i of a split has
+    label i % 10 and every pixel equal to 20 * label, so a test can check what it loaded."""
+    import gzip
+    import struct
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = bytes(i % 10 for i in range(n))
+        pixels = b"".join(bytes([20 * (i % 10)]) * size * size for i in range(n))
+        files = {f"{prefix}-images-idx3-ubyte": struct.pack(">IIII", 0x803, n, size, size) + pixels,
+                 f"{prefix}-labels-idx1-ubyte": struct.pack(">II", 0x801, n) + labels}
+        for name, blob in files.items():
+            if gz:
+                with gzip.open(folder / f"{name}.gz", "wb") as fh:
+                    fh.write(blob)
+            else:
+                (folder / name).write_bytes(blob)

@@ -70,3 +70,23 @@ def test_code_in_a_cache_file_is_never_run(tmp_cache):
     torch.save({"obj": A()}, path)  # a pickled class instance: weights_only refuses it
     with pytest.warns(UserWarning):
         assert load_checked(path) is None
+
+
+def test_a_field_added_later_stays_out_of_the_key_while_default():
+    import dataclasses
+
+    from labkit.cache import NEW_FIELD
+
+    @dataclasses.dataclass(frozen=True)
+    class Before:
+        x: int = 1
+
+    @dataclasses.dataclass(frozen=True)
+    class Before_:  # the same config after growing a field
+        x: int = 1
+        extra: str = dataclasses.field(default="old behaviour", metadata=NEW_FIELD)
+
+    Before_.__name__ = "Before"
+    assert config_key(Before_()) == config_key(Before())
+    assert config_key(Before_(extra="new")) != config_key(Before())
+    assert canonical(Before_(extra="new"))["extra"] == "new"

@@ -127,3 +127,73 @@ def test_any_image_folder_loads_with_its_own_classes_and_sizes(tmp_path, tmp_cac
     assert int(split.images[4, 0, 3, 3]) == 41  # a flat image stays flat when resized
     with pytest.raises(DataError, match="does not exist"):
         load_folder(tmp_path / "missing")
+
+
+# -- the dataset registry ------------------------------------------------------------------------------------------
+
+def test_fashion_mnist_loads_from_local_idx_files(tmp_path, tmp_cache, monkeypatch):
+    from conftest import write_idx
+
+    write_idx(tmp_path / "fm")
+    monkeypatch.setenv("LABKIT_FASHION_MNIST", str(tmp_path / "fm"))
+    train, test = data.load_dataset("fashion-mnist", "train"), data.load_dataset("fashion-mnist", "test")
+    assert train.images.shape == (40, 1, 28, 28) and test.images.shape == (20, 1, 28, 28)
+    assert train.images.dtype == torch.uint8 and test.labels.dtype == torch.int64
+    assert torch.equal(test.labels, torch.arange(20) % 10)
+    assert torch.equal(test.images[:, 0, 0, 0], (20 * (torch.arange(20) % 10)).to(torch.uint8))
+    assert test.classes == data.FASHION_CLASSES and "Fashion-MNIST" in test.name and str(tmp_path) not in test.name
+    assert data.dataset_source("fashion-mnist") == "folder:fm" and data.available("fashion-mnist")
+
+
+def test_mnist_reads_uncompressed_idx_files_too(tmp_path, tmp_cache, monkeypatch):
+    from conftest import write_idx
+
+    write_idx(tmp_path / "digits", gz=False)
+    monkeypatch.setenv("LABKIT_MNIST", str(tmp_path / "digits"))
+    assert torch.equal(data.load_dataset("mnist", "train").labels, torch.arange(40) % 10)
+
+
+def test_a_missing_idx_file_is_named_with_the_variable(tmp_path, tmp_cache, monkeypatch):
+    from conftest import write_idx
+
+    write_idx(tmp_path / "fm")
+    (tmp_path / "fm" / "t10k-labels-idx1-ubyte.gz").unlink()
+    monkeypatch.setenv("LABKIT_FASHION_MNIST", str(tmp_path / "fm"))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.*LABKIT_FASHION_MNIST"):
+        data.load_dataset("fashion-mnist", "test")
+
+
+def test_gtsrb_loads_43_classes_resized_to_32(tmp_path, tmp_cache, monkeypatch):
+    from torchvision.io import write_png
+
+    for split in ("train", "test"):
+        for c in range(43):
+            d = tmp_path / "gtsrb" / split / f"{c:05d}"
+            d.mkdir(parents=True)
+            write_png(torch.full((3, 30 + c % 7, 40), c, dtype=torch.uint8), str(d / "a.png"))  # sizes vary
+    monkeypatch.setenv("LABKIT_GTSRB", str(tmp_path / "gtsrb"))
+    test = data.load_dataset("gtsrb", "test")
+    assert test.images.shape == (43, 3, 32, 32) and torch.equal(test.labels, torch.arange(43))
+    assert torch.equal(test.images[:, 0, 16, 16], torch.arange(43, dtype=torch.uint8))  # flat colours survive
+    assert test.dataset == "GTSRB" and len(test.classes) == 43
+
+
+def test_gtsrb_without_a_copy_or_with_missing_classes_says_what_to_set(tmp_path, tmp_cache, monkeypatch):
+    monkeypatch.delenv("LABKIT_GTSRB", raising=False)
+    assert not data.available("gtsrb")
+    with pytest.raises(DataError, match="LABKIT_GTSRB"):
+        data.load_dataset("gtsrb", "test")
+    (tmp_path / "g" / "test" / "00000").mkdir(parents=True)
+    monkeypatch.setenv("LABKIT_GTSRB", str(tmp_path / "g"))
+    with pytest.raises(DataError, match="43 class folders"):
+        data.load_dataset("gtsrb", "test")
+
+
+def test_the_registry_describes_each_dataset_and_rejects_unknown_names(tiny_folder):
+    assert {"cifar10", "fashion-mnist", "mnist", "gtsrb"} <= set(data.DATASETS)
+    for spec in data.DATASETS.values():
+        assert len(spec.mean) == len(spec.std) == spec.channels
+    assert data.load_dataset("cifar10", "test").images.shape == (40, 3, 32, 32)
+    assert data.dataset_source("cifar10") == "folder:cifar"
+    with pytest.raises(ValueError, match="registered"):
+        data.load_dataset("imagenette")

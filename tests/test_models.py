@@ -105,3 +105,18 @@ def test_gate_of_finds_the_gate_or_none() -> None:
     gate = AttentionGate()
     assert gate_of(torch.nn.Sequential(gate, build_model("small_cnn"))) is gate
     assert gate_of(build_model("small_cnn")) is None
+
+
+def test_models_take_the_datasets_channels_classes_and_statistics():
+    from labkit.data import DATASETS
+    from labkit.models import REGISTRY, Normalize, build_model
+
+    for name in REGISTRY:
+        net = REGISTRY[name](7, in_channels=1)
+        first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        assert first.in_channels == 1, name
+    m = build_model("survey_cnn", 10, "fashion-mnist").eval()
+    assert isinstance(m[0], Normalize) and m[0].mean.flatten().tolist() == pytest.approx(DATASETS["fashion-mnist"].mean)
+    out = m(torch.rand(3, 1, 28, 28))
+    assert out.shape == (3, 10) and torch.allclose(out.exp().sum(1), torch.ones(3))  # log-softmax, as the survey's
+    assert build_model("survey_cnn", 43, "gtsrb")(torch.rand(2, 3, 32, 32)).shape == (2, 43)

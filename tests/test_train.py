@@ -172,3 +172,43 @@ def test_a_gated_model_starts_from_an_ungated_base(tiny_folder):
     # With a learning rate, the gate trains from there and the network moves on from the base.
     moving = get_or_train(replace(gated, lr=0.05, schedule="onecycle"), "cpu", progress=False)
     assert not torch.equal(learnt(gate_of(moving.model)), learnt(gate_of(fresh)))
+
+
+def test_the_validation_split_is_held_out_and_class_balanced(tiny_folder):
+    from labkit.data import load_cifar10
+
+    split = load_cifar10("train")
+    tr, val = train.training_indices(split, replace(CFG, val_size=20, train_size=50))
+    assert len(val) == 20 and len(tr) == 50 and not set(tr.tolist()) & set(val.tolist())
+    assert torch.bincount(split.labels[val], minlength=10).tolist() == [2] * 10
+    everything, none = train.training_indices(split, CFG)
+    assert len(everything) == len(split) and len(none) == 0
+
+
+def test_validation_keeps_the_epoch_of_lowest_validation_loss(tiny_folder):
+    from labkit.data import load_cifar10
+
+    cfg = replace(CFG, epochs=4, val_size=30, lr=0.5, schedule="constant")  # a jumpy run: the last is rarely best
+    trained = get_or_train(cfg, "cpu", progress=False)
+    losses = [row["val_loss"] for row in trained.history]
+    kept = [row["kept"] for row in trained.history]
+    assert kept.count(True) == 1 and kept.index(True) == losses.index(min(losses))
+    _, val = train.training_indices(load_cifar10("train"), cfg)
+    assert train.validation(trained.model, load_cifar10("train"), val)["val_loss"] == pytest.approx(min(losses), rel=1e-5)
+    assert model_key(cfg) != model_key(CFG)
+
+
+def test_a_model_trains_on_another_registered_dataset(tmp_path, tmp_cache, monkeypatch):
+    from conftest import write_idx
+
+    write_idx(tmp_path / "fm", n_train=200, n_test=20)
+    monkeypatch.setenv("LABKIT_FASHION_MNIST", str(tmp_path / "fm"))
+    cfg = TrainConfig(model="survey_cnn", dataset="fashion-mnist", epochs=4, batch_size=20, eval_size=20,
+                      val_size=20, augment=False, optimizer="adam", lr=1e-2, precision="fp32")
+    trained = get_or_train(cfg, "cpu", progress=False)
+    assert trained.model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert max(row["val_acc"] for row in trained.history) >= 0.5  # grey level encodes the class: chance is 0.1
+    with pytest.raises(ValueError, match="registered"):
+        TrainConfig(dataset="svhn")
+    with pytest.raises(ValueError, match="trained on"):
+        TrainConfig(model="survey_cnn", dataset="fashion-mnist", init=TrainConfig(model="survey_cnn"))
