@@ -8,6 +8,8 @@ Examples::
     python -m labkit evaluate --model small_cnn --weights small_cnn.pt --attacks de,corner
     # a TorchScript file, on your own ImageFolder resized to 32 x 32, the whole adaptive suite
     python -m labkit evaluate --model net.ts --dataset /data/my_images --size 32 --attacks suite
+    # torchvision's pretrained ResNet-50 ($TORCH_HOME/hub/checkpoints) on ImageNet's validation set ($LABKIT_IMAGENET)
+    python -m labkit evaluate --model resnet50 --dataset imagenet --per-class 1 --attacks de --profile full
 
 It attacks the first ``--n`` test images the model classifies correctly (``labkit.data.first_n`` order) with the
 chosen attacks at the profile's budgets, verifies every success, prints the table (attack success rates with Wilson
@@ -36,7 +38,8 @@ from torch import nn
 from labkit import data, records
 from labkit.cache import config_key
 from labkit.evaluate import Evaluation, adaptive_suite, evaluate_model
-from labkit.models import CIFAR10_MEAN, CIFAR10_STD, REGISTRY, build_model
+from labkit.models import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_ARCHITECTURES, REGISTRY, build_model,
+                           find_imagenet_weights, imagenet_model)
 from labkit.profiles import PROFILES, get_profile
 
 #: The attacks ``--attacks`` names: DE (Su et al.), the exhaustive corner search, the book's adaptive suite.
@@ -67,13 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="attack your own model with the book's one-pixel attacks",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ev.add_argument("--model", required=True,
-                    help="module:callable returning an nn.Module; a TorchScript file; or a labkit architecture "
-                         f"({', '.join(sorted(REGISTRY))}) with --weights")
-    ev.add_argument("--weights", help="a state_dict file (torch.save) for a labkit architecture")
+                    help="module:callable returning an nn.Module; a TorchScript file; a labkit architecture "
+                         f"({', '.join(sorted(REGISTRY))}) with --weights; or an ImageNet architecture "
+                         f"({', '.join(sorted(IMAGENET_ARCHITECTURES))}), torchvision's weights from --weights or "
+                         "$TORCH_HOME/hub/checkpoints")
+    ev.add_argument("--weights", help="a state_dict file (torch.save) for a labkit or ImageNet architecture")
     ev.add_argument("--dataset", default="cifar10",
-                    help="cifar10 (LABKIT_DATA, else torchvision's download; the test split) or an ImageFolder "
-                         "path (<root>/<class>/*.jpg|png)")
+                    help="cifar10 (LABKIT_DATA, else torchvision's download; the test split), imagenet "
+                         "(LABKIT_IMAGENET, the val split, resized to 256 and centre-cropped to 224) or an "
+                         "ImageFolder path (<root>/<class>/*.jpg|png)")
     ev.add_argument("--size", type=int, help="resize an ImageFolder's images to SIZE x SIZE (once, when loading)")
+    ev.add_argument("--per-class", type=int, help="imagenet: load only the first K images of each class (the "
+                                                 "whole validation set is 50,000 images, 7.5 GB decoded)")
     ev.add_argument("--attacks", default="de,corner", help=f"comma-separated, of {', '.join(ATTACKS)} "
                                                            "(suite: the adaptive suite, DE and corner included)")
     ev.add_argument("--n", type=int, default=100, help="correctly classified images to attack (default 100)")
@@ -88,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_model(spec: str, weights: str | None = None, num_classes: int = 10) -> nn.Module:
     """The model ``spec`` names (see ``--model``), on the CPU."""
+    if spec in IMAGENET_ARCHITECTURES:
+        return _imagenet_model(spec, weights, num_classes)
     if spec in REGISTRY:
         if weights is None:
             raise UsageError(f"--model {spec} is a labkit architecture: give its weights with --weights FILE")
@@ -122,6 +132,24 @@ def load_model(spec: str, weights: str | None = None, num_classes: int = 10) -> 
     if not isinstance(model, nn.Module):
         raise UsageError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _imagenet_model(name: str, weights: str | None, num_classes: int) -> nn.Module:
+    """ImageNet architecture ``name`` (``labkit.models.imagenet_model``) with torchvision's state_dict from
+    ``weights``, else from ``$TORCH_HOME/hub/checkpoints``; ``num_classes`` other than 1000 needs ``weights``."""
+    if weights is None and num_classes != 1000:
+        raise UsageError(f"--model {name} on a dataset of {num_classes} classes: torchvision's weights have 1000; "
+                         "give weights for this head with --weights FILE")
+    try:
+        path = find_imagenet_weights(name, weights)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
+    model = imagenet_model(name, pretrained=False, num_classes=num_classes)
+    try:
+        model[1].load_state_dict(torch.load(path, map_location="cpu", weights_only=True))  # behind the Normalize
+    except (OSError, RuntimeError) as exc:
+        raise UsageError(f"{path} does not hold torchvision {name} weights for {num_classes} classes: {exc}") from exc
+    return model.eval()
 
 
 def model_key(model: nn.Module) -> str:
@@ -170,12 +198,22 @@ def check_model(model: nn.Module, split: data.Split, probe: int = 64) -> None:
 
 # -- the run --------------------------------------------------------------------------------------------------------
 
-def load_dataset(name: str, size: int | None = None) -> data.Split:
-    """``cifar10``'s test split, or an ImageFolder path (``data.load_folder``)."""
+def load_dataset(name: str, size: int | None = None, per_class: int | None = None) -> data.Split:
+    """``cifar10``'s test split, ``imagenet``'s validation split (``data.load_imagenet``, ``per_class`` images of
+    each class), or an ImageFolder path (``data.load_folder``)."""
+    if per_class is not None and name.lower() != "imagenet":
+        raise UsageError("--per-class applies to --dataset imagenet")
     if name.lower() in ("cifar10", "cifar-10"):
         if size not in (None, 32):
             raise UsageError("--size applies to an ImageFolder; CIFAR-10 is 32 x 32")
         return data.load_cifar10("test")
+    if name.lower() == "imagenet":
+        if size not in (None, data.IMAGENET_CROP):
+            raise UsageError(f"--size applies to an ImageFolder; ImageNet is prepared at {data.IMAGENET_CROP} x "
+                             f"{data.IMAGENET_CROP}")
+        if per_class is not None and per_class < 1:
+            raise UsageError(f"--per-class must be at least 1, got {per_class}")
+        return data.load_imagenet("val", per_class=per_class)
     if not Path(name).exists():
         raise UsageError(f"--dataset {name!r}: neither 'cifar10' nor an existing ImageFolder path")
     return data.load_folder(name, size)
@@ -194,7 +232,7 @@ def evaluate(args: argparse.Namespace, progress: bool = True) -> tuple[list[dict
     attacks = parse_attacks(args.attacks)
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
-    split = load_dataset(args.dataset, args.size)
+    split = load_dataset(args.dataset, args.size, args.per_class)
     model = load_model(args.model, args.weights, len(split.classes))
     check_model(model, split)
     key = model_key(model)

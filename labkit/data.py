@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -438,3 +439,76 @@ def _load_gtsrb(spec: DatasetSpec, split: str) -> Split:
     loaded = load_folder(folder, size=spec.size)
     return Split(images=loaded.images, labels=loaded.labels, classes=spec.classes, source=f"folder:{root}",
                  dataset=spec.title)
+
+
+# -- ImageNet (ILSVRC2012 validation), 224 x 224 ---------------------------------------------------------------------
+
+#: The environment variable naming the ImageNet root (the folder that holds ``val/<wnid>/*.JPEG``).
+IMAGENET_ENV = "LABKIT_IMAGENET"
+#: The standard evaluation preparation of torchvision's ImageNet models: shorter side to 256, centre 224 x 224.
+IMAGENET_RESIZE = 256
+IMAGENET_CROP = 224
+
+
+def _imagenet_error(problem: str) -> DataError:
+    return DataError(
+        f"{problem}\nlabkit expects ImageNet (ILSVRC2012) in ImageFolder layout: <root>/val/<wnid>/*.JPEG, one "
+        f"folder per class named by its WordNet id (n01440764, ...). Set {IMAGENET_ENV}=<root> (or pass root=); "
+        "the validation images sorted into class folders are what torchvision's ImageNet(split='val') prepares."
+    )
+
+
+def resize_centre_crop(img: Tensor, resize: int = IMAGENET_RESIZE, crop: int = IMAGENET_CROP) -> Tensor:
+    """A uint8 image (3, H, W) with its shorter side resized to ``resize`` (bilinear, antialiased) and the centre
+    ``crop`` x ``crop`` cut out: (3, crop, crop) uint8, torchvision's ``Resize(256)`` + ``CenterCrop(224)``."""
+    from torchvision.transforms.v2 import functional as TF
+
+    return TF.center_crop(TF.resize(img, [resize], antialias=True), [crop, crop])
+
+
+def load_imagenet(split: str = "val", root: str | os.PathLike | None = None, per_class: int | None = None,
+                  resize: int = IMAGENET_RESIZE, crop: int = IMAGENET_CROP) -> Split:
+    """ImageNet's ``split`` folder as one ``Split`` of (N, 3, ``crop``, ``crop``) uint8 images, prepared once.
+
+    Each image's shorter side is resized to ``resize`` and its centre ``crop`` x ``crop`` kept
+    (:func:`resize_centre_crop`), as data preparation: the attack then works on that 224 x 224 image in [0, 1]
+    and the model holds its normalisation, as for CIFAR-10. Classes are the sorted class folders (for ILSVRC2012
+    the sorted WordNet ids, which is the class order of torchvision's pretrained weights).
+
+    Args:
+        split: the sub-folder of the root (``"val"``; the test labels of ILSVRC2012 were never published).
+        root: the ImageNet root; defaults to ``$LABKIT_IMAGENET``.
+        per_class: keep the first ``per_class`` files (by name) of each class; ``None`` keeps all. The whole
+            validation set is 50,000 images, 7.5 GB as uint8 at 224 x 224; an attack needs a few hundred.
+        resize, crop: the preparation's sizes in pixels (the standard 256 and 224).
+
+    Raises:
+        DataError: when neither ``root`` nor ``$LABKIT_IMAGENET`` is set, or the folder is not laid out as above
+            (the message names the variable and the layout).
+    """
+    value = root if root is not None else os.environ.get(IMAGENET_ENV)
+    if not value:
+        raise _imagenet_error(f"{IMAGENET_ENV} is not set and no root= was given")
+    if per_class is not None and per_class < 1:
+        raise ValueError(f"per_class must be None or >= 1, got {per_class}")
+    if crop > resize:
+        raise ValueError(f"crop ({crop}) cannot exceed resize ({resize}): the crop is cut from the resized image")
+    folder = Path(value).expanduser().resolve() / split
+    if not folder.is_dir():
+        raise _imagenet_error(f"no '{split}' folder in {folder.parent} ({IMAGENET_ENV}={value})")
+    classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+    if not classes:
+        raise _imagenet_error(f"{folder} has no class folders ({IMAGENET_ENV}={value})")
+    files = _class_files(folder, classes, _imagenet_error)
+    if per_class is not None:
+        # _class_files lists the files class by class, each class sorted by name.
+        files = [f for _, group in groupby(files, key=lambda f: f[1]) for f in list(group)[:per_class]]
+    source = f"folder:{folder}"
+
+    def make() -> tuple[Tensor, Tensor]:
+        images = [resize_centre_crop(img, resize, crop) for img in _decode(files, _imagenet_error)]
+        return torch.stack(images), _labels(files)
+
+    key = config_key([*_fingerprint(source, files), "imagenet", resize, crop])
+    images, labels = _cached(f"imagenet-{split}-{key}", source, make)
+    return Split(images=images, labels=labels, classes=classes, source=source, dataset="ImageNet")

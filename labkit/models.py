@@ -7,7 +7,10 @@ the pixel an attack writes is the pixel the reader sees.
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
@@ -241,3 +244,90 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work on ``device`` (no-op on CPU), so wall-clock timings measure the work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+# -- ImageNet models (torchvision's architectures, weights from a local file; never a download) --------------------
+
+#: ImageNet channel statistics (training set, RGB, [0, 1] units): those torchvision's pretrained weights expect.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: The ImageNet architectures: Su et al.'s AlexNet (they attacked BVLC's Caffe AlexNet; torchvision's is the
+#: one-weird-trick variant, the nearest with PyTorch weights) and the APR paper's ResNet-50 and VGG-19. Each maps
+#: to torchvision's builder and the name of its weights enum member. IMAGENET1K_V1 everywhere: the original
+#: training recipes (ResNet-50 76.1% top-1), the ones papers of that era report against, not V2's newer recipe.
+IMAGENET_ARCHITECTURES: dict[str, tuple[str, str]] = {
+    "alexnet": ("alexnet", "AlexNet_Weights.IMAGENET1K_V1"),
+    "resnet50": ("resnet50", "ResNet50_Weights.IMAGENET1K_V1"),
+    "vgg19": ("vgg19", "VGG19_Weights.IMAGENET1K_V1"),
+}
+
+
+def _weights_url(name: str) -> str:
+    """torchvision's download address of ``name``'s pretrained weights (only its file name is used offline)."""
+    import torchvision.models as tvm
+
+    enum_name, member = _imagenet_spec(name)[1].split(".")
+    return str(getattr(getattr(tvm, enum_name), member).url)
+
+
+def _imagenet_spec(name: str) -> tuple[str, str]:
+    if name not in IMAGENET_ARCHITECTURES:
+        raise ValueError(f"unknown ImageNet model {name!r}; available: {sorted(IMAGENET_ARCHITECTURES)}")
+    return IMAGENET_ARCHITECTURES[name]
+
+
+def imagenet_weights_file(name: str) -> Path:
+    """Where the pretrained weights of ImageNet architecture ``name`` are looked for:
+    ``$TORCH_HOME/hub/checkpoints/<torchvision's file name>`` (``~/.cache/torch/hub/checkpoints`` without
+    ``TORCH_HOME``), the file torchvision itself would download, e.g. ``resnet50-0676ba61.pth``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(_weights_url(name)).path).name
+
+
+def find_imagenet_weights(name: str, weights_file: str | os.PathLike | None = None) -> Path:
+    """The weights file of ``name``: ``weights_file`` if given, else ``imagenet_weights_file(name)``.
+
+    Raises FileNotFoundError naming the missing file, where to put it and where it can be downloaded on a machine
+    with internet: labkit never downloads weights while it runs.
+    """
+    path = Path(weights_file).expanduser() if weights_file is not None else imagenet_weights_file(name)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no weights file for {name} at {path}. labkit does not download weights at run time: download "
+            f"{_weights_url(name)} on a machine with internet and put it at {imagenet_weights_file(name)} (set "
+            "TORCH_HOME to choose the folder above hub/checkpoints), or pass its path (weights_file=, or --weights "
+            "on the command line).")
+    return path
+
+
+def imagenet_model(name: str, pretrained: bool = True, weights_file: str | os.PathLike | None = None,
+                   gate: str = "none", gate_kernel: int = 3, num_classes: int = 1000) -> nn.Sequential:
+    """An ImageNet classifier taking (N, 3, 224, 224) images in [0, 1]: ImageNet's ``Normalize``, then torchvision's
+    architecture ``name`` (``IMAGENET_ARCHITECTURES``), in eval mode.
+
+    Args:
+        pretrained: load the pretrained weights from ``weights_file``, else from ``$TORCH_HOME/hub/checkpoints``
+            (``find_imagenet_weights``; a missing file raises FileNotFoundError saying where to put it); False
+            keeps torchvision's random initialisation (tests, timing).
+        gate: ``"none"``, or APR's ``AttentionGate`` mode (``"pixel"``, ``"channel"``) in front, as
+            ``labkit.train`` places it: ``Sequential(gate, Sequential(Normalize, net))``. Its start (A = 0.5)
+            halves every pixel, which pretrained weights have never seen: a gated model is one to fine-tune.
+        gate_kernel: the gate's kernel size (pixels, odd).
+        num_classes: 1000 for ImageNet; another count needs ``pretrained=False`` (the head would not fit).
+    """
+    import torchvision.models as tvm
+
+    builder, _ = _imagenet_spec(name)
+    if gate not in ("none", *GATE_MODES):
+        raise ValueError(f"gate must be 'none' or one of {GATE_MODES}, not {gate!r}")
+    if pretrained and num_classes != 1000:
+        raise ValueError(f"pretrained {name} has 1000 classes; num_classes={num_classes} needs pretrained=False")
+    # Find the file before building: VGG-19's 143M parameters take seconds to initialise, only to be replaced.
+    path = find_imagenet_weights(name, weights_file) if pretrained else None
+    net = getattr(tvm, builder)(weights=None, num_classes=num_classes)
+    if path is not None:
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model = nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), net)
+    if gate != "none":
+        model = nn.Sequential(AttentionGate(mode=gate, kernel_size=gate_kernel), model)
+    return model.eval()

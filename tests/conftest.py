@@ -136,3 +136,26 @@ def write_idx(folder: Path, n_train: int = 40, n_test: int = 20, size: int = 28,
                     fh.write(blob)
             else:
                 (folder / name).write_bytes(blob)
+
+
+#: (height, width) of the generated ImageNet-like images: landscape, portrait, square, and one smaller than 224.
+IMAGENET_SIZES = ((300, 400), (333, 250), (256, 256), (180, 240))
+
+
+def write_imagenet_folder(root: Path, wnids: tuple[str, ...] = ("n01440764", "n01443537", "n01484850"),
+                          per_class: int = 2) -> Path:
+    """An ILSVRC2012-like tree ``root/val/<wnid>/*.JPEG`` of random JPEGs of varied sizes (``IMAGENET_SIZES``, in
+    turn); returns ``root``. Upper-case suffixes, as ImageNet's files have them."""
+    from torchvision.io import encode_jpeg
+
+    gen = torch.Generator().manual_seed(0)
+    k = 0
+    for wnid in wnids:
+        folder = root / "val" / wnid
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            h, w = IMAGENET_SIZES[k % len(IMAGENET_SIZES)]
+            k += 1
+            img = (torch.rand(3, h, w, generator=gen) * 255).to(torch.uint8)
+            (folder / f"ILSVRC2012_val_{k:08d}.JPEG").write_bytes(encode_jpeg(img, quality=90).numpy().tobytes())
+    return root

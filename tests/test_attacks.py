@@ -9,16 +9,19 @@ import torch
 from torch import Tensor, nn
 
 import labkit.attacks
+from labkit import data
 from labkit.attacks import (Attack, AttackResult, CornerSearch, DEConfig, GradientCorner, OnePixel, SparseRS,
                             apply_pixels, minimize)
+from labkit.attacks import base
 from labkit.attacks._rng import HashRNG, image_keys
 from labkit.attacks.base import CandidateScorer, attack_keys
 from labkit.attacks.onepixel import _three_distinct_others
 from labkit.attacks.sparse_rs import resample_count
 from labkit.evaluate import changed_pixels, verify
+from labkit.models import imagenet_model
 from labkit.precision import resolve_precision
 
-from conftest import PixelTrigger
+from conftest import PixelTrigger, make_tiny_cnn, write_imagenet_folder
 
 LABELS0 = torch.zeros(6, dtype=torch.long)
 ATTACKS = [getattr(labkit.attacks, name) for name in labkit.attacks.__all__
@@ -574,3 +577,81 @@ def test_de_bf16_keeps_a_success_that_holds_in_fp32_when_the_fittest_does_not(da
     fp32 = OnePixel(model, population=40, generations=30, precision="fp32", loss="margin")(dark_images, labels)
     assert res.success.any() and verify(model, dark_images, res, 1).equal(res.success)
     assert res.precision_used == "bf16" and fp32.precision_used == "fp32"
+
+
+# -- 224 x 224: memory-aware chunks, and the ImageNet path end to end ----------------------------------------------
+
+def test_candidate_bytes_is_the_image_plus_three_largest_activations():
+    # make_tiny_cnn's largest layer output at 32 x 32 is its first conv's, 8 channels at full resolution.
+    assert base.candidate_bytes(make_tiny_cnn(), (3, 32, 32)) == 4 * 3 * 32 * 32 + 3 * 4 * 8 * 32 * 32
+
+
+def test_candidate_bytes_assumes_a_wide_first_stage_for_torchscript_models():
+    traced = torch.jit.trace(make_tiny_cnn(), torch.rand(1, 3, 32, 32))  # its layers run without Python hooks
+    assert base.candidate_bytes(traced, (3, 32, 32)) == 4 * 3 * 32 * 32 + 3 * 4 * base.FALLBACK_CHANNELS * 32 * 32
+
+
+def test_chunk_size_fits_the_budget_and_shrinks_as_images_grow():
+    model, budget = make_tiny_cnn(), 20 * 2 ** 20
+    sizes = (32, 64, 128, 224)
+    chunks = [base.candidate_chunk_size(model, (3, s, s), budget_bytes=budget) for s in sizes]
+    assert all(a >= b for a, b in zip(chunks, chunks[1:])) and chunks[0] > chunks[-1]
+    for s, chunk in zip(sizes, chunks):
+        assert chunk * base.candidate_bytes(model, (3, s, s)) <= budget
+    assert chunks[0] == base.default_chunk_size(torch.device("cpu"))  # CIFAR-sized: the measured default, as before
+    assert base.candidate_chunk_size(model, (3, 224, 224), budget_bytes=1) == 1  # never below one candidate
+
+
+def test_attacks_at_224_build_candidate_images_chunk_by_chunk(monkeypatch):
+    seen = []
+    original = base.CandidateScorer.perturbed
+    monkeypatch.setattr(base.CandidateScorer, "perturbed",
+                        lambda self, img, *a: seen.append(len(img)) or original(self, img, *a))
+    images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    model = make_tiny_cnn()
+    labels = model(images).argmax(1)
+    OnePixel(model, population=8, generations=2, chunk_size=5)(images, labels)
+    CornerSearch(model, max_queries=16, block=8, chunk_size=5)(images, labels)
+    # 2 images x 8 candidates per generation or round: never more than a chunk of image copies at once.
+    assert seen and max(seen) <= 5 and sum(seen) > 2 * 8 * 3
+
+
+@pytest.fixture
+def imagenet_val(tmp_path, tmp_cache, monkeypatch) -> data.Split:
+    monkeypatch.setenv("LABKIT_IMAGENET", str(write_imagenet_folder(tmp_path / "imagenet")))
+    return data.load_imagenet()
+
+
+@pytest.fixture
+def random_alexnet() -> nn.Module:
+    torch.manual_seed(0)
+    return imagenet_model("alexnet", pretrained=False, num_classes=3)
+
+
+def least_confident(model: nn.Module, images: Tensor, n: int = 2) -> tuple[Tensor, Tensor]:
+    """The ``n`` images the model is least sure of (smallest top-2 logit gap) and its own labels for them: a random
+    network's labels are its predictions, and a one-pixel change flips it only near a decision boundary."""
+    with torch.no_grad():
+        top = model(images).topk(2, dim=1)
+    idx = (top.values[:, 0] - top.values[:, 1]).argsort()[:n]
+    return images[idx], top.indices[idx, 0]
+
+
+def test_de_on_224_images_does_not_depend_on_the_chunk_size(imagenet_val, random_alexnet):
+    x, y = least_confident(random_alexnet, imagenet_val.floats())
+    runs = [OnePixel(random_alexnet, population=10, generations=3, chunk_size=c)(x, y) for c in (3, 16, None)]
+    for other in runs[1:]:
+        for name in ("success", "queries", "pixels", "colours", "adv_pred"):
+            assert torch.equal(getattr(runs[0], name), getattr(other, name)), name
+
+
+def test_imagenet_path_end_to_end_successes_really_flip_the_model(imagenet_val, random_alexnet):
+    assert imagenet_val.images.shape[1:] == (3, 224, 224)
+    x, y = least_confident(random_alexnet, imagenet_val.floats())
+    res = OnePixel(random_alexnet, population=10, generations=3)(x, y)
+    assert res.success.any()  # the least confident image of this seed breaks within the budget
+    assert torch.equal(verify(random_alexnet, x, res, max_pixels=1), res.success)
+    with torch.no_grad():
+        pred = random_alexnet(res.adv_images).argmax(1)
+    assert torch.equal(pred != y, res.success) and torch.equal(pred, res.adv_pred)
+    assert (changed_pixels(x, res.adv_images) <= 1).all()

@@ -123,3 +123,37 @@ def test_python_dash_m_labkit_shows_its_help():
     done = subprocess.run([sys.executable, "-m", "labkit", "evaluate", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and "--model" in done.stdout and "Examples" in done.stdout
+
+
+def test_an_imagenet_architecture_on_imagenet_is_attacked_and_recorded(tmp_path, tmp_cache, monkeypatch, capsys):
+    from conftest import write_imagenet_folder
+    from labkit.models import imagenet_model
+
+    monkeypatch.setenv("LABKIT_IMAGENET", str(write_imagenet_folder(tmp_path / "imagenet")))
+    torch.manual_seed(0)
+    weights = tmp_path / "alexnet-3-classes.pt"  # a random head for the folder's 3 classes (no ImageNet weights here)
+    torch.save(imagenet_model("alexnet", pretrained=False, num_classes=3)[1].state_dict(), weights)
+    assert _run("--model", "alexnet", "--weights", str(weights), "--dataset", "imagenet", "--per-class", "2",
+                "--attacks", "de", "--n", "1", "--profile", "smoke", "--results", str(tmp_path / "r")) == 0
+    assert "DE k=1" in capsys.readouterr().out
+    stored = records.load("evaluate_alexnet", "smoke", root=tmp_path / "r")
+    (row,) = stored["tables"]["table"]
+    assert row["attacked"] == 1 and row["unverified"] == 0  # every reported success re-checked and held
+    assert stored["settings"]["dataset"].startswith("ImageNet") and "/" not in stored["settings"]["dataset"]
+
+
+def test_imagenet_usage_errors_say_what_to_fix(tmp_path, tmp_cache, monkeypatch, capsys):
+    from conftest import write_imagenet_folder
+
+    monkeypatch.setenv("LABKIT_IMAGENET", str(write_imagenet_folder(tmp_path / "imagenet", per_class=1)))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert _run("--model", "resnet50", "--dataset", "imagenet", "--size", "32") == 2
+    assert "ImageNet is prepared at 224 x 224" in capsys.readouterr().err
+    assert _run("--model", "resnet50", "--dataset", "cifar10", "--per-class", "1") == 2
+    assert "--per-class applies to --dataset imagenet" in capsys.readouterr().err
+    # A 3-class folder and no weights: torchvision's 1000-class weights cannot fit.
+    assert _run("--model", "resnet50", "--dataset", "imagenet") == 2
+    assert "give weights for this head" in capsys.readouterr().err
+    monkeypatch.delenv("LABKIT_IMAGENET")
+    assert _run("--model", "resnet50", "--dataset", "imagenet") == 2
+    assert "LABKIT_IMAGENET is not set" in capsys.readouterr().err

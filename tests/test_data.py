@@ -197,3 +197,53 @@ def test_the_registry_describes_each_dataset_and_rejects_unknown_names(tiny_fold
     assert data.dataset_source("cifar10") == "folder:cifar"
     with pytest.raises(ValueError, match="registered"):
         data.load_dataset("imagenette")
+
+
+# -- ImageNet (a generated ILSVRC2012-like tree: no ImageNet on these machines) ------------------------------------
+
+@pytest.fixture
+def imagenet_root(tmp_path, tmp_cache, monkeypatch):
+    from conftest import write_imagenet_folder
+
+    root = write_imagenet_folder(tmp_path / "imagenet")
+    monkeypatch.setenv("LABKIT_IMAGENET", str(root))
+    return root
+
+
+def test_imagenet_images_of_any_size_become_224_by_224_once(imagenet_root, monkeypatch):
+    val = data.load_imagenet()
+    assert val.images.shape == (6, 3, 224, 224) and val.images.dtype == torch.uint8
+    assert val.classes == ("n01440764", "n01443537", "n01484850")  # sorted WordNet ids: torchvision's class order
+    assert torch.equal(val.labels, torch.tensor([0, 0, 1, 1, 2, 2])) and val.dataset == "ImageNet"
+    monkeypatch.setattr(data, "_decode", lambda *a: pytest.fail("decoded twice"))
+    assert torch.equal(data.load_imagenet().images, val.images)
+
+
+def test_imagenet_per_class_keeps_the_first_files_of_each_class(imagenet_root):
+    full, one = data.load_imagenet(), data.load_imagenet(per_class=1)
+    assert torch.equal(one.labels, torch.tensor([0, 1, 2]))
+    assert torch.equal(one.images, full.images[[0, 2, 4]])
+
+
+def test_resize_centre_crop_keeps_the_centre_at_the_shorter_side_256():
+    img = torch.randint(0, 256, (3, 256, 400), dtype=torch.uint8)
+    # The shorter side is already 256: no resampling, the crop is the middle 224 rows and columns.
+    assert torch.equal(data.resize_centre_crop(img), img[:, 16:240, 88:312])
+    # 512 x 800, black left half, white right half: halved to 256 x 400 the edge is at column 200, which the
+    # crop (columns 88-311) moves to column 112; away from the antialiasing filter's reach both sides stay pure.
+    halves = torch.zeros(3, 512, 800, dtype=torch.uint8)
+    halves[:, :, 400:] = 255
+    out = data.resize_centre_crop(halves)
+    assert out.shape == (3, 224, 224) and (out[:, :, :111] == 0).all() and (out[:, :, 113:] == 255).all()
+
+
+def test_imagenet_without_the_variable_or_the_layout_names_the_variable(tmp_path, tmp_cache, monkeypatch):
+    monkeypatch.delenv("LABKIT_IMAGENET", raising=False)
+    with pytest.raises(DataError, match="LABKIT_IMAGENET is not set"):
+        data.load_imagenet()
+    monkeypatch.setenv("LABKIT_IMAGENET", str(tmp_path))  # exists, but holds no val/
+    with pytest.raises(DataError, match=r"no 'val' folder.*\n.*LABKIT_IMAGENET"):
+        data.load_imagenet()
+    (tmp_path / "val" / "n01440764").mkdir(parents=True)
+    with pytest.raises(DataError, match="holds no"):
+        data.load_imagenet()

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from labkit import models
 from labkit.models import (CIFAR10_MEAN, REGISTRY, AttentionGate, Normalize, build_model, count_parameters, gate_of,
                            resolve_device)
 
@@ -120,3 +121,58 @@ def test_models_take_the_datasets_channels_classes_and_statistics():
     out = m(torch.rand(3, 1, 28, 28))
     assert out.shape == (3, 10) and torch.allclose(out.exp().sum(1), torch.ones(3))  # log-softmax, as the survey's
     assert build_model("survey_cnn", 43, "gtsrb")(torch.rand(2, 3, 32, 32)).shape == (2, 43)
+
+
+# -- ImageNet models: torchvision's architectures, weights only from local files ------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(models.IMAGENET_ARCHITECTURES))
+def test_imagenet_models_hold_imagenet_normalisation_and_take_224_pixels(name):
+    torch.manual_seed(0)
+    model = models.imagenet_model(name, pretrained=False, num_classes=3)
+    assert not model.training and isinstance(model[0], Normalize)
+    assert torch.allclose(model[0].mean.flatten(), torch.tensor(models.IMAGENET_MEAN))
+    x = images(1, 224)
+    with torch.no_grad():
+        out = model(x)
+        by_hand = model[1]((x - torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1))
+                           / torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1))
+    assert out.shape == (1, 3) and torch.allclose(out, by_hand, atol=1e-5)
+
+
+def test_imagenet_model_with_apr_gate_gates_pixels_before_the_normalisation():
+    model = models.imagenet_model("alexnet", pretrained=False, gate="pixel", num_classes=3)
+    assert isinstance(model[0], AttentionGate) and gate_of(model) is model[0] and isinstance(model[1][0], Normalize)
+    x = images(1, 224)
+    with torch.no_grad():
+        assert torch.equal(model(x), model[1](0.5 * x))  # the gate starts as the constant 0.5
+    with pytest.raises(ValueError, match="gate"):
+        models.imagenet_model("alexnet", pretrained=False, gate="spatial")
+
+
+def test_missing_imagenet_weights_name_the_file_and_where_it_goes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    expected = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"  # torchvision's file name for the weights
+    assert models.imagenet_weights_file("vgg19") == expected
+    with pytest.raises(FileNotFoundError, match=rf"no weights file for vgg19 at {expected}.*put it at {expected}"):
+        models.imagenet_model("vgg19")
+    with pytest.raises(FileNotFoundError, match="elsewhere.pth"):
+        models.imagenet_model("resnet50", weights_file=tmp_path / "elsewhere.pth")
+    with pytest.raises(ValueError, match="1000 classes"):
+        models.imagenet_model("resnet50", num_classes=10)
+
+
+def test_imagenet_weights_load_from_torch_home_or_a_file(tmp_path, monkeypatch):
+    import torchvision
+
+    # SqueezeNet stands in for the three (same mechanism, 5 MB of weights instead of 100-550 MB).
+    monkeypatch.setitem(models.IMAGENET_ARCHITECTURES, "squeezenet1_1",
+                        ("squeezenet1_1", "SqueezeNet1_1_Weights.IMAGENET1K_V1"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(1)
+    state = torchvision.models.squeezenet1_1(weights=None).state_dict()
+    path = models.imagenet_weights_file("squeezenet1_1")
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    for model in (models.imagenet_model("squeezenet1_1"), models.imagenet_model("squeezenet1_1", weights_file=path)):
+        assert all(torch.equal(model[1].state_dict()[k], v) for k, v in state.items())

@@ -146,8 +146,90 @@ def check_inputs(model: nn.Module, images: Tensor, labels: Tensor, targets: Tens
 
 
 def default_chunk_size(device: torch.device) -> int:
-    """Candidates per forward pass: small batches are fastest per image on CPUs, large ones on GPUs."""
+    """The most candidates per forward pass: small batches are fastest per image on CPUs (batches of 50-100 beat
+    400-1,000 on this project's CPUs, ``shared/NOTES.md``), large ones on GPUs. ``candidate_chunk_size`` lowers it
+    where memory requires."""
     return 4096 if device.type == "cuda" else 100
+
+
+#: Share of the free memory one chunk of candidates may fill; the rest is headroom for the allocator's
+#: fragmentation, convolution workspaces and the attack's own tensors (populations, fitness, the images).
+MEMORY_SHARE = 0.5
+#: A candidate's forward pass holds about this many of its largest activations at once: a layer's input and output,
+#: plus a residual branch's saved input (ResNet's bottleneck); a plain chain (VGG) holds two.
+LIVE_ACTIVATIONS = 3
+#: Assumed largest activation, in channels at the input's resolution, of a model whose layers cannot be observed
+#: (a TorchScript file, scripted or traced): VGG-19's first stage, the widest full-resolution stage of the registered architectures.
+FALLBACK_CHANNELS = 64
+
+
+def candidate_bytes(model: nn.Module, image_shape: tuple[int, int, int]) -> int:
+    """Estimated memory (bytes) one candidate takes in a forward pass of ``model`` on an image of ``image_shape``
+    (C, H, W): its float32 image copy plus ``LIVE_ACTIVATIONS`` times its largest layer output (float32, the
+    widest case: a bf16 search halves the activations).
+
+    Measured by one forward pass of a single zero image with hooks on the model's leaf modules, so it knows the
+    architecture, not a guess from its name.
+    """
+    c, h, w = image_shape
+    largest = 0
+
+    def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        nonlocal largest
+        if isinstance(output, Tensor):
+            largest = max(largest, output[0].numel() * 4)
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = []
+    try:
+        for m in leaves:
+            handles.append(m.register_forward_hook(record))
+    except RuntimeError:  # a scripted module takes no Python hooks
+        pass
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, c, h, w, device=model_device(model)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    if largest == 0:  # no hook ran: a scripted module refuses them, a traced one never calls its Python layers
+        largest = FALLBACK_CHANNELS * h * w * 4
+    return 4 * c * h * w + LIVE_ACTIVATIONS * largest
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Free memory (bytes) on ``device``: CUDA's ``mem_get_info``; on a CPU, the kernel's ``MemAvailable``
+    (``/proc/meminfo``); ``None`` where it cannot be read (another OS or device type)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024  # reported in kB
+        except OSError:
+            return None
+    return None
+
+
+def candidate_chunk_size(model: nn.Module, image_shape: tuple[int, int, int], device: torch.device | None = None,
+                         budget_bytes: int | None = None) -> int:
+    """Candidates per forward pass for ``model`` on images of ``image_shape`` (C, H, W): as many as fit in
+    ``budget_bytes`` (default ``MEMORY_SHARE`` of the device's free memory) by ``candidate_bytes``, at most
+    ``default_chunk_size`` (the fastest, measured) and at least 1.
+
+    On 32 x 32 CIFAR-10 this is the old fixed default (100 on a CPU, 4,096 on a GPU); at 224 x 224 a VGG-19
+    candidate takes about 37 MB, so a GPU with 20 GB free gets about 270, not 4,096.
+    """
+    device = device if device is not None else model_device(model)
+    cap = default_chunk_size(device)
+    if budget_bytes is None:
+        free = free_memory(device)
+        if free is None:
+            return cap
+        budget_bytes = int(free * MEMORY_SHARE)
+    return max(1, min(cap, budget_bytes // candidate_bytes(model, image_shape)))
 
 
 def apply_pixels(images: Tensor, rows: Tensor, cols: Tensor, colours: Tensor) -> Tensor:
@@ -239,7 +321,10 @@ class CandidateScorer:
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
         self.targets = None if targets is None else targets.to(self.device)
-        self.chunk_size = chunk_size or default_chunk_size(self.device)
+        # None: sized to the model, the image and the device's free memory (a fixed 4,096 would not fit
+        # VGG-19 at 224 x 224 on most GPUs).
+        _, c, h, w = images.shape
+        self.chunk_size = chunk_size or candidate_chunk_size(model, (c, h, w), self.device)
         self.precision = precision
         self.loss = loss
 

@@ -33,7 +33,7 @@ class CornerConfig:
     order: str = "random"  # "random": positions in a fixed per-image random order; "raster": row by row
     block: int = 512  # candidates per image per round; images stop at the end of the round they succeed in
     precision: str = "fp32"  # "fp32", "bf16" (successes confirmed in fp32) or "auto" (bf16 where native)
-    chunk_size: int | None = None  # candidates per forward pass; None = 100 on CPU, 4096 on CUDA
+    chunk_size: int | None = None  # candidates per forward pass; None = what fits in free memory (candidate_chunk_size)
     seed: int = 0  # fixes the random position order
     max_queries: int | None = None  # stop after this many candidates per image (None: all H*W*2**C)
 

@@ -47,7 +47,7 @@ class GradientCornerConfig:
     targeted: bool = False  # success = prediction equals the target
     block: int = 64  # candidates per image per round; an image stops after the round it succeeds in
     precision: str = "fp32"  # forward checks in "fp32", "bf16" (successes confirmed in fp32) or "auto"
-    chunk_size: int | None = None  # candidates per forward pass; None = 100 on CPU, 4096 on CUDA
+    chunk_size: int | None = None  # candidates per forward pass; None = what fits in free memory (candidate_chunk_size)
 
     def __post_init__(self) -> None:
         if self.positions < 1:

@@ -55,7 +55,7 @@ class DEConfig:
     loss: str = "prob"  # "prob": Su et al.'s probability fitness; "margin": logit margin (no plateau when saturated)
     bounds: str = "redraw"  # out-of-box trial coordinates: "redraw" uniformly (SciPy's rule) or "clip" (border-biased)
     precision: str = "fp32"  # "fp32"; "bf16": search in bf16, confirm successes in fp32; "auto": bf16 where native
-    chunk_size: int | None = None  # candidates per forward pass; None = 100 on CPU, 4096 on CUDA
+    chunk_size: int | None = None  # candidates per forward pass; None = what fits in free memory (candidate_chunk_size)
     seed: int = 0  # with the image's content, fixes every random draw
 
     def __post_init__(self) -> None:

@@ -49,7 +49,7 @@ class SparseRSConfig:
     targeted: bool = False  # success = prediction equals the target (else: differs from the label)
     p_init: float = 0.3  # fraction of the k pixels resampled first (Croce et al.'s untargeted L0 value; 0.1 targeted)
     precision: str = "fp32"  # "fp32"; "bf16": search in bf16, confirm successes in fp32; "auto": bf16 where native
-    chunk_size: int | None = None  # candidates per forward pass; None = 100 on CPU, 4096 on CUDA
+    chunk_size: int | None = None  # candidates per forward pass; None = what fits in free memory (candidate_chunk_size)
     seed: int = 0  # with the image, label and target, fixes every random draw
 
     def __post_init__(self) -> None:
