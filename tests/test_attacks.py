@@ -280,6 +280,23 @@ def test_result_roundtrips_through_weights_only_load(tmp_path, tiny_cnn):
     assert_same(res, AttackResult.from_dict(torch.load(tmp_path / "r.pt", weights_only=True)))
 
 
+def test_cat_pads_results_of_different_widths_with_empty_slots(tiny_cnn):
+    from labkit.records import adversarial_images
+
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(11))
+    y = tiny_cnn(x).argmax(1)
+    one = SparseRS(tiny_cnn, queries=3, pixels=1)(x[:1], y[:1])
+    three = SparseRS(tiny_cnn, queries=3, pixels=3)(x[1:], y[1:])
+    both = AttackResult.cat([one, three])
+    assert both.pixels.shape == (3, 3, 2) and both.colours.shape == (3, 3, 3)
+    assert (both.pixels[0, 1:] == -1).all() and (both.colours[0, 1:] == 0).all()
+    assert torch.equal(both.pixels[0, :1], one.pixels[0]) and torch.equal(both.pixels[1:], three.pixels)
+    # The -1 slots are "no pixel": the record's reconstruction still gives the attack's images.
+    assert torch.equal(adversarial_images(x, both.pixels, both.colours), both.adv_images)
+    with pytest.raises(ValueError):
+        three.padded(2)
+
+
 def test_torchattacks_imports_without_its_pinned_requests(pixel_model, dark_images):
     torchattacks = pytest.importorskip("torchattacks")
     adv = torchattacks.OnePixel(pixel_model, pixels=1, steps=2, popsize=20)(dark_images[:1], LABELS0[:1])
