@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 import labkit.attacks
-from labkit.attacks import (Attack, AttackResult, CornerSearch, DEConfig, GradientCorner, OnePixel, SparseRS,
-                            apply_pixels, minimize)
+from labkit.attacks import (Attack, AttackResult, CornerSearch, DEConfig, GradientCorner, OnePixel, PixelSwap,
+                            SparseRS, apply_pixels, minimize)
 from labkit.attacks._rng import HashRNG, image_keys
 from labkit.attacks.base import CandidateScorer, attack_keys
 from labkit.attacks.onepixel import _three_distinct_others
@@ -21,9 +21,10 @@ from labkit.precision import resolve_precision
 from conftest import PixelTrigger
 
 LABELS0 = torch.zeros(6, dtype=torch.long)
+# Every concrete attack (abstract bases such as Attack and TorchAttack have no Config).
 ATTACKS = [getattr(labkit.attacks, name) for name in labkit.attacks.__all__
            if isinstance(getattr(labkit.attacks, name), type) and issubclass(getattr(labkit.attacks, name), Attack)
-           and getattr(labkit.attacks, name) is not Attack]
+           and hasattr(getattr(labkit.attacks, name), "Config")]
 
 #: Per attack, a budget that finds the PixelTrigger's pixel on the 8x8 dark images (k = pixels changed).
 FINDING = {
@@ -31,6 +32,13 @@ FINDING = {
     "CornerSearch": dict(block=64),
     "GradientCorner": dict(positions=2, rank="candidate"),
     "SparseRS": dict(queries=1500),
+    "PixelSwap": dict(),
+}
+#: Per attack, how the dark images change so that it *can* find the trigger pixel (default: not at all).
+FINDING_IMAGES = {
+    # Attacks that only rearrange an image's own pixels cannot brighten a dark image: give them one white pixel to
+    # move, and make the trigger pixel the darkest, so the survey's first swap sends the white one there.
+    "PixelSwap": "white pixel",
 }
 #: Per attack, a small budget for the batch-independence checks on the tiny CNN.
 SMALL = {
@@ -38,7 +46,19 @@ SMALL = {
     "CornerSearch": dict(max_queries=40, block=16),
     "GradientCorner": dict(positions=3, rank="candidate", loss="margin", block=5),
     "SparseRS": dict(queries=30, pixels=3),
+    "PixelSwap": dict(swaps=10, candidates=3, loss="margin"),
 }
+#: Attacks whose result for an image depends on the rest of its batch, and why; the contract asks them for a
+#: repeatable call instead of batch independence.
+BATCH_COUPLED: dict[str, str] = {}
+
+
+def finding_images(name: str, dark: Tensor) -> Tensor:
+    """The dark images as attack ``name`` gets them in the finding contract (``FINDING_IMAGES``)."""
+    x = dark.clone()
+    if FINDING_IMAGES.get(name) == "white pixel":
+        x[:, :, 2, 5], x[:, :, 6, 1] = 0.0, 1.0
+    return x
 
 
 class Recorder(nn.Module):
@@ -347,6 +367,8 @@ def test_every_attack_has_a_contract_budget():
 def test_contract_successes_really_flip_the_model(pixel_model, dark_images, cls):
     attack = cls(pixel_model, precision="auto", **FINDING[cls.__name__])
     assert attack.precision_used == resolve_precision("auto", "cpu")
+    dark_images = finding_images(cls.__name__, dark_images)
+    assert (pixel_model(dark_images).argmax(1) == LABELS0).all()  # every image starts on the label
     res = attack(dark_images, LABELS0)
     n, c, h, w = dark_images.shape
     k = res.pixels.shape[1]
@@ -365,9 +387,13 @@ def test_contract_batched_equals_per_image_and_reports_honestly(tiny_cnn, cls):
     y = tiny_cnn(x).argmax(1)
     attack = cls(tiny_cnn, **SMALL[cls.__name__])
     batched = attack(x, y)
-    # The search (what was tried, found and spent) is exact; a batch of 4 and a batch of 1 may round the
-    # reported probabilities differently inside the model.
-    assert_same(batched, AttackResult.cat([attack(x[i:i + 1], y[i:i + 1]) for i in range(4)]), exact_probs=False)
+    if cls.__name__ in BATCH_COUPLED:
+        assert_same(batched, attack(x, y))  # repeatable, though not batch-independent
+    else:
+        # The search (what was tried, found and spent) is exact; a batch of 4 and a batch of 1 may round the
+        # reported probabilities differently inside the model.
+        assert_same(batched, AttackResult.cat([attack(x[i:i + 1], y[i:i + 1]) for i in range(4)]),
+                    exact_probs=False)
     assert torch.equal(batched.success, verify(tiny_cnn, x, batched, batched.pixels.shape[1]))
     assert (changed_pixels(x, batched.adv_images) <= batched.pixels.shape[1]).all()
 
@@ -591,3 +617,112 @@ def test_de_bf16_keeps_a_success_that_holds_in_fp32_when_the_fittest_does_not(da
     fp32 = OnePixel(model, population=40, generations=30, precision="fp32", loss="margin")(dark_images, labels)
     assert res.success.any() and verify(model, dark_images, res, 1).equal(res.success)
     assert res.precision_used == "bf16" and fp32.precision_used == "fp32"
+
+
+# -- the survey's pixel swap ---------------------------------------------------------------------------------------
+
+def ramp_images(channels: int = 3) -> Tensor:
+    """One 8x8 image whose brightness grows in raster order: pixel i holds i / 63 in every channel.
+
+    The survey's pairs are then (0, 63), (1, 62), ...: the i-th darkest pixel is flat position i.
+    """
+    return (torch.arange(64.0) / 63).view(1, 1, 8, 8).expand(1, channels, 8, 8).clone()
+
+
+def linear_model(channels: int, size: int, seed: int = 0, scale: float = 3.0) -> nn.Module:
+    """A random linear 10-class model on (N, channels, size, size) whose answer moves with every pixel."""
+    torch.manual_seed(seed)
+    lin = nn.Linear(channels * size * size, 10)
+    with torch.no_grad():
+        lin.weight.mul_(scale * size)  # logits of order 10: predictions flip under a few swaps or eps 0.1
+    return nn.Sequential(nn.Flatten(), lin).eval()
+
+
+def colour_multiset(images: Tensor) -> list[list[tuple[float, ...]]]:
+    """Each image's pixel colours, sorted: equal exactly when the pixels were only rearranged."""
+    return [sorted(map(tuple, img.flatten(1).T.tolist())) for img in images]
+
+
+@pytest.mark.parametrize("channels, size", [(3, 8), (1, 28)])
+@pytest.mark.parametrize("candidates", [1, 4])
+def test_pixel_swap_only_swaps_and_really_flips(channels, size, candidates):
+    model = linear_model(channels, size)
+    x = torch.rand(6, channels, size, size, generator=torch.Generator().manual_seed(2))
+    y = model(x).argmax(1)
+    res = PixelSwap(model, swaps=40, candidates=candidates)(x, y)
+    assert res.success.any()  # the budget breaks some images, so the checks below see successes
+    assert colour_multiset(res.adv_images) == colour_multiset(x)  # swapped, never recoloured
+    valid = res.pixels[..., 0] >= 0
+    assert ((valid.sum(1) % 2) == 0).all() and (valid.sum(1) <= 80).all()  # whole pairs, within the budget
+    assert torch.equal(changed_pixels(x, res.adv_images), valid.sum(1))  # exactly the reported positions changed
+    for i in range(6):
+        r, c = res.pixels[i, valid[i]].T
+        assert torch.equal(res.adv_images[i, :, r, c].T, res.colours[i, valid[i]])  # colours are what was written
+    fresh = model(res.adv_images).argmax(1)
+    assert torch.equal(res.success, fresh != y) and torch.equal(res.adv_pred, fresh)
+    assert torch.equal(verify(model, x, res, res.pixels.shape[1]), res.success)
+    assert (res.queries[res.success] <= 40 * candidates).all()
+
+
+def test_pixel_swap_walks_the_survey_pairs_in_order():
+    # The trigger pixel (1, 5) is flat position 13, paired with position 50 (brightness 50/63 > 0.75):
+    # the plain walk swaps pairs 0..13 and flips the model with its 14th query.
+    model, x = PixelTrigger(row=1, col=5).eval(), ramp_images()
+    res = PixelSwap(model)(x, LABELS0[:1])
+    assert res.success.item() and res.queries.item() == 14
+    flat = res.pixels[0, :, 0] * 8 + res.pixels[0, :, 1]
+    assert flat.tolist() == [p for i in range(14) for p in (i, 63 - i)]  # darker first, then its partner
+    assert torch.equal(res.colours[0, 0], x[0, :, 7, 7]) and torch.equal(res.colours[0, 1], x[0, :, 0, 0])
+
+
+def test_pixel_swap_greedy_tries_candidates_and_counts_every_query():
+    # Four candidates per step: until pair 13 is among them every candidate scores alike, so the first is
+    # taken (pairs 0..9 in ten steps, 40 queries); step 11 tries pairs 10..13 and succeeds on its 4th query.
+    model, x = PixelTrigger(row=1, col=5).eval(), ramp_images()
+    res = PixelSwap(model, candidates=4)(x, LABELS0[:1])
+    assert res.success.item() and res.queries.item() == 44
+    flat = res.pixels[0, :, 0] * 8 + res.pixels[0, :, 1]
+    assert flat.tolist() == [p for i in [*range(10), 13] for p in (i, 63 - i)]
+    # With every pair among the first step's candidates, one swap (the right one) is enough.
+    one = PixelSwap(model, candidates=32)(x, LABELS0[:1])
+    assert one.queries.item() == 14 and (one.pixels[0, :, 0] >= 0).sum() == 2
+
+
+def test_pixel_swap_skips_pairs_that_would_change_nothing_and_respects_its_budget():
+    model = linear_model(1, 8)
+    digit = torch.zeros(2, 1, 8, 8)
+    digit[0, 0, 3, 1:7] = 1.0  # a six-pixel white stroke on black: six pairs can change anything
+    y = model(digit).argmax(1)
+    res = PixelSwap(model)(digit, y)
+    assert res.queries[0] <= 6 and res.queries[1] == 0  # a flat image has no pair worth a query
+    assert not res.success[1] and (res.pixels[1] == -1).all() and torch.equal(res.adv_images[1], digit[1])
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    never = PixelSwap(Recorder(x).eval(), swaps=5)(x, torch.zeros(3, dtype=torch.long))
+    assert not never.success.any() and (never.queries == 5).all()
+
+
+def test_pixel_swap_returns_the_fittest_prefix_of_a_failed_walk():
+    # Class 0 always wins; the true-class probability is lowest when the trigger pixel (position 13) is brightest,
+    # i.e. right after the 14th swap; later swaps do not touch it, so that prefix stays the fittest (ties keep it).
+    class Dip(PixelTrigger):
+        def forward(self, x):
+            logits = super().forward(x)
+            logits[:, 0] = 16.0  # never flips (the trigger's logit peaks at 15), never saturates
+            return logits
+
+    model, x = Dip(row=1, col=5).eval(), ramp_images()
+    res = PixelSwap(model, swaps=20)(x, LABELS0[:1])
+    assert not res.success.item() and res.queries.item() == 20
+    assert (res.pixels[0, :, 0] >= 0).sum() == 2 * 14
+    assert res.true_prob.item() == pytest.approx(torch.softmax(model(res.adv_images), 1)[0, 0].item())
+
+
+def test_pixel_swap_targeted_and_bad_configs(pixel_model):
+    model, x = PixelTrigger(row=1, col=5).eval(), ramp_images()
+    res = PixelSwap(model, targeted=True)(x, LABELS0[:1], torch.ones(1, dtype=torch.long))
+    assert res.success.item() and res.adv_pred.item() == 1
+    never = PixelSwap(model, targeted=True)(x, LABELS0[:1], torch.full((1,), 7))
+    assert not never.success.item() and never.queries.item() == 32
+    for kwargs in ({"swaps": 0}, {"candidates": 0}, {"loss": "ce"}, {"chunk_size": 0}):
+        with pytest.raises(ValueError):
+            PixelSwap(pixel_model, **kwargs)

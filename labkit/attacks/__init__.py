@@ -2,15 +2,18 @@
 
 Every attack is an :class:`~labkit.attacks.base.Attack`: ``Attack(model, config=None, **overrides)``, called as
 ``attack(images, labels, targets=None)`` on [0, 1] NCHW images, returning an ``AttackResult``.
+labkit's own: ``OnePixel`` (DE), ``CornerSearch``, ``GradientCorner``, ``SparseRS``, ``PixelSwap`` (the survey's).
 """
 
 from labkit.attacks.base import Attack, AttackResult, apply_pixels, check_inputs
 from labkit.attacks.corner import CornerConfig, CornerSearch
 from labkit.attacks.gradient import GradientCorner, GradientCornerConfig
 from labkit.attacks.onepixel import DEConfig, OnePixel, minimize
+from labkit.attacks.pixel_swap import PixelSwap, PixelSwapConfig
 from labkit.attacks.sparse_rs import SparseRS, SparseRSConfig
 
 __all__ = [
     "Attack", "AttackResult", "CornerConfig", "CornerSearch", "DEConfig", "GradientCorner", "GradientCornerConfig",
-    "OnePixel", "SparseRS", "SparseRSConfig", "apply_pixels", "check_inputs", "minimize",
+    "OnePixel", "PixelSwap", "PixelSwapConfig", "SparseRS", "SparseRSConfig", "apply_pixels", "check_inputs",
+    "minimize",
 ]
