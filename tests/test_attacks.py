@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 import labkit.attacks
-from labkit.attacks import (Attack, AttackResult, CornerSearch, DEConfig, GradientCorner, OnePixel, PixelSwap,
-                            SparseRS, apply_pixels, minimize)
+from labkit.attacks import (CW, MIFGSM, PGD, WRAPPED, Attack, AttackResult, CornerSearch, DEConfig, DeepFool,
+                            GradientCorner, OnePixel, PixelSwap, Pixle, SparseRS, apply_pixels, minimize, torch_attack)
 from labkit.attacks._rng import HashRNG, image_keys
 from labkit.attacks.base import CandidateScorer, attack_keys
 from labkit.attacks.onepixel import _three_distinct_others
@@ -33,12 +33,20 @@ FINDING = {
     "GradientCorner": dict(positions=2, rank="candidate"),
     "SparseRS": dict(queries=1500),
     "PixelSwap": dict(),
+    "FGSM": dict(eps=1.0),  # the gradient is zero everywhere but the trigger pixel: only it moves, to white
+    "PGD": dict(eps=1.0, alpha=0.5, steps=2),
+    "MIFGSM": dict(eps=1.0, alpha=1.0, steps=1),
+    "DeepFool": dict(steps=5),
+    "CW": dict(c=100.0, lr=0.5, steps=10),
+    "Pixle": dict(restarts=60),
 }
 #: Per attack, how the dark images change so that it *can* find the trigger pixel (default: not at all).
 FINDING_IMAGES = {
     # Attacks that only rearrange an image's own pixels cannot brighten a dark image: give them one white pixel to
     # move, and make the trigger pixel the darkest, so the survey's first swap sends the white one there.
-    "PixelSwap": "white pixel",
+    "PixelSwap": "white pixel", "Pixle": "white pixel",
+    # CW's margin follows the strongest other class; the trigger class is that one only above brightness 0.25.
+    "CW": "grey trigger",
 }
 #: Per attack, a small budget for the batch-independence checks on the tiny CNN.
 SMALL = {
@@ -47,10 +55,19 @@ SMALL = {
     "GradientCorner": dict(positions=3, rank="candidate", loss="margin", block=5),
     "SparseRS": dict(queries=30, pixels=3),
     "PixelSwap": dict(swaps=10, candidates=3, loss="margin"),
+    "FGSM": dict(eps=0.3),
+    "PGD": dict(eps=0.3, alpha=0.1, steps=3),
+    "MIFGSM": dict(eps=0.3, alpha=0.1, steps=3),
+    "DeepFool": dict(steps=3),
+    "CW": dict(steps=5, lr=0.1),
+    "Pixle": dict(restarts=3, max_iterations=3),
 }
 #: Attacks whose result for an image depends on the rest of its batch, and why; the contract asks them for a
 #: repeatable call instead of batch independence.
-BATCH_COUPLED: dict[str, str] = {}
+BATCH_COUPLED = {
+    "PGD": "torchattacks draws the random start for the whole batch from torch's (seeded) generator",
+    "CW": "torchattacks stops early on the loss summed over the batch",
+}
 
 
 def finding_images(name: str, dark: Tensor) -> Tensor:
@@ -58,6 +75,8 @@ def finding_images(name: str, dark: Tensor) -> Tensor:
     x = dark.clone()
     if FINDING_IMAGES.get(name) == "white pixel":
         x[:, :, 2, 5], x[:, :, 6, 1] = 0.0, 1.0
+    elif FINDING_IMAGES.get(name) == "grey trigger":
+        x[:, :, 2, 5] = 0.35
     return x
 
 
@@ -726,3 +745,116 @@ def test_pixel_swap_targeted_and_bad_configs(pixel_model):
     for kwargs in ({"swaps": 0}, {"candidates": 0}, {"loss": "ce"}, {"chunk_size": 0}):
         with pytest.raises(ValueError):
             PixelSwap(pixel_model, **kwargs)
+
+
+# -- torchattacks under the contract (labkit.attacks.wrapped) ------------------------------------------------------
+
+#: Per wrapped attack, a small budget on ``linear_model`` images (6 images: FGSM-like attacks break most).
+WRAPPED_BUDGET = {
+    "FGSM": dict(eps=0.05),
+    "PGD": dict(eps=0.05, alpha=0.02, steps=4),
+    "MIFGSM": dict(eps=0.05, alpha=0.02, steps=4),
+    "DeepFool": dict(steps=10),
+    "CW": dict(c=10.0, lr=0.05, steps=20),
+    "Pixle": dict(restarts=5, max_iterations=5),
+}
+
+
+def wrapped_queries_are_as_documented(name: str, queries: Tensor, budget: dict) -> bool:
+    """Forward plus backward passes per image, as each wrapper's docstring says they are counted."""
+    if name == "FGSM":
+        return bool((queries == 2).all())
+    if name in ("PGD", "MIFGSM"):
+        return bool((queries == 2 * budget["steps"]).all())
+    if name == "CW":  # two per Adam step run; the early stop is the batch's
+        return bool((queries == queries[0]).all() and queries[0] % 2 == 0 and queries[0] <= 2 * budget["steps"])
+    if name == "DeepFool":  # per step 1 forward + 10 backward (one per class), +1 forward that sees the flip
+        return bool(((queries % 11) <= 1).all() and (queries <= 11 * budget["steps"]).all())
+    # Pixle: one forward on the clean image, then two per patch tried
+    return bool((queries % 2 == 1).all() and (queries <= 1 + 2 * budget["restarts"] * budget["max_iterations"]).all())
+
+
+@pytest.mark.parametrize("channels, size", [(3, 8), (1, 12)])
+@pytest.mark.parametrize("name", sorted(WRAPPED))
+def test_wrapped_attacks_report_what_the_model_says(name, channels, size):
+    from labkit.records import adversarial_images
+
+    model = linear_model(channels, size)
+    x = torch.rand(6, channels, size, size, generator=torch.Generator().manual_seed(12))
+    y = model(x).argmax(1)
+    res = torch_attack(model, name, **WRAPPED_BUDGET[name])(x, y)
+    assert not model.training  # torchattacks puts its model back in the mode it found it in
+    k = res.pixels.shape[1]
+    assert res.adv_images.shape == x.shape and res.pixels.shape == (6, k, 2) and res.colours.shape == (6, k, channels)
+    assert res.success.dtype == torch.bool and res.queries.dtype == torch.int64
+    assert res.adv_images.isfinite().all() and res.adv_images.min() >= 0 and res.adv_images.max() <= 1
+    fresh = model(res.adv_images).argmax(1)
+    assert torch.equal(res.success, fresh != y) and torch.equal(res.adv_pred, fresh)  # the model's verdict
+    assert res.success.any()  # the budget breaks images, so the success path is exercised
+    assert torch.equal(verify(model, x, res, size * size), res.success)
+    # pixels/colours list every change: a record rebuilds the images from them, and L0 is their count.
+    assert torch.equal(adversarial_images(x, res.pixels, res.colours), res.adv_images)
+    assert torch.equal(changed_pixels(x, res.adv_images), (res.pixels[..., 0] >= 0).sum(1))
+    assert wrapped_queries_are_as_documented(name, res.queries, WRAPPED_BUDGET[name]), res.queries
+
+
+def test_wrapped_targeted_attacks_reach_their_target():
+    model = linear_model(3, 8)
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(13))
+    y = model(x).argmax(1)
+    t = (y + 1) % 10
+    for attack in (MIFGSM(model, eps=0.1, alpha=0.02, steps=10, targeted=True), CW(model, c=10.0, lr=0.05,
+                                                                                   steps=30, targeted=True)):
+        res = attack(x, y, t)
+        fresh = model(res.adv_images).argmax(1)
+        assert res.success.any() and torch.equal(res.success, fresh == t)
+        assert torch.equal(res.targets, t) and torch.equal(verify(model, x, res, 64), res.success)
+    with pytest.raises(ValueError, match="targeted"):
+        DeepFool(model, targeted=True)(x, y, t)
+
+
+def test_wrapped_random_draws_are_seeded_and_leave_the_global_generators_alone():
+    import numpy as np
+
+    model = linear_model(3, 8)
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(14))
+    y = model(x).argmax(1)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    expect_torch, expect_np = torch.rand(1), np.random.rand()
+    torch.manual_seed(123)
+    np.random.seed(123)
+    pgd = lambda seed: PGD(model, eps=0.05, alpha=0.01, steps=2, seed=seed)(x, y)  # noqa: E731
+    pixle = lambda seed: Pixle(model, restarts=2, max_iterations=3, seed=seed)(x, y)  # noqa: E731
+    assert torch.equal(pgd(0).adv_images, pgd(0).adv_images) and not torch.equal(pgd(0).adv_images, pgd(1).adv_images)
+    assert torch.equal(pixle(0).adv_images, pixle(0).adv_images)
+    assert not torch.equal(pixle(0).adv_images, pixle(1).adv_images)
+    assert torch.rand(1) == expect_torch and np.random.rand() == expect_np  # callers' streams untouched
+
+
+def test_deepfool_returning_a_tuple_is_unpacked(monkeypatch):
+    torchattacks = pytest.importorskip("torchattacks")
+    model = linear_model(1, 8)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(15))
+    y = model(x).argmax(1)
+    plain = DeepFool(model, steps=5)(x, y)
+    # Other torchattacks versions return (images, target labels) from DeepFool's forward.
+    monkeypatch.setattr(torchattacks.DeepFool, "forward", torchattacks.DeepFool.forward_return_target_labels)
+    assert_same(DeepFool(model, steps=5)(x, y), plain)
+
+
+def test_mifgsm_leaves_pixels_clean_where_a_saturated_softmax_gives_no_gradient(saturated):
+    # torchattacks' MI-FGSM divides by the mean |gradient|: 0 / 0 on a saturated softmax.
+    model, x, y = saturated
+    res = MIFGSM(model, eps=0.1, steps=2)(x[:2], y[:2])
+    assert res.adv_images.isfinite().all() and torch.equal(res.adv_images, x[:2]) and not res.success.any()
+    assert res.pixels.shape[1] == 0
+
+
+def test_torch_attack_names_the_wrappers(pixel_model):
+    assert isinstance(torch_attack(pixel_model, "CW", steps=3), CW) and set(WRAPPED) == {
+        "FGSM", "PGD", "MIFGSM", "DeepFool", "CW", "Pixle"}
+    with pytest.raises(ValueError, match="MIFGSM"):
+        torch_attack(pixel_model, "mifgsm")
+    with pytest.raises(ValueError, match="square"):
+        Pixle(pixel_model)(torch.rand(1, 3, 8, 6), LABELS0[:1])

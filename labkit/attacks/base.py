@@ -354,11 +354,17 @@ def fp32_outcome(model: nn.Module, adv: Tensor, labels: Tensor, chunk_size: int)
     return torch.cat(preds).long().cpu(), torch.cat(probs).cpu(), torch.cat(trues).cpu()
 
 
-def make_result(model: nn.Module, adv: Tensor, labels: Tensor, targets: Tensor | None, success: Tensor,
+def make_result(model: nn.Module, adv: Tensor, labels: Tensor, targets: Tensor | None, success: Tensor | None,
                 queries: Tensor, pixels: Tensor, colours: Tensor, bf16: bool, chunk_size: int) -> AttackResult:
     """An ``AttackResult`` for the finished adversarial images ``adv`` (N, C, H, W), with the model's fp32
-    prediction and probabilities on them (``fp32_outcome``); every tensor moved to the CPU."""
+    prediction and probabilities on them (``fp32_outcome``); every tensor moved to the CPU.
+
+    ``success=None`` judges success by that fp32 prediction (not the label, or the target when targeted):
+    for attacks that do not check their own images.
+    """
     pred, prob, true = fp32_outcome(model, adv, labels, chunk_size)
+    if success is None:
+        success = pred == targets.cpu() if targets is not None else pred != labels.cpu()
     return AttackResult(
         adv_images=adv.cpu(), success=success.cpu(), queries=queries.cpu(), pixels=pixels.cpu(),
         colours=colours.cpu(), labels=labels.cpu(), targets=None if targets is None else targets.cpu(),
