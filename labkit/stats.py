@@ -30,7 +30,8 @@ from labkit._checks import check_int
 __all__ = [
     "ALPHA", "POWER", "STATUSES", "Comparison", "Paired", "Verdict", "binomial_p", "binomial_power", "cluster_compare",
     "clustered_paired_verdict",
-    "direction_verdict", "f1_per_class", "holm", "macro_f1", "mcnemar", "mcnemar_power", "mean_ci", "n_for_power", "newcombe_paired",
+    "direction_verdict", "f1_per_class", "holm", "macro_f1", "mcnemar", "mcnemar_power", "mean_ci", "n_for_power",
+    "newcombe_paired",
     "overhead_verdict", "paired_verdict", "rate_verdict", "wilson",
 ]
 
