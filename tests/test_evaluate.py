@@ -70,6 +70,22 @@ def test_run_attack_caches_and_resumes(tiny_cnn, tmp_cache):
     assert other.seen == 7  # another model, another key
 
 
+def test_run_attack_joins_chunks_that_changed_different_numbers_of_pixels(tmp_cache):
+    from labkit.attacks import PixelSwap
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 10)).eval()
+    x = torch.rand(6, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    y = model(x).argmax(1)
+    attack = PixelSwap(model, swaps=6)
+    assert len({attack(x[i:i + 2], y[i:i + 2]).pixels.shape[1] for i in (0, 2, 4)}) > 1  # the chunks' k differ
+    res = run_attack(attack, x, y, model_key="m", indices=torch.arange(6), chunk_images=2, progress=False)
+    whole = attack(x, y)  # k is the widest chunk's; narrower chunks were padded with -1 slots
+    assert res.pixels.shape == whole.pixels.shape
+    for name in ("adv_images", "pixels", "colours", "queries", "success"):
+        assert torch.equal(getattr(res, name), getattr(whole, name)), name
+
+
 def test_run_attack_interrupted_mid_chunk_loses_only_that_chunk(tiny_cnn, tmp_cache):
     from labkit.cache import load_checked
 
