@@ -1,6 +1,7 @@
 """From attack records to numbers a reader can trust.
 
-* ``verify`` re-checks every success an attack reports, independently of the attack.
+* ``verify`` re-checks every success an attack reports, independently of the attack; ``perturbation_norms``
+  measures what it changed (L0, L2, L-infinity per image).
 * ``run_attack`` runs an attack through the cache: per-image records, saved after
   every chunk of images, so an interrupted evaluation resumes from its last
   finished chunk.
@@ -51,6 +52,20 @@ WORST_CASE = "worst case"
 def changed_pixels(originals: Tensor, adv: Tensor) -> Tensor:
     """Number of pixel positions (any channel) where ``adv`` differs from ``originals``, (N,)."""
     return (adv != originals).any(1).flatten(1).sum(1)
+
+
+def perturbation_norms(clean: Tensor, adv: Tensor) -> dict[str, Tensor]:
+    """How far each adversarial image lies from its clean one, in [0, 1] pixel units: a dict of (N,) tensors.
+
+    "L0": pixel positions changed in any channel (int64, ``changed_pixels``); "L2": the Euclidean norm of
+    the difference over all channels and pixels; "Linf": its largest absolute entry (both float32). For
+    ``clean``, ``adv`` (N, C, H, W); the one-pixel attacks bound L0, FGSM/PGD Linf, CW and DeepFool minimise L2.
+    """
+    if clean.shape != adv.shape:
+        raise ValueError(f"clean and adv must have the same shape, got {tuple(clean.shape)} and {tuple(adv.shape)}")
+    diff = (adv.float() - clean.float()).flatten(1)
+    linf = diff.abs().max(1).values if diff.shape[1] else torch.zeros(len(diff))
+    return {"L0": changed_pixels(clean, adv), "L2": diff.norm(dim=1), "Linf": linf}
 
 
 @torch.no_grad()

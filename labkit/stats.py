@@ -7,6 +7,7 @@
 * Many comparisons in one table: ``holm``.
 * Values clustered by image (Lab 08: several pixels per image are not independent draws): ``cluster_compare``,
   a permutation test and a bootstrap that resample whole images.
+* Classifiers: ``f1_per_class`` and ``macro_f1`` (the survey's metric after each attack), sklearn's conventions.
 * ``Verdict``: supported / contradicted / undecided, produced from numbers by ``paired_verdict``,
   ``rate_verdict``, ``overhead_verdict`` and ``direction_verdict``; never typed by hand.
 
@@ -29,7 +30,8 @@ from labkit._checks import check_int
 __all__ = [
     "ALPHA", "POWER", "STATUSES", "Comparison", "Paired", "Verdict", "binomial_p", "binomial_power", "cluster_compare",
     "clustered_paired_verdict",
-    "direction_verdict", "holm", "mcnemar", "mcnemar_power", "mean_ci", "n_for_power", "newcombe_paired",
+    "direction_verdict", "f1_per_class", "holm", "macro_f1", "mcnemar", "mcnemar_power", "mean_ci", "n_for_power",
+    "newcombe_paired",
     "overhead_verdict", "paired_verdict", "rate_verdict", "wilson",
 ]
 
@@ -37,6 +39,39 @@ ALPHA = 0.05  # the significance level of every test in the book (two-sided)
 POWER = 0.8  # the power a run must reach to be able to decide a claim (the usual design target)
 STATUSES = ("supported", "contradicted", "undecided")
 _Z = 1.959963984540054  # the 97.5% normal quantile: 95% two-sided intervals
+
+
+# -- classifiers -----------------------------------------------------------------------------------------------------
+
+def f1_per_class(y_true: Sequence[int] | Tensor, y_pred: Sequence[int] | Tensor, num_classes: int) -> Tensor:
+    """F1 of each class (num_classes,) float64: 2 TP / (2 TP + FP + FN), NaN for a class in neither input.
+
+    The same as precision/recall's harmonic mean wherever that is defined, and 0 (not undefined) for a class
+    that only one of the two inputs holds: sklearn's value for it (``zero_division=0``, its default's result).
+    """
+    check_int("num_classes", num_classes, 1)
+    t, p = torch.as_tensor(y_true).long().flatten(), torch.as_tensor(y_pred).long().flatten()
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must have the same length, got {len(t)} and {len(p)}")
+    for name, v in (("y_true", t), ("y_pred", p)):
+        if len(v) and (v.min() < 0 or v.max() >= num_classes):
+            raise ValueError(f"{name} must lie in [0, {num_classes}), got [{int(v.min())}, {int(v.max())}]")
+    tp = torch.bincount(t[t == p], minlength=num_classes).double()
+    fp = torch.bincount(p, minlength=num_classes).double() - tp  # predicted as the class, wrongly
+    fn = torch.bincount(t, minlength=num_classes).double() - tp  # of the class, missed
+    denom = 2 * tp + fp + fn
+    return torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.full_like(denom, float("nan")))
+
+
+def macro_f1(y_true: Sequence[int] | Tensor, y_pred: Sequence[int] | Tensor, num_classes: int) -> float:
+    """The unweighted mean of ``f1_per_class`` over the classes that occur in ``y_true`` or ``y_pred``.
+
+    sklearn's ``f1_score(y_true, y_pred, average="macro")`` convention (no ``labels=``): a class absent from
+    both inputs is left out of the mean, not counted as 0. NaN for empty inputs.
+    """
+    f1 = f1_per_class(y_true, y_pred, num_classes)
+    present = ~f1.isnan()
+    return f1[present].mean().item() if present.any() else float("nan")
 
 
 # -- single rates ----------------------------------------------------------------------------------------------------

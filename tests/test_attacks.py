@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 import labkit.attacks
 from labkit import data
-from labkit.attacks import (Attack, AttackResult, CornerSearch, DEConfig, GradientCorner, OnePixel, SparseRS,
-                            apply_pixels, minimize)
+from labkit.attacks import (CW, MIFGSM, PGD, WRAPPED, Attack, AttackResult, CornerSearch, DEConfig, DeepFool,
+                            GradientCorner, OnePixel, PixelSwap, Pixle, SparseRS, apply_pixels, minimize, torch_attack)
 from labkit.attacks import base
 from labkit.attacks._rng import HashRNG, image_keys
 from labkit.attacks.base import CandidateScorer, attack_keys
@@ -24,9 +24,10 @@ from labkit.precision import resolve_precision
 from conftest import PixelTrigger, make_tiny_cnn, write_imagenet_folder
 
 LABELS0 = torch.zeros(6, dtype=torch.long)
+# Every concrete attack (abstract bases such as Attack and TorchAttack have no Config).
 ATTACKS = [getattr(labkit.attacks, name) for name in labkit.attacks.__all__
            if isinstance(getattr(labkit.attacks, name), type) and issubclass(getattr(labkit.attacks, name), Attack)
-           and getattr(labkit.attacks, name) is not Attack]
+           and hasattr(getattr(labkit.attacks, name), "Config")]
 
 #: Per attack, a budget that finds the PixelTrigger's pixel on the 8x8 dark images (k = pixels changed).
 FINDING = {
@@ -34,6 +35,21 @@ FINDING = {
     "CornerSearch": dict(block=64),
     "GradientCorner": dict(positions=2, rank="candidate"),
     "SparseRS": dict(queries=1500),
+    "PixelSwap": dict(),
+    "FGSM": dict(eps=1.0),  # the gradient is zero everywhere but the trigger pixel: only it moves, to white
+    "PGD": dict(eps=1.0, alpha=0.5, steps=2),
+    "MIFGSM": dict(eps=1.0, alpha=1.0, steps=1),
+    "DeepFool": dict(steps=5),
+    "CW": dict(c=100.0, lr=0.5, steps=10),
+    "Pixle": dict(restarts=60),
+}
+#: Per attack, how the dark images change so that it *can* find the trigger pixel (default: not at all).
+FINDING_IMAGES = {
+    # Attacks that only rearrange an image's own pixels cannot brighten a dark image: give them one white pixel to
+    # move, and make the trigger pixel the darkest, so the survey's first swap sends the white one there.
+    "PixelSwap": "white pixel", "Pixle": "white pixel",
+    # CW's margin follows the strongest other class; the trigger class is that one only above brightness 0.25.
+    "CW": "grey trigger",
 }
 #: Per attack, a small budget for the batch-independence checks on the tiny CNN.
 SMALL = {
@@ -41,7 +57,30 @@ SMALL = {
     "CornerSearch": dict(max_queries=40, block=16),
     "GradientCorner": dict(positions=3, rank="candidate", loss="margin", block=5),
     "SparseRS": dict(queries=30, pixels=3),
+    "PixelSwap": dict(swaps=10, candidates=3, loss="margin"),
+    "FGSM": dict(eps=0.3),
+    "PGD": dict(eps=0.3, alpha=0.1, steps=3),
+    "MIFGSM": dict(eps=0.3, alpha=0.1, steps=3),
+    "DeepFool": dict(steps=3),
+    "CW": dict(steps=5, lr=0.1),
+    "Pixle": dict(restarts=3, max_iterations=3),
 }
+#: Attacks whose result for an image depends on the rest of its batch, and why; the contract asks them for a
+#: repeatable call instead of batch independence.
+BATCH_COUPLED = {
+    "PGD": "torchattacks draws the random start for the whole batch from torch's (seeded) generator",
+    "CW": "torchattacks stops early on the loss summed over the batch",
+}
+
+
+def finding_images(name: str, dark: Tensor) -> Tensor:
+    """The dark images as attack ``name`` gets them in the finding contract (``FINDING_IMAGES``)."""
+    x = dark.clone()
+    if FINDING_IMAGES.get(name) == "white pixel":
+        x[:, :, 2, 5], x[:, :, 6, 1] = 0.0, 1.0
+    elif FINDING_IMAGES.get(name) == "grey trigger":
+        x[:, :, 2, 5] = 0.35
+    return x
 
 
 class Recorder(nn.Module):
@@ -283,6 +322,23 @@ def test_result_roundtrips_through_weights_only_load(tmp_path, tiny_cnn):
     assert_same(res, AttackResult.from_dict(torch.load(tmp_path / "r.pt", weights_only=True)))
 
 
+def test_cat_pads_results_of_different_widths_with_empty_slots(tiny_cnn):
+    from labkit.records import adversarial_images
+
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(11))
+    y = tiny_cnn(x).argmax(1)
+    one = SparseRS(tiny_cnn, queries=3, pixels=1)(x[:1], y[:1])
+    three = SparseRS(tiny_cnn, queries=3, pixels=3)(x[1:], y[1:])
+    both = AttackResult.cat([one, three])
+    assert both.pixels.shape == (3, 3, 2) and both.colours.shape == (3, 3, 3)
+    assert (both.pixels[0, 1:] == -1).all() and (both.colours[0, 1:] == 0).all()
+    assert torch.equal(both.pixels[0, :1], one.pixels[0]) and torch.equal(both.pixels[1:], three.pixels)
+    # The -1 slots are "no pixel": the record's reconstruction still gives the attack's images.
+    assert torch.equal(adversarial_images(x, both.pixels, both.colours), both.adv_images)
+    with pytest.raises(ValueError):
+        three.padded(2)
+
+
 def test_torchattacks_imports_without_its_pinned_requests(pixel_model, dark_images):
     torchattacks = pytest.importorskip("torchattacks")
     adv = torchattacks.OnePixel(pixel_model, pixels=1, steps=2, popsize=20)(dark_images[:1], LABELS0[:1])
@@ -333,6 +389,8 @@ def test_every_attack_has_a_contract_budget():
 def test_contract_successes_really_flip_the_model(pixel_model, dark_images, cls):
     attack = cls(pixel_model, precision="auto", **FINDING[cls.__name__])
     assert attack.precision_used == resolve_precision("auto", "cpu")
+    dark_images = finding_images(cls.__name__, dark_images)
+    assert (pixel_model(dark_images).argmax(1) == LABELS0).all()  # every image starts on the label
     res = attack(dark_images, LABELS0)
     n, c, h, w = dark_images.shape
     k = res.pixels.shape[1]
@@ -351,9 +409,13 @@ def test_contract_batched_equals_per_image_and_reports_honestly(tiny_cnn, cls):
     y = tiny_cnn(x).argmax(1)
     attack = cls(tiny_cnn, **SMALL[cls.__name__])
     batched = attack(x, y)
-    # The search (what was tried, found and spent) is exact; a batch of 4 and a batch of 1 may round the
-    # reported probabilities differently inside the model.
-    assert_same(batched, AttackResult.cat([attack(x[i:i + 1], y[i:i + 1]) for i in range(4)]), exact_probs=False)
+    if cls.__name__ in BATCH_COUPLED:
+        assert_same(batched, attack(x, y))  # repeatable, though not batch-independent
+    else:
+        # The search (what was tried, found and spent) is exact; a batch of 4 and a batch of 1 may round the
+        # reported probabilities differently inside the model.
+        assert_same(batched, AttackResult.cat([attack(x[i:i + 1], y[i:i + 1]) for i in range(4)]),
+                    exact_probs=False)
     assert torch.equal(batched.success, verify(tiny_cnn, x, batched, batched.pixels.shape[1]))
     assert (changed_pixels(x, batched.adv_images) <= batched.pixels.shape[1]).all()
 
@@ -655,3 +717,225 @@ def test_imagenet_path_end_to_end_successes_really_flip_the_model(imagenet_val, 
         pred = random_alexnet(res.adv_images).argmax(1)
     assert torch.equal(pred != y, res.success) and torch.equal(pred, res.adv_pred)
     assert (changed_pixels(x, res.adv_images) <= 1).all()
+
+
+# -- the survey's pixel swap ---------------------------------------------------------------------------------------
+
+def ramp_images(channels: int = 3) -> Tensor:
+    """One 8x8 image whose brightness grows in raster order: pixel i holds i / 63 in every channel.
+
+    The survey's pairs are then (0, 63), (1, 62), ...: the i-th darkest pixel is flat position i.
+    """
+    return (torch.arange(64.0) / 63).view(1, 1, 8, 8).expand(1, channels, 8, 8).clone()
+
+
+def linear_model(channels: int, size: int, seed: int = 0, scale: float = 3.0) -> nn.Module:
+    """A random linear 10-class model on (N, channels, size, size) whose answer moves with every pixel."""
+    torch.manual_seed(seed)
+    lin = nn.Linear(channels * size * size, 10)
+    with torch.no_grad():
+        lin.weight.mul_(scale * size)  # logits of order 10: predictions flip under a few swaps or eps 0.1
+    return nn.Sequential(nn.Flatten(), lin).eval()
+
+
+def colour_multiset(images: Tensor) -> list[list[tuple[float, ...]]]:
+    """Each image's pixel colours, sorted: equal exactly when the pixels were only rearranged."""
+    return [sorted(map(tuple, img.flatten(1).T.tolist())) for img in images]
+
+
+@pytest.mark.parametrize("channels, size", [(3, 8), (1, 28)])
+@pytest.mark.parametrize("candidates", [1, 4])
+def test_pixel_swap_only_swaps_and_really_flips(channels, size, candidates):
+    model = linear_model(channels, size)
+    x = torch.rand(6, channels, size, size, generator=torch.Generator().manual_seed(2))
+    y = model(x).argmax(1)
+    res = PixelSwap(model, swaps=40, candidates=candidates)(x, y)
+    assert res.success.any()  # the budget breaks some images, so the checks below see successes
+    assert colour_multiset(res.adv_images) == colour_multiset(x)  # swapped, never recoloured
+    valid = res.pixels[..., 0] >= 0
+    assert ((valid.sum(1) % 2) == 0).all() and (valid.sum(1) <= 80).all()  # whole pairs, within the budget
+    assert torch.equal(changed_pixels(x, res.adv_images), valid.sum(1))  # exactly the reported positions changed
+    for i in range(6):
+        r, c = res.pixels[i, valid[i]].T
+        assert torch.equal(res.adv_images[i, :, r, c].T, res.colours[i, valid[i]])  # colours are what was written
+    fresh = model(res.adv_images).argmax(1)
+    assert torch.equal(res.success, fresh != y) and torch.equal(res.adv_pred, fresh)
+    assert torch.equal(verify(model, x, res, res.pixels.shape[1]), res.success)
+    assert (res.queries[res.success] <= 40 * candidates).all()
+
+
+def test_pixel_swap_walks_the_survey_pairs_in_order():
+    # The trigger pixel (1, 5) is flat position 13, paired with position 50 (brightness 50/63 > 0.75):
+    # the plain walk swaps pairs 0..13 and flips the model with its 14th query.
+    model, x = PixelTrigger(row=1, col=5).eval(), ramp_images()
+    res = PixelSwap(model)(x, LABELS0[:1])
+    assert res.success.item() and res.queries.item() == 14
+    flat = res.pixels[0, :, 0] * 8 + res.pixels[0, :, 1]
+    assert flat.tolist() == [p for i in range(14) for p in (i, 63 - i)]  # darker first, then its partner
+    assert torch.equal(res.colours[0, 0], x[0, :, 7, 7]) and torch.equal(res.colours[0, 1], x[0, :, 0, 0])
+
+
+def test_pixel_swap_greedy_tries_candidates_and_counts_every_query():
+    # Four candidates per step: until pair 13 is among them every candidate scores alike, so the first is
+    # taken (pairs 0..9 in ten steps, 40 queries); step 11 tries pairs 10..13 and succeeds on its 4th query.
+    model, x = PixelTrigger(row=1, col=5).eval(), ramp_images()
+    res = PixelSwap(model, candidates=4)(x, LABELS0[:1])
+    assert res.success.item() and res.queries.item() == 44
+    flat = res.pixels[0, :, 0] * 8 + res.pixels[0, :, 1]
+    assert flat.tolist() == [p for i in [*range(10), 13] for p in (i, 63 - i)]
+    # With every pair among the first step's candidates, one swap (the right one) is enough.
+    one = PixelSwap(model, candidates=32)(x, LABELS0[:1])
+    assert one.queries.item() == 14 and (one.pixels[0, :, 0] >= 0).sum() == 2
+
+
+def test_pixel_swap_skips_pairs_that_would_change_nothing_and_respects_its_budget():
+    model = linear_model(1, 8)
+    digit = torch.zeros(2, 1, 8, 8)
+    digit[0, 0, 3, 1:7] = 1.0  # a six-pixel white stroke on black: six pairs can change anything
+    y = model(digit).argmax(1)
+    res = PixelSwap(model)(digit, y)
+    assert res.queries[0] <= 6 and res.queries[1] == 0  # a flat image has no pair worth a query
+    assert not res.success[1] and (res.pixels[1] == -1).all() and torch.equal(res.adv_images[1], digit[1])
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    never = PixelSwap(Recorder(x).eval(), swaps=5)(x, torch.zeros(3, dtype=torch.long))
+    assert not never.success.any() and (never.queries == 5).all()
+
+
+def test_pixel_swap_returns_the_fittest_prefix_of_a_failed_walk():
+    # Class 0 always wins; the true-class probability is lowest when the trigger pixel (position 13) is brightest,
+    # i.e. right after the 14th swap; later swaps do not touch it, so that prefix stays the fittest (ties keep it).
+    class Dip(PixelTrigger):
+        def forward(self, x):
+            logits = super().forward(x)
+            logits[:, 0] = 16.0  # never flips (the trigger's logit peaks at 15), never saturates
+            return logits
+
+    model, x = Dip(row=1, col=5).eval(), ramp_images()
+    res = PixelSwap(model, swaps=20)(x, LABELS0[:1])
+    assert not res.success.item() and res.queries.item() == 20
+    assert (res.pixels[0, :, 0] >= 0).sum() == 2 * 14
+    assert res.true_prob.item() == pytest.approx(torch.softmax(model(res.adv_images), 1)[0, 0].item())
+
+
+def test_pixel_swap_targeted_and_bad_configs(pixel_model):
+    model, x = PixelTrigger(row=1, col=5).eval(), ramp_images()
+    res = PixelSwap(model, targeted=True)(x, LABELS0[:1], torch.ones(1, dtype=torch.long))
+    assert res.success.item() and res.adv_pred.item() == 1
+    never = PixelSwap(model, targeted=True)(x, LABELS0[:1], torch.full((1,), 7))
+    assert not never.success.item() and never.queries.item() == 32
+    for kwargs in ({"swaps": 0}, {"candidates": 0}, {"loss": "ce"}, {"chunk_size": 0}):
+        with pytest.raises(ValueError):
+            PixelSwap(pixel_model, **kwargs)
+
+
+# -- torchattacks under the contract (labkit.attacks.wrapped) ------------------------------------------------------
+
+#: Per wrapped attack, a small budget on ``linear_model`` images (6 images: FGSM-like attacks break most).
+WRAPPED_BUDGET = {
+    "FGSM": dict(eps=0.05),
+    "PGD": dict(eps=0.05, alpha=0.02, steps=4),
+    "MIFGSM": dict(eps=0.05, alpha=0.02, steps=4),
+    "DeepFool": dict(steps=10),
+    "CW": dict(c=10.0, lr=0.05, steps=20),
+    "Pixle": dict(restarts=5, max_iterations=5),
+}
+
+
+def wrapped_queries_are_as_documented(name: str, queries: Tensor, budget: dict) -> bool:
+    """Forward plus backward passes per image, as each wrapper's docstring says they are counted."""
+    if name == "FGSM":
+        return bool((queries == 2).all())
+    if name in ("PGD", "MIFGSM"):
+        return bool((queries == 2 * budget["steps"]).all())
+    if name == "CW":  # two per Adam step run; the early stop is the batch's
+        return bool((queries == queries[0]).all() and queries[0] % 2 == 0 and queries[0] <= 2 * budget["steps"])
+    if name == "DeepFool":  # per step 1 forward + 10 backward (one per class), +1 forward that sees the flip
+        return bool(((queries % 11) <= 1).all() and (queries <= 11 * budget["steps"]).all())
+    # Pixle: one forward on the clean image, then two per patch tried
+    return bool((queries % 2 == 1).all() and (queries <= 1 + 2 * budget["restarts"] * budget["max_iterations"]).all())
+
+
+@pytest.mark.parametrize("channels, size", [(3, 8), (1, 12)])
+@pytest.mark.parametrize("name", sorted(WRAPPED))
+def test_wrapped_attacks_report_what_the_model_says(name, channels, size):
+    from labkit.records import adversarial_images
+
+    model = linear_model(channels, size)
+    x = torch.rand(6, channels, size, size, generator=torch.Generator().manual_seed(12))
+    y = model(x).argmax(1)
+    res = torch_attack(model, name, **WRAPPED_BUDGET[name])(x, y)
+    assert not model.training  # torchattacks puts its model back in the mode it found it in
+    k = res.pixels.shape[1]
+    assert res.adv_images.shape == x.shape and res.pixels.shape == (6, k, 2) and res.colours.shape == (6, k, channels)
+    assert res.success.dtype == torch.bool and res.queries.dtype == torch.int64
+    assert res.adv_images.isfinite().all() and res.adv_images.min() >= 0 and res.adv_images.max() <= 1
+    fresh = model(res.adv_images).argmax(1)
+    assert torch.equal(res.success, fresh != y) and torch.equal(res.adv_pred, fresh)  # the model's verdict
+    assert res.success.any()  # the budget breaks images, so the success path is exercised
+    assert torch.equal(verify(model, x, res, size * size), res.success)
+    # pixels/colours list every change: a record rebuilds the images from them, and L0 is their count.
+    assert torch.equal(adversarial_images(x, res.pixels, res.colours), res.adv_images)
+    assert torch.equal(changed_pixels(x, res.adv_images), (res.pixels[..., 0] >= 0).sum(1))
+    assert wrapped_queries_are_as_documented(name, res.queries, WRAPPED_BUDGET[name]), res.queries
+
+
+def test_wrapped_targeted_attacks_reach_their_target():
+    model = linear_model(3, 8)
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(13))
+    y = model(x).argmax(1)
+    t = (y + 1) % 10
+    for attack in (MIFGSM(model, eps=0.1, alpha=0.02, steps=10, targeted=True), CW(model, c=10.0, lr=0.05,
+                                                                                   steps=30, targeted=True)):
+        res = attack(x, y, t)
+        fresh = model(res.adv_images).argmax(1)
+        assert res.success.any() and torch.equal(res.success, fresh == t)
+        assert torch.equal(res.targets, t) and torch.equal(verify(model, x, res, 64), res.success)
+    with pytest.raises(ValueError, match="targeted"):
+        DeepFool(model, targeted=True)(x, y, t)
+
+
+def test_wrapped_random_draws_are_seeded_and_leave_the_global_generators_alone():
+    import numpy as np
+
+    model = linear_model(3, 8)
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(14))
+    y = model(x).argmax(1)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    expect_torch, expect_np = torch.rand(1), np.random.rand()
+    torch.manual_seed(123)
+    np.random.seed(123)
+    pgd = lambda seed: PGD(model, eps=0.05, alpha=0.01, steps=2, seed=seed)(x, y)  # noqa: E731
+    pixle = lambda seed: Pixle(model, restarts=2, max_iterations=3, seed=seed)(x, y)  # noqa: E731
+    assert torch.equal(pgd(0).adv_images, pgd(0).adv_images) and not torch.equal(pgd(0).adv_images, pgd(1).adv_images)
+    assert torch.equal(pixle(0).adv_images, pixle(0).adv_images)
+    assert not torch.equal(pixle(0).adv_images, pixle(1).adv_images)
+    assert torch.rand(1) == expect_torch and np.random.rand() == expect_np  # callers' streams untouched
+
+
+def test_deepfool_returning_a_tuple_is_unpacked(monkeypatch):
+    torchattacks = pytest.importorskip("torchattacks")
+    model = linear_model(1, 8)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(15))
+    y = model(x).argmax(1)
+    plain = DeepFool(model, steps=5)(x, y)
+    # Other torchattacks versions return (images, target labels) from DeepFool's forward.
+    monkeypatch.setattr(torchattacks.DeepFool, "forward", torchattacks.DeepFool.forward_return_target_labels)
+    assert_same(DeepFool(model, steps=5)(x, y), plain)
+
+
+def test_mifgsm_leaves_pixels_clean_where_a_saturated_softmax_gives_no_gradient(saturated):
+    # torchattacks' MI-FGSM divides by the mean |gradient|: 0 / 0 on a saturated softmax.
+    model, x, y = saturated
+    res = MIFGSM(model, eps=0.1, steps=2)(x[:2], y[:2])
+    assert res.adv_images.isfinite().all() and torch.equal(res.adv_images, x[:2]) and not res.success.any()
+    assert res.pixels.shape[1] == 0
+
+
+def test_torch_attack_names_the_wrappers(pixel_model):
+    assert isinstance(torch_attack(pixel_model, "CW", steps=3), CW) and set(WRAPPED) == {
+        "FGSM", "PGD", "MIFGSM", "DeepFool", "CW", "Pixle"}
+    with pytest.raises(ValueError, match="MIFGSM"):
+        torch_attack(pixel_model, "mifgsm")
+    with pytest.raises(ValueError, match="square"):
+        Pixle(pixel_model)(torch.rand(1, 3, 8, 6), LABELS0[:1])

@@ -70,6 +70,22 @@ def test_run_attack_caches_and_resumes(tiny_cnn, tmp_cache):
     assert other.seen == 7  # another model, another key
 
 
+def test_run_attack_joins_chunks_that_changed_different_numbers_of_pixels(tmp_cache):
+    from labkit.attacks import PixelSwap
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 10)).eval()
+    x = torch.rand(6, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    y = model(x).argmax(1)
+    attack = PixelSwap(model, swaps=6)
+    assert len({attack(x[i:i + 2], y[i:i + 2]).pixels.shape[1] for i in (0, 2, 4)}) > 1  # the chunks' k differ
+    res = run_attack(attack, x, y, model_key="m", indices=torch.arange(6), chunk_images=2, progress=False)
+    whole = attack(x, y)  # k is the widest chunk's; narrower chunks were padded with -1 slots
+    assert res.pixels.shape == whole.pixels.shape
+    for name in ("adv_images", "pixels", "colours", "queries", "success"):
+        assert torch.equal(getattr(res, name), getattr(whole, name)), name
+
+
 def test_run_attack_interrupted_mid_chunk_loses_only_that_chunk(tiny_cnn, tmp_cache):
     from labkit.cache import load_checked
 
@@ -290,3 +306,32 @@ def test_sweep_attack_runs_what_the_profile_says(tmp_cache, pixel_model, sweep, 
     assert [r["attack"] for r in full.rows] == [*evaluate.SUITE, evaluate.WORST_CASE]
     # The shared attack is the same cached run either way: its outcomes agree image by image.
     assert ev.rows[0]["outcomes"] == full.rows[0]["outcomes"]
+
+
+# -- perturbation size -----------------------------------------------------------------------------------------------
+
+def test_perturbation_norms_by_hand():
+    clean = torch.zeros(2, 3, 4, 4)
+    adv = clean.clone()
+    adv[0, 0, 1, 2] = 0.5  # one channel of one pixel
+    adv[0, :, 3, 3] = 0.1  # every channel of another
+    norms = evaluate.perturbation_norms(clean, adv)
+    assert norms["L0"].tolist() == [2, 0] and norms["L0"].dtype == torch.int64
+    assert norms["L2"].tolist() == pytest.approx([(0.25 + 3 * 0.01) ** 0.5, 0.0])
+    assert norms["Linf"].tolist() == pytest.approx([0.5, 0.0])
+    with pytest.raises(ValueError):
+        evaluate.perturbation_norms(clean, adv[:1])
+
+
+def test_perturbation_norms_see_each_attack_s_threat_model():
+    from labkit.attacks import FGSM, PixelSwap
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 10)).eval()
+    x = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(1)
+    dense = evaluate.perturbation_norms(x, FGSM(model, eps=0.03)(x, y).adv_images)
+    assert (dense["Linf"] <= 0.03 + 1e-6).all() and (dense["L0"] > 8).all()  # small everywhere
+    res = PixelSwap(model, swaps=2)(x, y)
+    swap = evaluate.perturbation_norms(x, res.adv_images)
+    assert torch.equal(swap["L0"], (res.pixels[..., 0] >= 0).sum(1)) and (swap["L0"] <= 4).all()  # few pixels

@@ -10,6 +10,53 @@ import torch
 from labkit import stats
 
 
+# -- classifiers -----------------------------------------------------------------------------------------------------
+
+def test_f1_and_macro_f1_by_hand() -> None:
+    # class 0: TP 1, FP 1 (the last image), FN 1 (the second) -> 2/4; class 1: TP 2, FP 1, FN 0 -> 4/5;
+    # class 2: TP 1, FP 0, FN 1 -> 2/3; class 3 occurs nowhere: NaN, and left out of the macro mean.
+    y_true, y_pred = [0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0]
+    f1 = stats.f1_per_class(y_true, y_pred, 4)
+    assert f1[:3].tolist() == pytest.approx([0.5, 0.8, 2 / 3]) and f1[3].isnan()
+    assert stats.macro_f1(y_true, y_pred, 4) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    # A class only predicted (or only true) counts, with F1 0: sklearn gives (2/3 + 0) / 2 here too.
+    assert stats.macro_f1([0, 0], [0, 1], 3) == pytest.approx(1 / 3)
+    assert stats.macro_f1(torch.tensor([3, 1]), torch.tensor([3, 1]), 5) == 1.0
+    assert math.isnan(stats.macro_f1([], [], 3))
+
+
+def _sklearn_macro_f1(y_true: list[int], y_pred: list[int]) -> float:
+    """sklearn's f1_score(average="macro") written out: precision and recall per label of either input."""
+    scores = []
+    for c in sorted(set(y_true) | set(y_pred)):
+        tp = sum(t == p == c for t, p in zip(y_true, y_pred))
+        predicted, actual = y_pred.count(c), y_true.count(c)
+        prec = tp / predicted if predicted else 0.0
+        rec = tp / actual if actual else 0.0
+        scores.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+    return sum(scores) / len(scores)
+
+
+def test_macro_f1_matches_the_precision_recall_definition() -> None:
+    g = torch.Generator().manual_seed(0)
+    for n, k in ((5, 10), (50, 10), (200, 43)):
+        t = torch.randint(0, k, (n,), generator=g)
+        p = torch.where(torch.rand(n, generator=g) < 0.6, t, torch.randint(0, k, (n,), generator=g))
+        assert stats.macro_f1(t, p, k) == pytest.approx(_sklearn_macro_f1(t.tolist(), p.tolist()), abs=1e-12)
+    try:  # sklearn is not a dependency; where it is installed, it must agree
+        from sklearn.metrics import f1_score
+    except ImportError:
+        return
+    assert stats.macro_f1(t, p, k) == pytest.approx(f1_score(t.numpy(), p.numpy(), average="macro"), abs=1e-12)
+
+
+@pytest.mark.parametrize("y_true, y_pred, k", [([0, 1], [0], 2), ([0, 2], [0, 1], 2), ([0, -1], [0, 0], 2),
+                                               ([0], [0], 0)])
+def test_f1_rejects_bad_inputs(y_true, y_pred, k) -> None:
+    with pytest.raises(ValueError):
+        stats.f1_per_class(y_true, y_pred, k)
+
+
 # -- single rates ----------------------------------------------------------------------------------------------------
 
 def test_wilson_interval() -> None:

@@ -2,15 +2,23 @@
 
 Every attack is an :class:`~labkit.attacks.base.Attack`: ``Attack(model, config=None, **overrides)``, called as
 ``attack(images, labels, targets=None)`` on [0, 1] NCHW images, returning an ``AttackResult``.
+labkit's own: ``OnePixel`` (DE), ``CornerSearch``, ``GradientCorner``, ``SparseRS``, ``PixelSwap`` (the survey's);
+torchattacks' under the same contract (``labkit.attacks.wrapped``): ``FGSM``, ``PGD``, ``MIFGSM``, ``DeepFool``,
+``CW``, ``Pixle``.
 """
 
 from labkit.attacks.base import Attack, AttackResult, apply_pixels, check_inputs
 from labkit.attacks.corner import CornerConfig, CornerSearch
 from labkit.attacks.gradient import GradientCorner, GradientCornerConfig
 from labkit.attacks.onepixel import DEConfig, OnePixel, minimize
+from labkit.attacks.pixel_swap import PixelSwap, PixelSwapConfig
 from labkit.attacks.sparse_rs import SparseRS, SparseRSConfig
+from labkit.attacks.wrapped import (CW, PGD, WRAPPED, CWConfig, DeepFool, DeepFoolConfig, FGSM, FGSMConfig, MIFGSM,
+                                    MIFGSMConfig, PGDConfig, Pixle, PixleConfig, TorchAttack, torch_attack)
 
 __all__ = [
-    "Attack", "AttackResult", "CornerConfig", "CornerSearch", "DEConfig", "GradientCorner", "GradientCornerConfig",
-    "OnePixel", "SparseRS", "SparseRSConfig", "apply_pixels", "check_inputs", "minimize",
+    "Attack", "AttackResult", "CW", "CWConfig", "CornerConfig", "CornerSearch", "DEConfig", "DeepFool",
+    "DeepFoolConfig", "FGSM", "FGSMConfig", "GradientCorner", "GradientCornerConfig", "MIFGSM", "MIFGSMConfig",
+    "OnePixel", "PGD", "PGDConfig", "PixelSwap", "PixelSwapConfig", "Pixle", "PixleConfig", "SparseRS",
+    "SparseRSConfig", "TorchAttack", "WRAPPED", "apply_pixels", "check_inputs", "minimize", "torch_attack",
 ]

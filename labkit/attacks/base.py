@@ -38,8 +38,10 @@ class AttackResult:
     success: (N,) bool, the attack's own verdict (re-verify with ``labkit.evaluate.verify``).
     queries: (N,) int64, candidates evaluated on the image (see each attack for how counted; the fp32
     re-checks of bf16 successes are not counted).
-    pixels: (N, k, 2) int64 (row, column) of the changed pixels; -1 rows when nothing was changed.
-    colours: (N, k, C) float in [0, 1], the values written at ``pixels``.
+    pixels: (N, k, 2) int64 (row, column) of the changed pixels; -1 rows when nothing was changed. Attacks whose
+    number of changed pixels varies by image (pixel swap, the dense torchattacks wrappers) pad to the largest k
+    of the batch with -1 rows.
+    colours: (N, k, C) float in [0, 1], the values written at ``pixels`` (0 in the -1 rows).
     labels: (N,) int64 true labels; targets: (N,) int64 targets of a targeted attack, else None.
     adv_pred: (N,) int64 the model's fp32 prediction on ``adv_images``.
     adv_prob: (N,) float, the probability of ``adv_pred``; true_prob: (N,) of the true label.
@@ -87,9 +89,27 @@ class AttackResult:
         return AttackResult(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[idx]
                                for f in fields(self)})
 
+    def padded(self, k: int) -> "AttackResult":
+        """The same result with ``pixels`` and ``colours`` padded to ``k`` slots (-1 rows, colour 0)."""
+        extra = k - self.pixels.shape[1]
+        if extra < 0:
+            raise ValueError(f"cannot pad {self.pixels.shape[1]} pixel slots down to {k}")
+        if extra == 0:
+            return self
+        n = len(self.pixels)
+        pixels = torch.cat([self.pixels, self.pixels.new_full((n, extra, 2), -1)], dim=1)
+        colours = torch.cat([self.colours, self.colours.new_zeros((n, extra, self.colours.shape[2]))], dim=1)
+        return dataclasses.replace(self, pixels=pixels, colours=colours)
+
     @classmethod
     def cat(cls, parts: list["AttackResult"]) -> "AttackResult":
-        """Concatenate results row-wise (e.g. chunks of a resumable run)."""
+        """Concatenate results row-wise (e.g. chunks of a resumable run).
+
+        Parts with fewer pixel slots than the widest are padded (``padded``): a chunk's k is the largest of
+        its batch when an attack changes a varying number of pixels.
+        """
+        k = max((p.pixels.shape[1] for p in parts), default=0)
+        parts = [p.padded(k) for p in parts]
         out = {}
         for f in fields(cls):
             vals = [getattr(p, f.name) for p in parts]
@@ -394,21 +414,47 @@ class CandidateScorer:
         """Build the result for all images from one chosen candidate each (fp32 predictions)."""
         img = torch.arange(len(self.images), device=self.device)
         adv = self.perturbed(img, rows, cols, colours)
-        pred_parts, prob_parts, true_parts = [], [], []
-        for sl, z in self.logits(img, rows, cols, colours, "fp32"):
-            p = F.softmax(z, dim=1)
-            pred = p.argmax(1)
-            pred_parts.append(pred)
-            prob_parts.append(p.gather(1, pred[:, None]).squeeze(1))
-            true_parts.append(p.gather(1, self.labels[sl, None]).squeeze(1))
-        cat = (lambda parts: torch.cat(parts).cpu()) if len(img) else (lambda parts: torch.empty(0))
-        return AttackResult(
-            adv_images=adv.cpu(), success=success.cpu(), queries=queries.cpu(),
-            pixels=torch.stack([rows, cols], dim=-1).cpu(), colours=colours.cpu(),
-            labels=self.labels.cpu(), targets=None if self.targets is None else self.targets.cpu(),
-            adv_pred=cat(pred_parts).long(), adv_prob=cat(prob_parts), true_prob=cat(true_parts),
-            bf16=torch.full((len(img),), self.precision == "bf16"),
-        )
+        return make_result(self.model, adv, self.labels, self.targets, success, queries,
+                           torch.stack([rows, cols], dim=-1), colours, self.precision == "bf16", self.chunk_size)
+
+
+@torch.no_grad()
+def fp32_outcome(model: nn.Module, adv: Tensor, labels: Tensor, chunk_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The model's fp32 answer on ``adv`` (N, C, H, W), ``chunk_size`` images per pass.
+
+    Returns (prediction (N,) int64, its probability (N,), the probability of ``labels`` (N,)), on the CPU.
+    Autocast is switched off: a result reports what the model says in fp32 whatever context it is called in.
+    """
+    if not len(adv):
+        return torch.empty(0, dtype=torch.int64), torch.empty(0), torch.empty(0)
+    dev = model_device(model)
+    preds, probs, trues = [], [], []
+    for s in range(0, len(adv), chunk_size):
+        with torch.autocast(dev.type, enabled=False):
+            p = F.softmax(model(adv[s:s + chunk_size].to(dev)).float(), dim=1)
+        pred = p.argmax(1)
+        preds.append(pred)
+        probs.append(p.gather(1, pred[:, None]).squeeze(1))
+        trues.append(p.gather(1, labels[s:s + chunk_size, None].to(dev)).squeeze(1))
+    return torch.cat(preds).long().cpu(), torch.cat(probs).cpu(), torch.cat(trues).cpu()
+
+
+def make_result(model: nn.Module, adv: Tensor, labels: Tensor, targets: Tensor | None, success: Tensor | None,
+                queries: Tensor, pixels: Tensor, colours: Tensor, bf16: bool, chunk_size: int) -> AttackResult:
+    """An ``AttackResult`` for the finished adversarial images ``adv`` (N, C, H, W), with the model's fp32
+    prediction and probabilities on them (``fp32_outcome``); every tensor moved to the CPU.
+
+    ``success=None`` judges success by that fp32 prediction (not the label, or the target when targeted):
+    for attacks that do not check their own images.
+    """
+    pred, prob, true = fp32_outcome(model, adv, labels, chunk_size)
+    if success is None:
+        success = pred == targets.cpu() if targets is not None else pred != labels.cpu()
+    return AttackResult(
+        adv_images=adv.cpu(), success=success.cpu(), queries=queries.cpu(), pixels=pixels.cpu(),
+        colours=colours.cpu(), labels=labels.cpu(), targets=None if targets is None else targets.cpu(),
+        adv_pred=pred, adv_prob=prob, true_prob=true, bf16=torch.full((len(adv),), bf16),
+    )
 
 
 #: ``candidate(img, q) -> (position, corner index)``: the q-th candidate (R,) of images ``img`` (R,) in search order.
