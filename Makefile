@@ -27,15 +27,15 @@ export LABKIT_DATA
 # Plain-Python plots (pytest) never open a window; the book build sets the inline backend for kernels.
 export MPLBACKEND ?= Agg
 
-.PHONY: book test venv chromium clean-venv
+.PHONY: book test venv chromium datasets clean-venv
 
-book: $(STAMP)
+book: $(STAMP) datasets
 	LABKIT_REPLAY=$(REPLAY) $(PY) tools/build_book.py --profile $(PROFILE)
 	@echo "The book: $(abspath _build/html/index.html)"
 
 # The notebooks under test compute (LABKIT_REPLAY=never): a test of the code must run it. The replay is tested
 # by tests/test_replay.py and by the book test, which builds the published book from results/cpu/.
-test: $(STAMP) chromium
+test: $(STAMP) chromium datasets
 	LABKIT_PROFILE=$(TEST_PROFILE) LABKIT_REPLAY=never $(PY) -m pytest
 
 venv: $(STAMP)
@@ -48,6 +48,14 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PY) -m pip install --no-compile --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --no-compile --no-deps -e .
 	touch $(STAMP)
+
+# Labs 10-11 measure Fashion-MNIST (it stands in for MNIST digits) from Debian's package, installed like Chromium
+# below when missing (as root on Debian); elsewhere torchvision downloads it (LABKIT_FASHION_MNIST names a copy).
+datasets:
+	@if [ -n "$$LABKIT_FASHION_MNIST" ] || [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dataset-fashion-mnist; \
+	else echo "Fashion-MNIST not found: Labs 10-11 will download it with torchvision"; fi
 
 # The book test opens the built pages in headless Chromium. As root on Debian it is installed when
 # missing; elsewhere the test says how, and skips outside CI.

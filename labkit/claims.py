@@ -162,12 +162,31 @@ def _jpeg(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
             if key == claim.measure]
 
 
+def _survey_f1(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
+    rows = _rows(recs["10_survey_attacks"], "attacks")
+    datasets = {r["dataset"] for r in rows}
+    ours = {report.SURVEY_PAPER_DATASET[d]: d for d in datasets}  # the survey's dataset -> the one measured
+    paper_ds = claim.measure.rsplit("|", 1)[-1]
+    out = [_row(v, model=f"survey_cnn, {ours.get(paper_ds, '?')}") for key, v in report.survey_f1_verdicts(rows)
+           if key == claim.measure]
+    if not out and claim.measure.endswith("|GTSRB") and "gtsrb" not in datasets:
+        return [{**_row(None, why="Not measured here: no GTSRB copy (set LABKIT_GTSRB to an ImageFolder of it)."),
+                 "verdict": "not measured"}]
+    return out
+
+
+def _survey_defence(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
+    rows = _rows(recs["11_survey_defences"], "grid")
+    return [_row(v, model=v.claim.split("]")[0].lstrip("[")) for key, v in report.survey_defence_verdicts(rows)
+            if key == claim.measure]
+
+
 #: How each kind of claim is measured from the records (``papers.Claim.measure`` = "<kind>[:<argument>]").
 MEASURES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "su_untargeted": _su_untargeted, "su_any_target": _su_any_target, "su_pixels": _su_pixels,
     "su_confidence": _su_confidence, "clean": _clean, "undefended_asr": _undefended_asr, "defence": _defence,
     "ablation": _ablation, "overhead": _overhead, "attention": _attention, "jpeg_fgsm": _jpeg, "jpeg": _jpeg,
-    "jpeg_recovery": _jpeg, "jpeg_specific": _jpeg,
+    "jpeg_recovery": _jpeg, "jpeg_specific": _jpeg, "survey_f1": _survey_f1, "survey_defence": _survey_defence,
 }
 
 

@@ -14,6 +14,8 @@ any model. Their budget per training image (measured seconds are in each history
 * ``PGDAT``: ``steps`` forward+backward passes for the attack, then the step: about ``steps + 1`` x plain.
 * ``Distillation``: a teacher trained at temperature T (one plain run), then one teacher forward per student
   step: about 2.3 x plain in all.
+* ``MixedAT``: the survey's four attacks in turn, one per mini-batch, then a step on the clean + adversarial
+  batch; the mix's cost is the mean of the four inner attacks'.
 
 ``GradientMasking`` (``NoisyGradient`` in front of a model) trains nothing: it adds noise to the input gradient only.
 """
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit._checks import check_int, check_positive, is_number
-from labkit.attacks import AttackResult, GradientCorner
+from labkit.attacks import CW, MIFGSM, AttackResult, DeepFool, GradientCorner, PixelSwap
 from labkit.attacks.base import model_device
 from labkit.cache import config_key
 from labkit.data import predict
@@ -42,7 +44,7 @@ from labkit.train import TrainConfig, TrainContext, get_or_train
 __all__ = [
     "BitDepth", "JPEG", "GaussianSmoothing", "MedianFilter", "InputTransform", "standard_transforms",
     "defended", "defended_key", "OnePixelAT", "PGDAT", "SoftmaxTemperature", "Distillation",
-    "distillation_config", "NoisyGradient", "GradientMasking", "fgsm_success", "replay_table",
+    "distillation_config", "MixedAT", "NoisyGradient", "GradientMasking", "fgsm_success", "replay_table",
     "gradient_diagnostics",
 ]
 
@@ -406,6 +408,56 @@ class PGDAT:
 
     def loss(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: TrainContext) -> Tensor:
         return F.cross_entropy(model(self.adversarial(model, images, labels, ctx)).float(), labels)
+
+
+@dataclass(frozen=True)
+class MixedAT:
+    """The survey's adversarial training on a mix of its four attacks: mini-batch ``i`` is attacked by
+    ``attacks[i % 4]`` (MI-FGSM, DeepFool, CW-L2, the pixel swap) on the current model (eval mode, fp32), and the
+    loss is (1 - alpha) CE(clean) + alpha CE(adversarial) in one forward pass, as ``OnePixelAT``. Where an attack
+    fails, its last iterate is trained on anyway. The inner budgets are small (a training step cannot afford the
+    evaluation's): the fields below. ``history[i]["seconds_inner_attack"]`` measures their share of the time.
+    """
+
+    alpha: float = 0.5  # weight of the adversarial half of the loss
+    eps: float = 8 / 255  # MI-FGSM's L-infinity radius ([0, 1] units)
+    steps: int = 10  # MI-FGSM iterations
+    deepfool_steps: int = 10  # DeepFool iterations
+    cw_steps: int = 10  # CW-L2 Adam steps
+    swaps: int = 20  # pixel-swap budget (pairs)
+    attacks: tuple[str, ...] = ("MI-FGSM", "DeepFool", "CW-L2", "pixel swap")  # the rotation, in order
+
+    def __post_init__(self) -> None:
+        if not is_number(self.alpha) or not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be a fraction in [0, 1], got {self.alpha!r}")
+        for name in ("steps", "deepfool_steps", "cw_steps", "swaps"):
+            check_int(name, getattr(self, name), 1)
+        unknown = set(self.attacks) - set(MixedAT.attacks)
+        if not self.attacks or unknown:
+            raise ValueError(f"attacks must be a non-empty tuple of {MixedAT.attacks}, got {self.attacks!r}")
+
+    def setup(self, ctx: TrainContext) -> None:
+        """Nothing to prepare: the inner attacks use the model being trained."""
+
+    def attack(self, name: str, model: nn.Module) -> Any:
+        """The inner attack ``name`` on ``model`` at this objective's budgets."""
+        if name == "MI-FGSM":
+            return MIFGSM(model, eps=self.eps, alpha=self.eps / self.steps, steps=self.steps)
+        if name == "DeepFool":
+            return DeepFool(model, steps=self.deepfool_steps, overshoot=0.02)
+        if name == "CW-L2":
+            return CW(model, c=1.0, kappa=0.0, steps=self.cw_steps, lr=0.01)
+        return PixelSwap(model, swaps=self.swaps)
+
+    def loss(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: TrainContext) -> Tensor:
+        name = self.attacks[ctx.step % len(self.attacks)]
+        with _inner_attack(model, ctx, autocast=False), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.config.seed * 1_000_003 + ctx.step)  # a resumed run replays the same attacks
+            adv = self.attack(name, model)(images.detach().float(), labels).adv_images
+        adv = adv.to(images.device, images.dtype)
+        ce = F.cross_entropy(model(torch.cat([images, adv])).float(), labels.repeat(2), reduction="none")
+        n = len(labels)
+        return (1 - self.alpha) * ce[:n].mean() + self.alpha * ce[n:].mean()
 
 
 @dataclass(frozen=True)

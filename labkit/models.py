@@ -204,7 +204,7 @@ def gate_of(model: nn.Module) -> AttentionGate | None:
     return next((m for m in model.modules() if isinstance(m, AttentionGate)), None)
 
 
-#: Architectures by name; each builder takes ``num_classes``.
+#: Architectures by name; each builder takes ``num_classes`` and ``in_channels`` (``build_model`` passes the dataset's).
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": small_cnn,
     "resnet18": resnet18,

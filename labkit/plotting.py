@@ -29,9 +29,10 @@ class LabFigure(Figure):
 
 
 def _hwc(img: Tensor) -> Any:
-    """(C, H, W) uint8 or [0, 1] float -> (H, W, C) numpy array in [0, 1] for imshow."""
+    """(C, H, W) uint8 or [0, 1] float -> (H, W, 3) numpy array in [0, 1] for imshow (grey images as grey RGB)."""
     x = img.detach().cpu()
     x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    x = x.expand(3, -1, -1) if x.shape[0] == 1 else x  # imshow takes (H, W) or (H, W, 3|4), never (H, W, 1)
     return x.clamp(0, 1).permute(1, 2, 0).numpy()
 
 

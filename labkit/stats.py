@@ -30,9 +30,9 @@ from labkit._checks import check_int
 __all__ = [
     "ALPHA", "POWER", "STATUSES", "Comparison", "Paired", "Verdict", "binomial_p", "binomial_power", "cluster_compare",
     "clustered_paired_verdict",
-    "direction_verdict", "f1_per_class", "holm", "macro_f1", "mcnemar", "mcnemar_power", "mean_ci", "n_for_power",
-    "newcombe_paired",
-    "overhead_verdict", "paired_verdict", "rate_verdict", "wilson",
+    "direction_verdict", "f1_interval", "f1_per_class", "holm", "macro_f1", "mcnemar", "mcnemar_power", "mean_ci",
+    "n_for_power", "newcombe_paired",
+    "overhead_verdict", "paired_verdict", "rate_verdict", "value_verdict", "wilson",
 ]
 
 ALPHA = 0.05  # the significance level of every test in the book (two-sided)
@@ -56,10 +56,20 @@ def f1_per_class(y_true: Sequence[int] | Tensor, y_pred: Sequence[int] | Tensor,
     for name, v in (("y_true", t), ("y_pred", p)):
         if len(v) and (v.min() < 0 or v.max() >= num_classes):
             raise ValueError(f"{name} must lie in [0, {num_classes}), got [{int(v.min())}, {int(v.max())}]")
-    tp = torch.bincount(t[t == p], minlength=num_classes).double()
-    fp = torch.bincount(p, minlength=num_classes).double() - tp  # predicted as the class, wrongly
-    fn = torch.bincount(t, minlength=num_classes).double() - tp  # of the class, missed
-    denom = 2 * tp + fp + fn
+    return _f1_of_confusions(_confusions(t, p, num_classes, torch.arange(len(t))[None]))[0]
+
+
+def _confusions(y_true: Tensor, y_pred: Tensor, num_classes: int, rows: Tensor) -> Tensor:
+    """(R, K, K) float64 confusion counts [true, predicted] of the image rows (R, n) (resamples, or one row)."""
+    k = num_classes
+    cells = (torch.arange(len(rows))[:, None] * k * k + y_true[rows] * k + y_pred[rows]).flatten()
+    return torch.bincount(cells, minlength=len(rows) * k * k).view(len(rows), k, k).double()
+
+
+def _f1_of_confusions(conf: Tensor) -> Tensor:
+    """Per-class F1 (R, K) of confusion matrices (R, K, K): 2 TP / (2 TP + FP + FN), NaN for an absent class."""
+    tp = conf.diagonal(dim1=1, dim2=2)
+    denom = conf.sum(2) + conf.sum(1)  # 2 TP + FN + FP: the class's row (truth) plus its column (predictions)
     return torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.full_like(denom, float("nan")))
 
 
@@ -72,6 +82,18 @@ def macro_f1(y_true: Sequence[int] | Tensor, y_pred: Sequence[int] | Tensor, num
     f1 = f1_per_class(y_true, y_pred, num_classes)
     present = ~f1.isnan()
     return f1[present].mean().item() if present.any() else float("nan")
+
+
+def f1_interval(y_true: Sequence[int] | Tensor, y_pred: Sequence[int] | Tensor, num_classes: int,
+                resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``macro_f1``, resampling images (with replacement; ``resamples`` draws
+    from one seeded generator, all at once). (NaN, NaN) for no images."""
+    t, p = torch.as_tensor(y_true).long().flatten(), torch.as_tensor(y_pred).long().flatten()
+    if not len(t):
+        return float("nan"), float("nan")
+    f1_per_class(t, p, num_classes)  # the same checks of the inputs
+    rows = torch.randint(0, len(t), (resamples, len(t)), generator=torch.Generator().manual_seed(seed))
+    return _quantiles(_f1_of_confusions(_confusions(t, p, num_classes, rows)).nanmean(1), confidence)
 
 
 # -- single rates ----------------------------------------------------------------------------------------------------
@@ -477,7 +499,7 @@ class Verdict:
     def sentence(self) -> str:
         """One line: status, the claim, the effect with its interval, n, p and power, and why."""
         d = 1 if self.unit.startswith(("points", "%")) else 3  # percentages to 0.1, fractions (percentiles) to 0.001
-        sign = "" if self.unit == "%" else "+"  # a rate has no sign; changes and increases do
+        sign = "" if self.unit in ("%", "F1") else "+"  # a rate or a score has no sign; changes and increases do
         both = self.lo == self.lo and self.hi == self.hi
         interval = f" ({self.interval} {self.lo:{sign}.{d}f} to {self.hi:{sign}.{d}f})" if both else ""
         extra = [f"n = {self.n}" if self.n is not None else "",
@@ -697,3 +719,28 @@ def direction_verdict(claim: str, comparison: Comparison, sign: int = -1, min_ef
                        + f" (p = {p_used:.3g}); "
                        f"power about {power:.2f} to detect {sign * min_effect:+g}; {_needed(n_needed)} "
                        "(normal approximation).")
+
+
+# -- a value with an interval (macro-F1, the survey's metric) ---------------------------------------------------
+
+def value_verdict(claim: str, estimate: float, lo: float, hi: float, claimed: float, n: int, tolerance: float = 0.10,
+                  unit: str = "F1") -> Verdict:
+    """Verdict on "the value is ``claimed``" from an estimate with a 95% interval (e.g. ``f1_interval``); no
+    sampling model beyond the interval, so no p-value or power.
+
+    * contradicted: the interval excludes the claimed value;
+    * supported: it contains it and lies within +-``tolerance`` of it (the run pins the value down);
+    * undecided: it contains it but reaches further than ``tolerance`` from it.
+    """
+    common = dict(claim=claim, effect=estimate, lo=lo, hi=hi, unit=unit, n=n, p=None, power=None)
+    if not (lo == lo and hi == hi):
+        return Verdict("undecided", **common, why="No interval: nothing was measured.")
+    if not lo <= claimed <= hi:
+        off = lo - claimed if claimed < lo else claimed - hi
+        return Verdict("contradicted", **common, why=f"The 95% interval excludes the claimed {claimed:g}: it lies "
+                                                     f"{off:.3f} from it.")
+    if claimed - tolerance <= lo and hi <= claimed + tolerance:
+        return Verdict("supported", **common, why=f"The interval contains the claimed {claimed:g} and lies within "
+                                                  f"{tolerance:g} of it.")
+    return Verdict("undecided", **common, why=f"The interval contains the claimed {claimed:g} but reaches more than "
+                                              f"{tolerance:g} from it: more images would decide.")

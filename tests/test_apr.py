@@ -288,7 +288,7 @@ def test_training_through_the_cache(tiny_folder, monkeypatch) -> None:
     from labkit.train import get_or_train
 
     # A registered stand-in for small_cnn with batch norm (the train-mode coupling) at a fraction of its cost.
-    def tiny(num_classes: int = 10) -> nn.Module:
+    def tiny(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
         return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
                              nn.MaxPool2d(4), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
 
@@ -320,7 +320,7 @@ def test_suites_share_configs_where_they_should() -> None:
 def test_time_training_runs_each_config_side_by_side(tiny_folder, monkeypatch) -> None:
     from labkit import models
 
-    monkeypatch.setitem(models.REGISTRY, "tiny_test", lambda num_classes=10: nn.Sequential(
+    monkeypatch.setitem(models.REGISTRY, "tiny_test", lambda num_classes=10, in_channels=3: nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes)))
     base = TrainConfig(model="tiny_test", batch_size=8)
     configs = {"undefended": base, "APR full": TrainConfig(model="tiny_test", batch_size=8, gate="pixel",
@@ -339,7 +339,7 @@ def test_lab_pipeline_end_to_end_on_tiny_data(tiny_folder, monkeypatch) -> None:
 
     from labkit.profiles import get_profile
 
-    monkeypatch.setitem(models.REGISTRY, "colour_mlp", lambda num_classes=10: nn.Sequential(
+    monkeypatch.setitem(models.REGISTRY, "colour_mlp", lambda num_classes=10, in_channels=3: nn.Sequential(
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, num_classes)))
     p = replace(get_profile("smoke"), name="test", models=("colour_mlp",), epochs=15, train_size=120, batch_size=40,
                 optimizer="adam", lr=0.05, schedule="constant", eval_size=40, n_attack=3, population=4,

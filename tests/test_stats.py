@@ -363,3 +363,26 @@ def test_clustered_verdict_checks_its_inputs():
     with pytest.raises(ValueError, match="one entry per attacked image"):
         stats.clustered_paired_verdict("c", [1, 0], [0, 0], [0], -0.1)
     assert stats.clustered_paired_verdict("c", [], [], [], -0.1).status == "undecided"
+
+
+# -- macro-F1 -------------------------------------------------------------------------------------------------------
+
+def test_macro_f1_interval_contains_the_estimate_and_narrows_with_n():
+    from labkit.stats import f1_interval, macro_f1
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 5, (400,), generator=g)
+    pred = torch.where(torch.rand(400, generator=g) < 0.7, y, torch.randint(0, 5, (400,), generator=g))
+    lo, hi = f1_interval(y, pred, 5)
+    assert lo <= macro_f1(y, pred, 5) <= hi
+    lo_small, hi_small = f1_interval(y[:50], pred[:50], 5)
+    assert hi_small - lo_small > hi - lo
+    assert f1_interval(y, pred, 5) == (lo, hi)  # seeded
+
+
+def test_value_verdict_has_three_outcomes():
+    from labkit.stats import value_verdict
+
+    assert value_verdict("c", 0.10, 0.05, 0.15, 0.08, 300).status == "supported"
+    assert value_verdict("c", 0.40, 0.35, 0.45, 0.08, 300).status == "contradicted"
+    assert value_verdict("c", 0.20, 0.00, 0.40, 0.08, 30).status == "undecided"
