@@ -724,23 +724,25 @@ def direction_verdict(claim: str, comparison: Comparison, sign: int = -1, min_ef
 # -- a value with an interval (macro-F1, the survey's metric) ---------------------------------------------------
 
 def value_verdict(claim: str, estimate: float, lo: float, hi: float, claimed: float, n: int, tolerance: float = 0.10,
-                  unit: str = "F1") -> Verdict:
+                  resolution: float = 0.02, unit: str = "F1") -> Verdict:
     """Verdict on "the value is ``claimed``" from an estimate with a 95% interval (e.g. ``f1_interval``); no
     sampling model beyond the interval, so no p-value or power.
 
-    * contradicted: the interval excludes the claimed value;
-    * supported: it contains it and lies within +-``tolerance`` of it (the run pins the value down);
-    * undecided: it contains it but reaches further than ``tolerance`` from it.
+    * contradicted: the interval lies more than ``resolution`` from the claimed value. The margin is there because a
+      bootstrap interval collapses at a boundary (every image fooled: F1 0 in every resample) while the quantity
+      itself does not, and a paper's two decimals round by 0.005; 0.02 of F1 is below anything a table would mean;
+    * supported: the interval lies within +-``tolerance`` of the claimed value (the run pins it down);
+    * undecided: neither: it reaches further than ``tolerance`` from the claim without excluding it.
     """
     common = dict(claim=claim, effect=estimate, lo=lo, hi=hi, unit=unit, n=n, p=None, power=None)
     if not (lo == lo and hi == hi):
         return Verdict("undecided", **common, why="No interval: nothing was measured.")
-    if not lo <= claimed <= hi:
-        off = lo - claimed if claimed < lo else claimed - hi
-        return Verdict("contradicted", **common, why=f"The 95% interval excludes the claimed {claimed:g}: it lies "
-                                                     f"{off:.3f} from it.")
+    off = max(lo - claimed, claimed - hi, 0.0)
+    if off > resolution:
+        return Verdict("contradicted", **common, why=f"The 95% interval lies {off:.3f} from the claimed {claimed:g} "
+                                                     f"(more than the {resolution:g} resolution of the comparison).")
     if claimed - tolerance <= lo and hi <= claimed + tolerance:
-        return Verdict("supported", **common, why=f"The interval contains the claimed {claimed:g} and lies within "
-                                                  f"{tolerance:g} of it.")
+        return Verdict("supported", **common, why=f"The interval lies within {tolerance:g} of the claimed {claimed:g}"
+                                                  + (" (and within the comparison's resolution of it)." if off else "."))
     return Verdict("undecided", **common, why=f"The interval contains the claimed {claimed:g} but reaches more than "
                                               f"{tolerance:g} from it: more images would decide.")

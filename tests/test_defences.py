@@ -600,3 +600,41 @@ def test_replay_table_on_a_pipelines_subset_equals_replaying_that_subset(pixel_m
     alone = replay_table(pixel_model, {"bits": pipe}, dark_images[mask], {"corner": bare["corner"].select(mask)},
                          rerun)
     assert sub == alone and sub[0]["rerun"] == 100.0
+
+
+def test_mixed_at_rotates_the_four_attacks_and_weighs_the_adversarial_half(tiny_cnn) -> None:
+    from labkit.defences import MixedAT
+
+    x, labels = images(4, 8), torch.arange(4)
+    objective = MixedAT(steps=2, deepfool_steps=2, cw_steps=2, swaps=4)
+    seen = []
+    for step in range(5):
+        ctx = ctx_for()
+        ctx.step = step
+        model = Spy(tiny_cnn).train()
+        loss = objective.loss(model, x, labels, ctx)
+        assert model.training and torch.isfinite(loss) and ctx.timers["inner_attack"] > 0
+        seen.append(objective.attacks[step % 4])
+    assert seen == ["MI-FGSM", "DeepFool", "CW-L2", "pixel swap", "MI-FGSM"]
+    ctx = ctx_for()
+    ctx.step = 3  # the pixel swap: it only rearranges each image's own pixels
+    adv = objective.attack("pixel swap", tiny_cnn.eval())(x, labels).adv_images
+    assert torch.equal(adv.flatten(2).sort(2).values, x.flatten(2).sort(2).values)
+    ce = F.cross_entropy(tiny_cnn.train()(torch.cat([x, adv])), labels.repeat(2), reduction="none")
+    for alpha in (0.0, 0.5, 1.0):
+        got = MixedAT(alpha=alpha, steps=2, deepfool_steps=2, cw_steps=2, swaps=4).loss(tiny_cnn, x, labels, ctx)
+        torch.testing.assert_close(got, (1 - alpha) * ce[:4].mean() + alpha * ce[4:].mean())
+
+
+def test_mixed_at_is_deterministic_per_step_and_checks_its_fields(tiny_cnn) -> None:
+    from labkit.defences import MixedAT
+
+    x, labels = images(4, 8), torch.arange(4)
+    objective = MixedAT(steps=2, deepfool_steps=2, cw_steps=2, swaps=4)
+    ctx = ctx_for()
+    a, b = objective.loss(tiny_cnn.train(), x, labels, ctx), objective.loss(tiny_cnn.train(), x, labels, ctx)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="alpha"):
+        MixedAT(alpha=1.5)
+    with pytest.raises(ValueError, match="attacks"):
+        MixedAT(attacks=("FGSM",))

@@ -27,7 +27,7 @@ from tools.build_book import ipc_kernel_manager_classes
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LABS = sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("0*.ipynb"))
+LABS = sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("[0-9]*.ipynb"))
 PROVENANCE = "Numbers of this page:"  # rec.describe(): "recorded in" vs "replayed from"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 

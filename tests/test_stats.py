@@ -385,4 +385,6 @@ def test_value_verdict_has_three_outcomes():
 
     assert value_verdict("c", 0.10, 0.05, 0.15, 0.08, 300).status == "supported"
     assert value_verdict("c", 0.40, 0.35, 0.45, 0.08, 300).status == "contradicted"
+    assert value_verdict("c", 0.0, 0.0, 0.0, 0.01, 300).status == "supported"  # within the resolution
+    assert value_verdict("c", 0.0, 0.0, 0.0, 0.03, 300).status == "contradicted"
     assert value_verdict("c", 0.20, 0.00, 0.40, 0.08, 30).status == "undecided"
