@@ -87,6 +87,11 @@ def _layout_error(root: Path, problem: str) -> DataError:
     )
 
 
+def class_folders(folder: Path) -> tuple[str, ...]:
+    """The sub-folders of an ImageFolder split, sorted: its class names in label order (torchvision's rule)."""
+    return tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+
+
 def _class_files(folder: Path, classes: Sequence[str], fail: Callable[[str], DataError]) -> list[tuple[Path, int]]:
     """(image path, label) of every .jpg/.png under ``folder/<class>/``, classes in the order given; an empty class
     folder raises ``fail(message)``."""
@@ -103,8 +108,8 @@ def _list_split(root: Path, split: str) -> list[tuple[Path, int]]:
     split_dir = root / split
     if not split_dir.is_dir():
         raise _layout_error(root, f"no '{split}' folder in {root}")
-    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-    if tuple(found) != CLASSES:
+    found = class_folders(split_dir)
+    if found != CLASSES:
         raise _layout_error(root, f"{split_dir} has class folders {found}, not the CIFAR-10 classes")
     return _class_files(split_dir, CLASSES, lambda message: _layout_error(root, message))
 
@@ -204,7 +209,7 @@ def load_folder(root: str | os.PathLike, size: int | None = None) -> Split:
     folder = Path(root).expanduser().resolve()
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist")
-    classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+    classes = class_folders(folder)
     if not classes:
         raise DataError(f"{folder} has no class folders: expected <root>/<class>/*.jpg|png")
     files = _class_files(folder, classes, DataError)
@@ -432,7 +437,7 @@ def _load_gtsrb(spec: DatasetSpec, split: str) -> Split:
         raise DataError(f"GTSRB has no download here: set {spec.env} to a folder holding train/<class>/ and "
                         f"test/<class>/ (43 class folders 00000..00042, any image size; resized to 32 x 32)")
     folder = root / split
-    found = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir())) if folder.is_dir() else ()
+    found = class_folders(folder) if folder.is_dir() else ()
     if found != spec.classes:
         raise DataError(f"{folder} must hold GTSRB's 43 class folders 00000..00042 ({spec.env}); found "
                         f"{len(found)}: {', '.join(found[:5])}{'...' if len(found) > 5 else ''}")
@@ -496,7 +501,7 @@ def load_imagenet(split: str = "val", root: str | os.PathLike | None = None, per
     folder = Path(value).expanduser().resolve() / split
     if not folder.is_dir():
         raise _imagenet_error(f"no '{split}' folder in {folder.parent} ({IMAGENET_ENV}={value})")
-    classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+    classes = class_folders(folder)
     if not classes:
         raise _imagenet_error(f"{folder} has no class folders ({IMAGENET_ENV}={value})")
     files = _class_files(folder, classes, _imagenet_error)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit._checks import check_int, check_positive, is_number
-from labkit.attacks import CW, MIFGSM, AttackResult, DeepFool, GradientCorner, PixelSwap
+from labkit.attacks import SURVEY_ATTACKS, AttackResult, GradientCorner, survey_attack
 from labkit.attacks.base import model_device
 from labkit.cache import config_key
 from labkit.data import predict
@@ -425,29 +425,23 @@ class MixedAT:
     deepfool_steps: int = 10  # DeepFool iterations
     cw_steps: int = 10  # CW-L2 Adam steps
     swaps: int = 20  # pixel-swap budget (pairs)
-    attacks: tuple[str, ...] = ("MI-FGSM", "DeepFool", "CW-L2", "pixel swap")  # the rotation, in order
+    attacks: tuple[str, ...] = SURVEY_ATTACKS  # the rotation, in order
 
     def __post_init__(self) -> None:
         if not is_number(self.alpha) or not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must be a fraction in [0, 1], got {self.alpha!r}")
         for name in ("steps", "deepfool_steps", "cw_steps", "swaps"):
             check_int(name, getattr(self, name), 1)
-        unknown = set(self.attacks) - set(MixedAT.attacks)
-        if not self.attacks or unknown:
-            raise ValueError(f"attacks must be a non-empty tuple of {MixedAT.attacks}, got {self.attacks!r}")
+        if not self.attacks or set(self.attacks) - set(SURVEY_ATTACKS):
+            raise ValueError(f"attacks must be a non-empty tuple of {SURVEY_ATTACKS}, got {self.attacks!r}")
 
     def setup(self, ctx: TrainContext) -> None:
         """Nothing to prepare: the inner attacks use the model being trained."""
 
     def attack(self, name: str, model: nn.Module) -> Any:
         """The inner attack ``name`` on ``model`` at this objective's budgets."""
-        if name == "MI-FGSM":
-            return MIFGSM(model, eps=self.eps, alpha=self.eps / self.steps, steps=self.steps)
-        if name == "DeepFool":
-            return DeepFool(model, steps=self.deepfool_steps, overshoot=0.02)
-        if name == "CW-L2":
-            return CW(model, c=1.0, kappa=0.0, steps=self.cw_steps, lr=0.01)
-        return PixelSwap(model, swaps=self.swaps)
+        return survey_attack(name, model, eps=self.eps, steps=self.steps, deepfool_steps=self.deepfool_steps,
+                             cw_steps=self.cw_steps, swaps=self.swaps)
 
     def loss(self, model: nn.Module, images: Tensor, labels: Tensor, ctx: TrainContext) -> Tensor:
         name = self.attacks[ctx.step % len(self.attacks)]

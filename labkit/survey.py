@@ -31,14 +31,14 @@ from torch import Tensor, nn
 
 from labkit import stats
 from labkit._checks import check_int, check_positive
-from labkit.attacks import CW, MIFGSM, AttackResult, DeepFool, PixelSwap
+from labkit.attacks import SURVEY_ATTACKS, AttackResult, survey_attack
 from labkit.data import available, first_n, load_dataset, predict
 from labkit.defences import GaussianSmoothing, GradientMasking, MixedAT, defended, defended_key, distillation_config
 from labkit.evaluate import perturbation_norms, probabilities, run_attack
 from labkit.train import TrainConfig, TrainedModel
 
 #: The survey's four attacks, in its order (labkit names).
-ATTACKS = ("MI-FGSM", "DeepFool", "CW-L2", "pixel swap")
+ATTACKS = SURVEY_ATTACKS
 #: The defences of the grid, "none" first (the reference of every comparison).
 DEFENCES = ("none", "adversarial training (mixed)", "Gaussian smoothing", "gradient masking", "distillation")
 #: Who attacks: the survey's attacker (the pipeline's own gradient) and the one who knows the defence.
@@ -172,15 +172,8 @@ def pipelines(trained: dict[str, TrainedModel], cfg: SurveyConfig) -> dict[str, 
 
 def make_attack(name: str, model: nn.Module, cfg: SurveyConfig) -> Any:
     """The survey's attack ``name`` (one of ``ATTACKS``) on ``model``, at ``cfg``'s budget."""
-    if name == "MI-FGSM":
-        return MIFGSM(model, eps=cfg.eps, alpha=cfg.eps / cfg.steps, steps=cfg.steps)
-    if name == "DeepFool":
-        return DeepFool(model, steps=cfg.deepfool_steps, overshoot=0.02)
-    if name == "CW-L2":
-        return CW(model, c=1.0, kappa=0.0, steps=cfg.cw_steps, lr=0.01)
-    if name == "pixel swap":
-        return PixelSwap(model, swaps=cfg.swaps)
-    raise ValueError(f"unknown attack {name!r}; the survey's: {ATTACKS}")
+    return survey_attack(name, model, eps=cfg.eps, steps=cfg.steps, deepfool_steps=cfg.deepfool_steps,
+                         cw_steps=cfg.cw_steps, swaps=cfg.swaps)
 
 
 def images_of(dataset: str, cfg: SurveyConfig) -> tuple[Any, Tensor]:

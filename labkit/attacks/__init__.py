@@ -13,12 +13,14 @@ from labkit.attacks.gradient import GradientCorner, GradientCornerConfig
 from labkit.attacks.onepixel import DEConfig, OnePixel, minimize
 from labkit.attacks.pixel_swap import PixelSwap, PixelSwapConfig
 from labkit.attacks.sparse_rs import SparseRS, SparseRSConfig
-from labkit.attacks.wrapped import (CW, PGD, WRAPPED, CWConfig, DeepFool, DeepFoolConfig, FGSM, FGSMConfig, MIFGSM,
-                                    MIFGSMConfig, PGDConfig, Pixle, PixleConfig, TorchAttack, torch_attack)
+from labkit.attacks.wrapped import (CW, PGD, SURVEY_ATTACKS, WRAPPED, CWConfig, DeepFool, DeepFoolConfig, FGSM,
+                                    FGSMConfig, MIFGSM, MIFGSMConfig, PGDConfig, Pixle, PixleConfig, TorchAttack,
+                                    survey_attack, torch_attack)
 
 __all__ = [
     "Attack", "AttackResult", "CW", "CWConfig", "CornerConfig", "CornerSearch", "DEConfig", "DeepFool",
     "DeepFoolConfig", "FGSM", "FGSMConfig", "GradientCorner", "GradientCornerConfig", "MIFGSM", "MIFGSMConfig",
     "OnePixel", "PGD", "PGDConfig", "PixelSwap", "PixelSwapConfig", "Pixle", "PixleConfig", "SparseRS",
-    "SparseRSConfig", "TorchAttack", "WRAPPED", "apply_pixels", "check_inputs", "minimize", "torch_attack",
+    "SURVEY_ATTACKS", "SparseRSConfig", "TorchAttack", "WRAPPED", "apply_pixels", "check_inputs", "minimize",
+    "survey_attack", "torch_attack",
 ]

@@ -391,3 +391,26 @@ def torch_attack(model: nn.Module, name: str, **overrides: Any) -> TorchAttack:
     if name not in WRAPPED:
         raise ValueError(f"no wrapped attack {name!r}; choose one of {sorted(WRAPPED)}")
     return WRAPPED[name](model, **overrides)
+
+
+#: The WPI survey's four attacks (issue #13), by the names its labs use.
+SURVEY_ATTACKS = ("MI-FGSM", "DeepFool", "CW-L2", "pixel swap")
+
+
+def survey_attack(name: str, model: nn.Module, *, eps: float, steps: int, deepfool_steps: int, cw_steps: int,
+                  swaps: int) -> Attack:
+    """The survey's attack ``name`` (one of ``SURVEY_ATTACKS``) on ``model`` at these budgets: MI-FGSM with radius
+    ``eps`` in ``steps`` steps of eps / steps, DeepFool (overshoot 0.02), CW-L2 (c = 1, kappa = 0, lr 0.01) and the
+    plain pixel swap. Shared by the grid (``labkit.survey``) and the adversarial training on it
+    (``labkit.defences.MixedAT``), so both run the same attacks."""
+    from labkit.attacks.pixel_swap import PixelSwap
+
+    if name == "MI-FGSM":
+        return MIFGSM(model, eps=eps, alpha=eps / steps, steps=steps)
+    if name == "DeepFool":
+        return DeepFool(model, steps=deepfool_steps, overshoot=0.02)
+    if name == "CW-L2":
+        return CW(model, c=1.0, kappa=0.0, steps=cw_steps, lr=0.01)
+    if name == "pixel swap":
+        return PixelSwap(model, swaps=swaps)
+    raise ValueError(f"unknown attack {name!r}; the survey's: {SURVEY_ATTACKS}")
