@@ -939,3 +939,18 @@ def test_torch_attack_names_the_wrappers(pixel_model):
         torch_attack(pixel_model, "mifgsm")
     with pytest.raises(ValueError, match="square"):
         Pixle(pixel_model)(torch.rand(1, 3, 8, 6), LABELS0[:1])
+
+
+def test_cw_moves_a_model_whose_logits_are_all_negative() -> None:
+    # torchattacks 3.5.1 reads negative logits as 0 in CW's margin (its issue #184): on log-softmax outputs the
+    # plain attack never moves. Shifted per image, log-softmax and raw logits give the same attack.
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)).eval()
+    x = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    labels = linear(x).argmax(1)
+    log_probs = nn.Sequential(linear, nn.LogSoftmax(dim=1)).eval()
+    a = CW(log_probs, steps=50, c=5.0)(x, labels)
+    b = CW(linear, steps=50, c=5.0)(x, labels)
+    assert a.success.float().mean() >= 0.5
+    assert torch.allclose(a.adv_images, b.adv_images, atol=1e-4) and torch.equal(a.success, b.success)
+    assert torch.equal(linear(a.adv_images).argmax(1) != labels, a.success)

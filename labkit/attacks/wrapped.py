@@ -315,11 +315,32 @@ class CWConfig:
         check_precision(self.precision)
 
 
+class PositiveLogits(nn.Module):
+    """``model``'s logits shifted per image so that the smallest is 1: z - min(z) + 1 (the shift carries no gradient).
+
+    torchattacks 3.5.1's CW picks the true and the best other logit as ``max(one_hot * z)`` and
+    ``max((1 - one_hot) * z)``: the masked entries are 0, so wherever the logits are negative (all of them after a
+    log-softmax, as in the survey's CNN) both read 0 and the attack's margin term is constant: it never moves
+    (torchattacks issue #184, fixed upstream in an unmerged pull request). CW's loss uses logit differences only,
+    so a per-image shift changes nothing else: the same predictions, margins and gradients.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.train(model.training)  # torchattacks restores the mode it finds
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.model(x)
+        return z - z.detach().amin(1, keepdim=True) + 1
+
+
 class CW(TorchAttack):
     """torchattacks' CW (L2) under the contract. ``queries``: 2 per Adam step run (the same for the batch).
 
     torchattacks returns the clean image where no step succeeded, and works in tanh space, where a pixel at
-    exactly 0 or 1 (much of an MNIST digit) cannot move.
+    exactly 0 or 1 (much of an MNIST digit) cannot move. It attacks ``PositiveLogits(model)``: torchattacks' margin
+    reads negative logits as 0 (see there).
     """
 
     Config = CWConfig
@@ -329,7 +350,7 @@ class CW(TorchAttack):
         import torchattacks
 
         c = self.config
-        return torchattacks.CW(model, c=c.c, kappa=c.kappa, steps=c.steps, lr=c.lr)
+        return torchattacks.CW(PositiveLogits(model), c=c.c, kappa=c.kappa, steps=c.steps, lr=c.lr)
 
 
 @dataclass(frozen=True)
