@@ -5,7 +5,8 @@ Each lab is executed twice in the ``smoke`` profile, into a temporary results fo
 replaying that record (``LABKIT_REPLAY=only``) with a cache that holds only the decoded dataset, as on a fresh
 machine: afterwards it must still hold no model and no attack record (a replay that trained, attacked or loaded
 one would have left it there). Every code cell's rendered outputs (tables as
-HTML, printed text, figures as PNG bytes, the generated verdicts) must be identical, except the line that says
+HTML, printed text (consecutive stream chunks joined: where the kernel splits them depends on timing), figures as
+PNG bytes, the generated verdicts) must be identical, except the line that says
 where the page's numbers come from; progress bars (stderr, tqdm widgets) only exist while computing and are
 left out, as are widget views (their ids are random; the book test checks they render).
 
@@ -51,7 +52,11 @@ def rendered(nb: nbformat.NotebookNode) -> list[list[Any]]:
         shown = []
         for out in cell.get("outputs", []):
             if out.output_type == "stream" and out.name == "stdout":
-                shown.append([line for line in out.text.splitlines() if not line.startswith(PROVENANCE)])
+                lines = [line for line in out.text.splitlines() if not line.startswith(PROVENANCE)]
+                if shown and isinstance(shown[-1], list):  # the kernel splits printed text by timing: one stream
+                    shown[-1].extend(lines)
+                else:
+                    shown.append(lines)
             elif out.output_type in ("display_data", "execute_result") and WIDGET not in out.data:
                 shown.append({mime: value for mime, value in out.data.items()})
             elif out.output_type == "error":
