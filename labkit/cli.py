@@ -16,7 +16,7 @@ chosen attacks at the profile's budgets, verifies every success, prints the tabl
 95% intervals) and writes a result record in the book's schema (``labkit.records``) to ``--results``. Attacks run
 through the cache, keyed by a hash of the model's weights: an interrupted run resumes where it stopped.
 
-The model must take float images in [0, 1], (N, 3, H, W), hold its own normalisation (``labkit.models.Normalize``),
+The model must take float images in [0, 1], (N, C, H, W), hold its own normalisation (``labkit.models.Normalize``),
 be in eval mode and return one logit per class; each of these is checked first, with one message saying what to fix.
 """
 
@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "$TORCH_HOME/hub/checkpoints")
     ev.add_argument("--weights", help="a state_dict file (torch.save) for a labkit or ImageNet architecture")
     ev.add_argument("--dataset", default="cifar10",
-                    help="cifar10 (LABKIT_DATA, else torchvision's download; the test split), imagenet "
+                    help="cifar10 (LABKIT_DATA, else torchvision's download; the test split), fashion-mnist, mnist "
+                         "or gtsrb (labkit's dataset registry: LABKIT_FASHION_MNIST, LABKIT_MNIST, LABKIT_GTSRB; the "
+                         "test split), imagenet "
                          "(LABKIT_IMAGENET, the val split, resized to 256 and centre-cropped to 224) or an "
                          "ImageFolder path (<root>/<class>/*.jpg|png)")
     ev.add_argument("--size", type=int, help="resize an ImageFolder's images to SIZE x SIZE (once, when loading)")
@@ -94,14 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- the model ------------------------------------------------------------------------------------------------------
 
-def load_model(spec: str, weights: str | None = None, num_classes: int = 10) -> nn.Module:
-    """The model ``spec`` names (see ``--model``), on the CPU."""
+def load_model(spec: str, weights: str | None = None, num_classes: int = 10, dataset: str = "cifar10") -> nn.Module:
+    """The model ``spec`` names (see ``--model``), on the CPU; a labkit architecture is built for ``dataset`` (a
+    ``labkit.data.DATASETS`` name: its channels and normalisation)."""
     if spec in IMAGENET_ARCHITECTURES:
         return _imagenet_model(spec, weights, num_classes)
     if spec in REGISTRY:
         if weights is None:
             raise UsageError(f"--model {spec} is a labkit architecture: give its weights with --weights FILE")
-        model = build_model(spec, num_classes)
+        model = build_model(spec, num_classes, dataset)
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError) as exc:
@@ -164,7 +167,8 @@ def model_key(model: nn.Module) -> str:
 def check_model(model: nn.Module, split: data.Split, probe: int = 64) -> None:
     """Raise ``UsageError`` when ``model`` is in training mode, returns something other than (N, classes) logits,
     or looks as if it wanted inputs other than [0, 1]: near-chance accuracy on the first ``probe`` images, clearly
-    better when they are scaled to [0, 255] or normalised with CIFAR-10's mean and std."""
+    better when they are scaled to [0, 255] or normalised with CIFAR-10's mean and std (other than RGB images: the
+    probe's own)."""
     if model.training:
         raise UsageError("the model is in training mode (dropout and batch norm would change every answer): return "
                          "model.eval()")
@@ -187,8 +191,10 @@ def check_model(model: nn.Module, split: data.Split, probe: int = 64) -> None:
         chance = 1 / len(split.classes)
         plain = accuracy(x)
         if plain <= 2 * chance:
-            mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
-            std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+            if x.shape[1] == 3:
+                mean, std = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+            else:  # grey (or other) images: the probe's own per-channel statistics
+                mean, std = x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True).clamp_min(1e-6)
             for what, inputs in (("[0, 255]", x * 255), ("normalised (x - mean) / std", (x - mean) / std)):
                 if accuracy(inputs) > max(2 * plain, 2 * chance):
                     raise UsageError(f"the model gets {plain:.0%} of {len(y)} images right on [0, 1] inputs and "
@@ -199,14 +205,16 @@ def check_model(model: nn.Module, split: data.Split, probe: int = 64) -> None:
 # -- the run --------------------------------------------------------------------------------------------------------
 
 def load_dataset(name: str, size: int | None = None, per_class: int | None = None) -> data.Split:
-    """``cifar10``'s test split, ``imagenet``'s validation split (``data.load_imagenet``, ``per_class`` images of
+    """A registered dataset's test split (``cifar10``, ``fashion-mnist``, ...), ``imagenet``'s validation split (``data.load_imagenet``, ``per_class`` images of
     each class), or an ImageFolder path (``data.load_folder``)."""
     if per_class is not None and name.lower() != "imagenet":
         raise UsageError("--per-class applies to --dataset imagenet")
-    if name.lower() in ("cifar10", "cifar-10"):
-        if size not in (None, 32):
-            raise UsageError("--size applies to an ImageFolder; CIFAR-10 is 32 x 32")
-        return data.load_cifar10("test")
+    registered = "cifar10" if name.lower() == "cifar-10" else name.lower()
+    if registered in data.DATASETS:
+        spec = data.DATASETS[registered]
+        if size not in (None, spec.size):
+            raise UsageError(f"--size applies to an ImageFolder; {spec.title} is {spec.size} x {spec.size}")
+        return data.load_dataset(registered, "test")
     if name.lower() == "imagenet":
         if size not in (None, data.IMAGENET_CROP):
             raise UsageError(f"--size applies to an ImageFolder; ImageNet is prepared at {data.IMAGENET_CROP} x "
@@ -215,7 +223,8 @@ def load_dataset(name: str, size: int | None = None, per_class: int | None = Non
             raise UsageError(f"--per-class must be at least 1, got {per_class}")
         return data.load_imagenet("val", per_class=per_class)
     if not Path(name).exists():
-        raise UsageError(f"--dataset {name!r}: neither 'cifar10' nor an existing ImageFolder path")
+        raise UsageError(f"--dataset {name!r}: neither a registered dataset ({', '.join(sorted(data.DATASETS))}), "
+                         "'imagenet' nor an existing ImageFolder path")
     return data.load_folder(name, size)
 
 
@@ -233,7 +242,9 @@ def evaluate(args: argparse.Namespace, progress: bool = True) -> tuple[list[dict
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
     split = load_dataset(args.dataset, args.size, args.per_class)
-    model = load_model(args.model, args.weights, len(split.classes))
+    registered = "cifar10" if args.dataset.lower() == "cifar-10" else args.dataset.lower()
+    model = load_model(args.model, args.weights, len(split.classes),
+                       registered if registered in data.DATASETS else "cifar10")
     check_model(model, split)
     key = model_key(model)
     profile = dataclasses.replace(get_profile(args.profile), n_attack=args.n)

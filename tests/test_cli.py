@@ -98,7 +98,7 @@ def test_an_image_folder_and_a_torchscript_file(tiny_folder, user_module, tmp_pa
     (["--model", "user_nets:training"], "training mode"),
     (["--model", "user_nets:wants_255"], "[0, 255]"),
     (["--model", "user_nets:three_classes"], "shape (N, 10)"),
-    (["--model", "user_nets:build", "--dataset", "/no/such/folder"], "neither 'cifar10' nor"),
+    (["--model", "user_nets:build", "--dataset", "/no/such/folder"], "neither a registered dataset"),
     (["--model", "small_cnn"], "--weights"),
     (["--model", "no_such_module:build"], "cannot load"),
     (["--model", "user_nets:build", "--attacks", "de,fgsm"], "choose from"),
@@ -157,3 +157,25 @@ def test_imagenet_usage_errors_say_what_to_fix(tmp_path, tmp_cache, monkeypatch,
     monkeypatch.delenv("LABKIT_IMAGENET")
     assert _run("--model", "resnet50", "--dataset", "imagenet") == 2
     assert "LABKIT_IMAGENET is not set" in capsys.readouterr().err
+
+
+def test_a_labkit_architecture_on_a_registered_grey_dataset(tmp_path, tmp_cache, monkeypatch, capsys):
+    from conftest import write_idx
+    from labkit.models import build_model
+
+    from labkit.train import TrainConfig, get_or_train
+
+    write_idx(tmp_path / "fm", n_train=200, n_test=20)
+    monkeypatch.setenv("LABKIT_FASHION_MNIST", str(tmp_path / "fm"))
+    trained = get_or_train(TrainConfig(model="survey_cnn", dataset="fashion-mnist", epochs=4, batch_size=20,
+                                       eval_size=20, augment=False, optimizer="adam", lr=1e-2, precision="fp32"),
+                           "cpu", progress=False)
+    weights = tmp_path / "survey.pt"  # 1 input channel, Fashion-MNIST's statistics: built for the dataset
+    torch.save(trained.model.state_dict(), weights)
+    assert set(trained.model.state_dict()) == set(build_model("survey_cnn", 10, "fashion-mnist").state_dict())
+    assert _run("--model", "survey_cnn", "--weights", str(weights), "--dataset", "fashion-mnist", "--attacks", "de",
+                "--n", "2", "--profile", "smoke", "--results", str(tmp_path / "r")) == 0
+    (row,) = records.load("evaluate_survey_cnn", "smoke", root=tmp_path / "r")["tables"]["table"]
+    assert row["attacked"] == 2 and row["unverified"] == 0
+    assert _run("--model", "survey_cnn", "--weights", str(weights), "--dataset", "fashion-mnist", "--size", "32") == 2
+    assert "Fashion-MNIST is 28 x 28" in capsys.readouterr().err
