@@ -40,51 +40,18 @@ def _row(verdict: Verdict | None, *, ours: str = "", why: str = "", model: str |
             "verdict": verdict.status, "why": (why + " " if why else "") + verdict.why}
 
 
-def _de_counts(rows: list[dict[str, Any]], attack: str = "DE k=1") -> tuple[int, int] | None:
-    de = next((r for r in rows if r.get("attack") == attack and r.get("outcomes") is not None), None)
-    return (sum(de["outcomes"]), len(de["outcomes"])) if de else None
-
-
 # -- one function per kind of measurement: (claim, records) -> chapter rows (measured columns) ---------------------
 
-def _su_untargeted(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
-    tables = recs["02_baselines"].get("tables", {})
-    out = []
-    for name, rows in tables.items():
-        if name.endswith("/untargeted k=1") and (counts := _de_counts(rows)):
-            model = name.split("/")[0]
-            paper_model = claim.what.split(":")[0]  # "AllConv", "NiN", "VGG16"
-            v = report.on_paper_architecture(stats.rate_verdict(claim.what, *counts, claim.value / 100), model,
-                                             (paper_model,))
-            out.append(_row(v, model=model, why="The paper's DE budget is 400 x 100; see the lab for this run's."))
-    return out
-
-
-def _su_any_target(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
-    got = recs["02_baselines"].get("values", {}).get("any_target")
-    if not got:
-        return []
-    v = stats.rate_verdict(claim.what, got["broken"], got["images"], claim.value / 100)
-    # The v1 figure's networks are Su et al.'s (AllConv, NiN, VGG16), never this run's: an absolute rate, untested.
-    return [_row(report.on_paper_architecture(v, got.get("model", "?"), tuple(papers.SU2019_CIFAR10)),
-                 model=got.get("model"))]
-
-
-def _su_pixels(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
-    out = []
-    for name, rows in recs["02_baselines"].get("tables", {}).items():
-        if "/untargeted k=" in name and (counts := _de_counts(rows, f"DE k={name.rsplit('k=', 1)[1]}")):
-            k, n = counts
-            lo, hi = stats.wilson(k, n)
-            out.append({"ours": f"[{name}] {100 * k / n:.1f}%", "ci": f"{100 * lo:.1f} to {100 * hi:.1f}", "n": n,
-                        "p": None, "power": None, "verdict": "undecided",
-                        "why": "The paper's number is not quoted in labkit.papers yet: nothing to compare with."})
-    return out
-
-
-def _su_confidence(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
-    return [_row(None, why="Not compared: the paper's mean is over its own networks and budget; Lab 02 plots this "
-                           "run's confidence of the adversarial class, and its record keeps it per image (adv_prob).")]
+def _su(claim: papers.Claim, recs: Records, network: str | None = None) -> list[dict[str, Any]]:
+    """Su et al.'s claims from Lab 02b's summary rows (``report.su_verdicts``): one row per network, or the one
+    network the claim names (``su_untargeted:<net>``)."""
+    rec = recs[claim.lab]
+    summary = rec.get("values", {}).get("summary") or []
+    settings = rec.get("settings") or {}
+    kind = claim.measure.partition(":")[0]
+    verdicts = report.su_verdicts(summary, settings.get("population", 0), settings.get("generations", 0))
+    return [_row(v, model=key.partition(":")[2]) for key, v in verdicts
+            if key.partition(":")[0] == kind and (network is None or key.endswith(f":{network}"))]
 
 
 def _clean(claim: papers.Claim, recs: Records, defence: str) -> list[dict[str, Any]]:
@@ -183,8 +150,7 @@ def _survey_defence(claim: papers.Claim, recs: Records, *_: str) -> list[dict[st
 
 #: How each kind of claim is measured from the records (``papers.Claim.measure`` = "<kind>[:<argument>]").
 MEASURES: dict[str, Callable[..., list[dict[str, Any]]]] = {
-    "su_untargeted": _su_untargeted, "su_any_target": _su_any_target, "su_pixels": _su_pixels,
-    "su_confidence": _su_confidence, "clean": _clean, "undefended_asr": _undefended_asr, "defence": _defence,
+    "su_untargeted": _su, "su_any_target": _su, "su_pixels": _su, "su_confidence": _su, "clean": _clean, "undefended_asr": _undefended_asr, "defence": _defence,
     "ablation": _ablation, "overhead": _overhead, "attention": _attention, "jpeg_fgsm": _jpeg, "jpeg": _jpeg,
     "jpeg_recovery": _jpeg, "jpeg_specific": _jpeg, "survey_f1": _survey_f1, "survey_defence": _survey_defence,
 }

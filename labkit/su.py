@@ -44,6 +44,7 @@ class SuConfig:
     networks: tuple[str, ...] = tuple(NETWORKS)  # the networks trained and attacked (``NETWORKS`` keys)
     epochs: int = 100  # training epochs of each network (SGD Nesterov, one-cycle, crop + flip: ``train_config``)
     train_size: int | None = None  # training images (class-balanced subset); None = all 50,000
+    eval_size: int = 2000  # test images scored after each training epoch (the history's test accuracy)
     n_images: int = 500  # correctly classified test images attacked untargeted per network (Su et al.: 500)
     target_images: int = 500  # the first of those attacked toward each of the 9 other classes
     pixels: tuple[int, ...] = (1, 3, 5)  # k of the untargeted attack (Su et al.: 1, 3, 5)
@@ -56,7 +57,7 @@ class SuConfig:
         unknown = sorted(set(self.networks) - set(NETWORKS))
         if unknown:
             raise ValueError(f"unknown networks {unknown}; Su et al.'s are {sorted(NETWORKS)}")
-        for name in ("epochs", "n_images", "target_images", "population", "generations"):
+        for name in ("epochs", "eval_size", "n_images", "target_images", "population", "generations"):
             check_int(name, getattr(self, name), 1)
         if self.target_images > self.n_images:
             raise ValueError(f"target_images ({self.target_images}) must not exceed n_images ({self.n_images})")
@@ -74,7 +75,7 @@ class SuConfig:
 #: and ~300): 6 epochs on 10,000 images, 24 images untargeted, 12 toward every other class at k = 1 only, and a DE
 #: budget of 100 x 20 (2,100 queries, 1/19 of the paper's). ``full`` is the paper's setting (a GPU run).
 SIZES: dict[str, SuConfig] = {
-    "smoke": SuConfig(epochs=1, train_size=512, n_images=4, target_images=2, target_pixels=(1,), population=16,
+    "smoke": SuConfig(epochs=1, train_size=512, eval_size=200, n_images=4, target_images=2, target_pixels=(1,), population=16,
                       generations=3),
     "cpu": SuConfig(epochs=6, train_size=10_000, n_images=24, target_images=12, target_pixels=(1,), population=100,
                     generations=20),
@@ -92,7 +93,7 @@ def train_config(network: str, cfg: SuConfig) -> TrainConfig:
     128, random crop + flip, bf16 where native), not the original papers' (their schedules run hundreds of epochs)."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; Su et al.'s are {sorted(NETWORKS)}")
-    return TrainConfig(model=network, epochs=cfg.epochs, train_size=cfg.train_size)
+    return TrainConfig(model=network, epochs=cfg.epochs, train_size=cfg.train_size, eval_size=cfg.eval_size)
 
 
 def de_config(cfg: SuConfig, pixels: int, targeted: bool = False) -> DEConfig:
@@ -137,7 +138,8 @@ def summary(network: str, pixels: int, untargeted_result: AttackResult | None,
     (over image-target pairs), the "at least one target class" rate (over images) and the mean confidence of the
     adversarial class on successes; each rate with ``broken``/``n`` and a Wilson 95% interval (``None`` where the
     attack was not run at this k). Per-image outcomes are kept for the claims (``outcomes``: untargeted,
-    ``any_outcomes``: at least one target)."""
+    ``any_outcomes``: at least one target; ``targeted_probs``: the adversarial class's probability on each
+    successful pair, ``targeted_rows``: the image, 0..N-1, of each)."""
     row: dict[str, Any] = {"network": network, "paper_name": NETWORKS[network], "pixels": pixels}
     if untargeted_result is not None:
         ok = untargeted_result.success
@@ -147,7 +149,8 @@ def summary(network: str, pixels: int, untargeted_result: AttackResult | None,
         pairs = targets_result.success
         anyt = pairs.view(-1, num_classes - 1).any(1)
         row.update(targeted=_rate(pairs), any_target=_rate(anyt), targeted_confidence=_confidence(targets_result),
-                   any_outcomes=anyt.int().tolist())
+                   any_outcomes=anyt.int().tolist(), targeted_probs=targets_result.adv_prob[pairs].tolist(),
+                   targeted_rows=(pairs.nonzero().flatten() // (num_classes - 1)).tolist())
     return row
 
 
