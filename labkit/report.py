@@ -41,7 +41,7 @@ __all__ = [
     "on_paper_architecture", "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "rate_of",
     "recovery_rows", "recovery_verdict", "replay_summary", "seed_table", "table1_verdict", "teacher_seconds",
     "training_table", "survey_defence_verdicts", "survey_examples", "survey_f1_series", "survey_f1_verdicts", "survey_matrix",
-    "survey_table", "on_paper_budget", "su_verdicts", "verdict_lines",
+    "survey_table", "on_paper_budget", "su_table", "su_verdicts", "verdict_lines",
 ]
 
 #: The APR paper's CIFAR-10 claims, quoted from ``labkit.papers``: (clean accuracy %, ASR %); robustness =
@@ -998,3 +998,19 @@ def su_verdicts(summary: list[dict[str, Any]], population: int, generations: int
                                          torch.arange(len(one["outcomes"])), torch.arange(len(one["outcomes"])))
             out.append((f"su_pixels:{net}", stats.direction_verdict(claim, comp, sign=1)))
     return out
+
+
+#: Which version of Su et al. each kind of claim quotes (``labkit.papers``: the two versions measure different things).
+SU_VERSIONS = {"su_untargeted": "journal (IEEE TEVC 2019)", "su_any_target": "arXiv v1 (1710.08864)",
+               "su_confidence": "arXiv v1 (1710.08864)", "su_pixels": "both (no number quoted)"}
+
+
+def su_table(verdicts: list[tuple[str, Verdict]]) -> list[dict[str, Any]]:
+    """``su_verdicts`` as display rows: the version of the paper each claim quotes, the claim with the paper's
+    number, ours with its 95% interval and n, and the verdict."""
+    def shown(x: float, v: Verdict) -> str:
+        return "" if x != x else f"{x:.1f}" + ("%" if v.unit == "%" else f" {v.unit}")
+
+    return [{"version": SU_VERSIONS[key.partition(":")[0]], "claim": v.claim, "ours": shown(v.effect, v),
+             "95% CI": "" if v.lo != v.lo else f"{shown(v.lo, v)} to {shown(v.hi, v)}", "n": v.n,
+             "verdict": v.status} for key, v in verdicts]

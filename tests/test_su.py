@@ -146,3 +146,11 @@ def test_the_claims_chapter_reads_lab_02bs_record_per_network():
     assert untargeted["AllConv"]["verdict"] == "not measured"  # the record has no AllConv row
     any_target = [r for r in table if "at least one other class" in r["claim"]]
     assert [r["ours"].split("]")[0] for r in any_target] == ["[VGG16", "[NiN"]
+
+
+def test_the_lab_table_names_the_version_each_number_comes_from():
+    verdicts = report.su_verdicts(_summary("VGG16", 130, 190), 400, 100)
+    rows = report.su_table(verdicts)
+    version = {key: r["version"] for (key, _), r in zip(verdicts, rows)}
+    assert version["su_untargeted:VGG16"].startswith("journal") and version["su_any_target:VGG16"].startswith("arXiv")
+    assert rows[0]["ours"] == "65.0%" and rows[0]["n"] == 200 and rows[0]["verdict"] == "supported"
