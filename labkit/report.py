@@ -1009,7 +1009,7 @@ def su_table(verdicts: list[tuple[str, Verdict]]) -> list[dict[str, Any]]:
     """``su_verdicts`` as display rows: the version of the paper each claim quotes, the claim with the paper's
     number, ours with its 95% interval and n, and the verdict."""
     def shown(x: float, v: Verdict) -> str:
-        return "" if x != x else f"{x:.1f}" + ("%" if v.unit == "%" else f" {v.unit}")
+        return "" if x != x else v.number(x, with_unit=True)
 
     return [{"version": SU_VERSIONS[key.partition(":")[0]], "claim": v.claim, "ours": shown(v.effect, v),
              "95% CI": "" if v.lo != v.lo else f"{shown(v.lo, v)} to {shown(v.hi, v)}", "n": v.n,

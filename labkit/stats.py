@@ -496,18 +496,23 @@ class Verdict:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
 
-    def sentence(self) -> str:
-        """One line: status, the claim, the effect with its interval, n, p and power, and why."""
+    def number(self, x: float, with_unit: bool = False) -> str:
+        """``x`` (in ``unit``) written as ``sentence`` writes it: "16.7", "+0.167", with ``with_unit`` "16.7%",
+        "+3.2 points"."""
         d = 1 if self.unit.startswith(("points", "%")) else 3  # percentages to 0.1, fractions (percentiles) to 0.001
         sign = "" if self.unit in ("%", "F1") else "+"  # a rate or a score has no sign; changes and increases do
+        unit = self.unit if self.unit.startswith("%") else f" {self.unit}" if self.unit else ""
+        return f"{x:{sign}.{d}f}{unit if with_unit else ''}"
+
+    def sentence(self) -> str:
+        """One line: status, the claim, the effect with its interval, n, p and power, and why."""
         both = self.lo == self.lo and self.hi == self.hi
-        interval = f" ({self.interval} {self.lo:{sign}.{d}f} to {self.hi:{sign}.{d}f})" if both else ""
+        interval = f" ({self.interval} {self.number(self.lo)} to {self.number(self.hi)})" if both else ""
         extra = [f"n = {self.n}" if self.n is not None else "",
                  f"p = {self.p:.3g}" if self.p is not None and self.p == self.p else "",
                  f"power {self.power:.2f}" if self.power is not None else ""]
         stats = ", ".join(e for e in extra if e)
-        unit = self.unit if self.unit.startswith("%") else f" {self.unit}" if self.unit else ""
-        return (f"{self.status.upper()}: {self.claim}. Measured {self.effect:{sign}.{d}f}{unit}{interval}"
+        return (f"{self.status.upper()}: {self.claim}. Measured {self.number(self.effect, with_unit=True)}{interval}"
                 f"{'; ' + stats if stats else ''}. {self.why}")
 
 

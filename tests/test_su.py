@@ -154,3 +154,6 @@ def test_the_lab_table_names_the_version_each_number_comes_from():
     version = {key: r["version"] for (key, _), r in zip(verdicts, rows)}
     assert version["su_untargeted:VGG16"].startswith("journal") and version["su_any_target:VGG16"].startswith("arXiv")
     assert rows[0]["ours"] == "65.0%" and rows[0]["n"] == 200 and rows[0]["verdict"] == "supported"
+    # Every number reads as the verdict's sentence writes it (a fraction to 0.001, a rate to 0.1%).
+    for (_, v), row in zip(verdicts, rows):
+        assert f"Measured {row['ours']}" in v.sentence() if row["ours"] else v.effect != v.effect
