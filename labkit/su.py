@@ -70,9 +70,10 @@ class SuConfig:
         return (self.population, self.generations) == PAPER_BUDGET
 
 
-#: Per profile. ``cpu`` is what a 2-core laptop does in about an hour and a half on one thread (measured on the
-#: project's EPYC with native bf16: allconv trains at ~95 images/s and scores ~270/s, NiN ~70 and ~260, VGG16 ~100
-#: and ~300): 6 epochs on 10,000 images, 24 images untargeted, 12 toward every other class, and a DE
+#: Per profile. ``cpu`` is what a 2-core laptop does in an evening: 3.0 hours of one thread, 88 minutes as two 1-thread
+#: jobs (measured 2026-12-02 on the project's EPYC with native bf16: training 740 / 883 / 655 s for allconv / NiN /
+#: VGG16, the untargeted attacks ~110-160 s per k, the all-targets attacks 690-1,045 s per k; most targeted runs
+#: spend the whole budget): 6 epochs on 10,000 images, 24 images untargeted, 12 toward every other class, and a DE
 #: budget of 100 x 20 (2,100 queries, 1/19 of the paper's). ``full`` is the paper's setting (a GPU run).
 SIZES: dict[str, SuConfig] = {
     "smoke": SuConfig(epochs=1, train_size=512, eval_size=200, n_images=4, target_images=2, target_pixels=(1,), population=16,
