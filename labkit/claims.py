@@ -150,7 +150,8 @@ def _survey_defence(claim: papers.Claim, recs: Records, *_: str) -> list[dict[st
 
 #: How each kind of claim is measured from the records (``papers.Claim.measure`` = "<kind>[:<argument>]").
 MEASURES: dict[str, Callable[..., list[dict[str, Any]]]] = {
-    "su_untargeted": _su, "su_any_target": _su, "su_pixels": _su, "su_confidence": _su, "clean": _clean, "undefended_asr": _undefended_asr, "defence": _defence,
+    "su_untargeted": _su, "su_any_target": _su, "su_pixels": _su, "su_confidence": _su,
+    "clean": _clean, "undefended_asr": _undefended_asr, "defence": _defence,
     "ablation": _ablation, "overhead": _overhead, "attention": _attention, "jpeg_fgsm": _jpeg, "jpeg": _jpeg,
     "jpeg_recovery": _jpeg, "jpeg_specific": _jpeg, "survey_f1": _survey_f1, "survey_defence": _survey_defence,
 }
