@@ -31,7 +31,7 @@ def _row(verdict: Verdict | None, *, ours: str = "", why: str = "", model: str |
     """The measured columns of one chapter row, from a verdict (or a plain measurement without one)."""
     if verdict is None:
         return {"ours": ours, "ci": "", "n": None, "p": None, "power": None, "verdict": "undecided", "why": why}
-    d = 1 if verdict.unit.startswith(("points", "%")) else 3
+    d = verdict.decimals
     both = not (math.isnan(verdict.lo) or math.isnan(verdict.hi))
     effect = "" if math.isnan(verdict.effect) else f"{verdict.effect:.{d}f} {verdict.unit}".replace(" %", "%")
     return {"ours": (f"[{model}] " if model else "") + (ours or effect),

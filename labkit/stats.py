@@ -496,10 +496,15 @@ class Verdict:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
 
+    @property
+    def decimals(self) -> int:
+        """Decimals a number in ``unit`` is written with: percentages to 0.1, fractions (percentiles) to 0.001."""
+        return 1 if self.unit.startswith(("points", "%")) else 3
+
     def number(self, x: float, with_unit: bool = False) -> str:
         """``x`` (in ``unit``) written as ``sentence`` writes it: "16.7", "+0.167", with ``with_unit`` "16.7%",
         "+3.2 points"."""
-        d = 1 if self.unit.startswith(("points", "%")) else 3  # percentages to 0.1, fractions (percentiles) to 0.001
+        d = self.decimals
         sign = "" if self.unit in ("%", "F1") else "+"  # a rate or a score has no sign; changes and increases do
         unit = self.unit if self.unit.startswith("%") else f" {self.unit}" if self.unit else ""
         return f"{x:{sign}.{d}f}{unit if with_unit else ''}"
