@@ -9,16 +9,23 @@ has its row all the same, saying why.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable
 
 from labkit import papers, report, stats
+from labkit.evaluate import SUITE, WORST_CASE
 from labkit.stats import Verdict
 
-__all__ = ["MEASURES", "claims_table", "markdown", "status_counts"]
+__all__ = ["COLUMNS", "MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table", "markdown", "provenance_rows",
+           "status_counts", "totals"]
 
 #: The columns of ``claims_table``.
-COLUMNS = ["paper", "where", "claim", "paper_value", "ours", "ci", "n", "p", "power", "verdict", "why", "lab"]
+COLUMNS = ["paper", "where", "claim", "paper_value", "model", "attackers", "ours", "ci", "n", "p", "power", "verdict",
+           "label", "why", "lab", "unit", "ours_question", "robust"]
+#: Every verdict a row can have, in the order the chapter counts them: ``labkit.stats.STATUSES`` and "not measured"
+#: (no lab or no record measures the claim).
+VERDICTS: tuple[str, ...] = (*stats.STATUSES, "not measured")
 
 Records = dict[str, dict[str, Any]]
 
@@ -27,17 +34,22 @@ def _rows(record: dict[str, Any], table: str) -> list[dict[str, Any]]:
     return record.get("tables", {}).get(table, [])
 
 
-def _row(verdict: Verdict | None, *, ours: str = "", why: str = "", model: str | None = None) -> dict[str, Any]:
-    """The measured columns of one chapter row, from a verdict (or a plain measurement without one)."""
+def _row(verdict: Verdict | None, *, ours: str = "", why: str = "", model: str | None = None,
+         attackers: str = "") -> dict[str, Any]:
+    """The measured columns of one chapter row, from a verdict (or a plain measurement without one). Numbers are
+    written in the verdict's unit without it (the chapter's table for that unit names it once)."""
     if verdict is None:
-        return {"ours": ours, "ci": "", "n": None, "p": None, "power": None, "verdict": "undecided", "why": why}
+        return {"model": model or "", "ours": ours, "ci": "", "n": None, "p": None, "power": None,
+                "verdict": "undecided", "label": "", "why": why, "attackers": attackers}
     d = verdict.decimals
     both = not (math.isnan(verdict.lo) or math.isnan(verdict.hi))
-    effect = "" if math.isnan(verdict.effect) else f"{verdict.effect:.{d}f} {verdict.unit}".replace(" %", "%")
-    return {"ours": (f"[{model}] " if model else "") + (ours or effect),
-            "ci": f"{verdict.lo:.{d}f} to {verdict.hi:.{d}f}" if both else "", "n": verdict.n,
+    sign = "+" if verdict.unit in ("points", "") else ""
+    effect = "" if math.isnan(verdict.effect) else f"{verdict.effect:{sign}.{d}f}"
+    return {"model": model or "", "ours": ours or effect, "unit": verdict.unit,
+            "ci": f"{verdict.lo:{sign}.{d}f} to {verdict.hi:{sign}.{d}f}" if both else "", "n": verdict.n,
             "p": verdict.p, "power": None if verdict.power is None else round(verdict.power, 2),
-            "verdict": verdict.status, "why": (why + " " if why else "") + verdict.why}
+            "verdict": verdict.status, "label": getattr(verdict, "label", ""), "attackers": attackers,
+            "why": (why + " " if why else "") + verdict.why}
 
 
 # -- one function per kind of measurement: (claim, records) -> chapter rows (measured columns) ---------------------
@@ -81,8 +93,25 @@ def _defence(claim: papers.Claim, recs: Records, key: str) -> list[dict[str, Any
     rec = recs[claim.lab]
     # Labs 04-05 keep one table ("suite"); Lab 03 one per pipeline (and its replay table, without outcomes).
     rows = [r for t in rec.get("tables", {}).values() for r in t if "outcomes" in r and "model" in r]
-    return [_row(v, model=f"{arch}, {v.claim.split(' lowers')[0]}")
-            for arch, paper_key, v in report.keyed_defence_verdicts(rows) if paper_key == key]
+    out = []
+    for arch, paper_key, v in report.keyed_defence_verdicts(rows):
+        if paper_key != key:
+            continue
+        defence = v.claim.split(" lowers")[0]
+        attack = WORST_CASE if WORST_CASE in v.claim else "DE k=1"
+        ref, mine = (report.find_row(rows, d, attack, arch) for d in ("No defence", defence))
+        robust = (f"{100 * ref['robust_acc']:.1f} → {100 * mine['robust_acc']:.1f}"
+                  if ref and mine and "robust_acc" in ref and "robust_acc" in mine else "")
+        out.append({**_row(v, model=f"{arch}, {defence}", attackers=_suite_attackers(v.claim)), "robust": robust})
+    return out
+
+
+def _suite_attackers(claim: str) -> str:
+    """Which attackers a Labs 03-05 defence verdict covers: every attack of the suite queries the defended pipeline
+    (black-box ones see any preprocessing; the white-box corner takes gradients through it)."""
+    if WORST_CASE in claim:
+        return "worst case over " + ", ".join(SUITE) + ", all against the defended pipeline"
+    return "DE k=1 against the defended pipeline"
 
 
 def _ablation(claim: papers.Claim, recs: Records, variant: str) -> list[dict[str, Any]]:
@@ -103,8 +132,10 @@ def _overhead(claim: papers.Claim, recs: Records, kind: str) -> list[dict[str, A
                 continue
             same = r.get("model") == arch
             v = stats.overhead_verdict(claim.what, value, claim.value if same else None)
-            out.append(_row(v, model=r.get("model"), why="" if same else
-                            f"The paper timed {arch}; this run timed {r.get('model')}: no number to compare."))
+            if not same:  # another network's overhead: no n would decide it
+                v = dataclasses.replace(v, status="not comparable", why=f"Not comparable: the paper timed {arch}; "
+                                        f"this run timed {r.get('model')}.")
+            out.append(_row(v, model=r.get("model")))
     return out
 
 
@@ -125,8 +156,10 @@ def _jpeg(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
     def label(v: Verdict) -> str:  # which recovery a row measures: the paper's (oracle) or the label-free one
         return next((f"{arch}, {who}" for who in ("oracle", "label-free") if who in v.claim), arch)
 
-    return [_row(v, model=label(v)) for key, v in report.keyed_recovery_verdicts(_rows(rec, "table"), arch)
-            if key == claim.measure]
+    blind = "FGSM crafted on the model, blind to the JPEG step (the paper's protocol)" if claim.measure.startswith(
+        ("jpeg:", "jpeg_recovery:")) else ""
+    return [{**_row(v, model=label(v), attackers=blind), **({"ours_question": True} if "label-free" in v.claim else {})}
+            for key, v in report.keyed_recovery_verdicts(_rows(rec, "table"), arch) if key == claim.measure]
 
 
 def _survey_f1(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
@@ -142,10 +175,14 @@ def _survey_f1(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, An
     return out
 
 
-def _survey_defence(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
+def _survey_defence(claim: papers.Claim, recs: Records, defence: str = "") -> list[dict[str, Any]]:
+    """Lab 11's defence claims, judged as the lab judges them: the worst case per image over the four attacks and
+    every attacker run on the defence (the survey's and the one who knows the defence), in the claim's direction."""
     rows = _rows(recs["11_survey_defences"], "grid")
-    return [_row(v, model=v.claim.split("]")[0].lstrip("[")) for key, v in report.survey_defence_verdicts(rows)
-            if key == claim.measure]
+    defence = defence or claim.measure.partition(":")[2]
+    verdicts = report.survey_defence_verdicts(rows, directions={defence: getattr(claim, "direction", -1)})
+    return [_row(v, model=v.claim.split("]")[0].lstrip("["), attackers=v.claim.rsplit("attackers: ", 1)[-1].rstrip(")"))
+            for key, v in verdicts if key == claim.measure]
 
 
 #: How each kind of claim is measured from the records (``papers.Claim.measure`` = "<kind>[:<argument>]").
@@ -157,18 +194,39 @@ MEASURES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 }
 
 
+def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per measurement: two labs that attacked the same model on the same images (Labs 04 and 05 share AT
+    and DD) produce identical measured columns; keep the first row and list both labs in its ``lab`` column."""
+    out: list[dict[str, Any]] = []
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["claim"], r["model"], r["ours"], r["ci"], r["n"], r["verdict"])
+        if r["n"] is not None and key in seen:
+            first = seen[key]
+            first["lab"] = ", ".join(dict.fromkeys([*first["lab"].split(", "), r["lab"]]))
+            continue
+        seen[key] = r
+        out.append(r)
+    return out
+
+
 def claims_table(recs: Records, claims: tuple[papers.Claim, ...] = papers.CLAIMS) -> list[dict[str, Any]]:
     """One row per (claim, measurement): every claim appears, measured or with the reason it is not.
 
     ``recs``: lab name -> record JSON (``labkit.records.load_all``). Columns ``COLUMNS``: the paper, where in it,
-    the claim, the paper's number, ours (with the model in brackets), its 95% interval, n, p, power, the verdict
-    (supported / contradicted / undecided / not measured) and why, and the lab that measures it.
+    the claim, the paper's number, the model (and dataset) ours was measured on, the attackers a defence row's worst
+    case covers, ours, its interval, n, p, power, the verdict (one of ``VERDICTS``) with its direction/size
+    ``label``, why, the lab(s) that measure it, the unit of ``paper_value``/``ours``/``ci`` and whether the claim is
+    the book's own question (``ours_question``) rather than the paper's. A measurement two labs share is one row.
     """
     out = []
     for c in claims:
-        head = {"paper": c.paper, "where": c.where, "claim": c.what, "paper_value": c.value, "lab": c.lab or ""}
+        head = {"paper": c.paper, "where": c.where, "claim": c.what, "paper_value": c.value, "lab": c.lab or "",
+                "ours_question": bool(getattr(c, "ours", False)), "unit": c.unit}
+        reason = getattr(c, "not_comparable", "")
         if c.lab is None:
-            out.append({**head, **_row(None, why=c.pending), "verdict": "not measured"})
+            out.append({**head, **_row(None, why=reason or c.pending),
+                        "verdict": "not comparable" if reason else "not measured"})
             continue
         if c.lab not in recs:
             out.append({**head, **_row(None, why=f"No record of {c.lab} in this profile's results yet: run the lab."),
@@ -179,40 +237,89 @@ def claims_table(recs: Records, claims: tuple[papers.Claim, ...] = papers.CLAIMS
         if not measured:
             measured = [{**_row(None, why=f"{c.lab}'s record holds nothing that measures this claim."),
                          "verdict": "not measured"}]
-        out += [{**head, **m} for m in measured]
-    return [{col: r.get(col) for col in COLUMNS} for r in out]
+        out += [{**head, **m, "unit": m.get("unit") or c.unit} for m in measured]
+    return _merge_duplicates([{col: r.get(col) for col in COLUMNS} for r in out])
 
 
 def status_counts(table: list[dict[str, Any]]) -> dict[str, int]:
-    """How many rows of ``claims_table`` have each verdict."""
-    counts: dict[str, int] = {}
-    for r in table:
-        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
-    return counts
+    """How many rows of ``claims_table`` have each verdict, in ``VERDICTS`` order (verdicts with no row left out)."""
+    counts = {v: sum(r["verdict"] == v for r in table) for v in VERDICTS}
+    return {v: n for v, n in counts.items() if n}
 
+
+def totals(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows per paper and verdict (the chapter's first table): one dict per paper with a count per verdict and the
+    total, then an "all papers" row."""
+    out = []
+    for paper in [*dict.fromkeys(r["paper"] for r in table), None]:
+        rows = [r for r in table if paper is None or r["paper"] == paper]
+        counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
+        out.append({"paper": paper or "all papers", **counts, "rows": len(rows)})
+    return out
+
+
+#: How each unit's rows are headed in the chapter (one unit per table: rates, changes, F1 and timings never share
+#: a column).
+UNIT_HEADINGS = {"%": "Rates (%)", "points": "Changes (percentage points)", "F1": "Macro-F1",
+                 "% increase": "Overheads (% increase)",
+                 "": "Differences (fractions: of images fooled, or of attention percentiles in Lab 08)"}
+
+
+def _lab_link(labs: str) -> str:
+    """Markdown links to the lab pages (the chapter and the labs are pages of the same folder)."""
+    return ", ".join(f"[{lab.split('_')[0]}]({lab}.html)" for lab in labs.split(", ") if lab)
+
+
+def provenance_rows(recs: Records) -> list[dict[str, Any]]:
+    """One row per record for the chapter's "where the numbers come from" table (empty without records)."""
+    return [{"lab": lab, "profile": r["profile"], "date (UTC)": r["provenance"]["date"][:16].replace("T", " "),
+             "commit": (r["provenance"]["commit"] or "")[:10], "device": r["provenance"]["device"],
+             "precision": r["provenance"]["precision"].split("-> ")[-1].split()[0],
+             "recording wall (min)": round(r.get("wall_seconds", 0) / 60, 1)} for lab, r in recs.items()]
 
 
 def markdown(table: list[dict[str, Any]]) -> str:
-    """``claims_table`` as Markdown for the chapter: per paper a compact table (where and what, the paper's number,
-    ours, interval, n, verdict), each row numbered, then by number the lab, the p-value and the reason (long
-    sentences do not fit a table on a book page)."""
+    """``claims_table`` as Markdown for the chapter: the totals first, then per paper one table per unit (where and
+    what, the paper's number, the model, ours, interval, n, verdict, lab links), each row numbered, then by number
+    the reason (long sentences do not fit a table on a book page)."""
     def fmt(v: Any, spec: str = "g") -> str:  # empty for a missing number
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
         return f"{v:{spec}}" if isinstance(v, (int, float)) else str(v)
 
-    out: list[str] = []
+    def cell(c: str) -> str:
+        return c.replace("|", "/")
+
+    shown = [v for v in VERDICTS if any(r["verdict"] == v for r in table)]
+    out = ["**Totals** (rows per paper and verdict)", "", "| paper | " + " | ".join(shown) + " | rows |",
+           "|---" * (len(shown) + 2) + "|"]
+    for t in totals(table):
+        out.append("| " + " | ".join([t["paper"], *(str(t[v]) for v in shown), str(t["rows"])]) + " |")
+    out.append("")
     for paper in dict.fromkeys(r["paper"] for r in table):
         rows = [r for r in table if r["paper"] == paper]
-        out += [f"### {paper}", "", "| # | claim | paper | ours | 95% CI | n | verdict |", "|---|---|---|---|---|---|---|"]
-        for k, r in enumerate(rows, 1):
-            cells = [str(k), f"*{r['where']}*: {r['claim']}", fmt(r["paper_value"]), r["ours"] or "", r["ci"] or "",
-                     fmt(r["n"]), f"**{r['verdict']}**"]
-            out.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-        out.append("")
-        for k, r in enumerate(rows, 1):
-            head = ", ".join(x for x in (f"lab {r['lab']}" if r["lab"] else "", f"p = {fmt(r['p'], '.3g')}"
-                                         if r["p"] is not None else "") if x)
-            out.append(f"{k}. " + (f"({head}) " if head else "") + (r["why"] or ""))
-        out.append("")
+        out += [f"### {paper}", ""]
+        k = 0
+        reasons: list[str] = []
+        for unit in dict.fromkeys(r["unit"] or "" for r in rows):
+            mine = [r for r in rows if (r["unit"] or "") == unit]
+            robust = any(r.get("robust") for r in mine)  # defence rows: robust accuracy beside the ASR change
+            out += [f"**{UNIT_HEADINGS.get(unit, unit)}**", "",
+                    "| # | claim | paper | measured on | ours | 95% CI | n | "
+                    + ("robust acc. % (undefended → defended) | " if robust else "") + "verdict | lab |",
+                    "|---" * (10 if robust else 9) + "|"]
+            for r in mine:
+                k += 1
+                claim = f"*{r['where']}*: {r['claim']}" + (" *(the book's question)*" if r["ours_question"] else "")
+                verdict = f"**{r['verdict']}**" + (f" ({r['label']})" if r.get("label") else "")
+                cells = [str(k), claim, fmt(r["paper_value"]), r["model"] or "", r["ours"] or "", r["ci"] or "",
+                         fmt(r["n"]), *([r.get("robust") or ""] if robust else []), verdict, _lab_link(r["lab"] or "")]
+                out.append("| " + " | ".join(cell(c) for c in cells) + " |")
+                extra = ", ".join(x for x in (f"attackers: {r['attackers']}" if r.get("attackers") else "",
+                                              f"p = {fmt(r['p'], '.3g')}" if r["p"] is not None else "") if x)
+                if r["why"] or extra:
+                    reasons.append(f"{k}. " + (f"({extra}) " if extra else "") + (r["why"] or ""))
+            out.append("")
+        if reasons:
+            out += ["<details><summary>Why each verdict is what it is</summary>", "", *reasons, "", "</details>", ""]
     return "\n".join(out)

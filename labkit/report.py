@@ -262,7 +262,8 @@ APR_ARCHITECTURES = ("resnet18", "vgg16")
 
 
 def on_paper_architecture(v: Verdict, arch: str, paper: Sequence[str] = APR_ARCHITECTURES) -> Verdict:
-    """``v`` where ``arch`` is one the paper measured; else the same measurement, undecided.
+    """``v`` where ``arch`` is one the paper measured; else the same measurement, "not comparable" (not
+    "undecided": no number of images would decide it).
 
     An absolute number (a clean accuracy, an undefended ASR) belongs to an architecture and its training budget:
     a small CNN's rate neither confirms nor refutes a ResNet-18's. Only relative claims (a defence's fall, an
@@ -270,8 +271,8 @@ def on_paper_architecture(v: Verdict, arch: str, paper: Sequence[str] = APR_ARCH
     """
     if arch.lower().replace("-", "") in {p.lower().replace("-", "") for p in paper}:
         return v
-    return dataclasses.replace(v, status="undecided", p=None, power=None, n_needed=None,
-                               why=f"An absolute rate belongs to its architecture: the paper measured "
+    return dataclasses.replace(v, status="not comparable", p=None, power=None, n_needed=None,
+                               why=f"Not comparable: an absolute rate belongs to its architecture; the paper measured "
                                    f"{' / '.join(paper)}, this run {arch}, so the numbers stand side by side, "
                                    "untested.")
 
@@ -838,46 +839,105 @@ def survey_f1_verdicts(rows: list[dict[str, Any]]) -> list[tuple[str, Verdict]]:
         v = stats.value_verdict(f"{r['attack']} lowers the CNN's macro-F1 on {paper_ds} to {claimed:g}", f1, lo, hi,
                                 claimed, r["images"])
         if r["dataset"] == "fashion-mnist":
-            v = dataclasses.replace(v, status="undecided", why=f"Measured on Fashion-MNIST, which stands in for MNIST "
+            v = dataclasses.replace(v, status="not comparable", why=f"Not comparable: measured on Fashion-MNIST, which stands in for MNIST "
                                     f"here (set LABKIT_MNIST for the digits): not a test of the claim. {v.why}")
+        elif r["attack"] == "CW-L2":
+            v = dataclasses.replace(v, status="not comparable", why="Not comparable: the survey's CW searches over its "
+                                    "constant c; ours runs one c (torchattacks' CW has no search), a weaker attack. "
+                                    + v.why)
         out.append((f"survey_f1:{r['attack']}|{paper_ds}", v))
     return out
 
 
-def _worst(rows: list[dict[str, Any]], defence: str, attacker: str) -> Tensor | None:
-    """Per image, 1 when any attack leaves ``defence``'s pipeline wrong (rows of ``attacker``, else plain ones)."""
-    per_attack: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        if r["defence"] == defence and (r["attacker"] == attacker or
-                                        (r["attacker"] == "plain" and r["attack"] not in per_attack)):
-            per_attack[r["attack"]] = r
-    if not per_attack:
+#: The attackers of Lab 11's grid: the survey's own, and the one who knows the defence (``labkit.survey.ATTACKERS``).
+SURVEY_ATTACKERS = ("plain", "knows the defence")
+
+
+def _worst(rows: list[dict[str, Any]], defence: str, attackers: Sequence[str] = SURVEY_ATTACKERS) -> Tensor | None:
+    """Per image, 1 when any attack by any of ``attackers`` leaves ``defence``'s pipeline wrong: the worst case over
+    every attacker run on it (an aware attacker that is weaker on some image never hides the plain one's success)."""
+    found = [r for r in rows if r["defence"] == defence and r["attacker"] in attackers]
+    if not found:
         return None
-    wrong = [torch.tensor(r["adv_pred"]) != torch.tensor(r["labels"]) for r in per_attack.values()]
+    wrong = [torch.tensor(r["adv_pred"]) != torch.tensor(r["labels"]) for r in found]
     return torch.stack(wrong).any(0).double()
 
 
-def survey_defence_verdicts(rows: list[dict[str, Any]], attacker: str = "plain",
-                            min_effect: float = 0.05) -> list[tuple[str, Verdict]]:
-    """Per dataset and defence, "the defence makes the CNN harder to fool" keyed ``survey_defence:<defence>``: the
-    share of images some attack leaves misclassified (worst case over the four attacks, misclassified clean images
-    included), defended minus undefended on the same images (``stats.cluster_compare``, paired), judged by
-    ``stats.direction_verdict`` (at least ``min_effect`` lower); one Holm adjustment per dataset. ``attacker``:
-    "plain" (the survey's) or "knows the defence" (its rows where a defence has them)."""
+def covers_aware(rows: list[dict[str, Any]], defence: str) -> bool:
+    """Whether ``defence``'s rows include an attacker who knows it: a defence-aware row, or a defence the plain
+    attacks already see through (smoothing is differentiable; adversarial training changes only the weights)."""
+    return defence in SEEN_THROUGH or any(r["defence"] == defence and r["attacker"] != "plain" for r in rows)
+
+
+#: Survey defences that the plain attacks already attack as deployed (no separate aware attacker is needed): the
+#: pipeline is differentiable and its outputs are what the attacks query.
+SEEN_THROUGH = ("none", "adversarial training (mixed)", "Gaussian smoothing")
+
+
+def _attackers_label(rows: list[dict[str, Any]], defence: str, attackers: Sequence[str]) -> str:
+    """Which attackers a survey verdict's worst case covers, in words."""
+    used = [a for a in attackers if any(r["defence"] == defence and r["attacker"] == a for r in rows)]
+    label = " + ".join("the survey's" if a == "plain" else f"one who {a}" for a in used)
+    return label + (" (they attack the defended pipeline as deployed)" if defence in SEEN_THROUGH else "")
+
+
+def _no_change(claim: str, comp: stats.Comparison, margin: float, p: float) -> Verdict:
+    """"The defence changes nothing": an equivalence question on the paired difference (its interval against
+    +-``margin``): supported inside, contradicted wholly outside, undecided across the edge."""
+    lo, hi, d = comp.ci_lo, comp.ci_hi, comp.difference
+    common = dict(claim=claim, effect=d, lo=lo, hi=hi, unit="", n=comp.clusters, p=p, power=None)
+    if -margin <= lo and hi <= margin:
+        return Verdict("supported", **common, why=f"The interval lies within +-{margin:g} of no change.")
+    if hi < -margin or lo > margin:
+        return Verdict("contradicted", **common, why=f"The interval lies wholly beyond +-{margin:g}: the defence "
+                                                     "changes the fooled share.")
+    return Verdict("undecided", **common, why=f"The interval reaches beyond +-{margin:g} without excluding no "
+                                              "change: more images would decide.")
+
+
+def survey_defence_verdicts(rows: list[dict[str, Any]], attackers: Sequence[str] = SURVEY_ATTACKERS,
+                            min_effect: float = 0.05,
+                            directions: dict[str, int] | None = None) -> list[tuple[str, Verdict]]:
+    """Per dataset and defence, the survey's claim about it, keyed ``survey_defence:<defence>``: the share of images
+    some attack leaves misclassified (worst case per image over the four attacks and every attacker of
+    ``attackers``, misclassified clean images included), defended minus undefended on the same images
+    (``stats.cluster_compare``, paired), one Holm adjustment per dataset.
+
+    ``directions``: per defence, what the survey claims (``papers.Claim.direction``): -1 it lowers the share
+    (``stats.direction_verdict``, at least ``min_effect``), 0 it changes nothing (equivalence within
+    +-``min_effect``); default -1. Rules that keep the verdicts honest: a verdict whose worst case covers no attacker
+    who knows the defence never reads "supported" (it is labelled and left undecided), and a reference share at 0 or
+    1 (every image fooled undefended: a ceiling) is "not informative"."""
+    directions = directions or {}
     out: list[tuple[str, Verdict]] = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == dataset]
-        none = _worst(mine, "none", "plain")
+        none = _worst(mine, "none", attackers)
         if none is None:
             continue
         ids = torch.arange(len(none))
         comps = [(d, stats.cluster_compare(w, none, ids, ids)) for d in papers.SURVEY_DEFENCES
-                 if (w := _worst(mine, d, attacker)) is not None]
+                 if (w := _worst(mine, d, attackers)) is not None]
         for (d, comp), p in zip(comps, stats.holm([c.p_value for _, c in comps])):
-            who = "" if attacker == "plain" else f", against an attacker who {attacker}"
-            out.append((f"survey_defence:{d}", stats.direction_verdict(
-                f"[{dataset}] {d} lowers the share of images the four attacks fool{who} (worst case per image)",
-                comp, sign=-1, min_effect=min_effect, p=p)))
+            who = _attackers_label(mine, d, attackers)
+            sign = directions.get(d, -1)
+            what = "changes" if sign == 0 else "lowers"
+            claim = (f"[{dataset}] {d} {'does not change' if sign == 0 else 'lowers'} the share of images the four "
+                     f"attacks fool (worst case per image; attackers: {who})")
+            rate = none.mean().item()
+            if rate in (0.0, 1.0):
+                v = Verdict("not informative", claim, comp.difference, comp.ci_lo, comp.ci_hi, "", comp.clusters,
+                            None, None, why=f"Undefended, {rate:.0%} of the images are fooled: at this "
+                                            f"{'ceiling' if rate else 'floor'} the attacks saturate, so whether "
+                                            f"the defence {what} anything cannot be measured on these images.")
+            elif sign == 0:
+                v = _no_change(claim, comp, min_effect, p)
+            else:
+                v = stats.direction_verdict(claim, comp, sign=sign, min_effect=min_effect, p=p)
+            if v.status == "supported" and not covers_aware(mine, d):
+                v = dataclasses.replace(v, status="undecided", why=f"Only attackers that ignore the defence were run: "
+                                        f"a defence is not credited against them. {v.why}")
+            out.append((f"survey_defence:{d}", v))
     return out
 
 
@@ -925,7 +985,8 @@ SU_PAPER_BUDGET = (400, 100)
 
 
 def on_paper_budget(v: Verdict, population: int, generations: int) -> Verdict:
-    """``v`` where the run's DE budget is Su et al.'s (``SU_PAPER_BUDGET``); else the same measurement, undecided.
+    """``v`` where the run's DE budget is Su et al.'s (``SU_PAPER_BUDGET``); else the same measurement, "not
+    comparable".
 
     A success rate belongs to its query budget (DE at a smaller budget finds fewer adversarial pixels: a lower
     bound) and to how well the networks were trained; a rate measured at a laptop budget neither confirms nor
@@ -934,8 +995,8 @@ def on_paper_budget(v: Verdict, population: int, generations: int) -> Verdict:
         return v
     pop, gens = SU_PAPER_BUDGET
     return dataclasses.replace(
-        v, status="undecided", p=None, power=None, n_needed=None,
-        why=f"This run's DE budget is population {population} x {generations} generations ({population * (generations + 1):,} "
+        v, status="not comparable", p=None, power=None, n_needed=None,
+        why=f"Not comparable: this run's DE budget is population {population} x {generations} generations ({population * (generations + 1):,} "
             f"queries per image at most), the paper's {pop} x {gens} ({pop * (gens + 1):,}): the rates stand side "
             f"by side, untested (a smaller budget gives a lower bound).")
 

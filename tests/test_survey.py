@@ -125,22 +125,45 @@ def row(dataset: str, defence: str, attack: str, wrong: list[int], attacker: str
             "classes": 10, "labels": labels, "adv_pred": adv, "clean_pred": labels, "adv_f1": 0.5, "asr": 0.5}
 
 
-def test_defence_verdicts_take_the_worst_case_over_attacks_per_image() -> None:
+def test_defence_verdicts_take_the_worst_case_over_attacks_and_attackers_per_image() -> None:
     n = 200
-    rows = [row("cifar10", "none", a, [1] * n) for a in survey.ATTACKS]
+    half = [1] * 120 + [0] * 80  # undefended: 60% of the images fooled (no ceiling)
+    rows = [row("cifar10", "none", a, half) for a in survey.ATTACKS]
     for d in ("adversarial training (mixed)", "Gaussian smoothing", "distillation"):
         rows += [row("cifar10", d, a, [0] * n) for a in survey.ATTACKS]  # fools nothing
     rows += [row("cifar10", "gradient masking", a, [0] * n) for a in survey.ATTACKS]
-    rows += [row("cifar10", "gradient masking", a, [1] * n, "knows the defence") for a in survey.ATTACKS[:3]]
-    plain = dict(report.survey_defence_verdicts(rows))
-    assert plain["survey_defence:gradient masking"].status == "supported"
-    adaptive = dict(report.survey_defence_verdicts(rows, "knows the defence"))
-    assert adaptive["survey_defence:gradient masking"].status == "contradicted"
-    assert adaptive["survey_defence:distillation"].status == "supported"  # no adaptive rows: the plain ones count
+    rows += [row("cifar10", "gradient masking", a, half, "knows the defence") for a in survey.ATTACKS[:3]]
+    plain = dict(report.survey_defence_verdicts(rows, ("plain",)))
+    # Against the survey's attacker alone masking looks perfect, but such a verdict never reads "supported".
+    assert plain["survey_defence:gradient masking"].status == "undecided"
+    assert "ignore the defence" in plain["survey_defence:gradient masking"].why
+    both = dict(report.survey_defence_verdicts(rows))
+    assert both["survey_defence:gradient masking"].status == "contradicted"
+    assert "knows the defence" in both["survey_defence:gradient masking"].claim
+    assert both["survey_defence:Gaussian smoothing"].status == "supported"  # the plain attacks see through it
+    # An aware attacker that is weaker on some images does not hide the plain attacker's successes there.
+    weaker = [r for r in rows if r["defence"] != "distillation"]
+    weaker += [row("cifar10", "distillation", a, half) for a in survey.ATTACKS]
+    weaker += [row("cifar10", "distillation", a, [0] * n, "knows the defence") for a in survey.ATTACKS[:3]]
+    assert dict(report.survey_defence_verdicts(weaker))["survey_defence:distillation"].status == "contradicted"
     one_attack_breaks = [row("cifar10", "Gaussian smoothing", a, [1 if a == "CW-L2" else 0] * n) for a in survey.ATTACKS]
     mixed = dict(report.survey_defence_verdicts([r for r in rows if r["defence"] != "Gaussian smoothing"]
                                                 + one_attack_breaks))
     assert mixed["survey_defence:Gaussian smoothing"].status == "contradicted"  # the worst case, not the mean
+
+
+def test_a_claim_of_no_effect_is_checked_as_stated_and_a_ceiling_is_not_evidence() -> None:
+    n = 200
+    half = [1] * 120 + [0] * 80
+    rows = [row("d", "none", a, half) for a in survey.ATTACKS]
+    rows += [row("d", "gradient masking", a, half) for a in survey.ATTACKS]
+    rows += [row("d", "gradient masking", a, half, "knows the defence") for a in survey.ATTACKS[:3]]
+    same = dict(report.survey_defence_verdicts(rows, directions={"gradient masking": 0}))
+    assert same["survey_defence:gradient masking"].status == "supported"  # "masking changes nothing": it doesn't
+    saturated = [row("d", "none", a, [1] * n) for a in survey.ATTACKS]
+    saturated += [row("d", "Gaussian smoothing", a, [1] * n) for a in survey.ATTACKS]
+    v = dict(report.survey_defence_verdicts(saturated))["survey_defence:Gaussian smoothing"]
+    assert v.status == "not informative" and "ceiling" in v.why
 
 
 def test_f1_verdicts_judge_only_the_datasets_the_survey_measured() -> None:
