@@ -19,18 +19,28 @@ checked against the one recorded (a changed training config or dataset is a stal
 lacks is one too: ``StaleRecord`` names the record and how to recompute. ``LABKIT_REPLAY`` (or the ``mode``
 argument) chooses: ``auto`` (replay a matching record, else compute and write it), ``only`` (replay or stop),
 ``never`` (always compute, rewriting the record).
+
+**Drift.** A record's provenance holds a fingerprint of the labkit code its steps ran (``code_fingerprint``: a hash
+of each labkit module imported when it was written) and whether the device had native bf16 (which decides the
+precision ``"auto"`` runs). A replay never recomputes, so it cannot see that the attack code changed since: it
+compares the fingerprint with the current code instead (``LabRecord.code_drift``), and ``describe`` names the
+modules that differ. Drift does not make a record stale: the page still shows what was measured, and says that
+recomputing may give other numbers.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import importlib.util
 import io
 import json
 import math
 import os
 import platform
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +57,8 @@ from labkit.attention import AttackedModel
 from labkit.cache import cache_root, canonical, write_atomic
 from labkit.defences import defended_key
 from labkit.evaluate import Entry, Evaluation, SuiteRows, Trained, device_name, train_suite
-from labkit.precision import describe
+from labkit.models import resolve_device
+from labkit.precision import describe, native_bf16
 from labkit.train import TrainConfig, TrainedModel, get_or_train, model_key
 
 #: Bumped when the layout of a record changes (2: replayable: full model histories, table kinds, non-finite
@@ -59,6 +70,12 @@ PER_IMAGE = ("success", "queries", "pixels", "colours", "labels", "targets", "ad
              "bf16")
 #: ``LABKIT_REPLAY``'s values: replay a matching record else compute; replay or stop; always compute.
 REPLAY_MODES = ("auto", "only", "never")
+#: labkit modules left out of a record's code fingerprint. They never run inside a step: ``plotting`` and
+#: ``widgets`` draw what a page replays, and run anew on every replay; ``records`` stores and rebuilds (a change of
+#: layout is ``SCHEMA``'s business). Counting them would flag every record as drifted after a figure's tweak.
+NOT_FINGERPRINTED = ("labkit.records", "labkit.plotting", "labkit.widgets")
+#: What ``LabRecord.code_drift`` says of a record written before records fingerprinted their code.
+UNFINGERPRINTED = "(record predates code fingerprints)"
 
 
 class StaleRecord(RuntimeError):
@@ -102,6 +119,48 @@ def git_commit(root: Path | None = None) -> str | None:
     if head.returncode:
         return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _module_source(name: str) -> bytes | None:
+    """The source file of module ``name`` as it is on disk now (imported or not), or None when there is none."""
+    path = getattr(sys.modules.get(name), "__file__", None)
+    if path is None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # a parent package that is gone, or a module without a spec
+            spec = None
+        path = spec.origin if spec is not None and spec.has_location else None
+    return Path(path).read_bytes() if path and Path(path).is_file() else None
+
+
+def code_fingerprint(modules: Sequence[str] | None = None) -> dict[str, Any]:
+    """A fingerprint of the code a record's steps ran: ``{"fingerprint": 16 hex digits, "modules": {name: 12 hex
+    digits}}``, each module's hash the sha256 of its source bytes, the fingerprint a sha256 over the sorted
+    (name, module hash) pairs.
+
+    ``modules``: module names (default: every labkit module imported now, less ``NOT_FINGERPRINTED``). Imported
+    is a proxy for "ran": a lab imports what it uses, so an attack it ran is in, and a module it never imported
+    cannot have changed its numbers. Modules without a source file are left out.
+    """
+    if modules is None:
+        modules = [m for m in list(sys.modules) if (m == "labkit" or m.startswith("labkit."))
+                   and m not in NOT_FINGERPRINTED]
+    hashes = {}
+    for name in sorted(set(modules)):
+        source = _module_source(name)
+        if source is not None:
+            hashes[name] = hashlib.sha256(source).hexdigest()[:12]
+    whole = hashlib.sha256("".join(f"{name}\0{h}\n" for name, h in hashes.items()).encode())
+    return {"fingerprint": whole.hexdigest()[:16], "modules": hashes}
+
+
+def bf16_native(provenance: dict[str, Any]) -> bool | None:
+    """Whether a record's device had native bf16: its ``bf16_native``, else (records written before it was kept)
+    read from its precision line, which the same check (``precision.native_bf16``) wrote; None when neither says."""
+    if "bf16_native" in provenance:
+        return bool(provenance["bf16_native"])
+    line = provenance.get("precision") or ""
+    return False if "has no native bf16" in line else True if "has native bf16" in line else None
 
 
 def jsonable(obj: Any) -> Any:
@@ -159,7 +218,8 @@ class LabRecord:
             "settings": jsonable(settings),
             "provenance": {"labkit": labkit.__version__, "commit": git_commit(),
                            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           "device": device_name(), "threads": torch.get_num_threads(),
+                           "device": device_name(), "bf16_native": native_bf16(resolve_device("auto")),
+                           "threads": torch.get_num_threads(), "code": code_fingerprint(),
                            "precision": describe(profile.precision), "torch": torch.__version__,
                            "python": platform.python_version()},
             "stages": {}, "models": {}, "tables": {}, "kinds": {}, "attacks": {}, "texts": {}, "values": {},
@@ -186,14 +246,41 @@ class LabRecord:
         return f"Recompute it: {self._recompute_command()} (or LABKIT_REPLAY=never for one notebook)"
 
     def describe(self) -> str:
-        """Where this page's numbers come from, and how to recompute them (printed at the top of every lab)."""
+        """Where this page's numbers come from, and how to recompute them (printed at the top of every lab): the
+        run, its device (and whether it had native bf16, which decides what precision "auto" ran), its commit,
+        and whether the code changed since (``code_drift``)."""
         prov = self.data["provenance"]
         commit = (prov["commit"] or "unknown commit")[:12] + (" (uncommitted changes)" if
                                                               (prov["commit"] or "").endswith("+dirty") else "")
+        native = bf16_native(prov)
+        bf16 = "bf16 support not recorded" if native is None else "native bf16" if native else "no native bf16"
         how = "replayed from" if self.replaying else "recorded in"
         return (f"Numbers of this page: profile {self.data['profile']}, run {prov['date']} on {prov['device']}, "
-                f"labkit {prov['labkit']} at {commit}; {how} {self._shown_path()}. "
+                f"{bf16}, labkit {prov['labkit']} at {commit}; {how} {self._shown_path()}. {self._code_said()} "
                 f"Recompute: {self._recompute_command()}")
+
+    def code_drift(self) -> list[str]:
+        """The modules whose source differs now from the code this record's steps ran (a module gone is
+        "<name> (removed)"); ``[UNFINGERPRINTED]`` for a record older than code fingerprints; [] when the same."""
+        code = self.data["provenance"].get("code")
+        if not code:
+            return [UNFINGERPRINTED]
+        now = code_fingerprint(list(code["modules"]))["modules"]
+        return [name if name in now else f"{name} (removed)"
+                for name, h in sorted(code["modules"].items()) if now.get(name) != h]
+
+    def _code_said(self) -> str:
+        code, commit = self.data["provenance"].get("code"), (self.data["provenance"]["commit"] or "")[:12]
+        if not code:
+            since = f"`git diff {commit} -- labkit` shows what changed since" if commit else "what changed is unknown"
+            return f"Code: not fingerprinted (the record predates code fingerprints; {since})."
+        if not self.replaying:
+            return f"Code: fingerprint {code['fingerprint']}."
+        drift = self.code_drift()
+        if not drift:
+            return f"Code: the record's (fingerprint {code['fingerprint']})."
+        return (f"Code: differs from the record's in {', '.join(drift)} (changed since the record was made), so "
+                "recomputing may give other numbers.")
 
     # -- what a lab hands over ------------------------------------------------------------------------------
 
@@ -337,6 +424,8 @@ class LabRecord:
         """Write the JSON and the ``.npz`` atomically (each file is either the old one or the new one)."""
         if self.replaying:
             raise RuntimeError(f"{self._shown_path()} is being replayed; it is never rewritten by a replay")
+        # Refreshed at every write: a lab may import a module (and run it) after its first step.
+        self.data["provenance"]["code"] = code_fingerprint()
         blob = json.dumps(self.data, indent=1, allow_nan=False).encode()
         npz = self.path.with_suffix(".npz")
         if self._arrays:

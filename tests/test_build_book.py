@@ -96,3 +96,72 @@ def test_replay_names_are_labkits() -> None:
     from labkit import records  # the build script imports no torch, so it repeats these two names
 
     assert build_book.REPLAY_MODES == records.REPLAY_MODES and build_book.STALE == records.StaleRecord.__name__
+
+
+# -- code drift: a replayed record made by other code ----------------------------------------------------------
+
+
+def printing(text: str) -> nbformat.NotebookNode:
+    """An executed notebook whose one cell printed ``text``."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(rec.describe())")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
+    nb.cells.append(cell)
+    return nb
+
+
+def test_code_of_reads_what_a_replayed_record_says(tmp_path: Path, monkeypatch) -> None:
+    from labkit import records
+    from labkit.profiles import get_profile
+
+    profile = get_profile("smoke")
+    computing = records.LabRecord("99_x", profile, root=tmp_path, mode="never")
+    computing.text("verdict", "x")
+    assert build_book.code_of(printing(computing.describe())) == ""  # computed now: nothing to compare
+    rec = records.LabRecord("99_x", profile, root=tmp_path, mode="only")
+    assert build_book.code_of(printing(rec.describe())) == "unchanged"
+    real = records._module_source
+    monkeypatch.setattr(records, "_module_source",
+                        lambda name: b"# edited\n" if name in ("labkit.evaluate", "labkit.stats") else real(name))
+    nb = printing(rec.describe())
+    assert build_book.code_of(nb) == "changed: evaluate, stats" and build_book.numbers_of(nb) == "replayed"
+    old = records.LabRecord("05_apr", get_profile("cpu").for_defences(), root=records.project_root() / "results",
+                            mode="only")  # a committed record, written before code fingerprints
+    assert build_book.code_of(printing(old.describe())) == "not recorded"
+
+
+def run_of(stem: str, code: str, numbers: str = "replayed") -> build_book.Run:
+    return build_book.Run(f"notebooks/{stem}.ipynb", "cpu", "ok", 1.0, "2026-12-06 20:00", "cpu", "0" * 64,
+                          numbers, code)
+
+
+def test_drift_warnings_name_each_changed_lab_and_how_to_recompute_it() -> None:
+    runs = [run_of("01_one", "unchanged"), run_of("05_apr", "changed: evaluate, attacks.onepixel"),
+            run_of("06_abl", "not recorded"), run_of("07_new", "", "computed"), run_of("08_old", "not recorded")]
+    warnings = build_book.drift_warnings(runs)
+    assert len(warnings) == 2 and "05_apr" in warnings[0] and "evaluate, attacks.onepixel changed" in warnings[0]
+    assert warnings[0].endswith("--profile cpu --recompute --only 05")
+    assert "2 records predate code fingerprints" in warnings[1] and warnings[1].endswith("06_abl, 08_old")
+    assert build_book.drift_warnings(runs[:1] + runs[3:4]) == []  # nothing to say when every record matches
+    page = build_book.status_page(runs, build_book.REPO_ROOT)
+    assert "| Code since record |" in page and "| replayed | changed: evaluate, attacks.onepixel |" in page
+    assert "| replayed | not recorded |" in page and "| computed | - |" in page
+
+
+def test_replay_only_warns_of_drift_and_still_builds(tmp_path: Path, monkeypatch, capsys) -> None:
+    modes = []
+
+    def fake_execute(notebook, root, stage, profile, device, replay):  # no kernel: the build's wiring is tested
+        modes.append(replay)
+        return run_of(notebook.stem, "changed: evaluate")
+
+    monkeypatch.setattr(build_book, "toc_notebooks", lambda root: [Path("notebooks/05_apr.ipynb")])
+    monkeypatch.setattr(build_book, "kernel_environment", lambda profile, replay: None)
+    monkeypatch.setattr(build_book, "stage_sources", lambda root, stage: (stage / "book").mkdir(parents=True))
+    monkeypatch.setattr(build_book, "execute_lab", fake_execute)
+    monkeypatch.setattr(build_book, "build_html", lambda stage, out: out / "html" / "index.html")
+    assert build_book.main(["--replay-only", "--profile", "cpu", "--out", str(tmp_path)]) == 0
+    assert modes == ["only"]
+    said = capsys.readouterr().out
+    assert "WARNING: 05_apr replays a record made by other code (evaluate changed since)" in said
+    assert "changed: evaluate" in (tmp_path / "stage" / build_book.STATUS_PAGE).read_text()

@@ -221,3 +221,78 @@ def test_replayed_models_are_keyed_stand_ins_and_a_changed_config_is_stale(tmp_p
     other = dataclasses.replace(config, epochs=config.epochs + 1)
     with pytest.raises(records.StaleRecord, match="other cache keys"):
         rec.models("base", [other])
+
+
+# -- provenance: the code a record ran, the device's bf16 -----------------------------------------------------
+
+
+def test_the_code_fingerprint_is_stable_and_follows_each_modules_source(tmp_path, monkeypatch):
+    for name in ("fp_probe_a", "fp_probe_b"):
+        (tmp_path / f"{name}.py").write_text(f"X = {name!r}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = records.code_fingerprint(["fp_probe_a", "fp_probe_b"])
+    assert first == records.code_fingerprint(["fp_probe_b", "fp_probe_a"])  # a set of modules: order is no matter
+    assert set(first["modules"]) == {"fp_probe_a", "fp_probe_b"} and len(first["fingerprint"]) == 16
+    (tmp_path / "fp_probe_a.py").write_text("X = 'changed'\n")
+    second = records.code_fingerprint(["fp_probe_a", "fp_probe_b"])
+    assert second["fingerprint"] != first["fingerprint"]
+    assert second["modules"]["fp_probe_a"] != first["modules"]["fp_probe_a"]
+    assert second["modules"]["fp_probe_b"] == first["modules"]["fp_probe_b"]
+    assert records.code_fingerprint(["fp_probe_absent"])["modules"] == {}  # no source, nothing to hash
+    default = records.code_fingerprint()["modules"]  # the labkit modules imported now, presentation left out
+    assert {"labkit.evaluate", "labkit.attacks.onepixel", "labkit.precision"} <= set(default)
+    assert not set(default) & set(records.NOT_FINGERPRINTED) and all(m.startswith("labkit") for m in default)
+
+
+def test_a_new_record_keeps_its_code_and_bf16_and_a_replay_names_the_modules_changed_since(tmp_path, monkeypatch):
+    profile = get_profile("smoke")
+    records.LabRecord("99_test", profile, root=tmp_path).text("verdict", "x")
+    prov = _strict(tmp_path / "smoke" / "99_test.json")["provenance"]
+    assert prov["bf16_native"] == records.native_bf16("cpu")
+    assert prov["code"] == records.code_fingerprint(list(prov["code"]["modules"]))
+    assert "labkit.evaluate" in prov["code"]["modules"] and "labkit.records" not in prov["code"]["modules"]
+    rec = records.LabRecord("99_test", profile, root=tmp_path, mode="only")
+    said = rec.describe()
+    assert rec.code_drift() == [] and f"Code: the record's (fingerprint {prov['code']['fingerprint']})" in said
+    assert ("native bf16" if prov["bf16_native"] else "no native bf16") in said
+
+    real = records._module_source
+    edited = {"labkit.evaluate": b"# the attack loop changed\n", "labkit.stats": None}  # None: the module is gone
+    monkeypatch.setattr(records, "_module_source", lambda name: edited[name] if name in edited else real(name))
+    assert rec.code_drift() == ["labkit.evaluate", "labkit.stats (removed)"]
+    said = rec.describe()
+    assert "differs from the record's in labkit.evaluate, labkit.stats (removed)" in said
+    assert "recomputing may give other numbers" in said and "replayed from results/smoke/99_test.json" in said
+    assert rec.text("verdict", _never) == "x"  # drift is said, not stale: the record still replays
+
+
+def test_an_old_record_replays_and_says_what_it_does_not_know(tmp_path):
+    profile = get_profile("smoke")
+    records.LabRecord("99_test", profile, root=tmp_path).text("verdict", "x")
+    path = tmp_path / "smoke" / "99_test.json"
+    data = json.loads(path.read_text())
+    for key in ("code", "bf16_native"):  # what records written before fingerprints lack
+        del data["provenance"][key]
+    data["provenance"]["precision"] = "precision: auto -> fp32 (this CPU has no native bf16)"
+    path.write_text(json.dumps(data))
+    rec = records.LabRecord("99_test", profile, root=tmp_path, mode="only")
+    assert rec.replaying and rec.code_drift() == [records.UNFINGERPRINTED]
+    said = rec.describe()
+    commit = (data["provenance"]["commit"] or "")[:12]
+    assert "(CPU), no native bf16, labkit" in said and "Code: not fingerprinted" in said
+    assert (f"`git diff {commit} -- labkit`" if commit else "what changed is unknown") in said
+    data["provenance"]["precision"] = None
+    path.write_text(json.dumps(data))
+    assert "bf16 support not recorded" in records.LabRecord("99_test", profile, root=tmp_path, mode="only").describe()
+
+
+def test_the_committed_cpu_records_replay_unchanged_and_name_their_bf16():
+    root = records.project_root() / "results"
+    path = root / "cpu" / "05_apr.json"
+    before = path.read_bytes()
+    rec = records.LabRecord("05_apr", get_profile("cpu").for_defences(), root=root, mode="only")
+    assert rec.code_drift() == [records.UNFINGERPRINTED] and "Code: not fingerprinted" in rec.describe()
+    natives = {lab: records.bf16_native(d["provenance"]) for lab, d in records.load_all("cpu", root=root).items()}
+    assert natives["05_apr"] is True and natives["10_survey_attacks"] is False  # two CPUs, both "AMD EPYC"
+    assert "AMD EPYC, 1 PyTorch threads (CPU), native bf16" in rec.describe()
+    assert path.read_bytes() == before

@@ -25,6 +25,8 @@ replays it (no training, no attack: the same tables, figures and verdicts). ``--
 a replayable record fail with a message naming it; ``--recompute`` computes every lab and rewrites its record.
 By default (``$LABKIT_REPLAY``, else ``auto``) a lab replays when it can and computes otherwise; a record found
 stale in the middle of a lab (a model's cache key changed) makes the build execute that lab again, computing.
+A record made by other labkit code than the current one (its code fingerprint, ``LabRecord.code_drift``) still
+replays: the build warns, naming each such lab and the modules that changed, and the status page shows it.
 
 The profile is ``--profile``, else ``$LABKIT_PROFILE``, else ``full`` when PyTorch sees a CUDA GPU
 and ``cpu`` otherwise; the kernels also see it as ``LABKIT_PROFILE``. ``LABKIT_DATA`` and
@@ -97,6 +99,9 @@ class Run:
     device: str  # the machine's accelerator (or CPU) at execution time
     source_sha256: str  # of the source notebook that was executed, to spot stale copies
     numbers: str = ""  # "replayed" (from the lab's record), "computed", or "" if never executed
+    # The replayed record's code against the current code: "unchanged", "changed: <modules>", "not recorded" (a
+    # record older than code fingerprints), or "" (numbers computed, no record, never executed).
+    code: str = ""
 
 
 class NotebookFailed(BuildError):
@@ -458,6 +463,7 @@ def execute(notebook: Path, root: Path, stage: Path, profile: str, device: str) 
             error = f"{crashed_cell(nb)}\n  {type(crash).__name__}: {crash}"
     elif crash is not None:
         error = f"the kernel start\n  {type(crash).__name__}: {crash}"
+    executed = read_notebook(target) if target.is_file() else None
     run = Run(
         notebook=str(notebook),
         profile=profile,
@@ -466,7 +472,8 @@ def execute(notebook: Path, root: Path, stage: Path, profile: str, device: str) 
         finished=finished,
         device=device,
         source_sha256=sha256(source),
-        numbers=numbers_of(read_notebook(target)) if target.is_file() else "",
+        numbers=numbers_of(executed) if executed is not None else "",
+        code=code_of(executed) if executed is not None else "",
     )
     if error:
         raise NotebookFailed(run, f"{notebook} failed in {error}\n  Executed copy: {target}")
@@ -491,11 +498,46 @@ def execute_lab(notebook: Path, root: Path, stage: Path, profile: str, device: s
         os.environ["LABKIT_REPLAY"] = replay
 
 
+def printed(nb: nbformat.NotebookNode) -> str:
+    """Everything an executed notebook printed (its stdout streams)."""
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
+
+
 def numbers_of(nb: nbformat.NotebookNode) -> str:
     """Whether an executed lab replayed its record or computed its numbers (from what ``LabRecord.describe``
     printed; "" for a page without a record)."""
-    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
+    text = printed(nb)
     return "replayed" if "; replayed from results/" in text else "computed" if "; recorded in results/" in text else ""
+
+
+#: What ``LabRecord.describe`` prints of a replayed record made by other code (group 1: the modules, comma-separated).
+CODE_CHANGED = re.compile(r"Code: differs from the record's in (.+?) \(changed since the record was made\)")
+
+
+def code_of(nb: nbformat.NotebookNode) -> str:
+    """A replayed lab's record against the current code (``Run.code``), from what ``LabRecord.describe`` printed:
+    "changed: <modules>" (without the ``labkit.`` prefix), "unchanged", "not recorded", or ""."""
+    text = printed(nb)
+    if "; replayed from results/" not in text:
+        return ""
+    changed = CODE_CHANGED.search(text)
+    if changed:
+        return "changed: " + ", ".join(m.strip().removeprefix("labkit.") for m in changed.group(1).split(","))
+    return "not recorded" if "Code: not fingerprinted" in text else "unchanged" if "Code: the record's" in text else ""
+
+
+def drift_warnings(runs: Sequence[Run]) -> list[str]:
+    """One warning per lab whose replayed record was made by other code (how to recompute it included), and one
+    line for the labs whose records are too old to tell; [] when every replayed record matches the code."""
+    lines = [f"WARNING: {Path(r.notebook).stem} replays a record made by other code ({r.code.split(': ', 1)[1]} "
+             f"changed since); its numbers may differ if recomputed: python tools/build_book.py --profile "
+             f"{r.profile} --recompute --only {Path(r.notebook).stem.split('_')[0]}"
+             for r in runs if r.code.startswith("changed: ")]
+    unknown = [Path(r.notebook).stem for r in runs if r.code == "not recorded"]
+    if unknown:
+        lines.append(f"note: {len(unknown)} records predate code fingerprints, so whether their code changed is not "
+                     f"known: {', '.join(unknown)}")
+    return lines
 
 
 def load_records(stage: Path) -> dict[str, Run]:
@@ -559,7 +601,7 @@ def status_page(runs: list[Run], root: Path) -> str:
         torch_version = "not installed"
     rows = [
         f"| {{doc}}`/{Path(r.notebook).with_suffix('').as_posix()}` | {r.profile} | {r.status} "
-        f"| {r.numbers or '-'} | {format_seconds(r.wall_s)} | {r.finished} | {r.device} |"
+        f"| {r.numbers or '-'} | {r.code or '-'} | {format_seconds(r.wall_s)} | {r.finished} | {r.device} |"
         for r in runs
     ]
     return "\n".join(
@@ -569,10 +611,13 @@ def status_page(runs: list[Run], root: Path) -> str:
             "Every page below was executed when the book was built, with the profile shown (see",
             "{doc}`running`). Its numbers were either *computed* by that execution or *replayed* from",
             "the lab's result record (`results/<profile>/`), written by the run that computed them: each",
-            "page says which run that was. Times are wall-clock, kernel start included; dates are UTC.",
+            "page says which run that was. *Code since record* compares a replayed record's fingerprint of",
+            "the labkit code that computed it with the code now: the modules that *changed* since may give",
+            "other numbers if the lab is recomputed; *not recorded* marks records made before records kept",
+            "a fingerprint. Times are wall-clock, kernel start included; dates are UTC.",
             "",
-            "| Lab | Profile | Status | Numbers | Wall time | Executed | Device |",
-            "|---|---|---|---|---|---|---|",
+            "| Lab | Profile | Status | Numbers | Code since record | Wall time | Executed | Device |",
+            "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             f"Book built {now} from revision `{git_revision(root)}` with Python "
@@ -683,6 +728,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif notebook not in chosen:
                 log(f"{notebook} was never executed in {stage}: built without outputs")
             runs.append(run)
+        for line in drift_warnings(runs):  # a warning, not a failure: the page says what it replays
+            log(line)
         (stage / STATUS_PAGE).write_text(status_page(runs, root), encoding="utf-8")
         log(f"wrote {stage / STATUS_PAGE}")
         index = build_html(stage, out)
