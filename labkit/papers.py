@@ -206,6 +206,11 @@ SURVEY_DEFENCE_PREDICTION_TIME: dict[str, dict[str, dict[str, float]]] = {
         "CW-L2": {"MNIST": 0.62, "CIFAR-10": 0.67, "GTSRB": 0.71},
         "pixel swap": {"MNIST": 0.77, "CIFAR-10": 0.77, "GTSRB": 1.40}},
 }
+#: Table 1 (Sec. 3.1): (number of classes, number of images) per dataset; Sec. 3.3: epochs of training (the
+#: checkpoint of lowest validation loss is kept).
+SURVEY_DATASET_TABLE: dict[str, tuple[int, int]] = {"MNIST": (10, 60000), "CIFAR-10": (10, 60000),
+                                                   "GTSRB": (43, 51839)}
+SURVEY_EPOCHS = 20
 #: labkit's registry name of each survey dataset (Fashion-MNIST stands in for MNIST where no MNIST copy is set).
 SURVEY_DATASETS = {"MNIST": "mnist", "CIFAR-10": "cifar10", "GTSRB": "gtsrb"}
 
@@ -239,6 +244,8 @@ QUOTED: dict[str, Quoted] = {
     "SURVEY_F1_AFTER_ATTACK": Quoted("Survey", "Tables 3, 5, 7, 9", "plain"),
     "SURVEY_PREDICTION_TIME": Quoted("Survey", "Tables 2, 4, 6, 8, 10", "plain"),
     "SURVEY_DEFENCE_PREDICTION_TIME": Quoted("Survey", "Tables 11-14", "plain"),
+    "SURVEY_DATASET_TABLE": Quoted("Survey", "Sec. 3.1, Table 1", "plain"),
+    "SURVEY_EPOCHS": Quoted("Survey", "Sec. 3.3", "plain"),
 }
 
 
@@ -313,7 +320,9 @@ SURVEY_DEFENCE_CLAIMS: dict[str, tuple[str, int]] = {
                      "swap most), not under CW or MI-FGSM", -1),
 }
 
-_SU_SUMMARY_WHERE = "abstract as the summary quotes it (arXiv 1710.08864, version not stated; CIFAR-10, networks pooled)"
+#: Where the summary's figures stand: its quotation of the abstract (which arXiv version, and which networks, unstated).
+_SU_SUMMARY_WHERE = ("abstract as the summary quotes it (arXiv 1710.08864, version not stated; CIFAR-10, networks "
+                     "pooled)")
 
 CLAIMS: tuple[Claim, ...] = (
     *(Claim(SU, "journal version (IEEE TEVC 2019): per-network results, CIFAR-10, Kaggle test set", f"{m}: the "
