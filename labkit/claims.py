@@ -13,7 +13,7 @@ import dataclasses
 import math
 from typing import Any, Callable
 
-from labkit import papers, report, stats
+from labkit import data, papers, report, stats
 from labkit.evaluate import SUITE, WORST_CASE
 from labkit.stats import Verdict
 
@@ -102,7 +102,9 @@ def _defence(claim: papers.Claim, recs: Records, key: str) -> list[dict[str, Any
         ref, mine = (report.find_row(rows, d, attack, arch) for d in ("No defence", defence))
         robust = (f"{100 * ref['robust_acc']:.1f} → {100 * mine['robust_acc']:.1f}"
                   if ref and mine and "robust_acc" in ref and "robust_acc" in mine else "")
-        out.append({**_row(v, model=f"{arch}, {defence}", attackers=_suite_attackers(v.claim)), "robust": robust})
+        caveat = data.JPEG_SOURCE_CAVEAT if "JPEG" in defence else ""
+        out.append({**_row(v, model=f"{arch}, {defence}", attackers=_suite_attackers(v.claim), why=caveat),
+                    "robust": robust})
     return out
 
 
@@ -156,9 +158,10 @@ def _jpeg(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
     def label(v: Verdict) -> str:  # which recovery a row measures: the paper's (oracle) or the label-free one
         return next((f"{arch}, {who}" for who in ("oracle", "label-free") if who in v.claim), arch)
 
+    caveat = data.JPEG_SOURCE_CAVEAT if claim.measure.startswith(("jpeg:", "jpeg_recovery:")) else ""
     blind = "FGSM crafted on the model, blind to the JPEG step (the paper's protocol)" if claim.measure.startswith(
         ("jpeg:", "jpeg_recovery:")) else ""
-    return [{**_row(v, model=label(v), attackers=blind), **({"ours_question": True} if "label-free" in v.claim else {})}
+    return [{**_row(v, model=label(v), attackers=blind, why=caveat), **({"ours_question": True} if "label-free" in v.claim else {})}
             for key, v in report.keyed_recovery_verdicts(_rows(rec, "table"), arch) if key == claim.measure]
 
 
