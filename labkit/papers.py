@@ -320,6 +320,17 @@ SURVEY_DEFENCE_CLAIMS: dict[str, tuple[str, int]] = {
                      "swap most), not under CW or MI-FGSM", -1),
 }
 
+#: The attacks each survey defence is claimed to work against, as its Sec. 3.5.x and conclusions (Sec. 4) read:
+#: adversarial training helps under every attack; smoothing is "very effective" against DeepFool and the pixel swap
+#: only; distillation helps most against DeepFool and the pixel swap and fails under CW and I-FGSM; gradient masking
+#: changes nothing under any. The book judges each claim over these attacks (worst case per image).
+SURVEY_DEFENCE_AGAINST: dict[str, tuple[str, ...]] = {
+    "adversarial training (mixed)": ("MI-FGSM", "DeepFool", "CW-L2", "pixel swap"),
+    "Gaussian smoothing": ("DeepFool", "pixel swap"),
+    "gradient masking": ("MI-FGSM", "DeepFool", "CW-L2", "pixel swap"),
+    "distillation": ("DeepFool", "pixel swap"),
+}
+
 #: Where the summary's figures stand: its quotation of the abstract (which arXiv version, and which networks, unstated).
 _SU_SUMMARY_WHERE = ("abstract as the summary quotes it (arXiv 1710.08864, version not stated; CIFAR-10, networks "
                      "pooled)")

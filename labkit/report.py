@@ -853,10 +853,13 @@ def survey_f1_verdicts(rows: list[dict[str, Any]]) -> list[tuple[str, Verdict]]:
 SURVEY_ATTACKERS = ("plain", "knows the defence")
 
 
-def _worst(rows: list[dict[str, Any]], defence: str, attackers: Sequence[str] = SURVEY_ATTACKERS) -> Tensor | None:
-    """Per image, 1 when any attack by any of ``attackers`` leaves ``defence``'s pipeline wrong: the worst case over
-    every attacker run on it (an aware attacker that is weaker on some image never hides the plain one's success)."""
-    found = [r for r in rows if r["defence"] == defence and r["attacker"] in attackers]
+def _worst(rows: list[dict[str, Any]], defence: str, attackers: Sequence[str] = SURVEY_ATTACKERS,
+           attacks: Sequence[str] | None = None) -> Tensor | None:
+    """Per image, 1 when any attack of ``attacks`` (default: all) by any of ``attackers`` leaves ``defence``'s
+    pipeline wrong: the worst case over every attacker run on it (an aware attacker that is weaker on some image
+    never hides the plain one's success)."""
+    found = [r for r in rows if r["defence"] == defence and r["attacker"] in attackers
+             and (attacks is None or r["attack"] in attacks)]
     if not found:
         return None
     wrong = [torch.tensor(r["adv_pred"]) != torch.tensor(r["labels"]) for r in found]
@@ -896,35 +899,41 @@ def _no_change(claim: str, comp: stats.Comparison, margin: float, p: float) -> V
 
 
 def survey_defence_verdicts(rows: list[dict[str, Any]], attackers: Sequence[str] = SURVEY_ATTACKERS,
-                            min_effect: float = 0.05,
-                            directions: dict[str, int] | None = None) -> list[tuple[str, Verdict]]:
+                            min_effect: float = 0.05, directions: dict[str, int] | None = None,
+                            against: dict[str, Sequence[str]] | None = None) -> list[tuple[str, Verdict]]:
     """Per dataset and defence, the survey's claim about it, keyed ``survey_defence:<defence>``: the share of images
     some attack leaves misclassified (worst case per image over the four attacks and every attacker of
     ``attackers``, misclassified clean images included), defended minus undefended on the same images
     (``stats.cluster_compare``, paired), one Holm adjustment per dataset.
 
-    ``directions``: per defence, what the survey claims (``papers.Claim.direction``): -1 it lowers the share
-    (``stats.direction_verdict``, at least ``min_effect``), 0 it changes nothing (equivalence within
-    +-``min_effect``); default -1. Rules that keep the verdicts honest: a verdict whose worst case covers no attacker
+    ``directions``: per defence, what the survey claims (default ``papers.SURVEY_DEFENCE_CLAIMS``): -1 it lowers
+    the share (``stats.direction_verdict``, at least ``min_effect``), 0 it changes nothing (equivalence within
+    +-``min_effect``). ``against``: per defence, the attacks the claim is about (default
+    ``papers.SURVEY_DEFENCE_AGAINST``: the survey credits distillation and smoothing against DeepFool and the pixel
+    swap only); the undefended reference takes the worst case over the same attacks. Rules that keep the verdicts honest: a verdict whose worst case covers no attacker
     who knows the defence never reads "supported" (it is labelled and left undecided), and a reference share at 0 or
     1 (every image fooled undefended: a ceiling) is "not informative"."""
-    directions = directions or {}
+    directions = {d: sign for d, (_, sign) in papers.SURVEY_DEFENCE_CLAIMS.items()} | (directions or {})
+    against = {**papers.SURVEY_DEFENCE_AGAINST, **(against or {})}
     out: list[tuple[str, Verdict]] = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == dataset]
-        none = _worst(mine, "none", attackers)
-        if none is None:
-            continue
-        ids = torch.arange(len(none))
-        comps = [(d, stats.cluster_compare(w, none, ids, ids)) for d in papers.SURVEY_DEFENCES
-                 if (w := _worst(mine, d, attackers)) is not None]
-        for (d, comp), p in zip(comps, stats.holm([c.p_value for _, c in comps])):
+        comps, refs = [], {}
+        for d in papers.SURVEY_DEFENCES:
+            attacks = tuple(against.get(d, ()) or {r["attack"] for r in mine})
+            none, w = _worst(mine, "none", attackers, attacks), _worst(mine, d, attackers, attacks)
+            if none is None or w is None:
+                continue
+            ids = torch.arange(len(none))
+            comps.append((d, attacks, stats.cluster_compare(w, none, ids, ids)))
+            refs[d] = none
+        for (d, attacks, comp), p in zip(comps, stats.holm([c.p_value for _, _, c in comps])):
             who = _attackers_label(mine, d, attackers)
             sign = directions.get(d, -1)
             what = "changes" if sign == 0 else "lowers"
-            claim = (f"[{dataset}] {d} {'does not change' if sign == 0 else 'lowers'} the share of images the four "
-                     f"attacks fool (worst case per image; attackers: {who})")
-            rate = none.mean().item()
+            claim = (f"[{dataset}] {d} {'does not change' if sign == 0 else 'lowers'} the share of images "
+                     f"{' / '.join(attacks)} fool (worst case per image; attackers: {who})")
+            rate = refs[d].mean().item()
             if rate in (0.0, 1.0):
                 v = Verdict("not informative", claim, comp.difference, comp.ci_lo, comp.ci_hi, "", comp.clusters,
                             None, None, why=f"Undefended, {rate:.0%} of the images are fooled: at this "
@@ -1013,8 +1022,8 @@ def su_verdicts(summary: list[dict[str, Any]], population: int, generations: int
     """(claim key, verdict) for Su et al.'s claims, per network, from ``labkit.su.summary`` rows.
 
     Keys are ``labkit.papers.Claim.measure`` strings with the network's paper name: ``su_untargeted:<net>``
-    (the journal's 1-pixel non-targeted rate), ``su_any_target:<net>`` and ``su_confidence:<net>`` (arXiv v1's
-    "at least one target class" rate and mean confidence, 1 pixel), ``su_pixels:<net>`` (more pixels break more
+    (the journal's 1-pixel non-targeted rate), ``su_any_target:<net>`` and ``su_confidence:<net>`` (the arXiv
+    abstract's, version not stated: "at least one target class" rate and mean confidence, 1 pixel), ``su_pixels:<net>`` (more pixels break more
     images: k = 5 against k = 1, on the same images, paired). Absolute rates pass ``on_paper_budget``; the
     direction of the pixel count does not depend on the budget and is tested at any budget.
     """
@@ -1062,8 +1071,10 @@ def su_verdicts(summary: list[dict[str, Any]], population: int, generations: int
 
 
 #: Which version of Su et al. each kind of claim quotes (``labkit.papers``: the two versions measure different things).
-SU_VERSIONS = {"su_untargeted": "journal (IEEE TEVC 2019)", "su_any_target": "arXiv v1 (1710.08864)",
-               "su_confidence": "arXiv v1 (1710.08864)", "su_pixels": "both (no number quoted)"}
+SU_VERSIONS = {"su_untargeted": "journal (IEEE TEVC 2019)",
+               "su_any_target": "arXiv 1710.08864 abstract as a summary quotes it (version not stated)",
+               "su_confidence": "arXiv 1710.08864 abstract as a summary quotes it (version not stated)",
+               "su_pixels": "both (no number quoted)"}
 
 
 def su_table(verdicts: list[tuple[str, Verdict]]) -> list[dict[str, Any]]:
