@@ -582,9 +582,8 @@ class Verdict:
         a direction: its status, with the side where the size is off ("contradicted (smaller than claimed)")."""
         if self.status in ("not informative", "not comparable") or (self.direction is None and self.size is None):
             return self.status
-        if self.direction is None:
-            off = self.size in ("smaller than claimed", "larger than claimed")
-            return f"{self.status} ({self.size})" if off else self.status
+        if self.direction is None:  # the side is said only where it decided (a caller may have overridden status)
+            return f"{self.status} ({self.size})" if self.status == "contradicted" and self.size else self.status
         if self.status == "supported":
             return "supported (direction and size as claimed)" if self.size else "supported (direction)"
         if self.size is None:
@@ -980,7 +979,8 @@ def overhead_verdict(claim: str, measured: float, claimed: float | None, spread:
                        "sampling model).")
 
 
-def _widened(estimate: float, lo: float, hi: float, confidence: float, alpha: float, family: int) -> tuple[float, float]:
+def _widened(estimate: float, lo: float, hi: float, confidence: float, alpha: float,
+             family: int) -> tuple[float, float]:
     """An interval at ``confidence`` widened (or narrowed) to the family-wise level, each side scaled by the ratio
     of normal quantiles about the estimate: the caller holds only the interval, not the data behind it."""
     scale = z_of(alpha, family) / z_of(1 - confidence)

@@ -376,6 +376,8 @@ def test_status_of_covers_the_rule() -> None:
     assert all(stats.status_of("contradicted", s) == "contradicted" for s in stats.SIZES)
     assert stats.status_of(None, "larger than claimed") == "contradicted"
     assert stats.status_of("undecided", "smaller than claimed") == "undecided"
+    rate = stats.rate_verdict("ASR 70.97%", 60, 200, 0.7097)
+    assert rate.label == "contradicted (smaller than claimed)" and rate.direction is None
     with pytest.raises(ValueError, match="size"):
         stats.Verdict("undecided", "c", 0.0, 0.0, 0.0, "", None, None, None, "", size="huge")
 
