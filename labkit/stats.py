@@ -3,13 +3,27 @@
 * Single rates: ``wilson`` (score interval), ``binomial_p`` / ``binomial_power`` (exact test against a value);
   across seeds: ``mean_ci``.
 * Paired rates (every model of a lab is attacked on the same images): ``mcnemar`` (exact test on the discordant
-  pairs, Newcombe's square-and-add interval for the difference), ``mcnemar_power``, ``n_for_power``.
-* Many comparisons in one table: ``holm``.
+  pairs), ``newcombe_paired`` (Newcombe's square-and-add interval of the difference) and ``newcombe_p`` (its
+  dual p-value), ``mcnemar_power``, ``n_for_power``.
+* Many comparisons in one table: ``holm``; ``z_of(alpha, family)`` for Bonferroni intervals.
 * Values clustered by image (Lab 08: several pixels per image are not independent draws): ``cluster_compare``,
   a permutation test and a bootstrap that resample whole images.
 * Classifiers: ``f1_per_class`` and ``macro_f1`` (the survey's metric after each attack), sklearn's conventions.
-* ``Verdict``: supported / contradicted / undecided, produced from numbers by ``paired_verdict``,
-  ``rate_verdict``, ``overhead_verdict`` and ``direction_verdict``; never typed by hand.
+* ``Verdict``s, produced from numbers by ``paired_verdict``, ``clustered_paired_verdict``, ``rate_verdict``,
+  ``value_verdict``, ``direction_verdict``, ``overhead_verdict`` and ``not_comparable``; never typed by hand.
+
+The verdict rule, one for every verdict:
+1. A claim asks up to two questions: its DIRECTION (supported: the interval of the change excludes 0 on the
+   claimed side; contradicted: it excludes every change of ``min_effect`` or more that way; else undecided) and
+   its SIZE (as claimed: the interval contains the claim and lies within +-EQUIVALENCE_MARGIN, 10 points, of it;
+   smaller / larger than claimed: it excludes the claim, "larger" a bigger effect the claimed way; else undecided).
+2. STATUSES: supported (direction supported or none, size as claimed or none); "direction supported" (the size is
+   off or undecided); contradicted (direction contradicted, or with no direction the size); undecided; "not
+   informative" (the reference rate is 0% or 100%: a floor or ceiling is no evidence); "not comparable".
+3. ``family`` claims decided together: intervals at 1 - ALPHA / family and p x family (Bonferroni), so both
+   "supported" and "contradicted" hold at the same family-wise level. Paired p-values are the dual of the
+   interval (``newcombe_p``); a claimed ratio to the baseline is tested with the baseline's uncertainty.
+4. Power: the chance of "supported" if the claim holds, simulated with the very rule (paired verdicts).
 
 Layer 7 of DESIGN.md: imports no other labkit module but ``_checks``. Exact binomial sums are computed in
 float64 from ``math.lgamma`` (no SciPy needed); only ``mean_ci`` uses SciPy's t quantile.
@@ -28,16 +42,19 @@ from torch import Tensor
 from labkit._checks import check_int
 
 __all__ = [
-    "ALPHA", "POWER", "STATUSES", "Comparison", "Paired", "Verdict", "binomial_p", "binomial_power", "cluster_compare",
-    "clustered_paired_verdict",
-    "direction_verdict", "f1_interval", "f1_per_class", "holm", "macro_f1", "mcnemar", "mcnemar_power", "mean_ci",
-    "n_for_power", "newcombe_paired",
-    "overhead_verdict", "paired_verdict", "rate_verdict", "value_verdict", "wilson",
+    "ALPHA", "DIRECTIONS", "EQUIVALENCE_MARGIN", "MIN_EFFECT", "POWER", "SIZES", "STATUSES", "Comparison", "Paired",
+    "Verdict", "binomial_p", "binomial_power", "cluster_compare", "clustered_paired_verdict", "direction_verdict",
+    "f1_interval", "f1_per_class", "holm", "macro_f1", "mcnemar", "mcnemar_power", "mean_ci", "n_for_power",
+    "newcombe_p", "newcombe_paired", "not_comparable", "overhead_verdict", "paired_verdict", "rate_verdict",
+    "status_of", "value_verdict", "wilson", "z_of",
 ]
 
 ALPHA = 0.05  # the significance level of every test in the book (two-sided)
 POWER = 0.8  # the power a run must reach to be able to decide a claim (the usual design target)
-STATUSES = ("supported", "contradicted", "undecided")
+#: A verdict's headline status (for counting); ``Verdict.label`` says direction and size in words.
+STATUSES = ("supported", "direction supported", "contradicted", "undecided", "not informative", "not comparable")
+EQUIVALENCE_MARGIN = 0.10  # "as claimed": the interval lies within 10 points (a fraction of 1) of the claim
+MIN_EFFECT = 0.05  # the smallest change that counts in a claimed direction when the claim gives none (5 points)
 _Z = 1.959963984540054  # the 97.5% normal quantile: 95% two-sided intervals
 
 
@@ -183,26 +200,76 @@ class Paired:
 def newcombe_paired(both: int, b: int, c: int, neither: int, z: float = _Z) -> tuple[float, float]:
     """Newcombe's (1998, method 10) score interval for rate_b - rate_a of paired 0/1 outcomes.
 
-    ``both``: images with 1 in both, ``b``: 1 then 0, ``c``: 0 then 1, ``neither``: 0 in both. The Wilson
+    ``both``: images with 1 in both, ``b``: 1 then 0, ``c``: 0 then 1, ``neither``: 0 in both; ``z``: the normal
+    quantile of the interval (1.96: 95%; ``z_of(alpha, family)`` for a family-wise level). The Wilson
     intervals of the two marginal rates are combined ("square and add") with the phi correlation of the
     2x2 table, continuity-corrected as Newcombe does (0 when a margin is empty); Fagerland, Lydersen & Laake
     (2014) recommend it for paired proportions.
     """
-    n = both + b + c + neither
-    if n == 0:
+    if both + b + c + neither == 0:
         return float("nan"), float("nan")
-    p1, p2 = (both + b) / n, (both + c) / n  # first and second rate
-    l1, u1 = wilson(both + b, n, z)
-    l2, u2 = wilson(both + c, n, z)
-    margins = (both + b) * (c + neither) * (both + c) * (b + neither)
+    lo, hi = _newcombe_t(*(torch.tensor([float(v)], dtype=torch.float64) for v in (both, b, c, neither)), z)
+    return lo.item(), hi.item()
+
+
+def _wilson_t(k: Tensor, n: Tensor, z: Tensor | float) -> tuple[Tensor, Tensor]:
+    """``wilson`` on float64 tensors (any shape, n > 0): the bounds at k = 0 and k = n are exactly 0 and 1."""
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)).sqrt() / denom
+    lo = torch.where(k == 0, torch.zeros_like(p), (centre - half).clamp(min=0.0))
+    hi = torch.where(k == n, torch.ones_like(p), (centre + half).clamp(max=1.0))
+    return lo, hi
+
+
+def _newcombe_t(both: Tensor, b: Tensor, c: Tensor, neither: Tensor, z: Tensor | float) -> tuple[Tensor, Tensor]:
+    """``newcombe_paired`` on float64 count tensors of one shape (batched tables; n > 0): (lo, hi)."""
+    n = both + b + c + neither
+    x1, x2 = both + b, both + c  # images with 1 first, second
+    l1, u1 = _wilson_t(x1, n, z)
+    l2, u2 = _wilson_t(x2, n, z)
+    p1, p2 = x1 / n, x2 / n
+    margins = x1 * (c + neither) * x2 * (b + neither)
     # phi with Newcombe's continuity correction: positive correlation shrunk by n / 2 (not below 0)
     cross = both * neither - b * c
-    cross = cross - n / 2 if cross > n / 2 else min(cross, 0)
-    phi = cross / math.sqrt(margins) if margins > 0 else 0.0
+    cross = torch.where(cross > n / 2, cross - n / 2, cross.clamp(max=0.0))
+    phi = torch.where(margins > 0, cross / margins.clamp(min=1e-300).sqrt(), torch.zeros_like(n))
     d = p2 - p1
-    lo = d - math.sqrt(max(0.0, (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2))
-    hi = d + math.sqrt(max(0.0, (u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2))
-    return max(-1.0, lo), min(1.0, hi)
+    lo = d - ((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2).clamp(min=0.0).sqrt()
+    hi = d + ((u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2).clamp(min=0.0).sqrt()
+    return lo.clamp(min=-1.0), hi.clamp(max=1.0)
+
+
+def z_of(alpha: float = ALPHA, family: int = 1) -> float:
+    """The normal quantile of a two-sided interval at family-wise level ``alpha`` over ``family`` claims
+    (Bonferroni: confidence 1 - alpha / family; 1.96 for 0.05 and one claim)."""
+    check_int("family", family, 1)
+    return float(torch.special.ndtri(torch.tensor(1 - alpha / (2 * family), dtype=torch.float64)))
+
+
+def newcombe_p(both: int, b: int, c: int, neither: int) -> float:
+    """The two-sided p-value dual to ``newcombe_paired``: the smallest alpha whose interval excludes 0.
+
+    Found by bisection on z (the interval widens with z), p = 2 (1 - Phi(z*)); so the interval at level alpha
+    excludes no change exactly when p < alpha (up to the 1e-12 precision of the bisection). 1.0 for no change
+    (or no images). The paired verdicts show this p, not McNemar's exact one, so interval and test never
+    disagree.
+    """
+    t = [torch.tensor([float(v)], dtype=torch.float64) for v in (both, b, c, neither)]
+    return _newcombe_p_t(*t).item() if both + b + c + neither else 1.0
+
+
+def _newcombe_p_t(both: Tensor, b: Tensor, c: Tensor, neither: Tensor, steps: int = 60) -> Tensor:
+    """``newcombe_p`` of batched tables (float64 count tensors of one shape, n > 0)."""
+    up = (c > b)  # the sign of the change: which bound must cross 0
+    lo_z, hi_z = torch.zeros_like(both), torch.full_like(both, 40.0)  # at z = 40: p ~ 1e-349, below float64
+    for _ in range(steps):
+        mid = (lo_z + hi_z) / 2
+        lo, hi = _newcombe_t(both, b, c, neither, mid)
+        excludes = torch.where(up, lo > 0, hi < 0)
+        lo_z, hi_z = torch.where(excludes, mid, lo_z), torch.where(excludes, hi_z, mid)
+    return torch.where(b == c, torch.ones_like(both), 2 * torch.special.ndtr(-lo_z))
 
 
 def mcnemar(a: Sequence[int] | Tensor, b: Sequence[int] | Tensor) -> Paired:
@@ -475,26 +542,53 @@ def _paired(a: Tensor, b: Tensor, ca: Tensor, cb: Tensor, shared: Tensor, statis
 
 # -- verdicts --------------------------------------------------------------------------------------------------------
 
+DIRECTIONS = ("supported", "contradicted", "undecided")
+SIZES = ("as claimed", "smaller than claimed", "larger than claimed", "undecided")
+_SIZE_WORDS = {"as claimed": "as claimed", "smaller than claimed": "contradicted (smaller than claimed)",
+               "larger than claimed": "contradicted (larger than claimed)", "undecided": "undecided"}
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """What a run says about one claim: supported, contradicted or undecided, and why, from the numbers."""
+    """What a run says about one claim, and why, from the numbers: a headline ``status`` (one of STATUSES, for
+    counting) built from two separate answers, ``direction`` and ``size`` (``label`` says both in words)."""
 
     status: str  # one of STATUSES
     claim: str  # the claim in words, e.g. "APR lowers the one-pixel ASR from 70.97% to 21.43%"
     effect: float  # the measured effect, in ``unit``
-    lo: float  # its 95% interval (NaN when the measurement has none)
+    lo: float  # its interval at the verdict's level (``interval`` says which; NaN when the measurement has none)
     hi: float
     unit: str  # e.g. "points" (percentage points), "%"
     n: int | None  # images behind the measurement (None: not a sample, e.g. timings)
-    p: float | None  # the p-value used (Holm-adjusted where the verdict is one of a table), None when no test
-    power: float | None  # power to detect the claimed effect at this n (None when no test)
+    p: float | None  # the p-value used (family-adjusted, or the caller's adjusted one), None when no test
+    power: float | None  # chance of "supported" at this n if the claim holds exactly (None when not computed)
     why: str  # the reason, in words, with the numbers that decided it
-    n_needed: int | None = None  # undecided: images that would give power POWER (None: not computable)
-    interval: str = "95% CI"  # what (lo, hi) is, in words (timings: "range over repeats")
+    n_needed: int | None = None  # not supported: images that would give power POWER (None: not computable)
+    interval: str = "95% CI"  # what (lo, hi) is, in words (timings: "range over repeats"; a family: "98.3% CI")
+    direction: str | None = None  # one of DIRECTIONS; None for a claim without a direction ("the rate is 68.71%")
+    size: str | None = None  # one of SIZES; None for a claim without a size ("a is lower than b")
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+        if self.direction not in (None, *DIRECTIONS):
+            raise ValueError(f"direction must be one of {DIRECTIONS} or None, not {self.direction!r}")
+        if self.size not in (None, *SIZES):
+            raise ValueError(f"size must be one of {SIZES} or None, not {self.size!r}")
+
+    @property
+    def label(self) -> str:
+        """The verdict in words: "direction supported, size contradicted (larger than claimed)"; a claim without
+        a direction: its status, with the side where the size is off ("contradicted (smaller than claimed)")."""
+        if self.status in ("not informative", "not comparable") or (self.direction is None and self.size is None):
+            return self.status
+        if self.direction is None:  # the side is said only where it decided (a caller may have overridden status)
+            return f"{self.status} ({self.size})" if self.status == "contradicted" and self.size else self.status
+        if self.status == "supported":
+            return "supported (direction and size as claimed)" if self.size else "supported (direction)"
+        if self.size is None:
+            return f"direction {self.direction}"
+        return f"direction {self.direction}, size {_SIZE_WORDS[self.size]}"
 
     @property
     def decimals(self) -> int:
@@ -510,15 +604,134 @@ class Verdict:
         return f"{x:{sign}.{d}f}{unit if with_unit else ''}"
 
     def sentence(self) -> str:
-        """One line: status, the claim, the effect with its interval, n, p and power, and why."""
+        """One line: the label, the claim, the effect with its interval, n, p and power, and why."""
         both = self.lo == self.lo and self.hi == self.hi
         interval = f" ({self.interval} {self.number(self.lo)} to {self.number(self.hi)})" if both else ""
         extra = [f"n = {self.n}" if self.n is not None else "",
                  f"p = {self.p:.3g}" if self.p is not None and self.p == self.p else "",
                  f"power {self.power:.2f}" if self.power is not None else ""]
         stats = ", ".join(e for e in extra if e)
-        return (f"{self.status.upper()}: {self.claim}. Measured {self.number(self.effect, with_unit=True)}{interval}"
-                f"{'; ' + stats if stats else ''}. {self.why}")
+        effect = f"Measured {self.number(self.effect, with_unit=True)}" if self.effect == self.effect else "Measured"
+        return f"{self.label.upper()}: {self.claim}. {effect}{interval}{'; ' + stats if stats else ''}. {self.why}"
+
+
+def status_of(direction: str | None, size: str | None) -> str:
+    """The headline status of a (direction, size) answer: supported = direction supported (or none claimed) and
+    size as claimed (or none claimed); "direction supported" = the direction holds, the size does not (or is
+    undecided); contradicted = the direction contradicted, or (no direction) the size; undecided otherwise."""
+    if direction == "supported":
+        return "supported" if size in (None, "as claimed") else "direction supported"
+    if direction == "contradicted":
+        return "contradicted"
+    if direction is None and size == "as claimed":
+        return "supported"
+    if direction is None and size in ("smaller than claimed", "larger than claimed"):
+        return "contradicted"
+    return "undecided"
+
+
+def not_comparable(claim: str, reason: str, effect: float = float("nan"), unit: str = "", n: int | None = None,
+                   lo: float = float("nan"), hi: float = float("nan")) -> Verdict:
+    """A measurement that cannot test ``claim`` (another architecture, dataset or attack budget): status "not
+    comparable", the numbers side by side, ``reason`` as the why. Not "undecided": more images would not help."""
+    return Verdict("not comparable", claim, effect, lo, hi, unit, n, None, None, why=reason)
+
+
+def _level(alpha: float, family: int) -> str:
+    """The interval's name at the family-wise level: "95% CI", "98.3% CI"."""
+    return f"{100 * (1 - alpha / family):.3g}% CI"
+
+
+def _oriented(lo: Tensor, hi: Tensor, sign: int) -> tuple[Tensor, Tensor]:
+    """(lo, hi) turned so that the claimed direction is positive (sign -1: a fall becomes a rise)."""
+    return (lo, hi) if sign >= 0 else (-hi, -lo)
+
+
+def _direction_t(lo: Tensor, hi: Tensor, sign: int, min_effect: float) -> Tensor:
+    """Codes (1 supported, -1 contradicted, 0 undecided) of intervals of a change claimed to have ``sign``:
+    supported when the interval excludes 0 on the claimed side; else contradicted when it excludes every change
+    of ``min_effect`` or more in the claimed direction."""
+    olo, ohi = _oriented(lo, hi, sign)
+    return torch.where(olo > 0, 1, torch.where(ohi < min_effect, -1, 0))
+
+
+def _size_t(dlo: Tensor, dhi: Tensor, sign: int, margin: float, slack: float = 0.0) -> Tensor:
+    """Codes (indices of SIZES) of intervals of measured - claimed, the claimed direction ``sign`` (0: none; then
+    "larger" means above the claim). As claimed: the interval contains the claim (within ``slack``) and lies
+    within +-``margin`` of it; larger / smaller: it excludes the claim by more than ``slack``; else undecided."""
+    olo, ohi = _oriented(dlo, dhi, sign)
+    within = (olo >= -margin) & (ohi <= margin) & (olo <= slack) & (ohi >= -slack)
+    return torch.where(olo > slack, 2, torch.where(ohi < -slack, 1, torch.where(within, 0, 3)))
+
+
+def _ratio_interval_t(both: Tensor, b: Tensor, c: Tensor, neither: Tensor, ratio: float,
+                      z: float) -> tuple[Tensor, Tensor]:
+    """Interval of rate_after - ratio x rate_before from paired counts (batched): the claimed change with the
+    baseline estimated, not fixed.
+
+    Per image the score is after - ratio x before (1 - ratio, -ratio, 1 or 0 for the four cells), so its mean's
+    standard error carries both rates' sampling error and their correlation; the Wald interval of that mean with
+    Agresti & Min's (2005) half a pseudo-image per cell, which for ratio 1 is their recommended interval of a
+    paired difference (it stays sensible at 0 and n discordant images, where the plain Wald collapses).
+    """
+    cells = torch.stack([both, b, c, neither]) + 0.5
+    n = cells.sum(0)
+    score = torch.tensor([1 - ratio, -ratio, 1.0, 0.0], dtype=torch.float64).view(4, *([1] * both.dim()))
+    mean = (cells * score).sum(0) / n
+    var = ((cells * score ** 2).sum(0) / n - mean ** 2).clamp(min=0.0)
+    half = z * (var / n).sqrt()
+    return mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """The paired decision rule of ``paired_verdict``, applied alike to the run and to simulated runs."""
+
+    change: float  # the claimed rate_after - rate_before (fraction), from the run's own reference rate
+    ratio: float | None  # the claim as rate_after = ratio x rate_before (the baseline then estimated), or None
+    z: float  # normal quantile of the family-wise interval
+    min_effect: float  # the smallest change in the claimed direction that counts (fraction)
+
+    @property
+    def sign(self) -> int:
+        return (self.change > 0) - (self.change < 0)
+
+    def __call__(self, both: Tensor, b: Tensor, c: Tensor, neither: Tensor) -> tuple[Tensor, ...]:
+        """(direction codes, size codes, informative, lo, hi, size lo, size hi) of batched 2x2 tables."""
+        lo, hi = _newcombe_t(both, b, c, neither, self.z)
+        before = (both + b) / (both + b + c + neither)
+        informative = (before > 0) & (before < 1)  # a floor or a ceiling is no evidence
+        direction = _direction_t(lo, hi, self.sign, self.min_effect)
+        slo, shi = (lo - self.change, hi - self.change) if self.ratio is None else \
+            _ratio_interval_t(both, b, c, neither, self.ratio, self.z)
+        return direction, _size_t(slo, shi, self.sign, EQUIVALENCE_MARGIN), informative, lo, hi, slo, shi
+
+
+def _paired_power(rule: _Rule, n: int, rate_before: float, discordant: float, draws: int = 2000,
+                  seed: int = 0) -> float:
+    """Chance that ``rule`` reads "supported" on n images if the claim holds exactly: paired 2x2 tables drawn
+    (seeded, ``draws`` at once) with the run's reference rate, the claimed change and the run's share of
+    discordant images (at least the claimed change: the nested case if fewer were seen)."""
+    if n <= 0:
+        return 0.0
+    d = rule.change
+    disc = max(discordant, abs(d))
+    p10, p01 = (disc - d) / 2, (disc + d) / 2
+    excess = max(0.0, p10 - rate_before, p01 - (1 - rate_before))  # keep the reference margin feasible
+    p10, p01 = max(0.0, p10 - excess), max(0.0, p01 - excess)
+    p11 = max(0.0, rate_before - p10)
+    g = torch.Generator().manual_seed(seed)
+    total = torch.full((draws,), float(n), dtype=torch.float64)
+
+    def draw(count: Tensor, prob: float) -> Tensor:  # binomial of count with a probability clamped to [0, 1]
+        return torch.binomial(count, torch.full_like(count, min(1.0, max(0.0, prob))), generator=g)
+
+    both = draw(total, p11)
+    b = draw(total - both, p10 / max(1e-300, 1 - p11))
+    c = draw(total - both - b, p01 / max(1e-300, 1 - p11 - p10))
+    direction, size, informative, *_ = rule(both, b, c, total - both - b - c)
+    supported = informative & (size == 0) & ((direction == 1) if rule.sign else True)
+    return supported.double().mean().item()
 
 
 def _needed(n_needed: int | None, bound: str = "about") -> str:
@@ -526,69 +739,124 @@ def _needed(n_needed: int | None, bound: str = "about") -> str:
             else f"no n up to 100,000 would give power {POWER:.0%}")
 
 
+def _floor(rate_before: float, sign: int) -> str | None:
+    """Why a reference rate of 0% or 100% is no evidence for a change (None for a rate strictly between)."""
+    if 0 < rate_before < 1:
+        return None
+    at = "0%" if rate_before <= 0 else "100%"
+    what = ("nothing to lower" if sign < 0 else "nothing to raise from (the claimed rise is relative)") \
+        if rate_before <= 0 else ("the attack saturates: every image breaks whatever the defence" if sign < 0
+                                  else "nothing left to raise")
+    return (f"The reference rate on these images is {at}: {what}. A floor or a ceiling is no evidence for or "
+            "against the claim.")
+
+
+def _reasons(direction: str | None, size: str | None, *, claimed: str, min_words: str, margin_words: str,
+             off: str, p_used: float | None, alpha: float) -> str:
+    """The why of a (direction, size) answer, in words."""
+    parts = []
+    if direction == "supported":
+        parts.append(f"The interval excludes no change, on the claimed side (p = {p_used:.3g} < {alpha:g}).")
+    elif direction == "contradicted":
+        parts.append(f"The interval excludes every change of {min_words} or more in the claimed direction.")
+    elif direction == "undecided":
+        test = f" (p = {p_used:.3g})" if p_used is not None else ""
+        parts.append(f"On direction the run cannot tell: the interval reaches a change of {min_words} in the claimed "
+                     f"direction but does not exclude no change{test}.")
+    if size == "as claimed":
+        parts.append(f"Size: the interval contains the claimed {claimed} and lies within {margin_words} of it.")
+    elif size in ("smaller than claimed", "larger than claimed"):
+        parts.append(f"Size: the interval excludes the claimed {claimed}; the effect is at least {off} {size}.")
+    elif size == "undecided":
+        parts.append(f"Size: the interval contains the claimed {claimed} but reaches more than {margin_words} "
+                     "from it.")
+    return " ".join(parts)
+
+
+def _table(before: Sequence[int] | Tensor, after: Sequence[int] | Tensor) -> tuple[Paired, Tensor]:
+    """McNemar's summary of paired outcomes and their 2x2 counts (both, b, c, neither) as (1,) float64 tensors."""
+    pr = mcnemar(before, after)
+    both = round(pr.rate_a * pr.n) - pr.b if pr.n else 0
+    counts = torch.tensor([[both], [pr.b], [pr.c], [pr.n - both - pr.b - pr.c]], dtype=torch.float64)
+    return pr, counts
+
+
 def paired_verdict(claim: str, before: Sequence[int] | Tensor, after: Sequence[int] | Tensor,
-                   claimed_change: float, alpha: float = ALPHA, p: float | None = None) -> Verdict:
+                   claimed_change: float, alpha: float = ALPHA, p: float | None = None, *, family: int = 1,
+                   claimed_ratio: float | None = None, min_effect: float | None = None, draws: int = 2000,
+                   seed: int = 0) -> Verdict:
     """Verdict on "the rate moves by ``claimed_change``" from paired 0/1 outcomes on the same images.
 
     ``before``/``after``: outcomes (e.g. verified worst-case successes) of the reference (the undefended model;
     full APR in the ablation) and of the compared model; ``claimed_change``: the claimed rate(after) -
-    rate(before), as a fraction (a defence: negative, e.g. our baseline x (21.43 / 70.97 - 1); an ablation: the
-    paper's rise). ``p``: a Holm-adjusted p-value to use instead of this test's own (a table of comparisons).
+    rate(before), a fraction. ``claimed_ratio``: the claim as rate(after) = ratio x rate(before) (a defence's
+    relative fall, an ablation's relative rise); then the claimed change is (ratio - 1) x our reference rate,
+    ``claimed_change`` is ignored, and the size is tested on after - ratio x before, whose interval carries the
+    baseline's sampling error (``_ratio_interval_t``). ``family``: claims decided together (Bonferroni: the
+    interval at 1 - alpha / family, p x family). ``p``: an adjusted p-value from the caller (e.g. Holm over a
+    table), shown, and needed below alpha as well for the direction to count as supported. ``min_effect``: the
+    smallest change in the claimed direction that counts (default the smaller of MIN_EFFECT and the claim).
 
-    * supported: significant (exact McNemar p < alpha) in the claimed direction AND the claimed change lies in
-      the 95% interval of the measured change (Newcombe);
-    * contradicted: the interval excludes the claimed change (the sentence says by how much);
-    * undecided: neither; with the power of the test to detect the claimed change at this n (``mcnemar_power``,
-      nested outcomes: the most favourable case, so an upper bound) and the n that would reach power 0.8.
+    Direction from Newcombe's interval of the change (``newcombe_p``, its dual, is the p shown); size from the
+    interval of measured - claimed against EQUIVALENCE_MARGIN; a reference rate of 0% or 100% is "not
+    informative". ``power``: the simulated chance of "supported" if the claim holds (``_paired_power``,
+    ``draws`` seeded tables), ``n_needed`` the images that would give POWER.
     """
-    pr = mcnemar(before, after)
-    p_used = pr.p if p is None else p
-    target = min(1.0, max(0.0, pr.rate_a + claimed_change))
-    power = mcnemar_power(pr.n, pr.rate_a, target, alpha) if pr.n else 0.0
+    pr, counts = _table(before, after)
+    z = z_of(alpha, family)
+    change = claimed_change if claimed_ratio is None else (claimed_ratio - 1) * pr.rate_a
     pts = lambda v: 100 * v  # noqa: E731
-    common = dict(claim=claim, effect=pts(pr.difference), lo=pts(pr.lo), hi=pts(pr.hi), unit="points", n=pr.n,
-                  p=p_used, power=power)
-    claimed = f"{pts(claimed_change):+.1f} points (from our {pts(pr.rate_a):.1f}%)"
     if pr.n == 0:
-        return Verdict("undecided", **{**common, "power": 0.0}, why="No images were attacked.")
-    if target == pr.rate_a:  # e.g. a relative fall from a reference rate of 0: the claim predicts nothing here
-        return Verdict("undecided", **common, why=f"Applied to our reference rate of {pts(pr.rate_a):.1f}%, the "
-                                                  "claim predicts no change: this run cannot test it.")
-    if not pr.lo <= claimed_change <= pr.hi:
-        off = pr.lo - claimed_change if claimed_change < pr.lo else claimed_change - pr.hi
-        side = "smaller" if abs(claimed_change) > max(abs(pr.lo), abs(pr.hi)) or \
-            (claimed_change < 0) == (pr.lo > claimed_change) else "larger"
-        return Verdict("contradicted", **common,
-                       why=f"The interval excludes the claimed change of {claimed}: the change is at least "
-                           f"{pts(off):.1f} points {side} than claimed.")
-    moved = pr.difference != 0 and (pr.difference > 0) == (claimed_change > 0)
-    if p_used < alpha and moved:
-        return Verdict("supported", **common,
-                       why=f"A significant change in the claimed direction (p < {alpha:g}), and the interval "
-                           f"contains the claimed {claimed}.")
-    n_needed = n_for_power(lambda m: mcnemar_power(m, pr.rate_a, target, alpha))
-    if pr.lo <= 0 <= pr.hi:
-        reason = f"The interval contains the claimed {claimed} and also no change (p = {p_used:.3g})"
+        return Verdict("undecided", claim, float("nan"), float("nan"), float("nan"), "points", 0, None, 0.0,
+                       why="No images were attacked.")
+    rule = _Rule(change, claimed_ratio, z, min(MIN_EFFECT, abs(change)) if min_effect is None else min_effect)
+    direction_c, size_c, _, lo, hi, slo, shi = (t.item() for t in rule(*counts))
+    p_own = min(1.0, family * newcombe_p(*(int(v) for v in counts)))
+    p_used = p_own if p is None else p
+    common = dict(claim=claim, effect=pts(pr.difference), lo=pts(lo), hi=pts(hi), unit="points", n=pr.n, p=p_used,
+                  interval=_level(alpha, family))
+    floor = _floor(pr.rate_a, rule.sign)
+    if floor is not None:
+        return Verdict("not informative", **common, power=None, why=floor)
+    if direction_c == 1 and p_used >= alpha:  # the caller's adjusted p does not reject
+        direction_c = 0
+    direction = {1: "supported", -1: "contradicted", 0: "undecided"}[direction_c] if rule.sign else None
+    size = SIZES[size_c]
+    status = status_of(direction, size)
+    disc = (pr.b + pr.c) / pr.n
+    power = _paired_power(rule, pr.n, pr.rate_a, disc, draws, seed)
+    n_needed = None if status == "supported" else \
+        n_for_power(lambda m: _paired_power(rule, m, pr.rate_a, disc, draws, seed))
+    if claimed_ratio is None:
+        claimed = f"{pts(change):+.1f} points (from our {pts(pr.rate_a):.1f}%)"
     else:
-        reason = (f"The interval contains the claimed {claimed} and excludes no change, but p = {p_used:.3g} "
-                  f"(exact, Holm-adjusted where several claims share the run) is not below {alpha:g}")
-    return Verdict("undecided", **common, n_needed=n_needed,
-                   why=f"{reason}: the run cannot tell. Power to detect the claim here at most {power:.2f} "
-                       f"(nested outcomes, the most favourable case); {_needed(n_needed, 'at least')}.")
+        claimed = (f"{claimed_ratio:.2f}x our {pts(pr.rate_a):.1f}% ({pts(change):+.1f} points; interval of after - "
+                   f"{claimed_ratio:.2f} x before {pts(slo):+.1f} to {pts(shi):+.1f} points)")
+    off = f"{pts(min(abs(slo), abs(shi))):.1f} points"
+    why = _reasons(direction, size, claimed=claimed, min_words=f"{pts(rule.min_effect):.1f} points",
+                   margin_words=f"{pts(EQUIVALENCE_MARGIN):.0f} points", off=off, p_used=p_used, alpha=alpha)
+    if status != "supported":
+        why += (f" Power to read 'supported' if the claim holds: {power:.2f} (simulated, {disc:.0%} discordant "
+                f"images); {_needed(n_needed)}.")
+    return Verdict(status, **common, power=power, why=why, n_needed=n_needed, direction=direction, size=size)
 
 
 def clustered_paired_verdict(claim: str, before: Sequence[int] | Tensor, after: Sequence[int] | Tensor,
                              images: Sequence[int] | Tensor, claimed_change: float, alpha: float = ALPHA,
-                             p: float | None = None, seed: int = 0, comparison: Comparison | None = None) -> Verdict:
+                             p: float | None = None, seed: int = 0, comparison: Comparison | None = None, *,
+                             family: int = 1, claimed_ratio: float | None = None,
+                             min_effect: float | None = None) -> Verdict:
     """``paired_verdict`` for outcomes that repeat images: several seeds attacked the same test images.
 
     The image is the unit: five seeds' outcomes on one image are not five independent pairs (an easy image is
     easy for every seed), so pooling them in McNemar's test would overstate n and understate p. Per image, the
     change is mean(after) - mean(before) over the seeds that attacked it (``images[i]`` is the test-set index of
     ``before[i]`` and ``after[i]``); ``cluster_compare``'s paired design tests it by sign flips per image, with a
-    bootstrap interval over images. Same rules as ``paired_verdict`` (supported / contradicted / undecided); the
-    power of this design is not computed (the sentence says so), n is the number of images. ``comparison``: that
-    test, already run (``cluster_compare(after, before, images, images)``, e.g. for a Holm table), not run again.
+    bootstrap interval over images at the family-wise level. The same rule as ``paired_verdict`` (direction
+    from the interval, with the sign-flip p x ``family`` (or the caller's ``p``) also below alpha; size against
+    EQUIVALENCE_MARGIN; with ``claimed_ratio`` the size interval is the bootstrap of mean(after) - ratio x
+    mean(before) per image); power is not computed for this design. ``comparison``: that test, already run
+    (``cluster_compare(after, before, images, images)``) at the verdict's level, not run again.
     """
     ids = torch.as_tensor(images).long()
     a = torch.as_tensor(after, dtype=torch.float64)
@@ -600,65 +868,86 @@ def clustered_paired_verdict(claim: str, before: Sequence[int] | Tensor, after: 
     if len(ids) == 0:
         return Verdict("undecided", claim, float("nan"), float("nan"), float("nan"), "points", 0, None, None,
                        why="No images were attacked.")
-    comp = comparison if comparison is not None else cluster_compare(a, b, ids, ids, statistic="mean", seed=seed)
+    confidence = 1 - alpha / family
+    comp = comparison if comparison is not None and abs(comparison.confidence - confidence) < 1e-9 else \
+        cluster_compare(a, b, ids, ids, statistic="mean", confidence=confidence, seed=seed)
     rate_a = b.mean().item()
-    target = min(1.0, max(0.0, rate_a + claimed_change))
-    p_used = comp.p_value if p is None else p
+    change = claimed_change if claimed_ratio is None else (claimed_ratio - 1) * rate_a
+    p_used = min(1.0, family * comp.p_value) if p is None else p
     common = dict(claim=claim, effect=pts(comp.difference), lo=pts(comp.ci_lo), hi=pts(comp.ci_hi), unit="points",
-                  n=comp.clusters, p=p_used, power=None)
-    claimed = f"{pts(claimed_change):+.1f} points (from our {pts(rate_a):.1f}%)"
+                  n=comp.clusters, p=p_used, power=None, interval=_level(alpha, family))
     design = (f"{len(ids)} outcomes on {comp.clusters} images, seeds averaged per image (sign-flip test and "
               "bootstrap over images; power not computed for this design)")
-    if target == rate_a:
-        return Verdict("undecided", **common, why=f"Applied to our reference rate of {pts(rate_a):.1f}%, the claim "
-                                                  f"predicts no change: this run cannot test it. {design}.")
-    if not comp.ci_lo <= claimed_change <= comp.ci_hi:
-        return Verdict("contradicted", **common, why=f"The interval excludes the claimed change of {claimed}. "
-                                                     f"{design}.")
-    moved = comp.difference != 0 and (comp.difference > 0) == (claimed_change > 0)
-    if p_used < alpha and moved:
-        return Verdict("supported", **common, why=f"A significant change in the claimed direction (p < {alpha:g}), "
-                                                  f"and the interval contains the claimed {claimed}. {design}.")
-    return Verdict("undecided", **common, why=f"The interval contains the claimed {claimed}, and p = {p_used:.3g} is "
-                                              f"not below {alpha:g}: the run cannot tell. {design}.")
+    sign = (change > 0) - (change < 0)
+    floor = _floor(rate_a, sign)
+    if floor is not None:
+        return Verdict("not informative", **common, why=f"{floor} {design}.")
+    m = min(MIN_EFFECT, abs(change)) if min_effect is None else min_effect
+    lo, hi = torch.tensor([comp.ci_lo], dtype=torch.float64), torch.tensor([comp.ci_hi], dtype=torch.float64)
+    if claimed_ratio is None:
+        slo, shi = lo - change, hi - change
+    else:
+        sc = cluster_compare(a, claimed_ratio * b, ids, ids, statistic="mean", confidence=confidence, seed=seed)
+        slo, shi = torch.tensor([sc.ci_lo], dtype=torch.float64), torch.tensor([sc.ci_hi], dtype=torch.float64)
+    direction_c = int(_direction_t(lo, hi, sign, m))
+    if direction_c == 1 and p_used >= alpha:
+        direction_c = 0
+    direction = {1: "supported", -1: "contradicted", 0: "undecided"}[direction_c] if sign else None
+    size = SIZES[int(_size_t(slo, shi, sign, EQUIVALENCE_MARGIN))]
+    claimed = f"{pts(change):+.1f} points (from our {pts(rate_a):.1f}%)"
+    why = _reasons(direction, size, claimed=claimed, min_words=f"{pts(m):.1f} points",
+                   margin_words=f"{pts(EQUIVALENCE_MARGIN):.0f} points",
+                   off=f"{pts(min(abs(slo.item()), abs(shi.item()))):.1f} points", p_used=p_used, alpha=alpha)
+    return Verdict(status_of(direction, size), **common, why=f"{why} {design}.", direction=direction, size=size)
 
 
-def rate_verdict(claim: str, successes: int, n: int, claimed_rate: float, tolerance: float = 0.10,
-                 alpha: float = ALPHA) -> Verdict:
-    """Verdict on "the rate is ``claimed_rate``" (e.g. a paper's ASR) from k successes in n images.
+def rate_verdict(claim: str, successes: int, n: int, claimed_rate: float, tolerance: float = EQUIVALENCE_MARGIN,
+                 alpha: float = ALPHA, *, family: int = 1, comparable: str | None = None) -> Verdict:
+    """Verdict on "the rate is ``claimed_rate``" (e.g. a paper's ASR) from k successes in n images: a claim
+    with a size and no direction.
 
-    * contradicted: the exact two-sided binomial test rejects the claimed rate at ``alpha`` (the Wilson 95%
-      interval, shown, almost always excludes it too; near the boundary the exact test decides);
-    * supported: it contains the claimed rate and lies within +-``tolerance`` of it (the run pins the rate
-      down to the precision the comparison needs; default 10 points);
-    * undecided: it contains the claimed rate but is wider than that, with the power of the exact binomial
-      test to detect a rate ``tolerance`` away from the claim (the weaker side) and the n that would reach 0.8.
+    * size contradicted (smaller / larger than claimed): the exact two-sided binomial test, p x ``family``,
+      rejects the claimed rate at ``alpha`` (the Wilson interval at the family level, shown, almost always
+      excludes it too; near the boundary the exact test decides);
+    * as claimed: the interval contains the claimed rate and lies within +-``tolerance`` of it (default
+      EQUIVALENCE_MARGIN, 10 points);
+    * undecided: neither, with the power of the exact test to detect a rate ``tolerance`` away (the weaker side)
+      and the n that would reach POWER.
+
+    ``comparable``: a reason the rate cannot test the claim (another architecture, dataset or budget): status
+    "not comparable", the numbers still shown.
     """
-    lo, hi = wilson(successes, n)
+    lo, hi = wilson(successes, n, z_of(alpha, family))
     rate = successes / n if n else float("nan")
-    p = binomial_p(successes, n, claimed_rate)
+    p = min(1.0, family * binomial_p(successes, n, claimed_rate))
+    level = alpha / family
 
     def power_at(m: int) -> float:
         sides = [r for r in (claimed_rate - tolerance, claimed_rate + tolerance) if 0 <= r <= 1]
-        return min(binomial_power(m, claimed_rate, r, alpha) for r in sides)
+        return min(binomial_power(m, claimed_rate, r, level) for r in sides)
 
+    common = dict(claim=claim, effect=100 * rate, lo=100 * lo, hi=100 * hi, unit="%", n=n,
+                  interval=_level(alpha, family))
+    if comparable is not None:
+        return not_comparable(claim, comparable, 100 * rate, "%", n, 100 * lo, 100 * hi)
     power = power_at(n)
-    common = dict(claim=claim, effect=100 * rate, lo=100 * lo, hi=100 * hi, unit="%", n=n, p=p, power=power)
     if n == 0:
-        return Verdict("undecided", **common, why="No images were attacked.")
+        return Verdict("undecided", **common, p=p, power=power, why="No images were attacked.")
+    said = f"{100 * claimed_rate:.2f}%"
     if p < alpha:  # the exact test decides; the Wilson interval is shown (they can differ at the boundary)
         off = max(lo - claimed_rate, claimed_rate - hi, 0.0)
-        return Verdict("contradicted", **common,
-                       why=f"The exact binomial test rejects the claimed {100 * claimed_rate:.2f}% (p = {p:.3g}); "
-                           f"the 95% interval lies {100 * off:.1f} points from it.")
-    if claimed_rate - tolerance <= lo and hi <= claimed_rate + tolerance:
-        return Verdict("supported", **common,
-                       why=f"The interval contains the claimed {100 * claimed_rate:.2f}% and lies within "
-                           f"{100 * tolerance:.0f} points of it.")
+        size = "larger than claimed" if rate > claimed_rate else "smaller than claimed"
+        return Verdict("contradicted", **common, p=p, power=power, size=size,
+                       why=f"The exact binomial test rejects the claimed {said} (p = {p:.3g}); the interval lies "
+                           f"{100 * off:.1f} points from it, {size.split(' than')[0]}.")
+    if lo <= claimed_rate <= hi and claimed_rate - tolerance <= lo and hi <= claimed_rate + tolerance:
+        return Verdict("supported", **common, p=p, power=power, size="as claimed",
+                       why=f"The interval contains the claimed {said} and lies within {100 * tolerance:.0f} points "
+                           "of it.")
     n_needed = n_for_power(power_at)
-    return Verdict("undecided", **common, n_needed=n_needed,
-                   why=f"The interval contains the claimed {100 * claimed_rate:.2f}% but reaches more than "
-                       f"{100 * tolerance:.0f} points from it: power {power:.2f} to detect a rate "
+    return Verdict("undecided", **common, p=p, power=power, n_needed=n_needed, size="undecided",
+                   why=f"The exact test does not reject the claimed {said} (p = {p:.3g}) but the interval reaches "
+                       f"more than {100 * tolerance:.0f} points from it: power {power:.2f} to detect a rate "
                        f"{100 * tolerance:.0f} points off; {_needed(n_needed)}.")
 
 
@@ -669,8 +958,8 @@ def overhead_verdict(claim: str, measured: float, claimed: float | None, spread:
     ``measured``: the median increase in percent; ``spread``: the range of the per-repeat increases (None when
     only the median is known); ``claimed``: the paper's percentage (None: the paper has no number for this
     setting). Compatible means the claim lies within the spread widened by ``tolerance`` points (timing noise
-    the repeats do not show, default 5): supported if compatible, contradicted otherwise (with the factor);
-    undecided when there is no claim to compare with.
+    the repeats do not show, default 5): supported (size as claimed) if compatible, contradicted otherwise
+    (larger or smaller than claimed, with the factor); undecided when there is no claim to compare with.
     """
     lo, hi = spread if spread is not None else (float("nan"), float("nan"))
     common = dict(claim=claim, effect=measured, lo=lo, hi=hi, unit="% increase", n=None, p=None, power=None,
@@ -678,81 +967,100 @@ def overhead_verdict(claim: str, measured: float, claimed: float | None, spread:
     if claimed is None:
         return Verdict("undecided", **common, why="The paper reports no number for this setting.")
     low, high = (measured, measured) if spread is None else spread
+    where = f"{'range over repeats' if spread else 'median'} widened by {tolerance:g} points"
     if low - tolerance <= claimed <= high + tolerance:
-        return Verdict("supported", **common,
-                       why=f"The claimed {claimed:+g}% lies within the measured "
-                           f"{'range over repeats' if spread else 'median'} widened by {tolerance:g} points "
-                           "(medians of timings on this machine; no sampling model).")
+        return Verdict("supported", **common, size="as claimed",
+                       why=f"The claimed {claimed:+g}% lies within the measured {where} (medians of timings on this "
+                           "machine; no sampling model).")
+    size = "larger than claimed" if claimed < low - tolerance else "smaller than claimed"
     factor = f"{measured / claimed:.1f}x the claimed {claimed:+g}%" if claimed else f"vs the claimed {claimed:+g}%"
-    return Verdict("contradicted", **common,
-                   why=f"Ours is {factor}, outside the measured {'range over repeats' if spread else 'median'} "
-                       f"widened by {tolerance:g} points (medians of timings on this machine; no sampling model).")
+    return Verdict("contradicted", **common, size=size,
+                   why=f"Ours is {factor}, outside the measured {where} (medians of timings on this machine; no "
+                       "sampling model).")
 
 
-def direction_verdict(claim: str, comparison: Comparison, sign: int = -1, min_effect: float = 0.05,
-                      alpha: float = ALPHA, p: float | None = None) -> Verdict:
-    """Verdict on a directional claim ("a is lower than b", ``sign=-1``) from an image-level ``Comparison``.
+def _widened(estimate: float, lo: float, hi: float, confidence: float, alpha: float,
+             family: int) -> tuple[float, float]:
+    """An interval at ``confidence`` widened (or narrowed) to the family-wise level, each side scaled by the ratio
+    of normal quantiles about the estimate: the caller holds only the interval, not the data behind it."""
+    scale = z_of(alpha, family) / z_of(1 - confidence)
+    return estimate - (estimate - lo) * scale, estimate + (hi - estimate) * scale
+
+
+def direction_verdict(claim: str, comparison: Comparison, sign: int = -1, min_effect: float = MIN_EFFECT,
+                      alpha: float = ALPHA, p: float | None = None, *, family: int = 1) -> Verdict:
+    """Verdict on a directional claim ("a is lower than b", ``sign=-1``) from an image-level ``Comparison``: a
+    claim with a direction and no size.
 
     ``min_effect``: the smallest difference that would count (the claim gives no magnitude; Lab 08 uses 0.05,
-    five percentile points). ``p``: a Holm-adjusted p-value to use instead of the comparison's own.
+    five percentile points). ``family``: claims decided together (the comparison's interval widened to
+    1 - alpha / family, its p x family). ``p``: an adjusted p-value to use instead (e.g. Holm's).
 
-    * supported: p < alpha, the difference has the claimed sign, and the interval reaches ``min_effect``;
-    * contradicted: the interval excludes every effect of ``min_effect`` or more in the claimed direction;
-    * undecided: neither; power from the normal approximation with the bootstrap standard error
-      (interval width / 3.92), and the images needed (the standard error shrinks as 1 / sqrt(images)).
+    * supported: the interval excludes 0 on the claimed side and p < alpha;
+    * contradicted: otherwise, if the interval excludes every effect of ``min_effect`` or more in the claimed
+      direction;
+    * undecided: neither; power from the normal approximation with the bootstrap standard error, and the
+      images needed (the standard error shrinks as 1 / sqrt(images)).
     """
     if sign not in (-1, 1):
         raise ValueError("sign must be -1 (a lower than b) or +1 (a higher than b)")
-    d, lo, hi = comparison.difference, comparison.ci_lo, comparison.ci_hi
-    p_used = comparison.p_value if p is None else p
-    se = (hi - lo) / (2 * _Z) if hi == hi and lo == lo else float("nan")
+    d = comparison.difference
+    lo, hi = _widened(d, comparison.ci_lo, comparison.ci_hi, comparison.confidence, alpha, family)
+    p_used = min(1.0, family * comparison.p_value) if p is None else p
+    z, zc = z_of(alpha, family), z_of(1 - comparison.confidence)
+    se = (comparison.ci_hi - comparison.ci_lo) / (2 * zc) if hi == hi and lo == lo else float("nan")
     normal = torch.distributions.Normal(0.0, 1.0)
-    power = float(normal.cdf(torch.tensor(min_effect / se - _Z))) if se > 0 else (0.0 if se != se else 1.0)
-    common = dict(claim=claim, effect=d, lo=lo, hi=hi, unit="", n=comparison.clusters, p=p_used, power=power)
+    power = float(normal.cdf(torch.tensor(min_effect / se - z))) if se > 0 else (0.0 if se != se else 1.0)
+    common = dict(claim=claim, effect=d, lo=lo, hi=hi, unit="", n=comparison.clusters, p=p_used, power=power,
+                  interval=_level(alpha, family))
     if d != d:
         return Verdict("undecided", **{**common, "power": 0.0}, why="A group is empty: nothing to compare.")
-    reach = lo <= -min_effect if sign < 0 else hi >= min_effect
-    if p_used < alpha and (d < 0 if sign < 0 else d > 0) and reach:
-        return Verdict("supported", **common,
-                       why=f"A significant difference in the claimed direction (p < {alpha:g}) whose interval "
-                           f"reaches {sign * min_effect:+g}.")
-    if not reach:
-        return Verdict("contradicted", **common,
+    code = int(_direction_t(torch.tensor([lo]), torch.tensor([hi]), sign, min_effect))
+    if code == 1 and p_used >= alpha:
+        code = 0
+    if code == 1:
+        return Verdict("supported", **common, direction="supported",
+                       why=f"The interval excludes no difference, on the claimed side (p = {p_used:.3g} < {alpha:g}).")
+    if code == -1:
+        return Verdict("contradicted", **common, direction="contradicted",
                        why=f"The interval excludes every difference of {sign * min_effect:+g} or more in the claimed "
                            f"direction" + (" (it lies on the opposite side)" if (lo > 0 if sign < 0 else hi < 0)
                                            else "") + ".")
-    z80 = 0.8416212335729143
-    n_needed = math.ceil(comparison.clusters * ((_Z + z80) * se / min_effect) ** 2) if se > 0 else None
-    return Verdict("undecided", **common, n_needed=n_needed,
+    z80 = float(torch.special.ndtri(torch.tensor(POWER, dtype=torch.float64)))
+    n_needed = math.ceil(comparison.clusters * ((z + z80) * se / min_effect) ** 2) if se > 0 else None
+    return Verdict("undecided", **common, n_needed=n_needed, direction="undecided",
                    why=f"The interval reaches {sign * min_effect:+g} and "
                        + ("no difference" if lo <= 0 <= hi else "excludes no difference, but the test does not reject")
-                       + f" (p = {p_used:.3g}); "
-                       f"power about {power:.2f} to detect {sign * min_effect:+g}; {_needed(n_needed)} "
-                       "(normal approximation).")
+                       + f" (p = {p_used:.3g}); power about {power:.2f} to detect {sign * min_effect:+g}; "
+                       f"{_needed(n_needed)} (normal approximation).")
 
 
 # -- a value with an interval (macro-F1, the survey's metric) ---------------------------------------------------
 
-def value_verdict(claim: str, estimate: float, lo: float, hi: float, claimed: float, n: int, tolerance: float = 0.10,
-                  resolution: float = 0.02, unit: str = "F1") -> Verdict:
-    """Verdict on "the value is ``claimed``" from an estimate with a 95% interval (e.g. ``f1_interval``); no
-    sampling model beyond the interval, so no p-value or power.
+def value_verdict(claim: str, estimate: float, lo: float, hi: float, claimed: float, n: int,
+                  tolerance: float = EQUIVALENCE_MARGIN, resolution: float = 0.02, unit: str = "F1", *,
+                  family: int = 1, confidence: float = 0.95) -> Verdict:
+    """Verdict on "the value is ``claimed``" from an estimate with an interval at ``confidence`` (e.g.
+    ``f1_interval``), widened to the family-wise level; a claim with a size and no direction, no p or power.
 
-    * contradicted: the interval lies more than ``resolution`` from the claimed value. The margin is there because a
-      bootstrap interval collapses at a boundary (every image fooled: F1 0 in every resample) while the quantity
-      itself does not, and a paper's two decimals round by 0.005; 0.02 of F1 is below anything a table would mean;
-    * supported: the interval lies within +-``tolerance`` of the claimed value (the run pins it down);
+    * contradicted (smaller / larger than claimed): the interval lies more than ``resolution`` from the claimed
+      value. The margin is there because a bootstrap interval collapses at a boundary (every image fooled: F1 0
+      in every resample) while the quantity itself does not, and a paper's two decimals round by 0.005; 0.02 of
+      F1 is below anything a table would mean;
+    * supported (as claimed): it contains the claim (within ``resolution``) and lies within +-``tolerance``;
     * undecided: neither: it reaches further than ``tolerance`` from the claim without excluding it.
     """
-    common = dict(claim=claim, effect=estimate, lo=lo, hi=hi, unit=unit, n=n, p=None, power=None)
+    common = dict(claim=claim, effect=estimate, unit=unit, n=n, p=None, power=None)
     if not (lo == lo and hi == hi):
-        return Verdict("undecided", **common, why="No interval: nothing was measured.")
+        return Verdict("undecided", **common, lo=lo, hi=hi, why="No interval: nothing was measured.")
+    lo, hi = _widened(estimate, lo, hi, confidence, ALPHA, family)
+    common.update(lo=lo, hi=hi, interval=_level(ALPHA, family))
+    size = SIZES[int(_size_t(torch.tensor([lo - claimed]), torch.tensor([hi - claimed]), 0, tolerance, resolution))]
     off = max(lo - claimed, claimed - hi, 0.0)
-    if off > resolution:
-        return Verdict("contradicted", **common, why=f"The 95% interval lies {off:.3f} from the claimed {claimed:g} "
-                                                     f"(more than the {resolution:g} resolution of the comparison).")
-    if claimed - tolerance <= lo and hi <= claimed + tolerance:
-        return Verdict("supported", **common, why=f"The interval lies within {tolerance:g} of the claimed {claimed:g}"
-                                                  + (" (and within the comparison's resolution of it)." if off else "."))
-    return Verdict("undecided", **common, why=f"The interval contains the claimed {claimed:g} but reaches more than "
-                                              f"{tolerance:g} from it: more images would decide.")
+    why = {"as claimed": f"The interval lies within {tolerance:g} of the claimed {claimed:g}"
+                         + (" (and within the comparison's resolution of it)." if off else "."),
+           "undecided": f"The interval contains the claimed {claimed:g} but reaches more than {tolerance:g} from it: "
+                        "more images would decide."}.get(size, f"The interval lies {off:.3f} from the claimed "
+                                                           f"{claimed:g} (more than the {resolution:g} resolution of "
+                                                           f"the comparison), {size.split(' than')[0]}.")
+    return Verdict(status_of(None, size), **common, size=size, why=why)

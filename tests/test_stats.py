@@ -234,39 +234,152 @@ def test_paired_verdict_supported() -> None:
     # 200 images; undefended breaks 100, the defence 30 of them (nested): 50% -> 15%, claimed 50% -> 15.1%.
     before, after = outcomes(30, 70, 0, 100)
     v = stats.paired_verdict("APR lowers the ASR", before, after, 0.5 * CLAIM)
-    assert v.status == "supported" and v.p < 0.05 and v.lo <= 100 * 0.5 * CLAIM <= v.hi
-    assert v.n == 200 and v.power > 0.99 and "SUPPORTED" in v.sentence() and "n = 200" in v.sentence()
+    assert v.status == "supported" and (v.direction, v.size) == ("supported", "as claimed")
+    assert v.p < 0.05 and v.lo <= 100 * 0.5 * CLAIM <= v.hi and v.hi - v.lo < 2 * 100 * stats.EQUIVALENCE_MARGIN
+    assert v.n == 200 and 0.5 < v.power <= 1 and v.n_needed is None
+    assert v.label == "supported (direction and size as claimed)"
+    assert v.sentence().startswith("SUPPORTED (DIRECTION AND SIZE AS CLAIMED): APR") and "n = 200" in v.sentence()
 
 
-def test_paired_verdict_contradicted() -> None:
-    # 200 images; undefended 100 broken, the defence 95 of them: no real reduction, the claimed -35 points excluded.
-    before, after = outcomes(95, 5, 0, 100)
+def test_a_direction_contradicted_is_contradicted() -> None:
+    # 200 images; undefended 100 broken, the defence all of them: no fall at all, the claimed -35 points excluded.
+    before, after = outcomes(100, 0, 0, 100)
     v = stats.paired_verdict("APR lowers the ASR", before, after, 0.5 * CLAIM)
-    assert v.status == "contradicted" and v.lo > 100 * 0.5 * CLAIM
-    assert "smaller than claimed" in v.why
+    assert v.status == "contradicted" and v.direction == "contradicted" and v.size == "smaller than claimed"
+    assert v.lo > -100 * stats.MIN_EFFECT and "excludes every change" in v.why
 
 
-def test_paired_verdict_undecided_with_power_and_n() -> None:
+def test_a_smaller_fall_than_claimed_is_direction_supported_not_contradicted() -> None:
+    # 100 -> 95 of 200: a real fall (the interval excludes 0), far smaller than the claimed -35 points. The old
+    # rule read "contradicted" (the interval excludes the claim); direction and size are separate questions.
+    v = stats.paired_verdict("APR lowers the ASR", *outcomes(95, 5, 0, 100), 0.5 * CLAIM)
+    assert v.hi < 0 and v.status == "direction supported"
+    assert v.label == "direction supported, size contradicted (smaller than claimed)"
+    assert v.sentence().startswith("DIRECTION SUPPORTED, SIZE CONTRADICTED (SMALLER THAN CLAIMED): APR")
+
+
+def test_a_larger_effect_than_claimed_reads_larger_never_plainly_contradicted() -> None:
+    # JPEG lowers the rate MORE than claimed: 100 -> 10 of 200 (-45 points) against a claimed -20 points.
+    v = stats.paired_verdict("JPEG lowers the rate", *outcomes(10, 90, 0, 100), -0.20)
+    assert v.hi < -20 and v.status == "direction supported"
+    assert v.label == "direction supported, size contradicted (larger than claimed)"
+    # a rise larger than claimed (an ablation): the same words, the other way
+    rise = stats.paired_verdict("rise", *outcomes(20, 0, 20, 60), 0.0733)
+    assert rise.status == "direction supported" and rise.size == "larger than claimed"
+
+
+def test_paired_verdict_undecided_with_simulated_power_and_n() -> None:
     # 30 images, 2 broken undefended (as the issue's cpu run), 1 under the defence: nothing to decide on.
     before, after = outcomes(1, 1, 0, 28)
     v = stats.paired_verdict("APR lowers the ASR", before, after, (2 / 30) * CLAIM)
     assert v.status == "undecided" and v.power < 0.8 and v.n_needed is not None and v.n_needed > 30
-    assert stats.mcnemar_power(v.n_needed, 2 / 30, 2 / 30 * (1 + CLAIM)) >= 0.8
-    assert "cannot tell" in v.why and str(v.n_needed) in v.why
+    assert "Power to read 'supported'" in v.why and str(v.n_needed) in v.why
+    assert v == stats.paired_verdict("APR lowers the ASR", before, after, (2 / 30) * CLAIM)  # seeded
 
 
-def test_paired_verdict_with_nothing_to_lower() -> None:
-    before, after = outcomes(0, 0, 0, 30)  # the reference never broke: a relative fall predicts no change
-    v = stats.paired_verdict("APR lowers the ASR", before, after, 0.0 * CLAIM)
-    assert v.status == "undecided" and "cannot test it" in v.why
+def test_power_is_simulated_with_the_rule_not_the_nested_bound() -> None:
+    # The issue's case: 114 images, 15 vs 19 discordant, a claimed rise of 8.6 points. The nested-outcomes bound
+    # said power 0.87 (and >= 103 images) while the verdict stayed undecided; the very rule, simulated with the
+    # observed 30% of discordant images, cannot read "supported" at this n most of the time.
+    before, after = outcomes(40, 15, 19, 40)
+    assert stats.mcnemar_power(114, 55 / 114, 55 / 114 + 0.086) > 0.8  # the old, optimistic number
+    v = stats.paired_verdict("rise", before, after, 0.086)
+    assert v.status == "undecided" and v.power < 0.5 and v.n_needed > 114
+    # ... and the simulation is the rule's: at n_needed the chance of "supported" reaches POWER.
+    rule = stats._Rule(0.086, None, stats.z_of(), stats.MIN_EFFECT)
+    assert stats._paired_power(rule, v.n_needed, 55 / 114, 34 / 114) >= stats.POWER
 
 
-def test_paired_verdict_ablation_rise_and_holm_p() -> None:
+@pytest.mark.parametrize("before, after", [(outcomes(45, 5, 0, 0)), (outcomes(0, 0, 0, 30))])
+def test_floors_and_ceilings_are_not_informative(before, after) -> None:
+    # A 100% reference (the attack saturates): the old rule read 45 of 50 against a claimed fall to 30% as
+    # "contradicted". A 0% reference has nothing to lower.
+    v = stats.paired_verdict("APR lowers the ASR", before, after, (sum(before) / len(before)) * CLAIM,
+                             claimed_ratio=None)
+    assert v.status == "not informative" and v.direction is None and v.size is None
+    assert "no evidence" in v.why and v.label == "not informative"
+    ids = list(range(len(before)))
+    assert stats.clustered_paired_verdict("c", before, after, ids, -0.3).status == "not informative"
+
+
+def test_paired_verdict_ablation_rise_and_an_adjusted_p() -> None:
     # removing a component raises the ASR by 7.33 points in the paper; here by 20 points on 100 images.
     full, variant = outcomes(20, 0, 20, 60)
-    assert stats.paired_verdict("rise", full, variant, 0.0733).status == "contradicted"
-    assert stats.paired_verdict("rise", full, variant, 0.15).status == "supported"
-    assert stats.paired_verdict("rise", full, variant, 0.15, p=0.2).status == "undecided"  # an adjusted p decides
+    assert stats.paired_verdict("rise", full, variant, 0.2).status == "supported"
+    assert stats.paired_verdict("rise", full, variant, 0.2, p=0.2).status == "undecided"  # an adjusted p decides
+
+
+def test_family_widens_both_sides() -> None:
+    # The issue's example: +3.6 points (95% CI -0.8 to +8.0) against a claimed +8.6. At 95% the interval
+    # excludes the claim (size "smaller"); with three claims decided together (98.3% CI) it does not.
+    before, after = outcomes(40, 2, 7, 91)
+    one = stats.paired_verdict("rise", before, after, 0.086)
+    three = stats.paired_verdict("rise", before, after, 0.086, family=3)
+    assert one.hi < 8.6 < three.hi and one.size == "smaller than claimed" and three.size == "undecided"
+    assert three.status != "contradicted" and three.interval == "98.3% CI"
+    assert three.p == pytest.approx(min(1.0, 3 * one.p))
+    # the other side too: 62% of 100 is contradicted alone (p = 0.04 < 0.05) but not as one of three
+    r1, r3 = stats.rate_verdict("x", 61, 100, 0.7097), stats.rate_verdict("x", 61, 100, 0.7097, family=3)
+    assert r1.status == "contradicted" and r3.status != "contradicted" and r3.p == pytest.approx(min(1, 3 * r1.p))
+
+
+def test_the_paired_p_is_the_dual_of_the_interval() -> None:
+    # 200 seeded random 2x2 tables (n from 5 to 300, random cell probabilities), batched: at the family-wise
+    # level, the interval excludes no change exactly when p x family < alpha.
+    g = torch.Generator().manual_seed(0)
+    n = torch.randint(5, 300, (200,), generator=g)
+    probs = torch.rand(200, 4, generator=g)
+    cells = torch.stack([torch.bincount(torch.multinomial(probs[i], int(n[i]), replacement=True, generator=g),
+                                        minlength=4) for i in range(200)]).double().T
+    p = stats._newcombe_p_t(*cells)
+    for family in (1, 3):
+        lo, hi = stats._newcombe_t(*cells, stats.z_of(stats.ALPHA, family))
+        assert torch.equal((lo > 0) | (hi < 0), (family * p).clamp(max=1.0) < stats.ALPHA)
+    assert 20 < int(((lo > 0) | (hi < 0)).sum()) < 180  # both answers occur: the test can fail
+    one = cells[:, 0].long().tolist()  # the public, scalar functions agree with the batched ones
+    assert stats.newcombe_p(*one) == pytest.approx(p[0].item())
+
+
+def test_a_claimed_ratio_carries_the_baselines_uncertainty() -> None:
+    # 10 images: full APR breaks 4, the variant the same 4 (no rise); the paper's rise is 1.64x the baseline.
+    # Treating 0.64 x our 40% as a fixed +25.6 points excludes it; testing after - 1.64 x before = 0 with both
+    # rates' sampling error cannot tell.
+    before, after = outcomes(4, 0, 0, 6)
+    fixed = stats.paired_verdict("rise", before, after, 0.64 * 0.4)
+    estimated = stats.paired_verdict("rise", before, after, 0.64 * 0.4, claimed_ratio=1.64)
+    assert fixed.size == "smaller than claimed" and estimated.size == "undecided"
+    assert estimated.effect == fixed.effect and "1.64 x before" in estimated.why
+
+
+def test_one_equivalence_margin() -> None:
+    import inspect
+
+    assert stats.EQUIVALENCE_MARGIN == 0.10
+    assert inspect.signature(stats.rate_verdict).parameters["tolerance"].default == stats.EQUIVALENCE_MARGIN
+    assert inspect.signature(stats.value_verdict).parameters["tolerance"].default == stats.EQUIVALENCE_MARGIN
+    # A paired interval containing the claim but wider than +-10 points: size undecided (here 20 of 40 -> 14).
+    v = stats.paired_verdict("fall", *outcomes(14, 6, 0, 20), -0.15)
+    assert v.lo < -25 and v.size == "undecided" and v.status == "direction supported"
+
+
+def test_not_comparable_is_not_undecided() -> None:
+    v = stats.rate_verdict("ASR 70.97%", 80, 200, 0.7097, comparable="the paper measured ResNet-18, this run m")
+    assert v.status == "not comparable" and v.label == "not comparable" and v.effect == 40.0 and v.n == 200
+    assert v.lo < 40 < v.hi and "ResNet-18" in v.why and v.p is None
+    w = stats.not_comparable("clean accuracy 95%", "another dataset", 91.0, "%", 1000)
+    assert w.status == "not comparable" and w.sentence().startswith("NOT COMPARABLE: clean accuracy 95%")
+
+
+def test_status_of_covers_the_rule() -> None:
+    assert stats.status_of("supported", "as claimed") == stats.status_of("supported", None) == "supported"
+    assert all(stats.status_of("supported", s) == "direction supported" for s in stats.SIZES[1:])
+    assert all(stats.status_of("contradicted", s) == "contradicted" for s in stats.SIZES)
+    assert stats.status_of(None, "larger than claimed") == "contradicted"
+    assert stats.status_of("undecided", "smaller than claimed") == "undecided"
+    rate = stats.rate_verdict("ASR 70.97%", 60, 200, 0.7097)
+    assert rate.label == "contradicted (smaller than claimed)" and rate.direction is None
+    with pytest.raises(ValueError, match="size"):
+        stats.Verdict("undecided", "c", 0.0, 0.0, 0.0, "", None, None, None, "", size="huge")
 
 
 def test_rate_verdict_each_direction() -> None:
@@ -326,9 +439,9 @@ def test_rate_verdict_contradicts_only_when_the_exact_test_rejects() -> None:
 
 
 def test_undecided_reason_matches_the_interval() -> None:
-    # The interval excludes no change but p is not below alpha: the reason must not say it contains no change.
-    v = stats.paired_verdict("c", [1] * 5 + [0] * 195, [0] * 200, 0.025 * (21.43 / 70.97 - 1))
-    assert v.status == "undecided" and v.hi < 0 and "excludes no change" in v.why
+    # 6 of 200 before, 3 after (nested): the interval contains no change, and the reason says so.
+    v = stats.paired_verdict("c", [1] * 6 + [0] * 194, [1] * 3 + [0] * 197, 0.03 * CLAIM)
+    assert v.direction == "undecided" and v.lo < 0 < v.hi and "does not exclude no change" in v.why
 
 
 # -- several seeds on the same images: the image is the unit ---------------------------------------------------------
@@ -353,10 +466,13 @@ def test_seeds_repeating_images_are_not_independent_pairs():
 
 @pytest.mark.parametrize("after_broken, status", [(20, "supported"), (40, "contradicted")])
 def test_clustered_verdicts_decide_when_the_images_do(after_broken, status):
-    # 40 of 60 images broken before; after: 20 (-33 points: the claimed -30 holds) or 40 (no change).
-    before, after, ids = _seeded([1] * 40 + [0] * 20, [1] * after_broken + [0] * (60 - after_broken), seeds=3)
-    v = stats.clustered_paired_verdict("falls by 30 points", before, after, ids, -0.3)
-    assert v.status == status and v.n == 60 and v.power is None and "images" in v.why
+    # 80 of 120 images broken before; after: 40 (-33 points: the claimed -30 holds) or 80 (no change).
+    before, after, ids = _seeded([1] * 80 + [0] * 40, [1] * after_broken * 2 + [0] * (120 - 2 * after_broken),
+                                 seeds=3)
+    v = stats.clustered_paired_verdict("falls by a third", before, after, ids, -1 / 3)
+    assert v.status == status and v.n == 120 and v.power is None and "images" in v.why
+    three = stats.clustered_paired_verdict("falls by a third", before, after, ids, -1 / 3, family=3)
+    assert three.hi - three.lo >= v.hi - v.lo and three.interval == "98.3% CI"
 
 
 def test_clustered_verdict_checks_its_inputs():
