@@ -22,7 +22,7 @@ __all__ = ["COLUMNS", "MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table", "
 
 #: The columns of ``claims_table``.
 COLUMNS = ["paper", "where", "claim", "paper_value", "model", "attackers", "ours", "ci", "n", "p", "power", "verdict",
-           "label", "why", "lab", "unit", "ours_question", "robust"]
+           "label", "why", "lab", "unit", "ours_question", "robust", "detail"]
 #: Every verdict a row can have, in the order the chapter counts them: ``labkit.stats.STATUSES`` and "not measured"
 #: (no lab or no record measures the claim).
 VERDICTS: tuple[str, ...] = (*stats.STATUSES, "not measured")
@@ -48,7 +48,7 @@ def _row(verdict: Verdict | None, *, ours: str = "", why: str = "", model: str |
     return {"model": model or "", "ours": ours or effect, "unit": verdict.unit,
             "ci": f"{verdict.lo:{sign}.{d}f} to {verdict.hi:{sign}.{d}f}" if both else "", "n": verdict.n,
             "p": verdict.p, "power": None if verdict.power is None else round(verdict.power, 2),
-            "verdict": verdict.status, "label": getattr(verdict, "label", ""), "attackers": attackers,
+            "verdict": verdict.status, "label": verdict.label, "attackers": attackers, "detail": verdict.claim,
             "why": (why + " " if why else "") + verdict.why}
 
 
@@ -135,7 +135,7 @@ def _overhead(claim: papers.Claim, recs: Records, kind: str) -> list[dict[str, A
             same = r.get("model") == arch
             v = stats.overhead_verdict(claim.what, value, claim.value if same else None)
             if not same:  # another network's overhead: no n would decide it
-                v = dataclasses.replace(v, status="not comparable", why=f"Not comparable: the paper timed {arch}; "
+                v = dataclasses.replace(v, status="not comparable", direction=None, size=None, why=f"Not comparable: the paper timed {arch}; "
                                         f"this run timed {r.get('model')}.")
             out.append(_row(v, model=r.get("model")))
     return out
@@ -203,7 +203,7 @@ def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
-        key = (r["claim"], r["model"], r["ours"], r["ci"], r["n"], r["verdict"])
+        key = (r["claim"], r["detail"], r["model"], r["ours"], r["ci"], r["n"], r["verdict"])
         if r["n"] is not None and key in seen:
             first = seen[key]
             first["lab"] = ", ".join(dict.fromkeys([*first["lab"].split(", "), r["lab"]]))

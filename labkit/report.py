@@ -165,22 +165,16 @@ def _pair(rows: list[dict[str, Any]], reference: str, other: str, attack: str,
     return before, after, ids if with_ids and len(a) > 1 else None
 
 
-def _pair_test(before: list[int], after: list[int], ids: list[int] | None) -> tuple[float, stats.Comparison | None]:
-    """The paired test's p: exact McNemar over images, or, when seeds repeat images (``ids``), the image-level
-    sign-flip test (``stats.cluster_compare``, returned too, so the verdict does not run it again): pooled seeds are
-    not independent pairs."""
+def _pair_verdict(claim: str, before: list[int], after: list[int], ids: list[int] | None, ratio: float,
+                  family: int) -> Verdict:
+    """The paired verdict on "the rate moves to ``ratio`` x the reference's": McNemar's design over images, or, when
+    seeds repeat images (``ids``), the image-level design (pooled seeds are not independent pairs). The claimed
+    change is estimated from our reference rate (``claimed_ratio``: its uncertainty is carried into the size test);
+    ``family``: the comparisons that share the run (Bonferroni on both sides of the verdict)."""
+    change = _mean(before) * (ratio - 1)
     if ids is None:
-        return stats.mcnemar(before, after).p, None
-    comp = stats.cluster_compare(torch.tensor(after, dtype=torch.float64), torch.tensor(before, dtype=torch.float64),
-                                 torch.tensor(ids), torch.tensor(ids))
-    return comp.p_value, comp
-
-
-def _pair_verdict(claim: str, before: list[int], after: list[int], ids: list[int] | None, change: float,
-                  p: float, comparison: stats.Comparison | None) -> Verdict:
-    if ids is None:
-        return stats.paired_verdict(claim, before, after, change, p=p)
-    return stats.clustered_paired_verdict(claim, before, after, ids, change, p=p, comparison=comparison)
+        return stats.paired_verdict(claim, before, after, change, family=family, claimed_ratio=ratio)
+    return stats.clustered_paired_verdict(claim, before, after, ids, change, family=family, claimed_ratio=ratio)
 
 
 def verdict_lines(verdicts: Sequence[Verdict], prefix: str = "") -> str:
@@ -209,8 +203,9 @@ def keyed_defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[f
     image by image with ``reference`` (the undefended model) under the worst case over the attack suite when
     both have a ``WORST_CASE`` row with outcomes, else under DE at the profile's budget. The claimed ratio is
     applied to OUR undefended rate (the paper's 70.97% -> 21.43% is a fall to 30.2% of the baseline): our
-    baseline differs from the paper's, the relative effect is what transfers. Exact McNemar p-values are
-    Holm-adjusted over the comparisons of one architecture. ``rows``: raw rows (``evaluate_suite`` and the
+    baseline differs from the paper's, the relative effect is what transfers, and our baseline's uncertainty is
+    carried into the test (``claimed_ratio``). The comparisons of one architecture are one family (Bonferroni on
+    both sides of the verdict). ``rows``: raw rows (``evaluate_suite`` and the
     attack suite) or ``seed_table`` rows of one seed. Returns (architecture, the paper's row, verdict) triples.
     """
     claims = TABLE1_CLAIMS if claims is None else claims
@@ -227,18 +222,15 @@ def keyed_defence_verdicts(rows: list[dict[str, Any]], claims: dict[str, tuple[f
                 continue
             pair = _pair(rows, reference, defence, attack, arch)
             (pairs if pair is not None else unpaired).append((defence, key, pair))
-        tests = [_pair_test(*pair) for _, _, pair in pairs]
-        p_holm = stats.holm([p for p, _ in tests])
 
         def claim_of(defence: str, key: str) -> str:
             return (f"{defence} lowers the one-pixel ASR ({attack}) to {claims[key][1] / base_claim:.0%} of the "
                     f"undefended model's (the paper: {base_claim:g}% -> {claims[key][1]:g}%)")
 
-        for (defence, key, (before, after, ids)), p, (_, comp) in zip(pairs, p_holm, tests):
+        for defence, key, (before, after, ids) in pairs:
             ratio = claims[key][1] / base_claim
             # The claimed ratio applies to the undefended rate on the images this defence was attacked on.
-            out.append((arch, key, _pair_verdict(claim_of(defence, key), before, after, ids,
-                                                 _mean(before) * (ratio - 1), p, comp)))
+            out.append((arch, key, _pair_verdict(claim_of(defence, key), before, after, ids, ratio, len(pairs))))
         # A claim never goes missing: without per-image outcomes under the reference's attack it is undecided.
         out += [(arch, key, stats.Verdict("undecided", claim_of(defence, key), float("nan"), float("nan"), float("nan"),
                                      "points", None, None, None,
@@ -271,7 +263,7 @@ def on_paper_architecture(v: Verdict, arch: str, paper: Sequence[str] = APR_ARCH
     """
     if arch.lower().replace("-", "") in {p.lower().replace("-", "") for p in paper}:
         return v
-    return dataclasses.replace(v, status="not comparable", p=None, power=None, n_needed=None,
+    return dataclasses.replace(v, status="not comparable", direction=None, size=None, p=None, power=None, n_needed=None,
                                why=f"Not comparable: an absolute rate belongs to its architecture; the paper measured "
                                    f"{' / '.join(paper)}, this run {arch}, so the numbers stand side by side, "
                                    "untested.")
@@ -337,7 +329,8 @@ def keyed_ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
     defences (``defence_verdicts``), the paper's relative rise is applied to OUR full-APR rate: the paper's
     21.43% -> 35.21% without adversarial training is a rise to 1.64x, so the claim here is full APR's measured
     rate x 0.64 in points (an absolute +13.78 points would be a far larger claim on a model that breaks less).
-    Holm over the three comparisons of an architecture. Returns (architecture, variant, verdict) triples.
+    One family (Bonferroni) over the three comparisons of an architecture. Returns (architecture, variant,
+    verdict) triples.
     """
     claims = TABLE3_CLAIMS if claims is None else claims
     out: list[tuple[str, str, Verdict]] = []
@@ -345,13 +338,11 @@ def keyed_ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
         if _outcomes(rows, "full", attack, arch) is None:
             continue
         pairs = [(v, pair) for v in COMPONENT if (pair := _pair(rows, "full", v, attack, arch)) is not None]
-        tests = [_pair_test(*pair) for _, pair in pairs]
-        p_holm = stats.holm([p for p, _ in tests])
-        for (v, (full, o, ids)), p, (_, comp) in zip(pairs, p_holm, tests):
+        for v, (full, o, ids) in pairs:
             ratio = claims[v][1] / claims["full"][1]
             claim = (f"removing {COMPONENT[v]} raises the ASR ({attack}) to {ratio:.2f}x full APR's "
                      f"(the paper: {claims['full'][1]:g}% -> {claims[v][1]:g}%)")
-            out.append((arch, v, _pair_verdict(claim, full, o, ids, _mean(full) * (ratio - 1), p, comp)))
+            out.append((arch, v, _pair_verdict(claim, full, o, ids, ratio, len(pairs))))
     return out
 
 
@@ -752,7 +743,7 @@ def keyed_recovery_verdicts(rows: list[dict[str, Any]], arch: str) -> list[tuple
     v = stats.rate_verdict(f"FGSM misclassifies {papers.JPEG2023_FGSM:g}% of the images", sum(fgsm["outcomes"]),
                            fgsm["images"], papers.JPEG2023_FGSM / 100)
     out.append(("jpeg_fgsm", on_paper_architecture(v, arch, (papers.JPEG2023_ARCHITECTURE,))))
-    tests: list[tuple[str, str, list[int], list[int], float]] = []  # (key, claim, before, after, claimed change)
+    tests: list[tuple[str, str, list[int], list[int], float]] = []  # (key, claim, before, after, claimed ratio)
     specific: list[tuple[str, stats.Comparison]] = []
     for q, (jpeg_claim, rec_claim) in papers.JPEG2023_TABLE1.items():
         jpeg, oracle, free = (_stage(rows, q, s) for s in (STAGE_JPEG, STAGE_ORACLE, STAGE_LABEL_FREE))
@@ -761,29 +752,28 @@ def keyed_recovery_verdicts(rows: list[dict[str, Any]], arch: str) -> list[tuple
         v = stats.rate_verdict(f"after JPEG at q = {q}, {jpeg_claim:g}% are misclassified", sum(jpeg["outcomes"]),
                                jpeg["images"], jpeg_claim / 100)
         out.append((f"jpeg:{q}", on_paper_architecture(v, arch, (papers.JPEG2023_ARCHITECTURE,))))
-        rate_fgsm, rate_jpeg = _mean(fgsm["outcomes"]), _mean(jpeg["outcomes"])
         tests.append((f"jpeg:{q}", f"JPEG at q = {q} lowers the misclassification after FGSM by the paper's ratio "
                                    f"({papers.JPEG2023_FGSM:g}% -> {jpeg_claim:g}%)", fgsm["outcomes"],
-                      jpeg["outcomes"], rate_fgsm * (jpeg_claim / papers.JPEG2023_FGSM - 1)))
+                      jpeg["outcomes"], jpeg_claim / papers.JPEG2023_FGSM))
         for row, who in ((oracle, "the oracle recovery (true class)"),
                          (free, "a label-free recovery (runner-up class)")):
             tests.append((f"jpeg_recovery:{q}", f"at q = {q}, {who} lowers the misclassification after JPEG by the "
                                                 f"paper's ratio ({jpeg_claim:g}% -> {rec_claim:g}%)",
-                          jpeg["outcomes"], row["outcomes"], rate_jpeg * (rec_claim / jpeg_claim - 1)))
+                          jpeg["outcomes"], row["outcomes"], rec_claim / jpeg_claim))
         reach, control = _stage(rows, q, REACH_ORACLE), _stage(rows, q, REACH_RANDOM)
         if reach is not None and control is not None and reach["images"] and reach["image_ids"] == control["image_ids"]:
             ids = torch.tensor(reach["image_ids"])
             specific.append((f"at q = {q}", stats.cluster_compare(
                 torch.tensor(reach["outcomes"], dtype=torch.float64),
                 torch.tensor(control["outcomes"], dtype=torch.float64), ids, ids)))
-    raw = [stats.mcnemar(b, a).p for _, _, b, a, _ in tests] + [c.p_value for _, c in specific]
-    adjusted = stats.holm(raw) if raw else []
-    for (key, claim, before, after, change), p in zip(tests, adjusted):
-        out.append((key, stats.paired_verdict(claim, before, after, change, p=p)))
-    for (where, comp), p in zip(specific, adjusted[len(tests):]):
+    family = len(tests) + len(specific)  # the paired questions of the lab: one family (Bonferroni, both sides)
+    for key, claim, before, after, ratio in tests:
+        out.append((key, stats.paired_verdict(claim, before, after, _mean(before) * (ratio - 1), family=family,
+                                              claimed_ratio=ratio)))
+    for where, comp in specific:
         out.append(("jpeg_specific", stats.direction_verdict(
             f"{where}, one pixel reaches the true class more often than a random wrong class (difference of "
-            "success rates, same images)", comp, sign=1, p=p)))
+            "success rates, same images)", comp, sign=1, family=family)))
     return out
 
 
@@ -839,10 +829,10 @@ def survey_f1_verdicts(rows: list[dict[str, Any]]) -> list[tuple[str, Verdict]]:
         v = stats.value_verdict(f"{r['attack']} lowers the CNN's macro-F1 on {paper_ds} to {claimed:g}", f1, lo, hi,
                                 claimed, r["images"])
         if r["dataset"] == "fashion-mnist":
-            v = dataclasses.replace(v, status="not comparable", why=f"Not comparable: measured on Fashion-MNIST, which stands in for MNIST "
+            v = dataclasses.replace(v, status="not comparable", direction=None, size=None, why=f"Not comparable: measured on Fashion-MNIST, which stands in for MNIST "
                                     f"here (set LABKIT_MNIST for the digits): not a test of the claim. {v.why}")
         elif r["attack"] == "CW-L2":
-            v = dataclasses.replace(v, status="not comparable", why="Not comparable: the survey's CW searches over its "
+            v = dataclasses.replace(v, status="not comparable", direction=None, size=None, why="Not comparable: the survey's CW searches over its "
                                     "constant c; ours runs one c (torchattacks' CW has no search), a weaker attack. "
                                     + v.why)
         out.append((f"survey_f1:{r['attack']}|{paper_ds}", v))
@@ -866,10 +856,11 @@ def _worst(rows: list[dict[str, Any]], defence: str, attackers: Sequence[str] = 
     return torch.stack(wrong).any(0).double()
 
 
-def covers_aware(rows: list[dict[str, Any]], defence: str) -> bool:
-    """Whether ``defence``'s rows include an attacker who knows it: a defence-aware row, or a defence the plain
-    attacks already see through (smoothing is differentiable; adversarial training changes only the weights)."""
-    return defence in SEEN_THROUGH or any(r["defence"] == defence and r["attacker"] != "plain" for r in rows)
+def covers_aware(rows: list[dict[str, Any]], defence: str, attackers: Sequence[str] = SURVEY_ATTACKERS) -> bool:
+    """Whether ``defence``'s rows by ``attackers`` include one who knows it: a defence-aware row, or a defence the
+    plain attacks already see through (smoothing is differentiable; adversarial training changes only the weights)."""
+    return defence in SEEN_THROUGH or any(r["defence"] == defence and r["attacker"] != "plain"
+                                          and r["attacker"] in attackers for r in rows)
 
 
 #: Survey defences that the plain attacks already attack as deployed (no separate aware attacker is needed): the
@@ -884,10 +875,12 @@ def _attackers_label(rows: list[dict[str, Any]], defence: str, attackers: Sequen
     return label + (" (they attack the defended pipeline as deployed)" if defence in SEEN_THROUGH else "")
 
 
-def _no_change(claim: str, comp: stats.Comparison, margin: float, p: float) -> Verdict:
-    """"The defence changes nothing": an equivalence question on the paired difference (its interval against
-    +-``margin``): supported inside, contradicted wholly outside, undecided across the edge."""
-    lo, hi, d = comp.ci_lo, comp.ci_hi, comp.difference
+def _no_change(claim: str, comp: stats.Comparison, margin: float, p: float, family: int = 1) -> Verdict:
+    """"The defence changes nothing": an equivalence question on the paired difference (its interval, widened to
+    the family level, against +-``margin``): supported inside, contradicted wholly outside, undecided across."""
+    d = comp.difference
+    widen = stats.z_of(family=family) / stats.z_of()  # the bootstrap interval is 95%; the family's is wider
+    lo, hi = d - (d - comp.ci_lo) * widen, d + (comp.ci_hi - d) * widen
     common = dict(claim=claim, effect=d, lo=lo, hi=hi, unit="", n=comp.clusters, p=p, power=None)
     if -margin <= lo and hi <= margin:
         return Verdict("supported", **common, why=f"The interval lies within +-{margin:g} of no change.")
@@ -927,7 +920,8 @@ def survey_defence_verdicts(rows: list[dict[str, Any]], attackers: Sequence[str]
             ids = torch.arange(len(none))
             comps.append((d, attacks, stats.cluster_compare(w, none, ids, ids)))
             refs[d] = none
-        for (d, attacks, comp), p in zip(comps, stats.holm([c.p_value for _, _, c in comps])):
+        for d, attacks, comp in comps:
+            p = min(1.0, comp.p_value * len(comps))  # one family per dataset (Bonferroni, as the interval)
             who = _attackers_label(mine, d, attackers)
             sign = directions.get(d, -1)
             what = "changes" if sign == 0 else "lowers"
@@ -940,10 +934,10 @@ def survey_defence_verdicts(rows: list[dict[str, Any]], attackers: Sequence[str]
                                             f"{'ceiling' if rate else 'floor'} the attacks saturate, so whether "
                                             f"the defence {what} anything cannot be measured on these images.")
             elif sign == 0:
-                v = _no_change(claim, comp, min_effect, p)
+                v = _no_change(claim, comp, min_effect, p, len(comps))
             else:
-                v = stats.direction_verdict(claim, comp, sign=sign, min_effect=min_effect, p=p)
-            if v.status == "supported" and not covers_aware(mine, d):
+                v = stats.direction_verdict(claim, comp, sign=sign, min_effect=min_effect, family=len(comps))
+            if v.status == "supported" and not covers_aware(mine, d, attackers):
                 v = dataclasses.replace(v, status="undecided", why=f"Only attackers that ignore the defence were run: "
                                         f"a defence is not credited against them. {v.why}")
             out.append((f"survey_defence:{d}", v))
@@ -1004,7 +998,7 @@ def on_paper_budget(v: Verdict, population: int, generations: int) -> Verdict:
         return v
     pop, gens = SU_PAPER_BUDGET
     return dataclasses.replace(
-        v, status="not comparable", p=None, power=None, n_needed=None,
+        v, status="not comparable", direction=None, size=None, p=None, power=None, n_needed=None,
         why=f"Not comparable: this run's DE budget is population {population} x {generations} generations ({population * (generations + 1):,} "
             f"queries per image at most), the paper's {pop} x {gens} ({pop * (gens + 1):,}): the rates stand side "
             f"by side, untested (a smaller budget gives a lower bound).")

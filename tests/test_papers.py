@@ -210,8 +210,8 @@ def _value(expr: str) -> float:
 
 def test_the_imagenet_page_quotes_labkit_papers_exactly():
     rows = _quoted_rows(IMAGENET_PAGE)
-    assert {expr for _, expr in rows} == {"SU2019_IMAGENET_UNTARGETED", 'SU2017_ARXIV_ANY_TARGET["ImageNet"]',
-                                          'SU2017_ARXIV_CONFIDENCE["ImageNet"]'}
+    assert {expr for _, expr in rows} == {"SU2019_IMAGENET_UNTARGETED", 'SU_ARXIV_SUMMARY_ANY_TARGET["ImageNet"]',
+                                          'SU_ARXIV_SUMMARY_CONFIDENCE["ImageNet"]'}
     for shown, expr in rows:
         assert shown == round(100 * _value(expr), 2), expr
     # Every two-decimal percentage anywhere on the page is one of those quotations: none is a measurement.

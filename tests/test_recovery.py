@@ -106,7 +106,7 @@ def test_table_rows_and_verdicts_from_per_image_outcomes():
     status = {}
     for key, v in keyed:
         status.setdefault(key, []).append(v.status)
-    assert status["jpeg_fgsm"] == ["undecided"]  # an absolute rate on another network: untested
+    assert status["jpeg_fgsm"] == ["not comparable"]  # an absolute rate on another network: untested
     assert status["jpeg_specific"] == ["supported", "supported"]  # 70% vs 5% on the same 100 images
     # Label-free: no change where the paper claims a fall from 50% to 50 x 12.5 / 48.5 %: contradicted.
     assert status["jpeg_recovery:20"][1] == "contradicted"

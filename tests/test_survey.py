@@ -179,7 +179,7 @@ def test_f1_verdicts_judge_only_the_datasets_the_survey_measured() -> None:
             row("cifar10", "Gaussian smoothing", "MI-FGSM", [1] * 300)]
     verdicts = report.survey_f1_verdicts(rows)
     assert [k for k, _ in verdicts] == ["survey_f1:MI-FGSM|MNIST", "survey_f1:MI-FGSM|CIFAR-10"]
-    assert verdicts[0][1].status == "undecided" and "Fashion-MNIST" in verdicts[0][1].why
+    assert verdicts[0][1].status == "not comparable" and "Fashion-MNIST" in verdicts[0][1].why
     assert verdicts[1][1].status == "supported"  # every image fooled: F1 0, the survey's 0.01 within 0.10
 
 
