@@ -147,8 +147,8 @@ def _attention(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
     for r, v in zip(table, report.claim_verdicts(table)):
         label = f"{r['model']}, {r['attack']}, vs {r['reference']}"
         out.append(_row(v, model=label) if v is not None else
-                   _row(None, ours=f"[{label}]", why=f"Not tested: {r['successes']} success pixels on {r['images']} "
-                                                     f"images; at least {report.MIN_IMAGES} are needed."))
+                   _row(None, model=label, why=f"Not tested: {r['successes']} success pixels on {r['images']} "
+                                               f"images; at least {report.MIN_IMAGES} are needed."))
     return out
 
 
@@ -199,17 +199,22 @@ MEASURES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 
 def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per measurement: two labs that attacked the same model on the same images (Labs 04 and 05 share AT
-    and DD) produce identical measured columns; keep the first row and list both labs in its ``lab`` column."""
+    and DD) measure the same thing; keep the first lab's row and list both labs in its ``lab`` column. Their
+    verdicts can differ only through the family each lab's table forms (Bonferroni over its comparisons): the row
+    then says what the other lab's wider family reads."""
     out: list[dict[str, Any]] = []
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
-        key = (r["claim"], r["detail"], r["model"], r["ours"], r["ci"], r["n"], r["verdict"])
-        if r["n"] is not None and key in seen:
-            first = seen[key]
-            first["lab"] = ", ".join(dict.fromkeys([*first["lab"].split(", "), r["lab"]]))
+        key = (r["claim"], r["detail"], r["model"], r["ours"], r["n"])
+        if r["n"] is None or key not in seen:
+            seen[key] = r
+            out.append(r)
             continue
-        seen[key] = r
-        out.append(r)
+        first = seen[key]
+        first["lab"] = ", ".join(dict.fromkeys([*first["lab"].split(", "), r["lab"]]))
+        if (r["verdict"], r["ci"]) != (first["verdict"], first["ci"]):
+            first["why"] += (f" Lab {r['lab'].split('_')[0]} measures the same images; as one of its table's family "
+                             f"of comparisons its interval is {r['ci']} and it reads {r['verdict']}.")
     return out
 
 
