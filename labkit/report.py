@@ -602,14 +602,14 @@ MIN_IMAGES = 20
 def claim_verdicts(table: list[dict[str, Any]], min_effect: float = 0.05,
                    min_n: int = MIN_IMAGES) -> list[Verdict | None]:
     """One ``stats.direction_verdict`` per row of ``claim_table`` ("successes sit lower than the reference by at
-    least ``min_effect``", Holm-adjusted p), None for a row with fewer than ``min_n`` success pixels or images."""
+    least ``min_effect``"), the tested rows one family (Bonferroni on both sides of the verdict), None for a row
+    with fewer than ``min_n`` success pixels or images."""
+    tested = [not (r["successes"] < min_n or r["images"] < min_n or math.isnan(r["p_holm"])) for r in table]
+    family = max(1, sum(tested))
     out: list[Verdict | None] = []
-    for r in table:
-        if r["successes"] < min_n or r["images"] < min_n or math.isnan(r["p_holm"]):
-            out.append(None)
-            continue
+    for r, ok in zip(table, tested):
         claim = f"[{r['model']}, {r['attack']}] successful pixels sit at lower attention than {r['reference']}"
-        out.append(stats.direction_verdict(claim, _comparison(r), -1, min_effect, p=r["p_holm"]))
+        out.append(stats.direction_verdict(claim, _comparison(r), -1, min_effect, family=family) if ok else None)
     return out
 
 

@@ -146,7 +146,7 @@ def test_claim_supported_when_attacks_hit_low_attention() -> None:
     assert all(r["difference"] < 0 and r["p_holm"] < 0.01 and r["ci_hi"] < 0 for r in table)
     verdict = report.claim_verdict(table)
     assert "Overall: SUPPORTED: 'attacks succeed where attention is low'" in verdict
-    assert verdict.count("SUPPORTED: [full, DE k=1]") == 2 and "paired design" in verdict
+    assert verdict.count("SUPPORTED (DIRECTION): [full, DE k=1]") == 2 and "paired design" in verdict
     raw = report.claim_table({"full": pa}, measure="value", statistic="median", permutations=500, resamples=200)
     assert raw[0]["difference"] < 0 and raw[0]["p_holm"] < 0.01
     kept = attention.PixelAttention.from_arrays(pa.arrays())  # what a lab's record keeps (no maps)
