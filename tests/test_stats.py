@@ -286,8 +286,8 @@ def test_power_is_simulated_with_the_rule_not_the_nested_bound() -> None:
     v = stats.paired_verdict("rise", before, after, 0.086)
     assert v.status == "undecided" and v.power < 0.5 and v.n_needed > 114
     # ... and the simulation is the rule's: at n_needed the chance of "supported" reaches POWER.
-    rule = stats._Rule(0.086, None, stats.z_of(), stats.MIN_EFFECT)
-    assert stats._paired_power(rule, v.n_needed, 55 / 114, 34 / 114) >= stats.POWER
+    rule = stats.verdicts._Rule(0.086, None, stats.z_of(), stats.MIN_EFFECT)
+    assert stats.verdicts._paired_power(rule, v.n_needed, 55 / 114, 34 / 114) >= stats.POWER
 
 
 @pytest.mark.parametrize("before, after", [(outcomes(45, 5, 0, 0)), (outcomes(0, 0, 0, 30))])
@@ -331,9 +331,9 @@ def test_the_paired_p_is_the_dual_of_the_interval() -> None:
     probs = torch.rand(200, 4, generator=g)
     cells = torch.stack([torch.bincount(torch.multinomial(probs[i], int(n[i]), replacement=True, generator=g),
                                         minlength=4) for i in range(200)]).double().T
-    p = stats._newcombe_p_t(*cells)
+    p = stats.core._newcombe_p_t(*cells)
     for family in (1, 3):
-        lo, hi = stats._newcombe_t(*cells, stats.z_of(stats.ALPHA, family))
+        lo, hi = stats.core._newcombe_t(*cells, stats.z_of(stats.ALPHA, family))
         assert torch.equal((lo > 0) | (hi < 0), (family * p).clamp(max=1.0) < stats.ALPHA)
     assert 20 < int(((lo > 0) | (hi < 0)).sum()) < 180  # both answers occur: the test can fail
     one = cells[:, 0].long().tolist()  # the public, scalar functions agree with the batched ones
