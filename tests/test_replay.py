@@ -100,7 +100,8 @@ def nbval_run(lab: str, runs: Path) -> tuple[nbformat.NotebookNode, Path] | None
     return nb, Path(env["LABKIT_RESULTS"])
 
 
-def compute(lab: str, tmp_path: Path, runs: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[nbformat.NotebookNode, Path]:
+def compute(lab: str, tmp_path: Path, runs: Path,
+            monkeypatch: pytest.MonkeyPatch) -> tuple[nbformat.NotebookNode, Path]:
     """The compute pass: nbval's run of the lab (its record copied to ``tmp_path/results``), else a papermill run
     (``LABKIT_REPLAY=never``) writing there. Returns the executed notebook and the cache it used."""
     done = nbval_run(lab, runs)
@@ -244,3 +245,27 @@ def test_nbvals_executed_copy_renders_as_papermills(tmp_path: Path, monkeypatch:
     assert (results / "backend").read_text() == INLINE  # the lab's kernel ran as this test's kernels run
     with pytest.raises(pytest.fail.Exception, match="02_broken.ipynb failed at Cell 1"):
         nbval_run("02_broken", runs)
+
+
+def _saved_copy(runs: Path, complete: bool = True, failed_cell: int | None = None, **env: str | None) -> None:
+    """An executed copy of lab ``05_x`` as conftest.py writes it (no outputs: only its metadata matters here)."""
+    env = {"LABKIT_PROFILE": "smoke", "LABKIT_REPLAY": "never", "LABKIT_RESULTS": str(runs / "05_x" / "results"),
+           "LABKIT_CACHE": None, "MPLBACKEND": INLINE, **env}
+    nb = _notebook([])
+    nb.metadata["labkit_nbval"] = {"complete": complete, "failed_cell": failed_cell, "env": env}
+    nbformat.write(nb, runs / "05_x.ipynb")
+
+
+def test_nbvals_full_smoke_run_is_the_compute_pass(tmp_path: Path):
+    assert nbval_run("05_x", tmp_path) is None  # nbval did not run it
+    _saved_copy(tmp_path, LABKIT_PROFILE=None)  # the notebook's default profile is smoke
+    assert nbval_run("05_x", tmp_path)[1] == tmp_path / "05_x" / "results"
+
+
+@pytest.mark.parametrize("saved", [{"complete": False}, {"LABKIT_PROFILE": "cpu"}, {"LABKIT_REPLAY": "auto"},
+                                   {"MPLBACKEND": "Agg"}], ids=["partial", "profile", "replay", "backend"])
+def test_another_nbval_run_is_not_the_compute_pass(saved: dict[str, Any], tmp_path: Path):
+    _saved_copy(tmp_path, **saved)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert nbval_run("05_x", tmp_path) is None
