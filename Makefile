@@ -34,9 +34,12 @@ book: $(STAMP) datasets
 	@echo "The book: $(abspath _build/html/index.html)"
 
 # The notebooks under test compute (LABKIT_REPLAY=never): a test of the code must run it. The replay is tested
-# by tests/test_replay.py and by the book test, which builds the published book from results/cpu/.
+# by tests/test_replay.py, which replays the records of nbval's runs (each lab executes once, conftest.py), and by
+# the book test, which builds the published book from results/cpu/. PYTEST_ARGS: more pytest options (.ci/run
+# asks for the slowest tests' durations).
+PYTEST_ARGS ?=
 test: $(STAMP) chromium datasets
-	LABKIT_PROFILE=$(TEST_PROFILE) LABKIT_REPLAY=never $(PY) -m pytest
+	LABKIT_PROFILE=$(TEST_PROFILE) LABKIT_REPLAY=never $(PY) -m pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
 
