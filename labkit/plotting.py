@@ -553,7 +553,7 @@ def attention_panel(image: Tensor, attention: Tensor, probs: Tensor, classes: Se
     for name in top_row:
         ax[name].axis("off")
         _mark(ax[name], marks, "red" if name == "adversarial" else "cyan")
-    fig.colorbar(im, ax=ax["map"], shrink=0.8, label="A(x)")
+    fig.colorbar(im, ax=ax["map"], shrink=0.55, label="A(x)")  # no taller than the map: clear of its title
     shown = probs.topk(min(top, len(classes))).indices.tolist()
     if probs_after is not None and int(probs_after.argmax()) not in shown:
         shown.append(int(probs_after.argmax()))

@@ -7,7 +7,7 @@ shown view by itself, in JupyterLab and in the book alike. The executed notebook
 PNGs and the links), and the book loads the widget JavaScript from local copies (see book/vendor/).
 
 The price is weight: every view is a picture in the page, so each widget caps how many it renders
-(``max_images``), roughly 25-40 kB per view.
+(``max_images``), and stores them as palette PNGs (about 10-15 kB per view).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from labkit.attacks.base import AttackResult
 from labkit.attention import attention_of
 from labkit.evaluate import probabilities
-from labkit.plotting import attack_panel, attention_panel
+from labkit.plotting import attack_panel, attention_panel, legible
 
 #: Resolution of a view's PNG (dots per inch). The panels are about 6-7 inches wide, so 100 dpi makes them
 #: about as wide as the book's text column (676 px at a 1280-px window): shown at about their own size.
@@ -46,11 +46,21 @@ class Switchboard:
         return self.box._repr_mimebundle_(**kwargs)
 
 
-def _png(fig: Figure, dpi: int = VIEW_DPI) -> bytes:
-    """A figure as PNG bytes, cropped to its contents (as Jupyter shows it)."""
+def _png(fig: Figure, dpi: int = VIEW_DPI, colours: int = 256) -> bytes:
+    """A figure as PNG bytes, cropped to its contents (as Jupyter shows it), in a palette of ``colours``.
+
+    Why a palette: a widget stores dozens of views in its page; an 8-bit palette PNG is about a third of the
+    size of the full-colour one, and a panel of 32x32 images, a few curves and text uses fewer colours than that.
+    """
+    from PIL import Image
+
+    legible(fig, dpi=dpi)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return buf.getvalue()
+    image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB").quantize(colors=colours)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def _view(png: bytes) -> Any:

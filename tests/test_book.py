@@ -132,7 +132,10 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def html_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the book once for this module; return its HTML folder."""
+    """Build the book once for this module; return its HTML folder (``$LABKIT_BOOK_HTML``, when set: a book
+    built before, e.g. to rerun the browser checks while working on the pages)."""
+    if os.environ.get("LABKIT_BOOK_HTML"):
+        return Path(os.environ["LABKIT_BOOK_HTML"])
     out = tmp_path_factory.mktemp("book") / "_build"
     command = [sys.executable, "tools/build_book.py", "--profile", "cpu", "--replay-only", "--out", str(out)]
     result = subprocess.run(
@@ -252,14 +255,22 @@ def test_page_renders_offline(page: Page, html_dir: Path, chromium: str, tmp_pat
 
 WIDTHS = (1280, 800)  # window widths, CSS px: a laptop, and a narrow window / tablet
 SKIPPED_PAGES = ("genindex.html", "search.html")  # Sphinx's own pages, no content column to speak of
+LANDING = Path("book") / "intro.html"  # the root page; index.html only redirects to it
 SETTLE_TIMEOUT_S = 30.0  # how long a page may take to render its widgets and maths
 
-#: Every element inside the content column (``article.bd-article``) must fit inside it. Exempt, and said so in
-#: each failure message: everything inside a box that scrolls or clips by design (``overflow-x`` auto, scroll
-#: or hidden: code cells, the table and widget-output boxes of book/_static/lab.css, display maths), which must
-#: itself fit. Elements that are not laid out (display: none) have no width and are skipped.
+#: Every element inside the content column (``article.bd-article``) must fit inside it: neither reach outside
+#: it nor hold content wider than itself (``scrollWidth > clientWidth``), whether that content spills out or
+#: scrolls sideways. Exempt, and said so in each failure message: the boxes that scroll by design (EXEMPT: code,
+#: not a cell's printed output; the table and widget-output boxes of book/_static/lab.css; display maths), which
+#: must fit themselves,
+#: and text clipped by design (``overflow-x: hidden``, e.g. a widget's label, which ends in an ellipsis).
+#: Elements that are not laid out (display: none) are skipped. The innermost offender is named.
+EXEMPT = ("div.cell_input", "div.highlight:not(.cell_output div.highlight)", "pre:not(.cell_output pre)",  # code
+          ".output.text_html", ".output.text_markdown",
+          ".pst-scrollable-table-container", ".math", "mjx-container", ".widget-output",
+          ".jupyter-widgets-output-area")
 OVERFLOW_SCRIPT = r"""
-(() => {
+((exempt) => {
   const col = document.querySelector('article.bd-article');
   if (!col) return {error: 'no article.bd-article on the page'};
   const cr = col.getBoundingClientRect();
@@ -271,30 +282,46 @@ OVERFLOW_SCRIPT = r"""
     const text = (el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 60);
     return s + (sec ? ' in section #' + sec.id : '') + (text ? ' ("' + text + '")' : '');
   };
-  const clips = st => ['auto', 'scroll', 'hidden', 'clip'].includes(st.overflowX);
-  const walk = (el) => {
+  const byDesign = el => exempt.some(sel => el.matches(sel));
+  // Returns whether el or something inside it was reported.
+  const check = (el) => {
+    let reported = false;
     for (const c of el.children) {
       const st = getComputedStyle(c);
       if (st.display === 'none') continue;
       const r = c.getBoundingClientRect();
       if (r.width > 0 && (r.right > cr.right + 1 || r.left < cr.left - 1)) {
-        found.push({element: name(c), width: Math.round(r.width), column: Math.round(cr.width)});
-        continue;  // its descendants are part of the same overflow
-      }
-      if (clips(st)) continue;  // scrolls or clips by design; it fits, so its content cannot widen the page
-      if (c.scrollWidth > c.clientWidth + 1 && c.clientWidth > 0 && st.display !== 'inline') {
-        found.push({element: name(c), width: c.scrollWidth, column: Math.round(cr.width), spills: true});
+        found.push({element: name(c), width: Math.round(r.width), column: Math.round(cr.width), how: 'outside'});
+        reported = true;
         continue;
       }
-      walk(c);
+      if (['hidden', 'clip'].includes(st.overflowX)) continue;  // clipped by design
+      const scrolls = ['auto', 'scroll'].includes(st.overflowX);
+      if (scrolls && byDesign(c)) continue;  // scrolls by design, and fits
+      const inner = check(c);
+      const wide = c.scrollWidth > c.clientWidth + 1 && c.clientWidth > 0 && st.display !== 'inline';
+      if (wide && !inner) {
+        found.push({element: name(c), width: c.scrollWidth, column: Math.round(cr.width),
+                    how: scrolls ? 'scrolls' : 'spills'});
+      }
+      reported = reported || inner || wide;
     }
+    return reported;
   };
-  walk(col);
+  check(col);
   if (col.scrollWidth > col.clientWidth + 1)
-    found.push({element: 'the column itself', width: col.scrollWidth, column: col.clientWidth});
+    found.push({element: 'the column itself', width: col.scrollWidth, column: col.clientWidth, how: 'spills'});
   return {found: found.slice(0, 8), column: Math.round(cr.width)};
-})()
+})
 """
+
+
+def overflow_report(browser: "Browser") -> dict:
+    """OVERFLOW_SCRIPT's findings on the page open in ``browser``."""
+    report = browser.evaluate(f"{OVERFLOW_SCRIPT}({json.dumps(list(EXEMPT))})")
+    assert isinstance(report, dict) and "error" not in report, report
+    return report
+
 
 #: True once every saved widget view has rendered (or the page has none) and MathJax, if any, is done.
 SETTLED_SCRIPT = r"""
@@ -398,7 +425,8 @@ def browser(chromium: str, tmp_path_factory: pytest.TempPathFactory):
 def book_pages(html_dir: Path) -> list[Path]:
     """Every page of the book (not Sphinx's index and search pages)."""
     return sorted(p for p in html_dir.rglob("*.html")
-                  if p.name not in SKIPPED_PAGES and "_static" not in p.parts and "_sources" not in p.parts)
+                  if p.name not in SKIPPED_PAGES and p != html_dir / "index.html"
+                  and "_static" not in p.parts and "_sources" not in p.parts)
 
 
 def test_nothing_is_wider_than_the_column(html_dir: Path, browser: Browser) -> None:
@@ -406,15 +434,14 @@ def test_nothing_is_wider_than_the_column(html_dir: Path, browser: Browser) -> N
     for page in book_pages(html_dir):
         for width in WIDTHS:
             browser.open(page, width)
-            report = browser.evaluate(OVERFLOW_SCRIPT)
-            assert isinstance(report, dict) and "error" not in report, f"{page.name}: {report}"
-            for item in report["found"]:
-                what = "its content spills out" if item.get("spills") else "it reaches outside the column"
+            for item in overflow_report(browser)["found"]:
+                what = {"outside": "it reaches outside the column", "spills": "its content spills out of it",
+                        "scrolls": "its content scrolls sideways"}[item["how"]]
                 problems.append(f"{page.relative_to(html_dir)} at {width} px: {item['element']} is "
                                 f"{item['width']} px wide in a {item['column']}-px column ({what})")
     assert not problems, (
-        "elements wider than the content column (boxes that scroll by design, overflow-x auto/scroll/hidden, are "
-        "exempt, as long as they fit themselves):\n" + "\n".join(problems))
+        f"elements wider than the content column (exempt: boxes that scroll by design, {', '.join(EXEMPT)}, as long "
+        "as they fit themselves, and text clipped by design):\n" + "\n".join(problems))
 
 
 LAB_STEM = re.compile(r"^(\d\d[a-z]?)_")
@@ -428,14 +455,14 @@ def lab_pages(html_dir: Path) -> dict[str, Path]:
 def test_labs_are_named_by_their_number_and_nothing_is_numbered_automatically(html_dir: Path) -> None:
     pages = lab_pages(html_dir)
     assert len(pages) == len(list((REPO_ROOT / "notebooks").glob("[0-9]*.ipynb")))
-    index = (html_dir / "index.html").read_text(encoding="utf-8")
+    landing = (html_dir / LANDING).read_text(encoding="utf-8")
     for page in book_pages(html_dir):
         text = page.read_text(encoding="utf-8")
         assert 'class="section-number"' not in text, f"{page.name} shows automatic section numbers"
     # The sidebar names every lab "Lab NN" with its own number.
     for number, page in pages.items():
-        href = f"notebooks/{page.name}"
-        entry = re.search(rf'<a class="reference internal" href="{re.escape(href)}">(.*?)</a>', index, re.S)
+        href = f"../notebooks/{page.name}"
+        entry = re.search(rf'<a class="reference internal" href="{re.escape(href)}">(.*?)</a>', landing, re.S)
         assert entry, f"the sidebar does not link {href}"
         assert html.unescape(entry.group(1)).strip().startswith(f"Lab {number} "), (
             f"the sidebar names {page.name} {entry.group(1)!r}, not 'Lab {number} ...'")
@@ -453,13 +480,14 @@ def test_every_lab_page_heading_says_its_number(html_dir: Path) -> None:
 
 
 def test_the_landing_page_leads_to_every_lab_and_next_to_lab_01(html_dir: Path) -> None:
-    index = (html_dir / "index.html").read_text(encoding="utf-8")
-    article = index[index.index('<article class="bd-article">'):index.index("</article>")]
+    landing = (html_dir / LANDING).read_text(encoding="utf-8")
+    assert f'url={LANDING.as_posix()}' in (html_dir / "index.html").read_text(encoding="utf-8")
+    article = landing[landing.index('<article class="bd-article">'):landing.index("</article>")]
     for number, page in lab_pages(html_dir).items():
-        assert f'href="notebooks/{page.name}' in article, f"the landing page does not link Lab {number}"
-    assert 'href="notebooks/claims_vs_measured.html' in article, "the landing page does not link the claims chapter"
-    following = re.search(r'<a class="right-next"\s+href="([^"]+)"', index)
-    assert following and following.group(1).startswith("notebooks/01_"), (
+        assert f'href="../notebooks/{page.name}' in article, f"the landing page does not link Lab {number}"
+    assert 'href="../notebooks/claims_vs_measured.html' in article, "the landing page does not link the claims chapter"
+    following = re.search(r'<a class="right-next"\s+href="([^"]+)"', landing)
+    assert following and following.group(1).startswith("../notebooks/01_"), (
         f"'Next' on the landing page goes to {following.group(1) if following else None}, not Lab 01")
 
 
@@ -515,28 +543,42 @@ SHOWN_IMAGE = r"""
 })()
 """
 
-#: Change the control number ``index`` of the page's widgets (an <input type=range> or a <select>) to its
-#: next value, as a reader would, firing the events the widget views listen to.
-CHANGE_CONTROL = r"""
-((kind, index) => {
-  const controls = [...document.querySelectorAll('.widget-subarea ' + kind)];
+#: Change the dropdown number ``index`` of the page's widgets to its next option, as a reader would, firing
+#: the event the widget view listens to.
+CHANGE_SELECT = r"""
+((index) => {
+  const controls = [...document.querySelectorAll('.widget-subarea select')];
   const c = controls[index];
-  if (!c) return 'no ' + kind + ' number ' + index + ' (found ' + controls.length + ')';
-  if (kind === 'select') {
-    c.selectedIndex = (c.selectedIndex + 1) % c.options.length;
-  } else {
-    const v = Number(c.value), max = Number(c.max), min = Number(c.min);
-    c.value = String(v < max ? v + 1 : min);
-  }
-  c.dispatchEvent(new Event('input', {bubbles: true}));
+  if (!c) return 'no dropdown number ' + index + ' (found ' + controls.length + ')';
+  c.selectedIndex = (c.selectedIndex + 1) % c.options.length;
   c.dispatchEvent(new Event('change', {bubbles: true}));
+  return 'ok';
+})
+"""
+#: Focus the handle of slider number ``index`` (ipywidgets draws sliders with noUiSlider, not <input>).
+FOCUS_SLIDER = r"""
+((index) => {
+  const handles = [...document.querySelectorAll('.widget-subarea .noUi-handle')];
+  if (!handles[index]) return 'no slider number ' + index + ' (found ' + handles.length + ')';
+  handles[index].focus();
   return 'ok';
 })
 """
 
 
+def change_control(browser: Browser, kind: str, index: int) -> None:
+    """Move control ``index`` of ``kind`` ("select" or "slider") one step, as a reader would."""
+    if kind == "select":
+        assert browser.evaluate(f"{CHANGE_SELECT}({index})") == "ok"
+        return
+    assert browser.evaluate(f"{FOCUS_SLIDER}({index})") == "ok"
+    for event in ("keyDown", "keyUp"):  # one press of the right arrow key: the handle moves one step
+        browser.call("Input.dispatchKeyEvent", type=event, key="ArrowRight", code="ArrowRight",
+                     windowsVirtualKeyCode=39, nativeVirtualKeyCode=39)
+
+
 @pytest.mark.parametrize("lab, controls", [
-    ("01_one_pixel_attack", [("select", 0), ("input[type=range]", 0)]),  # the run, then the image
+    ("01_one_pixel_attack", [("select", 0), ("slider", 0)]),  # the run, then the image
     ("08_attention_maps", [("select", 0), ("select", 1), ("select", 2)]),  # model, image, attack
 ])
 def test_widgets_respond_without_a_kernel(lab: str, controls: list[tuple[str, int]], html_dir: Path,
@@ -548,10 +590,30 @@ def test_widgets_respond_without_a_kernel(lab: str, controls: list[tuple[str, in
     before = browser.evaluate(SHOWN_IMAGE)
     assert before, f"{lab}: no widget picture is shown"
     for kind, index in controls:
-        assert browser.evaluate(f"{CHANGE_CONTROL}({json.dumps(kind)}, {index})") == "ok"
+        change_control(browser, kind, index)
         time.sleep(0.5)
         after = browser.evaluate(SHOWN_IMAGE)
         if after == before:
             browser.screenshot(tmp_path / f"{lab}-unchanged.png")
         assert after != before, f"{lab}: changing {kind} #{index} left the picture as it was"
         before = after
+
+
+def test_strip_source_maps_removes_maps_and_their_comments(tmp_path: Path) -> None:
+    from tools.postbuild import strip_source_maps
+
+    (tmp_path / "_static" / "scripts").mkdir(parents=True)
+    script, style = tmp_path / "_static" / "scripts" / "a.js", tmp_path / "_static" / "b.css"
+    script.write_text("var a = 1;\n//# sourceMappingURL=a.js.map\n", encoding="utf-8")
+    style.write_text("p{color:red}\n/*# sourceMappingURL=b.css.map */\n", encoding="utf-8")
+    kept = tmp_path / "_static" / "c.js"
+    kept.write_text("var s = 'sourceMappingURL= is only text here';\n", encoding="utf-8")
+    for name in ("_static/scripts/a.js.map", "_static/b.css.map"):
+        (tmp_path / name).write_text("{}", encoding="utf-8")
+    removed = strip_source_maps(tmp_path)
+    assert sorted(p.name for p in removed) == ["a.js.map", "b.css.map"] and not list(tmp_path.rglob("*.map"))
+    assert script.read_text(encoding="utf-8") == "var a = 1;\n"
+    assert style.read_text(encoding="utf-8") == "p{color:red}\n"
+    assert "sourceMappingURL" in kept.read_text(encoding="utf-8")  # a string in code is not a comment
+    with pytest.raises(FileNotFoundError):
+        strip_source_maps(tmp_path / "missing")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 #: The comment a minified script or stylesheet ends with to point a browser's developer tools at its map:
 #: ``//# sourceMappingURL=x.js.map`` (JavaScript) or ``/*# sourceMappingURL=x.css.map */`` (CSS).
-SOURCE_MAP_COMMENT = re.compile(r"^[ \t]*(?://[#@]\s*sourceMappingURL=\S*|/\*[#@]\s*sourceMappingURL=\S*\s*\*/)[ \t]*$",
-                                re.MULTILINE)
+SOURCE_MAP_COMMENT = re.compile(
+    r"^[ \t]*(?://[#@]\s*sourceMappingURL=\S*|/\*[#@]\s*sourceMappingURL=\S*\s*\*/)[ \t]*(?:\r?\n|$)", re.MULTILINE)
 
 
 def strip_source_maps(html_dir: Path) -> list[Path]:
