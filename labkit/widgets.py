@@ -157,8 +157,8 @@ def attention_explorer(views: dict[tuple[str, ...], Tensor], images: Tensor, lab
     the list and the title (e.g. their test-set indices; default their positions).
     max_images: how many images the image list offers (each costs one PNG per model and attack): the attacked
     ones first, then up to two that were not attacked. The image list names each image's class.
-    Opens on the first attacked image under the first model's first attack.
-    Returns a ``Switchboard`` (display it; ``.box`` is the ``ipywidgets.VBox``).
+    Opens on the first image that the first model's first attack broke (else the first attacked image), under
+    that attack. Returns a ``Switchboard`` (display it; ``.box`` is the ``ipywidgets.VBox``).
     """
     import ipywidgets as w
     import torch
@@ -205,7 +205,12 @@ def attention_explorer(views: dict[tuple[str, ...], Tensor], images: Tensor, lab
 
     # model -> image -> attack ("none" first). A combination without an attack (image not attacked, or no such
     # attack on that model) shows the plain view: the same widget, so it costs one PNG, not one per option.
-    start_attack = 1 if names and shown and shown[0] in row_of else 0
+    # Open on what the explorer is for: the first image the first model's first attack broke (else the first
+    # attacked image), under that attack.
+    first = attacks.get(models[0], {}).get(names[0]) if names else None
+    broken = [k for k, p in enumerate(shown) if first is not None and p in row_of and bool(first.success[row_of[p]])]
+    start_image = broken[0] if broken else 0
+    start_attack = 1 if names and shown and shown[start_image] in row_of else 0
     per_image: list[Any] = []
     per_model: list[Any] = []
     for name in models:
@@ -216,12 +221,12 @@ def attention_explorer(views: dict[tuple[str, ...], Tensor], images: Tensor, lab
             stack = w.Stack([plain_view, *options], selected_index=start_attack)
             per_image.append(stack)
             rows.append(stack)
-        per_model.append(w.Stack(rows, selected_index=0))
+        per_model.append(w.Stack(rows, selected_index=start_image))
     top = w.Stack(per_model, selected_index=0)
 
     model = w.Dropdown(options=models, index=0, description="model")
     image = w.Dropdown(options=[(f"{classes[int(labels[p])]} #{int(ids[p])}" + (" (attacked)" if p in row_of else ""),
-                                 k) for k, p in enumerate(shown)], index=0, description="image")
+                                 k) for k, p in enumerate(shown)], index=start_image, description="image")
     attack = w.Dropdown(options=["none", *names], index=start_attack, description="attack")
     links = (w.jslink((model, "index"), (top, "selected_index")),
              *(w.jslink((image, "index"), (stack, "selected_index")) for stack in per_model),

@@ -261,14 +261,15 @@ SETTLE_TIMEOUT_S = 30.0  # how long a page may take to render its widgets and ma
 #: Every element inside the content column (``article.bd-article``) must fit inside it: neither reach outside
 #: it nor hold content wider than itself (``scrollWidth > clientWidth``), whether that content spills out or
 #: scrolls sideways. Exempt, and said so in each failure message: the boxes that scroll by design (EXEMPT: code,
-#: not a cell's printed output; the table and widget-output boxes of book/_static/lab.css; display maths), which
-#: must fit themselves,
+#: not a cell's printed output; the table and widget-output boxes of book/_static/lab.css; display maths; a
+#: slider's track), which must fit themselves,
 #: and text clipped by design (``overflow-x: hidden``, e.g. a widget's label, which ends in an ellipsis).
 #: Elements that are not laid out (display: none) are skipped. The innermost offender is named.
 EXEMPT = ("div.cell_input", "div.highlight:not(.cell_output div.highlight)", "pre:not(.cell_output pre)",  # code
           ".output.text_html", ".output.text_markdown",
           ".pst-scrollable-table-container", ".math", "mjx-container", ".widget-output",
-          ".jupyter-widgets-output-area")
+          ".jupyter-widgets-output-area",
+          ".noUi-target")  # a slider's track: its handle sits half outside the track's origin by design
 OVERFLOW_SCRIPT = r"""
 ((exempt) => {
   const col = document.querySelector('article.bd-article');
@@ -297,7 +298,7 @@ OVERFLOW_SCRIPT = r"""
       }
       if (['hidden', 'clip'].includes(st.overflowX)) continue;  // clipped by design
       const scrolls = ['auto', 'scroll'].includes(st.overflowX);
-      if (scrolls && byDesign(c)) continue;  // scrolls by design, and fits
+      if (byDesign(c)) continue;  // its content is laid out so by design (it scrolls), and the box fits
       const inner = check(c);
       const wide = c.scrollWidth > c.clientWidth + 1 && c.clientWidth > 0 && st.display !== 'inline';
       if (wide && !inner) {

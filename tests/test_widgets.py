@@ -100,5 +100,9 @@ def test_attention_explorer_stacks_model_image_attack_and_links_each_level():
     assert a_plain.children[0] is a_plain.children[1] is a_plain.children[2]
     b_first = per_model[1].children[0]
     assert b_first.children[2] is b_first.children[0] and b_first.children[1] is not b_first.children[0]
-    # Opens on the first attacked image under the first attack.
+    # Opens on the first image the first model's first attack broke, under that attack.
     assert (model.index, image.index, attack.index) == (0, 0, 1) and a_first.selected_index == 1
+    attacks["A"]["DE"] = result(m, [False, True, True])
+    board = attention_explorer(views, images, labels, CLASSES, attacks, ids=torch.arange(100, 105), max_images=4)
+    model, image, attack = board.box.children[0].children
+    assert (image.index, attack.index) == (1, 1) and all(s.selected_index == 1 for s in board.stacks[1:3])
