@@ -156,9 +156,10 @@ def attention_explorer(views: dict[tuple[str, ...], Tensor], images: Tensor, lab
     (``attacked``: (M,) positions in ``images``; default the first M); ids: (N,) numbers naming the images in
     the list and the title (e.g. their test-set indices; default their positions).
     max_images: how many images the image list offers (each costs one PNG per model and attack): the attacked
-    ones first, then up to two that were not attacked. The image list names each image's class.
-    Opens on the first image that the first model's first attack broke (else the first attacked image), under
-    that attack. Returns a ``Switchboard`` (display it; ``.box`` is the ``ipywidgets.VBox``).
+    ones first (led by the first one the first model's first attack broke), then up to two that were not
+    attacked. The image list names each image's class.
+    Opens on the first image that the first model's first attack broke (first in the list; else the first
+    attacked image), under that attack. Returns a ``Switchboard`` (display it; ``.box`` is the ``ipywidgets.VBox``).
     """
     import ipywidgets as w
     import torch
@@ -187,8 +188,15 @@ def attention_explorer(views: dict[tuple[str, ...], Tensor], images: Tensor, lab
         raise ValueError(f"ids must have shape ({len(images)},), got {tuple(ids.shape)}")
     plain = [p for p in range(len(images)) if p not in row_of]
     keep_plain = min(len(plain), 2 if m else max_images, max(0, max_images - 1))
-    shown = [*attacked.tolist()[:max_images - keep_plain], *plain[:keep_plain]]
     names = list(dict.fromkeys(a for runs in attacks.values() for a in runs))  # every attack, in order
+    # The first image the first model's first attack broke leads the list (the explorer opens on it), then the
+    # other attacked images in order, then a few that were not attacked.
+    first = attacks.get(models[0], {}).get(names[0]) if names else None
+    order = attacked.tolist()
+    if first is not None and bool(first.success.any()):
+        lead = order[int(first.success.float().argmax())]
+        order = [lead, *(p for p in order if p != lead)]
+    shown = [*order[:max_images - keep_plain], *plain[:keep_plain]]
 
     def panel(name: str, i: int, a: str | None) -> Any:
         kw: dict[str, Any] = {}
@@ -205,11 +213,8 @@ def attention_explorer(views: dict[tuple[str, ...], Tensor], images: Tensor, lab
 
     # model -> image -> attack ("none" first). A combination without an attack (image not attacked, or no such
     # attack on that model) shows the plain view: the same widget, so it costs one PNG, not one per option.
-    # Open on what the explorer is for: the first image the first model's first attack broke (else the first
-    # attacked image), under that attack.
-    first = attacks.get(models[0], {}).get(names[0]) if names else None
-    broken = [k for k, p in enumerate(shown) if first is not None and p in row_of and bool(first.success[row_of[p]])]
-    start_image = broken[0] if broken else 0
+    # Open on what the explorer is for: that broken image (else the first attacked one), under that attack.
+    start_image = 0
     start_attack = 1 if names and shown and shown[start_image] in row_of else 0
     per_image: list[Any] = []
     per_model: list[Any] = []

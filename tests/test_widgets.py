@@ -102,7 +102,9 @@ def test_attention_explorer_stacks_model_image_attack_and_links_each_level():
     assert b_first.children[2] is b_first.children[0] and b_first.children[1] is not b_first.children[0]
     # Opens on the first image the first model's first attack broke, under that attack.
     assert (model.index, image.index, attack.index) == (0, 0, 1) and a_first.selected_index == 1
-    attacks["A"]["DE"] = result(m, [False, True, True])
+    # When the first broken image is further down (here the third), it leads the list and the explorer opens on it.
+    attacks["A"]["DE"] = result(m, [False, False, True])
     board = attention_explorer(views, images, labels, CLASSES, attacks, ids=torch.arange(100, 105), max_images=4)
     model, image, attack = board.box.children[0].children
-    assert (image.index, attack.index) == (1, 1) and all(s.selected_index == 1 for s in board.stacks[1:3])
+    assert [label for label, _ in image.options][:2] == ["bird #102 (attacked)", "airplane #100 (attacked)"]
+    assert (image.index, attack.index) == (0, 1) and board.stacks[3].selected_index == 1
