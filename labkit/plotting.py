@@ -17,14 +17,58 @@ from torch import Tensor
 from labkit.stats import wilson
 
 
+#: How the book shows a figure: Jupyter's PNG at PNG_DPI, scaled down by the browser to the text column when wider.
+#: COLUMN_PX is the column's width at a 1280-px window (sphinx-book-theme); at 800 px it is about the same.
+PNG_DPI = 110
+COLUMN_PX = 676
+COLUMN_IN = COLUMN_PX / PNG_DPI  # a figure this wide (inches) is shown at its own size
+#: The smallest text a reader should have to read, in CSS points at the size shown (1 pt = 1/72 in = 4/3 px).
+MIN_DISPLAY_PT = 8.0
+
+
+def display_scale(fig: Figure, dpi: float = PNG_DPI, column_px: float = COLUMN_PX) -> float:
+    """How much the book shrinks ``fig`` (1 = shown at its own size): the column over the PNG's width."""
+    return min(1.0, column_px / (fig.get_figwidth() * dpi))
+
+
+def displayed_pt(fig: Figure, fontsize: float, dpi: float = PNG_DPI, column_px: float = COLUMN_PX) -> float:
+    """The size, in CSS points at the size shown in the book, of text set at ``fontsize`` points in ``fig``.
+
+    A point of the figure is ``dpi / 72`` PNG pixels, scaled by ``display_scale``; a CSS point is 4/3 px.
+    """
+    return fontsize * dpi / 72 * display_scale(fig, dpi, column_px) * 0.75
+
+
+def texts(fig: Figure) -> list[Any]:
+    """Every visible, non-empty text of ``fig`` (titles, labels, tick labels, legends, annotations)."""
+    from matplotlib.text import Text
+
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def legible(fig: Figure, dpi: float = PNG_DPI, column_px: float = COLUMN_PX,
+            min_pt: float = MIN_DISPLAY_PT) -> Figure:
+    """Raise every text of ``fig`` that the book would show under ``min_pt`` points to ``min_pt`` (in place).
+
+    The layout (``constrained``) makes room for the larger text when the figure is drawn. Returns ``fig``.
+    """
+    need = min_pt / displayed_pt(fig, 1.0, dpi, column_px)  # the smallest font size, in figure points
+    for t in texts(fig):
+        if t.get_fontsize() < need - 1e-6:
+            t.set_fontsize(need)
+    return fig
+
+
 class LabFigure(Figure):
-    """A Figure that Jupyter displays as PNG by itself (no ``%matplotlib`` magic or pyplot needed)."""
+    """A Figure that Jupyter displays as PNG by itself (no ``%matplotlib`` magic or pyplot needed), every text
+    legible at the size the book shows it (``legible``)."""
 
     def _repr_png_(self) -> bytes:
         import io
 
+        legible(self)
         buf = io.BytesIO()
-        self.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        self.savefig(buf, format="png", dpi=PNG_DPI, bbox_inches="tight")
         return buf.getvalue()
 
 
@@ -36,11 +80,22 @@ def _hwc(img: Tensor) -> Any:
     return x.clamp(0, 1).permute(1, 2, 0).numpy()
 
 
+#: The narrowest cell ``image_grid`` draws when it has to fit the column (inches).
+MIN_CELL_IN = 1.2
+
+
 def image_grid(images: Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
                pixels: Tensor | None = None, size: float = 1.6) -> Figure:
-    """A grid of images (N, C, H, W); ``pixels`` (N, k, 2) (row, col) are circled in red."""
+    """A grid of images (N, C, H, W); ``pixels`` (N, k, 2) (row, col) are circled in red.
+
+    At most the column's width: wider grids get fewer columns (each at least ``MIN_CELL_IN`` wide, so a title
+    such as "automobile→airplane" fits above its image) and smaller cells, never text too small to read.
+    """
     n = len(images)
     ncols = max(1, min(ncols, n))
+    if ncols * size > COLUMN_IN:
+        ncols = max(1, min(ncols, int(COLUMN_IN // MIN_CELL_IN)))
+        size = min(size, COLUMN_IN / ncols)
     nrows = max(1, -(-n // ncols))
     fig = LabFigure(figsize=(size * ncols, size * nrows + 0.3 * bool(titles)), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -64,7 +119,7 @@ def attack_panel(original: Tensor, adversarial: Tensor, pixels: Tensor, probs_be
 
     original, adversarial: (C, H, W); pixels: (k, 2) (row, col); probs_*: (num_classes,).
     """
-    fig = LabFigure(figsize=(10, 2.8), layout="constrained")
+    fig = LabFigure(figsize=(7.0, 2.8), layout="constrained")
     ax_o, ax_a, ax_p = fig.subplots(1, 3, width_ratios=[1, 1, 2])
     ax_o.imshow(_hwc(original), interpolation="nearest")
     ax_o.set_title(f"original: {classes[int(probs_before.argmax())]}", fontsize=9)
@@ -134,7 +189,7 @@ def quality_curves(qualities: Sequence[int], curves: dict[str, Tensor], ylabel: 
 def training_curves(histories: dict[str, Sequence[dict[str, float]]],
                     metrics: Sequence[str] = ("train_loss", "test_acc")) -> Figure:
     """Per-epoch metrics (one panel per metric, one line per model) from ``TrainedModel.history``."""
-    fig = LabFigure(figsize=(4.5 * len(metrics), 3.2), layout="constrained")
+    fig = LabFigure(figsize=(min(4.5 * len(metrics), COLUMN_IN + 0.6), 3.2), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics):
         for name, hist in histories.items():
@@ -147,10 +202,16 @@ def training_curves(histories: dict[str, Sequence[dict[str, float]]],
 
 
 def heatmap(matrix: Tensor, row_labels: Sequence[str], col_labels: Sequence[str], title: str = "",
-            xlabel: str = "", ylabel: str = "", fmt: str = "{:.0f}", cmap: str = "viridis") -> Figure:
-    """An annotated heat map of a (rows, cols) matrix (NaN cells left blank)."""
+            xlabel: str = "", ylabel: str = "", fmt: str = "{:.0f}", cmap: str = "viridis",
+            cbar_label: str | None = None) -> Figure:
+    """An annotated heat map of a (rows, cols) matrix (NaN cells left blank).
+
+    cbar_label: what the colours measure, on the colour bar (default: the title, which names it).
+    """
+    import textwrap
+
     m = matrix.detach().cpu().float()
-    fig = LabFigure(figsize=(0.6 * len(col_labels) + 2, 0.5 * len(row_labels) + 1.5), layout="constrained")
+    fig = LabFigure(figsize=(0.5 * len(col_labels) + 1.8, 0.45 * len(row_labels) + 1.5), layout="constrained")
     ax = fig.subplots()
     im = ax.imshow(m.numpy(), cmap=cmap)
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha="right", fontsize=8)
@@ -163,7 +224,8 @@ def heatmap(matrix: Tensor, row_labels: Sequence[str], col_labels: Sequence[str]
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    label = title if cbar_label is None else cbar_label
+    fig.colorbar(im, ax=ax, shrink=0.8, label="\n".join(textwrap.wrap(label, 40)))
     return fig
 
 
@@ -200,7 +262,8 @@ def de_generations(populations: Tensor, fn: Callable[[Tensor], Tensor], lo: Sequ
     ys = torch.linspace(lo[1], hi[1], 120)
     gx, gy = torch.meshgrid(xs, ys, indexing="xy")
     z = fn(torch.stack([gx.flatten(), gy.flatten()], 1)).view(gx.shape)
-    fig = LabFigure(figsize=(2.6 * len(gens), 2.8), layout="constrained")
+    panel = min(2.6, (COLUMN_IN + 0.4) / max(1, len(gens)))  # one row, at most about the column's width
+    fig = LabFigure(figsize=(panel * len(gens), panel + 0.4), layout="constrained")
     axes = fig.subplots(1, len(gens), squeeze=False)[0]
     for ax, g in zip(axes, gens):
         ax.contourf(gx.numpy(), gy.numpy(), z.numpy(), levels=20, cmap="Greys")
@@ -223,7 +286,8 @@ def attention_maps(images: Tensor, maps: Tensor, titles: Sequence[str] | None = 
     n = len(images)
     m = maps.detach().cpu().float().mean(1)
     lo, hi = m.min().item(), m.max().item()
-    fig = LabFigure(figsize=(size * n + 0.8, 2 * size + 0.3 * bool(titles)), layout="constrained")
+    size = min(size, (COLUMN_IN - 1.0) / max(1, n))  # the strip fits the column: shown at its own size
+    fig = LabFigure(figsize=(size * n + 1.0, 2 * size + 0.3 * bool(titles)), layout="constrained")
     axes = fig.subplots(2, n, squeeze=False)
     im = None
     for i in range(n):
@@ -233,8 +297,13 @@ def attention_maps(images: Tensor, maps: Tensor, titles: Sequence[str] | None = 
         if titles is not None:
             axes[0, i].set_title(titles[i], fontsize=8)
         for ax in axes[:, i]:
-            ax.axis("off")
-    fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.8, label="A(x)")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+    axes[0, 0].set_ylabel("image", fontsize=8)
+    axes[1, 0].set_ylabel("A(x)", fontsize=8)
+    fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.9, label="A(x)")
     return fig
 
 
@@ -253,7 +322,7 @@ def paper_comparison(labels: Sequence[str], ours: Sequence[float], lo: Sequence[
     """Our values (bars with 95% CI whiskers) beside the paper's (hatched bars; missing ones left out)."""
     import math
 
-    fig = LabFigure(figsize=(max(4.5, 0.9 * len(labels) + 1.5), 3.4), layout="constrained")
+    fig = LabFigure(figsize=(min(max(4.5, 0.9 * len(labels) + 1.5), COLUMN_IN + 1.0), 3.4), layout="constrained")
     ax = fig.subplots()
     pos = torch.arange(len(labels)).float().numpy()
     val = [float(v) for v in ours]
@@ -268,7 +337,7 @@ def paper_comparison(labels: Sequence[str], ours: Sequence[float], lo: Sequence[
 
 def time_split(parts: dict[str, float], total: float, unit: str = "ms per training step", title: str = "") -> Figure:
     """One horizontal stacked bar: how ``total`` (e.g. APR's extra training time) splits into ``parts``."""
-    fig = LabFigure(figsize=(7, 1.9), layout="constrained")
+    fig = LabFigure(figsize=(6.4, 2.0), layout="constrained")
     ax = fig.subplots()
     left = 0.0
     for name, value in parts.items():
@@ -327,7 +396,7 @@ def attention_overlay(image: Tensor, attention: Tensor, pixels: Tensor | None = 
     marks = _check_pixel(pixels, a.shape)
     lo, hi = (a.min() if vmin is None else vmin), (a.max() if vmax is None else vmax)
     hi = hi if hi > lo else lo + 1e-6
-    fig = LabFigure(figsize=(7.2, 2.6), layout="constrained")
+    fig = LabFigure(figsize=(6.4, 2.4), layout="constrained")
     ax_i, ax_a, ax_o = fig.subplots(1, 3)
     ax_i.imshow(_hwc(image), interpolation="nearest")
     ax_i.set_title("image", fontsize=9)
@@ -360,13 +429,13 @@ def attention_attack(original: Tensor, adversarial: Tensor, attention_before: Te
     marks = _check_pixel(pixels, before.shape)
     delta = after - before
     span = max(float(abs(delta).max()), 1e-6)
-    fig = LabFigure(figsize=(10, 2.7), layout="constrained")
+    fig = LabFigure(figsize=(7.2, 2.4), layout="constrained")
     ax_o, ax_a, ax_x, ax_d = fig.subplots(1, 4)
     ax_o.imshow(_hwc(original), interpolation="nearest")
     ax_o.set_title("original", fontsize=9)
     im_a = ax_a.imshow(before, cmap="magma", interpolation="nearest")
     values = ", ".join(f"{before[r, c]:.3f}" for r, c in marks)
-    ax_a.set_title(f"A(x); at the pixel: {values}" if marks else "A(x)", fontsize=9)
+    ax_a.set_title(f"A(x)\nat the pixel: {values}" if marks else "A(x)", fontsize=9)
     ax_x.imshow(_hwc(adversarial), interpolation="nearest")
     ax_x.set_title("adversarial", fontsize=9)
     im_d = ax_d.imshow(delta, cmap="RdBu_r", vmin=-span, vmax=span, interpolation="nearest")
@@ -376,8 +445,8 @@ def attention_attack(original: Tensor, adversarial: Tensor, attention_before: Te
     _mark(ax_a, marks)
     _mark(ax_x, marks, "red")
     _mark(ax_d, marks, "black", radius=2.6, ls="--")  # wide and thin: the change inside stays visible
-    fig.colorbar(im_a, ax=ax_a, shrink=0.8)
-    fig.colorbar(im_d, ax=ax_d, shrink=0.8)
+    fig.colorbar(im_a, ax=ax_a, shrink=0.8, label="A(x)")
+    fig.colorbar(im_d, ax=ax_d, shrink=0.8, label="change")
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -425,12 +494,12 @@ def class_attention_grid(images: Tensor, summary: dict[str, Tensor], classes: Se
         raise ValueError(f"the summary shows image {int(examples.max())} of {len(images)}")
     lo, hi = summary["range"].tolist()
     per_class = examples.shape[1]
-    fig = LabFigure(figsize=(1.3 * (1 + per_class) + 0.9, 1.3 * len(examples) + 0.4), layout="constrained")
+    fig = LabFigure(figsize=(1.1 * (1 + per_class) + 0.9, 1.25 * len(examples) + 0.4), layout="constrained")
     axes = fig.subplots(len(examples), 1 + per_class, squeeze=False)
     im = None
     for r, row in enumerate(axes):
         im = row[0].imshow(summary["means"][r].numpy(), cmap="magma", vmin=lo, vmax=hi, interpolation="nearest")
-        row[0].set_title(f"{classes[int(summary['classes'][r])]}: mean of {int(summary['counts'][r])}", fontsize=7)
+        row[0].set_title(f"{classes[int(summary['classes'][r])]}\nmean of {int(summary['counts'][r])}", fontsize=8)
         for ax, i, m in zip(row[1:], examples[r].tolist(), summary["example_maps"][r]):
             if i >= 0:
                 ax.imshow(_hwc(images[i]), interpolation="nearest")
@@ -463,7 +532,7 @@ def attention_panel(image: Tensor, attention: Tensor, probs: Tensor, classes: Se
     marks = _check_pixel(pixels, a.shape)
     attacked = adversarial is not None
     top_row = ["image", "adversarial", "map", "overlay"] if attacked else ["image", "map", "overlay"]
-    fig = LabFigure(figsize=(2.0 * len(top_row) + 0.6, 4.6), layout="constrained")
+    fig = LabFigure(figsize=(1.55 * len(top_row) + 0.8, 4.6), layout="constrained")
     ax = fig.subplot_mosaic([top_row, ["probs"] * len(top_row)], height_ratios=[1, 0.75])
     ax["image"].imshow(_hwc(image), interpolation="nearest")
     ax["image"].set_title(f"image: {classes[int(probs.argmax())]}", fontsize=9)
@@ -473,10 +542,10 @@ def attention_panel(image: Tensor, attention: Tensor, probs: Tensor, classes: Se
     im = ax["map"].imshow(a, cmap="magma", interpolation="nearest")
     note = ""
     if marks:
-        note = "\nat the pixel " + ", ".join(f"{a[r, c]:.3f}" for r, c in marks)
+        note = "\nat the pixel: " + ", ".join(f"{a[r, c]:.3f}" for r, c in marks)
         if attention_after is not None:
             after = _map2d(attention_after)
-            note += " (after: " + ", ".join(f"{after[r, c]:.3f}" for r, c in marks) + ")"
+            note += "\nafter: " + ", ".join(f"{after[r, c]:.3f}" for r, c in marks)
     ax["map"].set_title("A(x)" + note, fontsize=8)
     ax["overlay"].imshow(_hwc(image), interpolation="nearest")
     ax["overlay"].imshow(a, cmap="magma", alpha=alpha, interpolation="nearest")
@@ -484,7 +553,7 @@ def attention_panel(image: Tensor, attention: Tensor, probs: Tensor, classes: Se
     for name in top_row:
         ax[name].axis("off")
         _mark(ax[name], marks, "red" if name == "adversarial" else "cyan")
-    fig.colorbar(im, ax=ax["map"], shrink=0.8)
+    fig.colorbar(im, ax=ax["map"], shrink=0.55, label="A(x)")  # no taller than the map: clear of its title
     shown = probs.topk(min(top, len(classes))).indices.tolist()
     if probs_after is not None and int(probs_after.argmax()) not in shown:
         shown.append(int(probs_after.argmax()))
@@ -517,8 +586,9 @@ def tradeoff(rows: Any, reference: str = "No defence", series: str = "attack", t
     """
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
     ref = {(r.get("model"), r[series]): r for r in records if r["defence"] == reference}
-    fig = LabFigure(figsize=(6.4, 4.2), layout="constrained")
+    fig = LabFigure(figsize=(6.4, 4.4), layout="constrained")
     ax = fig.subplots()
+    labels: list[Any] = []
     for i, name in enumerate(dict.fromkeys(r[series] for r in records)):
         pts = [(r, ref[(r.get("model"), name)]) for r in records
                if r[series] == name and r["defence"] != reference and (r.get("model"), name) in ref]
@@ -526,7 +596,8 @@ def tradeoff(rows: Any, reference: str = "No defence", series: str = "attack", t
         y = [float(b["asr"] - r["asr"]) for r, b in pts]
         ax.scatter(x, y, marker="os^Dv"[i % 5], label=str(name), alpha=0.8)
         for (r, _), xi, yi in zip(pts, x, y):
-            ax.annotate(str(r["defence"]), (xi, yi), fontsize=7, xytext=(3, 2), textcoords="offset points")
+            labels.append(ax.annotate(str(r["defence"]), (xi, yi), fontsize=8, xytext=(4, 2),
+                                      textcoords="offset points", annotation_clip=False))
     ax.axhline(0, color="grey", lw=0.8)
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel(f"clean-accuracy cost vs {reference} (percentage points)")
@@ -535,7 +606,66 @@ def tradeoff(rows: Any, reference: str = "No defence", series: str = "attack", t
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
+    ax.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
+    declutter(fig, labels)
     return fig
+
+
+def _overlap(a: Any, b: Any, pad: float = 1.0) -> bool:
+    """Whether two display-space boxes (matplotlib Bbox) overlap, ``pad`` pixels included."""
+    return a.x0 < b.x1 + pad and b.x0 < a.x1 + pad and a.y0 < b.y1 + pad and b.y0 < a.y1 + pad
+
+
+def declutter(fig: Figure, labels: Sequence[Any], step_pt: float = 9.0, rings: int = 8, merge_px: float = 14.0
+              ) -> list[Any]:
+    """Move point labels (``ax.annotate`` texts in offset points) so that no two overlap, none covers the legend
+    and none leaves its axes: each, in turn, tries places around its point, nearest first, and keeps the first
+    free one; a label moved off its point's side gets a thin leader line.
+
+    A label whose text repeats one already placed within ``merge_px`` pixels of its point (the same defence
+    under attacks that score alike) is hidden: one label names the cluster. Returns the labels left visible.
+    Deterministic: the result depends only on the labels' order.
+    """
+    if not labels:
+        return []
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # the renderer savefig uses for PNGs: the same text extents
+    fig.draw_without_rendering()  # lays the figure out, so that the axes' frames are final
+    placed: list[Any] = [ax.get_legend().get_window_extent(renderer) for ax in fig.axes if ax.get_legend()]
+    anchors: list[tuple[str, Any]] = []
+    candidates = [(4.0, 2.0), (-4.0, 2.0), (4.0, -10.0), (-4.0, -10.0)]
+    for k in range(1, rings + 1):
+        candidates += [(4.0, 2.0 + k * step_pt), (-4.0, 2.0 + k * step_pt),
+                       (4.0, -10.0 - k * step_pt), (-4.0, -10.0 - k * step_pt)]
+    visible = []
+    for label in labels:
+        point = label.axes.transData.transform(label.xy)
+        if any(text == label.get_text() and ((point - p) ** 2).sum() ** 0.5 < merge_px for text, p in anchors):
+            label.set_visible(False)
+            continue
+        anchors.append((label.get_text(), point))
+        frame = label.axes.get_window_extent(renderer)
+        for n, (dx, dy) in enumerate(candidates):
+            label.set_horizontalalignment("left" if dx > 0 else "right")
+            label.xyann = (dx, dy)
+            box = label.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(_overlap(box, other) for other in placed):
+                break
+        else:  # nowhere free: the first place
+            n, (dx, dy) = 0, candidates[0]
+            label.set_horizontalalignment("left")
+            label.xyann = (dx, dy)
+            box = label.get_window_extent(renderer)
+        if n >= 4:  # off its point's side: a leader line says which point it names
+            label.arrowprops = {"arrowstyle": "-", "lw": 0.5, "color": "grey", "shrinkA": 0, "shrinkB": 2}
+            from matplotlib.patches import FancyArrowPatch
+
+            label.arrow_patch = FancyArrowPatch((0, 0), (1, 1), **label.arrowprops)
+        placed.append(box)
+        visible.append(label)
+    return visible
 
 
 def grouped_bars(categories: Sequence[str], series: dict[str, Sequence[float]], ylabel: str,
@@ -544,7 +674,7 @@ def grouped_bars(categories: Sequence[str], series: dict[str, Sequence[float]], 
 
     ``reference``: (label, value) drawn as a dashed horizontal line (e.g. the undefended model's ASR).
     """
-    fig = LabFigure(figsize=(max(5.0, 0.7 * len(categories) + 1.5), 3.4), layout="constrained")
+    fig = LabFigure(figsize=(min(max(5.0, 0.7 * len(categories) + 1.5), COLUMN_IN + 1.0), 3.4), layout="constrained")
     ax = fig.subplots()
     pos = torch.arange(len(categories)).float()
     width = 0.8 / max(1, len(series))
