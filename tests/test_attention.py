@@ -296,13 +296,11 @@ def test_attention_figures_reject_bad_inputs() -> None:
         plotting.attention_panel(x[0], maps[0], probs, CLASSES, adversarial=x[1])  # no pixels / probs after
 
 
-def test_attention_explorer_draws_and_follows_its_controls(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_attention_explorer_views_and_wiring() -> None:
     pytest.importorskip("ipywidgets")
     from labkit import widgets
     from labkit.widgets import attention_explorer
 
-    drawn: list[dict] = []  # the panels the explorer draws (outside a kernel its Output shows nothing to read)
-    monkeypatch.setattr(widgets, "attention_panel", lambda *a, **kw: drawn.append(kw) or Figure())
     models = {"full": brightness_gated(3), "no_regularisation": brightness_gated(1)}
     x, labels = images(9, 8), torch.arange(9) % 3
     res = fake_result(x[:4], torch.tensor([[1, 1]] * 4), torch.tensor([True, False, True, True]))
@@ -311,24 +309,21 @@ def test_attention_explorer_draws_and_follows_its_controls(monkeypatch: pytest.M
     assert torch.equal(views["full", "maps"], attention.attention_of(models["full"], x))
     assert torch.equal(views["full", "corner", "probs"], probabilities(models["full"], res.adv_images))
     assert ("no_regularisation", "DE k=1", "maps") not in views  # only the attacks made on a model
-    box = attention_explorer(views, x, labels, CLASSES, attacks, ids=torch.arange(100, 109))
-    (model, cls), (image, attack) = box.children[0].children, box.children[1].children
-    assert image.value == 0 and attack.value == "DE k=1"  # opens on the first attacked image, with its attack
-    assert len(drawn) == 1 and torch.equal(drawn[0]["pixels"], torch.tensor([[1, 1]]))
-    model.value = "no_regularisation"  # no attacks recorded for this model
-    assert attack.options == ("none (no attack on this model)",) and len(drawn) == 2 and "pixels" not in drawn[-1]
-    cls.value = 2  # images 2, 5, 8: only 2 was attacked
-    assert image.options == (("#102 (attacked)", 2), ("#105", 5), ("#108", 8))
-    assert len(drawn) == 3  # one draw per user action
-    image.value = 8
-    assert attack.options == ("none (not attacked)",) and len(drawn) == 4
+    board = attention_explorer(views, x, labels, CLASSES, attacks, ids=torch.arange(100, 109), max_images=5)
+    model, image, attack = board.box.children[0].children
+    assert model.options == ("full", "no_regularisation") and attack.options == ("none", "DE k=1", "corner")
+    # Opens on the first attacked image with its first attack; three attacked images, then two that were not.
+    assert (model.index, image.index, attack.index) == (0, 0, 1)
+    assert [label for label, _ in image.options][-2:] == ["automobile #104", "bird #105"]
+    # The model without attacks shows its plain view under every attack option (one widget, one PNG).
+    plain = board.stacks[2].children[0]
+    assert plain.children[0] is plain.children[1] is plain.children[2]
     with pytest.raises(ValueError, match="same images"):
         attention_explorer(views, x, labels, CLASSES, {"full": {"a": res, "b": res.select(slice(0, 2))}})
     with pytest.raises(ValueError, match="no AttentionGate"):
         widgets.explorer_views({"plain": MeanColour().eval()}, x)
     with pytest.raises(ValueError, match="unknown models"):
         attention_explorer(views, x, labels, CLASSES, {"other": {"a": res}})
-
 
 def test_static_figures_of_an_attacked_model() -> None:
     model = brightness_gated(3)

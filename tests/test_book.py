@@ -472,8 +472,6 @@ def test_labs_are_named_by_their_number_and_nothing_is_numbered_automatically(ht
             f"the sidebar names {page.name} {entry.group(1)!r}, not 'Lab {number} ...'")
 
 
-@pytest.mark.xfail(strict=True, reason="the notebooks' own headings lack 'Lab NN' (02b, 03-07, 09-11); the sidebar "
-                   "has it from _toc.yml titles. Remove this mark once the headings are renamed")
 def test_every_lab_page_heading_says_its_number(html_dir: Path) -> None:
     wrong = {}
     for number, page in lab_pages(html_dir).items():

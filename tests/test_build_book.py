@@ -159,7 +159,7 @@ def test_replay_only_warns_of_drift_and_still_builds(tmp_path: Path, monkeypatch
     monkeypatch.setattr(build_book, "kernel_environment", lambda profile, replay: None)
     monkeypatch.setattr(build_book, "stage_sources", lambda root, stage: (stage / "book").mkdir(parents=True))
     monkeypatch.setattr(build_book, "execute_lab", fake_execute)
-    monkeypatch.setattr(build_book, "build_html", lambda stage, out: out / "html" / "index.html")
+    monkeypatch.setattr(build_book, "build_html", lambda stage, out: (out / "html").mkdir(parents=True) or out / "html" / "index.html")
     assert build_book.main(["--replay-only", "--profile", "cpu", "--out", str(tmp_path)]) == 0
     assert modes == ["only"]
     said = capsys.readouterr().out

@@ -1,11 +1,7 @@
 """Steps applied to the built HTML book after ``jupyter-book build`` (issue #25, "Weight").
 
-Wiring: ``tools/build_book.py`` should call ``postbuild.strip_source_maps(out / "html")`` in ``main()`` right
-after ``build_html(stage, out)`` returns (before the final "done" log line), e.g.::
-
-    index = build_html(stage, out)
-    removed = postbuild.strip_source_maps(index.parent)
-    log(f"removed {len(removed)} source maps")
+Wiring: ``tools/build_book.py``'s ``main()`` calls ``strip_source_maps`` on the HTML folder right after
+``build_html`` returns.
 
 This module imports nothing outside the standard library, like build_book.py.
 """
