@@ -274,8 +274,9 @@ UNIT_HEADINGS = {"%": "Rates (%)", "points": "Changes (percentage points)", "F1"
 
 
 def _lab_link(labs: str) -> str:
-    """Markdown links to the lab pages (the chapter and the labs are pages of the same folder)."""
-    return ", ".join(f"[{lab.split('_')[0]}]({lab}.html)" for lab in labs.split(", ") if lab)
+    """Markdown links to the lab pages (the chapter and the labs are notebooks of the same folder: MyST resolves a
+    link to a notebook as a link to its page, and JupyterLab opens the notebook)."""
+    return ", ".join(f"[{lab.split('_')[0]}]({lab}.ipynb)" for lab in labs.split(", ") if lab)
 
 
 def provenance_rows(recs: Records) -> list[dict[str, Any]]:

@@ -93,7 +93,7 @@ def test_the_chapters_markdown_has_totals_first_one_unit_per_table_and_every_rea
         assert section.count("\n| ") == len(rows) + len(units)  # one header per unit's table and one line per row
         assert all(claims.UNIT_HEADINGS[u] in section for u in units)
         assert all(f"\n{k}. " in section for k, r in enumerate(rows, 1) if r["why"])
-    assert "**supported**" in text and "**not measured**" in text and "[05](05_apr.html)" in text
+    assert "**supported**" in text and "**not measured**" in text and "[05](05_apr.ipynb)" in text
 
 
 def test_a_measurement_two_labs_share_is_one_row_listing_both_labs():
