@@ -527,11 +527,7 @@ def test_no_table_shows_nan(html_dir: Path) -> None:
 
 
 def test_the_book_ships_no_source_maps(html_dir: Path) -> None:
-    from tools.postbuild import strip_source_maps  # the build should call it (see tools/postbuild.py)
-
-    maps = sorted(html_dir.rglob("*.map"))
-    if maps:  # not wired into tools/build_book.py yet: apply it here, then check what it promises
-        strip_source_maps(html_dir)
+    # tools/build_book.py strips them after the HTML build (tools/postbuild.strip_source_maps)
     assert not list(html_dir.rglob("*.map")), "source maps left in the built book"
     pointing = [str(p.relative_to(html_dir)) for p in [*html_dir.rglob("*.js"), *html_dir.rglob("*.css")]
                 if re.search(r"^\s*(//|/\*)[#@]\s*sourceMappingURL=", p.read_text(encoding="utf-8", errors="replace"),
