@@ -1,0 +1,487 @@
+"""Bounds on a network's margins over boxes of one pixel's colour, computed on the pixel's window.
+
+A *box* is (image, row, col, colour low (C,), colour high (C,)): the set of images equal to the clean image but
+for the pixel at (row, col), whose colour ranges over the box. Every activation is computed only on the window
+of the map that pixel reaches (``layers.geometry``); cells outside it are the clean activations, constants.
+
+Three propagations, each sound for any input in the box:
+
+- interval: [lo, hi] per neuron (centre-radius form through affine layers);
+- forward linear: a lower and an upper affine function of the C colour variables per neuron
+  (S = C + 1 slots: C coefficients, then the constant), ReLU and max-pool relaxed with those functions' ranges;
+- backward linear (CROWN / DeepPoly back-substitution): a margin's lower bound as one affine function of the
+  colour, relaxations chosen by the sign of the coefficient reaching each neuron; ``alpha`` gives each unstable
+  ReLU's lower slope per box and margin (alpha-CROWN optimises them by projected gradient ascent).
+
+Relaxations: ReLU with pre-activation bounds l < 0 < u: upper u (x - l) / (u - l), lower a x, a in [0, 1].
+Max-pool: lower x_i* (i* = the cell of largest lower bound); upper x_i* when l_i* >= every other cell's upper
+bound (exact), else the constant max u. All in the chain's dtype (float64 by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from labkit.certify.layers import Layer, clean_activations, geometry
+
+INF = float("inf")
+
+
+@dataclass
+class Boxes:
+    """B boxes. img, row, col: (B,) int64; lo, hi: (B, C) colours in [0, 1], lo <= hi."""
+
+    img: Tensor
+    row: Tensor
+    col: Tensor
+    lo: Tensor
+    hi: Tensor
+
+    def __len__(self) -> int:
+        return len(self.img)
+
+
+@dataclass
+class Pass:
+    """What a forward pass leaves for the backward one: per activation t its interval bounds (B, *window),
+    the forward linear forms where computed ((B, S, *window) lower and upper), and per max-pool layer its
+    relaxation (argmax index, exactness, constant upper bound, each (B, C, cells out))."""
+
+    bounds: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    forms: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    pools: dict[int, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)
+
+
+def _crop(src: Tensor, b: Tensor, r0: Tensor, c0: Tensor, h: int, w: int, fill: float) -> tuple[Tensor, Tensor]:
+    """Per box, the h x w block of ``src[b]`` (M, *mid, H, W) whose top-left is (r0, c0) (B,), cells outside
+    the map set to ``fill``: (B, *mid, h, w), and the mask (B, h, w) of cells inside the map."""
+    H, W = src.shape[-2:]
+    rr = r0[:, None] + torch.arange(h, device=src.device)
+    cc = c0[:, None] + torch.arange(w, device=src.device)
+    mask = ((rr >= 0) & (rr < H))[:, :, None] & ((cc >= 0) & (cc < W))[:, None, :]
+    out = src[b[:, None, None], ..., rr.clamp(0, H - 1)[:, :, None], cc.clamp(0, W - 1)[:, None, :]]
+    out = out.movedim((1, 2), (-2, -1))
+    if not bool(mask.all()):
+        out = out.masked_fill(~mask.view(len(b), *[1] * (out.dim() - 3), h, w), fill)
+    return out, mask
+
+
+def _chan(v: Tensor, ndim: int, dim: int) -> Tensor:
+    """``v`` (C,) shaped to broadcast along dimension ``dim`` of an ``ndim``-dimensional tensor."""
+    shape = [1] * ndim
+    shape[dim] = -1
+    return v.view(shape)
+
+
+def relu_slopes(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(active, unstable, upper slope, default lower slope) of ReLUs with pre-activation bounds lo, hi."""
+    active, unstable = lo >= 0, (lo < 0) & (hi > 0)
+    up = torch.where(unstable, hi / (hi - lo).clamp_min(1e-300), active.to(lo.dtype))
+    # CROWN's adaptive choice: slope 1 where the upper side dominates, else 0 (the smaller triangle).
+    low = torch.where(unstable, (hi > -lo).to(lo.dtype), active.to(lo.dtype))
+    return active, unstable, up, low
+
+
+class Chain:
+    """A parsed model on a set of clean images: the windows, the clean activations and the bound passes.
+
+    layers: from ``layers.parse``; images: (N, C, H, W) in [0, 1]; full: whole-map windows (the reference).
+    """
+
+    def __init__(self, layers: list[Layer], images: Tensor, dtype: torch.dtype = torch.float64, full: bool = False):
+        self.layers, self.dtype = layers, dtype
+        self.cin = images.shape[1]
+        self.geos = geometry(layers, tuple(images.shape[1:]), full, images.device)
+        self.acts = clean_activations(layers, images.to(dtype))
+        self.last_map = max([t for t, layer in enumerate(layers) if layer.kind in ("relu", "maxpool")], default=-1) + 1
+
+    # -- windows and patches --------------------------------------------------------------------------------
+    def origin(self, t: int, boxes: Boxes) -> tuple[Tensor, Tensor]:
+        g = self.geos[t]
+        return g.rows[boxes.row], g.cols[boxes.col]
+
+    def _patch_place(self, t: int, boxes: Boxes) -> tuple[Tensor, Tensor, int, int]:
+        """Top-left (B,), (B,) and size of the input patch layer t reads to compute its output window."""
+        layer, g_in, g_out = self.layers[t], self.geos[t], self.geos[t + 1]
+        if layer.kind == "flatten":
+            zero = torch.zeros_like(boxes.row)
+            return zero, zero, g_in.shape[1], g_in.shape[2]
+        ro, co = self.origin(t + 1, boxes)
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+        return sh * ro - ph, sw * co - pw, (g_out.size[0] - 1) * sh + kh, (g_out.size[1] - 1) * sw + kw
+
+    def patch(self, t: int, boxes: Boxes, win: Tensor, fill: float, slots: bool = False) -> Tensor:
+        """Layer t's input patch: the window ``win`` (B, C, h, w), or forms (B, S, C, h, w) with ``slots``,
+        pasted into the clean activation (cells outside the map: ``fill``; forms there are constants)."""
+        pr, pc, hp, wp = self._patch_place(t, boxes)
+        ri, ci = self.origin(t, boxes)
+        g = self.geos[t]
+        part, _ = _crop(win, torch.arange(len(boxes), device=win.device), pr - ri, pc - ci, hp, wp, 0.0)
+        inside = self._window_mask(pr, pc, ri, ci, hp, wp, g.size)
+        clean, _ = _crop(self.acts[t], boxes.img, pr, pc, hp, wp, fill)
+        if slots:
+            base = torch.zeros_like(part)
+            base[:, -1] = clean
+            return torch.where(inside[:, None, None], part, base)
+        return torch.where(inside[:, None], part, clean)
+
+    @staticmethod
+    def _window_mask(pr: Tensor, pc: Tensor, ri: Tensor, ci: Tensor, hp: int, wp: int,
+                     size: tuple[int, int]) -> Tensor:
+        """(B, hp, wp): which patch cells lie in the window (origin ri, ci; ``size``)."""
+        ar_h, ar_w = torch.arange(hp, device=pr.device), torch.arange(wp, device=pr.device)
+        rr, cc = pr[:, None] + ar_h - ri[:, None], pc[:, None] + ar_w - ci[:, None]
+        return ((rr >= 0) & (rr < size[0]))[:, :, None] & ((cc >= 0) & (cc < size[1]))[:, None, :]
+
+    def unpatch(self, t: int, boxes: Boxes, lam: Tensor, const: Tensor) -> tuple[Tensor, Tensor]:
+        """Coefficients ``lam`` (B, K, C, hp, wp) on layer t's input patch -> on its window (B, K, C, h, w);
+        the clean cells' share goes into ``const`` (B, K)."""
+        pr, pc, hp, wp = self._patch_place(t, boxes)
+        ri, ci = self.origin(t, boxes)
+        g = self.geos[t]
+        win, _ = _crop(lam, torch.arange(len(boxes), device=lam.device), ri - pr, ci - pc, g.size[0], g.size[1], 0.0)
+        inside = self._window_mask(pr, pc, ri, ci, hp, wp, g.size)
+        clean, _ = _crop(self.acts[t], boxes.img, pr, pc, hp, wp, 0.0)
+        fixed = clean * (~inside)[:, None]
+        return win, const + (lam * fixed[:, None]).flatten(2).sum(2)
+
+    # -- the input window ---------------------------------------------------------------------------------------
+    def _pixel(self, boxes: Boxes) -> tuple[Tensor, Tensor, Tensor]:
+        ri, ci = self.origin(0, boxes)
+        return torch.arange(len(boxes), device=ri.device), boxes.row - ri, boxes.col - ci
+
+    def input_window(self, boxes: Boxes) -> tuple[Tensor, Tensor]:
+        """Interval bounds (B, C, h, w) of the input window: clean, but the pixel ranges over its box."""
+        ri, ci = self.origin(0, boxes)
+        h, w = self.geos[0].size
+        clean, _ = _crop(self.acts[0], boxes.img, ri, ci, h, w, 0.0)
+        b, pr, pc = self._pixel(boxes)
+        lo, hi = clean.clone(), clean.clone()
+        lo[b, :, pr, pc], hi[b, :, pr, pc] = boxes.lo, boxes.hi
+        return lo, hi
+
+    def input_forms(self, boxes: Boxes) -> Tensor:
+        """Forms (B, S, C, h, w) of the input window: the pixel's channel c is colour variable c, exactly."""
+        ri, ci = self.origin(0, boxes)
+        h, w = self.geos[0].size
+        clean, _ = _crop(self.acts[0], boxes.img, ri, ci, h, w, 0.0)
+        b, pr, pc = self._pixel(boxes)
+        forms = torch.zeros(len(boxes), self.cin + 1, self.cin, h, w, dtype=self.dtype, device=clean.device)
+        forms[:, -1] = clean
+        forms[b, -1, :, pr, pc] = 0
+        for c in range(self.cin):
+            forms[b, c, c, pr, pc] = 1
+        return forms
+
+    # -- forward passes -------------------------------------------------------------------------------------
+    def interval_step(self, t: int, boxes: Boxes, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+        """Interval bounds of activation t + 1 from those of activation t (windows)."""
+        layer = self.layers[t]
+        if layer.kind == "relu":
+            return lo.clamp_min(0), hi.clamp_min(0)
+        if layer.kind == "scale":
+            a, b = _chan(layer.weight, lo.dim(), 1), _chan(layer.bias, lo.dim(), 1)
+            return torch.minimum(a * lo, a * hi) + b, torch.maximum(a * lo, a * hi) + b
+        if layer.kind == "linear":
+            mid, rad = F.linear((lo + hi) / 2, layer.weight, layer.bias), F.linear((hi - lo) / 2, layer.weight.abs())
+            return mid - rad, mid + rad
+        fill = -INF if layer.kind == "maxpool" else 0.0
+        lp, hp = self.patch(t, boxes, lo, fill), self.patch(t, boxes, hi, fill)
+        if layer.kind == "flatten":
+            return lp.flatten(1), hp.flatten(1)
+        if layer.kind == "maxpool":
+            return F.max_pool2d(lp, layer.kernel, layer.stride), F.max_pool2d(hp, layer.kernel, layer.stride)
+        mid = F.conv2d((lp + hp) / 2, layer.weight, layer.bias, layer.stride, groups=layer.groups)
+        rad = F.conv2d((hp - lp) / 2, layer.weight.abs(), None, layer.stride, groups=layer.groups)
+        return mid - rad, mid + rad
+
+    def concretize(self, forms: Tensor, boxes: Boxes, upper: bool) -> Tensor:
+        """The minimum (maximum with ``upper``) over the box of each form (B, S, *shape) -> (B, *shape)."""
+        shape = [len(boxes), self.cin] + [1] * (forms.dim() - 2)
+        lo, hi = boxes.lo.view(shape), boxes.hi.view(shape)
+        coef = forms[:, :-1]
+        pick = torch.where((coef > 0) == upper, hi, lo)
+        return (coef * pick).sum(1) + forms[:, -1]
+
+    def forms_step(self, t: int, boxes: Boxes, L: Tensor, U: Tensor, lo: Tensor, hi: Tensor,
+                   pool_info: dict[int, tuple[Tensor, Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """Forward linear forms (B, S, *window) of activation t + 1 from those of activation t (bounds lo, hi)."""
+        layer = self.layers[t]
+        if layer.kind == "relu":
+            active, unstable, up, low = relu_slopes(lo, hi)
+            U2 = U * up[:, None]
+            U2[:, -1] -= torch.where(unstable, up * lo, torch.zeros_like(lo))
+            return L * low[:, None], U2
+        if layer.kind == "scale":
+            a, b = _chan(layer.weight, L.dim(), 2), _chan(layer.bias, L.dim() - 1, 1)
+            L2, U2 = a.clamp_min(0) * L + a.clamp_max(0) * U, a.clamp_min(0) * U + a.clamp_max(0) * L
+            L2[:, -1] += b
+            U2[:, -1] += b
+            return L2, U2
+        if layer.kind == "linear":
+            wp, wn = layer.weight.clamp_min(0), layer.weight.clamp_max(0)
+            L2, U2 = L @ wp.T + U @ wn.T, U @ wp.T + L @ wn.T
+            L2[:, -1] += layer.bias
+            U2[:, -1] += layer.bias
+            return L2, U2
+        fill = -INF if layer.kind == "maxpool" else 0.0
+        Lp, Up = self.patch(t, boxes, L, fill, slots=True), self.patch(t, boxes, U, fill, slots=True)
+        if layer.kind == "flatten":
+            return Lp.flatten(2), Up.flatten(2)
+        B, S, C, hp, wp_ = Lp.shape
+        if layer.kind == "conv":
+            wpos, wneg = layer.weight.clamp_min(0), layer.weight.clamp_max(0)
+
+            def conv(x: Tensor, w: Tensor) -> Tensor:
+                return F.conv2d(x.reshape(B * S, C, hp, wp_), w, None, layer.stride, groups=layer.groups)
+
+            L2, U2 = conv(Lp, wpos) + conv(Up, wneg), conv(Up, wpos) + conv(Lp, wneg)
+            L2, U2 = L2.view(B, S, *L2.shape[1:]), U2.view(B, S, *U2.shape[1:])
+            bias = _chan(layer.bias, L2.dim() - 1, 1)
+            L2[:, -1] += bias
+            U2[:, -1] += bias
+            return L2, U2
+        idx, exact, umax = self.pool_relaxation(t, boxes, lo, hi)
+        pool_info[t] = (idx, exact, umax)
+        oh, ow = self.geos[t + 1].size
+
+        def pick(x: Tensor) -> Tensor:
+            cols = F.unfold(x.reshape(B * S * C, 1, hp, wp_), layer.kernel, stride=layer.stride)
+            return cols.view(B, S, C, cols.shape[1], -1).gather(3, idx[:, None, :, None].expand(B, S, C, 1, -1))[:, :, :, 0]
+
+        L2 = pick(Lp).view(B, S, C, oh, ow)
+        U2 = torch.where(exact[:, None], pick(Up), torch.zeros((), dtype=L.dtype, device=L.device))
+        U2[:, -1] = torch.where(exact, U2[:, -1], umax)
+        return L2, U2.view(B, S, C, oh, ow)
+
+    def pool_relaxation(self, t: int, boxes: Boxes, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Max-pool layer t's relaxation: per output cell (B, C, cells) the index in its region of the cell with
+        the largest lower bound, whether that cell is the max for sure, and the region's largest upper bound."""
+        layer = self.layers[t]
+        lp, hp = self.patch(t, boxes, lo, -INF), self.patch(t, boxes, hi, -INF)
+        B, C, h, w = lp.shape
+        lcol = F.unfold(lp.reshape(B * C, 1, h, w), layer.kernel, stride=layer.stride)
+        ucol = F.unfold(hp.reshape(B * C, 1, h, w), layer.kernel, stride=layer.stride)
+        lmax, idx = lcol.max(1)
+        other = ucol.scatter(1, idx[:, None], -INF).max(1).values
+        return idx.view(B, C, -1), (lmax >= other).view(B, C, -1), ucol.max(1).values.view(B, C, -1)
+
+    def forward(self, boxes: Boxes, forms: bool, upto: int | None = None) -> Pass:
+        """Interval bounds of every activation up to ``upto`` (default: all), tightened by forward linear forms
+        (``forms``), kept for the backward pass."""
+        out = Pass()
+        lo, hi = self.input_window(boxes)
+        L = U = self.input_forms(boxes) if forms else None
+        upto = len(self.layers) if upto is None else upto
+        for t in range(upto + 1):
+            if forms:
+                lo, hi = torch.maximum(lo, self.concretize(L, boxes, False)), torch.minimum(hi, self.concretize(U, boxes, True))
+                out.forms[t] = (L, U)
+            out.bounds.append((lo, hi))
+            if t == upto:
+                break
+            if forms:
+                L, U = self.forms_step(t, boxes, L, U, lo, hi, out.pools)
+            elif self.layers[t].kind == "maxpool":
+                out.pools[t] = self.pool_relaxation(t, boxes, lo, hi)
+            lo, hi = self.interval_step(t, boxes, lo, hi)
+        return out
+
+    # -- the backward pass ----------------------------------------------------------------------------------
+    def backward(self, boxes: Boxes, lam: Tensor, start: int, stop: int, info: Pass,
+                 alphas: dict[int, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """Back-substitute lower-bound coefficients ``lam`` (B, K, *window of activation ``start``) to activation
+        ``stop``: returns (coefficients (B, K, *window of stop), constant (B, K)). ``alphas``: per ReLU layer index,
+        lower slopes (B, K, *window) for its unstable neurons (default: CROWN's)."""
+        B, K = lam.shape[:2]
+        const = torch.zeros(B, K, dtype=lam.dtype, device=lam.device)
+        for t in range(start - 1, stop - 1, -1):
+            layer = self.layers[t]
+            if layer.kind == "linear":
+                const = const + lam @ layer.bias
+                lam = lam @ layer.weight
+            elif layer.kind == "scale":
+                const = const + (lam * _chan(layer.bias, lam.dim(), 2)).flatten(2).sum(2)
+                lam = lam * _chan(layer.weight, lam.dim(), 2)
+            elif layer.kind == "relu":
+                lo, hi = info.bounds[t]
+                _, unstable, up, low = relu_slopes(lo, hi)
+                if alphas is not None and t in alphas:
+                    low = torch.where(unstable[:, None], alphas[t], low[:, None])
+                else:
+                    low = low[:, None]
+                neg = lam.clamp_max(0)
+                const = const + (neg * torch.where(unstable, -up * lo, torch.zeros_like(lo))[:, None]).flatten(2).sum(2)
+                lam = lam.clamp_min(0) * low + neg * up[:, None]
+            elif layer.kind == "flatten":
+                C, H, W = self.geos[t].shape
+                lam, const = self.unpatch(t, boxes, lam.view(B, K, C, H, W), const)
+            elif layer.kind == "conv":
+                C2, h2, w2 = lam.shape[2:]
+                const = const + (lam * _chan(layer.bias, lam.dim(), 2)).flatten(2).sum(2)
+                lam_p = F.conv_transpose2d(lam.reshape(B * K, C2, h2, w2), layer.weight, None, layer.stride,
+                                           groups=layer.groups)
+                lam, const = self.unpatch(t, boxes, lam_p.view(B, K, *lam_p.shape[1:]), const)
+            else:
+                lam, const = self._pool_back(t, boxes, lam, const, info)
+        return lam, const
+
+    def _pool_back(self, t: int, boxes: Boxes, lam: Tensor, const: Tensor, info: Pass) -> tuple[Tensor, Tensor]:
+        layer = self.layers[t]
+        idx, exact, umax = info.pools[t]
+        B, K, C = lam.shape[:3]
+        lam = lam.flatten(3)
+        coef = torch.where(exact[:, None], lam, lam.clamp_min(0))
+        const = const + (lam.clamp_max(0) * torch.where(exact, torch.zeros_like(umax), umax)[:, None]).flatten(2).sum(2)
+        pr, pc, hp, wp = self._patch_place(t, boxes)
+        cols = torch.zeros(B, K, C, layer.kernel[0] * layer.kernel[1], lam.shape[-1], dtype=lam.dtype, device=lam.device)
+        cols.scatter_(3, idx[:, None, :, None].expand(B, K, C, 1, -1), coef[:, :, :, None])
+        lam_p = F.fold(cols.view(B * K * C, -1, lam.shape[-1]), (hp, wp), layer.kernel, stride=layer.stride)
+        return self.unpatch(t, boxes, lam_p.view(B, K, C, hp, wp), const)
+
+    def to_colour(self, boxes: Boxes, lam: Tensor, const: Tensor) -> tuple[Tensor, Tensor]:
+        """Coefficients on the input window (B, K, C, h, w) -> (colour coefficients (B, K, C), constant (B, K))."""
+        b, pr, pc = self._pixel(boxes)
+        clean, _ = _crop(self.acts[0], boxes.img, *self.origin(0, boxes), *self.geos[0].size, 0.0)
+        clean = clean.clone()
+        clean[b, :, pr, pc] = 0
+        const = const + (lam * clean[:, None]).flatten(2).sum(2)
+        return lam[b, :, :, pr, pc], const
+
+
+def _select(x: object, idx: Tensor) -> object:
+    if isinstance(x, Tensor):
+        return x[idx]
+    if isinstance(x, tuple):
+        return tuple(_select(v, idx) for v in x)
+    return x
+
+
+def select_boxes(boxes: Boxes, idx: Tensor) -> Boxes:
+    """The boxes ``idx`` (indices or mask)."""
+    return Boxes(boxes.img[idx], boxes.row[idx], boxes.col[idx], boxes.lo[idx], boxes.hi[idx])
+
+
+def select_pass(info: Pass, idx: Tensor) -> Pass:
+    """The forward pass of the boxes ``idx`` only."""
+    return Pass([_select(b, idx) for b in info.bounds], {t: _select(f, idx) for t, f in info.forms.items()},
+                {t: _select(p, idx) for t, p in info.pools.items()})
+
+
+def margin_spec(labels: Tensor, classes: int, dtype: torch.dtype) -> Tensor:
+    """(B, classes - 1, classes): row k is e_y - e_j for the k-th class j != y (the margins f_y - f_j)."""
+    eye = torch.eye(classes, dtype=dtype, device=labels.device)
+    others = torch.arange(classes, device=labels.device).expand(len(labels), -1)
+    others = others[others != labels[:, None]].view(len(labels), classes - 1)
+    return eye[labels][:, None, :] - eye[others]
+
+
+def colour_bound(boxes: Boxes, coef: Tensor, const: Tensor) -> Tensor:
+    """min over the box of coef . colour + const: (B, K) from coef (B, K, C), const (B, K)."""
+    pick = torch.where(coef > 0, boxes.lo[:, None], boxes.hi[:, None])
+    return (coef * pick).sum(2) + const
+
+
+@dataclass
+class MarginBounds:
+    """Lower bounds (B, K) on the margins f_y - f_j over each box, and, for the linear methods, the affine
+    function of the colour they come from (coef (B, K, C), const (B, K); None for interval bounds)."""
+
+    lower: Tensor
+    coef: Tensor | None
+    const: Tensor | None
+    evals: Tensor  # (B,) bound passes spent per box (1, or 1 + the alpha steps it took)
+
+    def minimiser(self, boxes: Boxes) -> Tensor | None:
+        """(B, C): the box corner minimising the worst margin's affine lower bound."""
+        if self.coef is None:
+            return None
+        k = self.lower.argmin(1)
+        g = self.coef[torch.arange(len(k), device=k.device), k]
+        return torch.where(g > 0, boxes.lo, boxes.hi)
+
+
+def margin_bounds(chain: Chain, boxes: Boxes, labels: Tensor, method: str, intermediate: str = "forward",
+                  alpha_steps: int = 10, alpha_lr: float = 0.25) -> MarginBounds:
+    """Lower bounds on every margin f_y - f_j (j != y = ``labels`` (B,)) over each box, by ``method``:
+    "interval", "forward" (linear forms propagated forward), "backward" (CROWN: back-substitution to the colour,
+    intermediate bounds from ``intermediate``: "interval" or "forward") or "alpha" (backward with the lower
+    ReLU slopes optimised by ``alpha_steps`` steps of Adam at ``alpha_lr`` on the boxes not yet proven)."""
+    classes = chain.geos[-1].shape[0]
+    spec = margin_spec(labels, classes, chain.dtype)
+    stop = chain.last_map
+    n_layers = len(chain.layers)
+    with torch.no_grad():
+        forms = method == "forward" or (method in ("backward", "alpha") and intermediate == "forward")
+        info = chain.forward(boxes, forms, upto=stop)
+        # The cheaper bounds come almost free from the same pass (back-substitution through the affine tail only);
+        # neither interval nor back-substituted bounds are always the tighter, so each method keeps the best.
+        lam, const = chain.backward(boxes, spec, n_layers, stop, info)
+        lo, hi = info.bounds[stop]
+        lower = const + (lam.clamp_min(0) * lo[:, None] + lam.clamp_max(0) * hi[:, None]).flatten(2).sum(2)
+        coef = None
+        if forms:
+            L, U = info.forms[stop]
+            f = (lam.clamp_min(0)[:, :, None] * L[:, None] + lam.clamp_max(0)[:, :, None] * U[:, None]).flatten(3).sum(3)
+            coef, const = f[:, :, :-1], const + f[:, :, -1]
+            lower = torch.maximum(lower, colour_bound(boxes, coef, const))
+        if method in ("interval", "forward"):
+            return MarginBounds(lower, coef, const if forms else None, torch.ones(len(boxes), dtype=torch.long))
+        lam, const = chain.backward(boxes, spec, n_layers, 0, info)
+        coef, const = chain.to_colour(boxes, lam, const)
+        lower = torch.maximum(lower, colour_bound(boxes, coef, const))
+    out = MarginBounds(lower, coef, const, torch.ones(len(boxes), dtype=torch.long))
+    if method == "alpha" and alpha_steps > 0:
+        todo = (lower.min(1).values <= 0).nonzero().squeeze(1)
+        if len(todo):
+            sub = optimise_alpha(chain, select_boxes(boxes, todo), spec[todo], select_pass(info, todo),
+                                 MarginBounds(lower[todo], coef[todo], const[todo], out.evals[todo.cpu()]), alpha_steps,
+                                 alpha_lr)
+            out.lower[todo], out.coef[todo], out.const[todo] = sub.lower, sub.coef, sub.const
+            out.evals[todo.cpu()] += sub.evals
+    return out
+
+
+def optimise_alpha(chain: Chain, boxes: Boxes, spec: Tensor, info: Pass, start: MarginBounds, steps: int,
+                   lr: float) -> MarginBounds:
+    """alpha-CROWN: projected Adam ascent on each unstable ReLU's lower slope (per box and margin) in [0, 1];
+    every iterate is a sound bound, so the best per box and margin is kept."""
+    alphas = {}
+    for t, layer in enumerate(chain.layers[:chain.last_map]):
+        if layer.kind == "relu":
+            lo, hi = info.bounds[t]
+            _, unstable, _, low = relu_slopes(lo, hi)
+            if bool(unstable.any()):
+                alphas[t] = low[:, None].expand(-1, spec.shape[1], *low.shape[1:]).clone().requires_grad_(True)
+    best, coef, const = start.lower.clone(), start.coef.clone(), start.const.clone()
+    if not alphas:
+        return MarginBounds(best, coef, const, torch.zeros(len(boxes), dtype=torch.long))
+    # Adam by hand: torch.optim's first use imports torch._dynamo (~10 s on these CPUs) for a few lines of arithmetic.
+    moments = {t: (torch.zeros_like(a), torch.zeros_like(a)) for t, a in alphas.items()}
+    done = 0
+    for _ in range(steps):
+        lam, c = chain.backward(boxes, spec, len(chain.layers), 0, info, alphas)
+        g, c = chain.to_colour(boxes, lam, c)
+        lower = colour_bound(boxes, g, c)
+        done += 1
+        with torch.no_grad():
+            better = lower > best
+            best = torch.where(better, lower, best)
+            coef = torch.where(better[..., None], g, coef)
+            const = torch.where(better, c, const)
+            if bool((best.min(1).values > 0).all()):
+                break
+        # Margins already proven stop pulling: the slopes serve the ones still open.
+        grads = torch.autograd.grad(lower.clamp_max(0).sum(), list(alphas.values()))
+        with torch.no_grad():
+            for (t, a), g in zip(alphas.items(), grads):
+                m, v = moments[t]
+                m.mul_(0.9).add_(g, alpha=0.1)
+                v.mul_(0.999).addcmul_(g, g, value=0.001)
+                m_hat, v_hat = m / (1 - 0.9 ** done), v / (1 - 0.999 ** done)
+                a.add_(lr * m_hat / (v_hat.sqrt() + 1e-12)).clamp_(0, 1)  # ascent: the bound is maximised
+    return MarginBounds(best, coef, const, torch.full((len(boxes),), done, dtype=torch.long))
