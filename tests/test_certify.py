@@ -271,3 +271,20 @@ def test_bad_inputs_get_clear_errors() -> None:
             CertifyConfig(**bad)
     empty = certify(net, x[:0], y[:0])
     assert empty.status.shape == (0,) and empty.position_status.shape == (0, 8, 8)
+
+
+def test_positions_and_position_budget_restrict_the_search() -> None:
+    net = tiny_net(seed=2)
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    labels = net(images).argmax(1)
+    cfg = CertifyConfig(method="interval", corners=False, all_positions=True, positions=((0, 0), (3, 4), (7, 2)),
+                        position_budget=5, chunk_size=4)
+    result = certify(net, images, labels, cfg)
+    chosen = torch.zeros(8, 8, dtype=torch.bool)
+    chosen[[0, 3, 7], [0, 4, 2]] = True
+    assert (result.position_status[:, ~chosen] == UNKNOWN).all() and (result.position_boxes[:, ~chosen] == 0).all()
+    assert (result.position_boxes[:, chosen] >= 1).all() and (result.position_boxes <= 5 + 4).all()
+    assert (result.status != ROBUST).all()  # unsearched positions are never proven
+    assert torch.equal(result.position_boxes.sum((1, 2)), result.boxes)
+    with pytest.raises(ValueError, match="outside"):
+        certify(net, images, labels, CertifyConfig(positions=((8, 0),)))

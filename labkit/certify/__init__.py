@@ -53,6 +53,8 @@ class CertifyConfig:
     # Per-image budget in boxes (bounded or enumerated); the natural small CNN needs ~10^3-10^4 per position with
     # loose bounds (issue #23), so whole-image proofs of natural models stay UNKNOWN at any default.
     max_boxes: int = 20_000
+    # Per-position budget in boxes (None: only the image's): a position over it stays UNKNOWN, the others go on.
+    position_budget: int | None = None
     # Per-image budget in wall-clock seconds (a batch's time shared among its images by their boxes).
     max_seconds: float = 60.0
     # Bounds on the margins: "interval", "forward" (linear forms carried forward), "backward" (CROWN),
@@ -80,6 +82,9 @@ class CertifyConfig:
     dtype: str = "float64"
     # Fixes the order in which each image's positions are searched (a per-image random permutation).
     seed: int = 0
+    # Search only these (row, col) positions (the others stay UNKNOWN, so no image is ROBUST): for spending a
+    # budget where it decides (border pixels) and for per-position cost studies. None: every position.
+    positions: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.threat not in THREATS:
@@ -92,12 +97,18 @@ class CertifyConfig:
             raise ValueError(f"dtype must be one of {tuple(DTYPES)}, not {self.dtype!r}")
         check_int("max_boxes", self.max_boxes, 0)
         check_positive("max_seconds", self.max_seconds, or_zero=True)
+        if self.position_budget is not None:
+            check_int("position_budget", self.position_budget, 1)
         check_int("alpha_steps", self.alpha_steps, 0)
         check_number("alpha_lr", self.alpha_lr, 0.0)
         check_int("chunk_size", self.chunk_size, 1)
         check_int("enumerate_below", self.enumerate_below, 1)
         check_int("group_size", self.group_size, 1)
         check_int("seed", self.seed, 0)
+        if self.positions is not None:
+            if not self.positions or any(len(p) != 2 or min(p) < 0 for p in self.positions):
+                raise ValueError(f"positions must be None or a non-empty tuple of (row, col) pairs >= 0, "
+                                 f"got {self.positions!r}")
 
 
 @dataclass
@@ -112,7 +123,7 @@ class CertifyResult:
     clean_correct: (N,) bool, whether the unchanged image is predicted as its label (if not, any colour that
     keeps it wrong "flips" it).
     boxes: (N,) int64 boxes bounded or enumerated; bound_evals: (N,) int64 bound passes (alpha steps count);
-    seconds: (N,) float64 wall-clock seconds spent on the image.
+    seconds: (N,) float64 wall-clock seconds spent on the image; position_boxes: (N, H, W) int64 boxes per position.
     """
 
     status: Tensor
@@ -122,6 +133,7 @@ class CertifyResult:
     boxes: Tensor
     bound_evals: Tensor
     seconds: Tensor
+    position_boxes: Tensor
     config: CertifyConfig
 
     def __len__(self) -> int:
@@ -145,6 +157,10 @@ def _check(model: nn.Module, images: Tensor, labels: Tensor, config: CertifyConf
         raise ValueError(f"images must be float in [0, 1], got {images.dtype} (uint8 images: divide by 255)")
     if images.numel() and (images.min() < 0 or images.max() > 1):
         raise ValueError(f"images must lie in [0, 1], got values in [{images.min():.3g}, {images.max():.3g}]")
+    if config is not None and config.positions is not None:
+        bad = [p for p in config.positions if p[0] >= images.shape[2] or p[1] >= images.shape[3]]
+        if bad:
+            raise ValueError(f"positions {bad} lie outside the {images.shape[2]} x {images.shape[3]} image")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.shape != (len(images),):
         raise ValueError(f"labels must be integers of shape ({len(images)},), got {labels.dtype} "
                          f"{tuple(labels.shape)}")
@@ -181,7 +197,12 @@ def _certify(model: nn.Module, images: Tensor, labels: Tensor, cfg: CertifyConfi
             raise ValueError(f"labels must lie in [0, {classes}), got [{int(y.min())}, {int(y.max())}]")
         group = Group(model, chain, x, y, cfg)
         gen = torch.Generator().manual_seed(cfg.seed + s)
-        order = torch.stack([torch.randperm(h * w, generator=gen) for _ in range(len(x))]).to(dev)
+        order = torch.stack([torch.randperm(h * w, generator=gen) for _ in range(len(x))])
+        if cfg.positions is not None:
+            chosen = torch.zeros(h * w, dtype=torch.bool)
+            chosen[torch.tensor([r * w + c for r, c in cfg.positions])] = True
+            order = order[chosen[order]].view(len(x), -1)
+        order = order.to(dev)
         correct = group.clean_correct()
         group.seconds += (time.perf_counter() - t0) / max(1, len(x))
         group.run(order)
@@ -194,11 +215,13 @@ def _result(parts: list, n: int, c: int, h: int, w: int, cfg: CertifyConfig) -> 
         empty = torch.zeros(0, dtype=torch.int8)
         return CertifyResult(empty, torch.zeros(0, h, w, dtype=torch.int8), torch.zeros(0, h, w, c),
                              torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long),
-                             torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.float64), cfg)
+                             torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.float64),
+                             torch.zeros(0, h, w, dtype=torch.long), cfg)
     return CertifyResult(
         status=torch.cat([g.image_status().cpu() for g, _ in parts]),
         position_status=torch.cat([g.state.view(-1, h, w).cpu() for g, _ in parts]),
         colours=torch.cat([g.colours.view(-1, h, w, c).cpu() for g, _ in parts]),
         clean_correct=torch.cat([ok.cpu() for _, ok in parts]),
         boxes=torch.cat([g.boxes for g, _ in parts]), bound_evals=torch.cat([g.evals for g, _ in parts]),
-        seconds=torch.cat([g.seconds for g, _ in parts]), config=cfg)
+        seconds=torch.cat([g.seconds for g, _ in parts]),
+        position_boxes=torch.cat([g.position_boxes.view(-1, h, w).cpu() for g, _ in parts]), config=cfg)

@@ -223,8 +223,8 @@ class Chain:
             U2[:, -1] += b
             return L2, U2
         if layer.kind == "linear":
-            wp, wn = layer.weight.clamp_min(0), layer.weight.clamp_max(0)
-            L2, U2 = L @ wp.T + U @ wn.T, U @ wp.T + L @ wn.T
+            mid, rad = ((L + U) / 2) @ layer.weight.T, ((U - L) / 2) @ layer.weight.abs().T
+            L2, U2 = mid - rad, mid + rad
             L2[:, -1] += layer.bias
             U2[:, -1] += layer.bias
             return L2, U2
@@ -234,13 +234,13 @@ class Chain:
             return Lp.flatten(2), Up.flatten(2)
         B, S, C, hp, wp_ = Lp.shape
         if layer.kind == "conv":
-            wpos, wneg = layer.weight.clamp_min(0), layer.weight.clamp_max(0)
-
+            # W+ L + W- U = W M - |W| D with M, D the forms' mean and half-difference: two convolutions, not four.
             def conv(x: Tensor, w: Tensor) -> Tensor:
-                return F.conv2d(x.reshape(B * S, C, hp, wp_), w, None, layer.stride, groups=layer.groups)
+                y = F.conv2d(x.reshape(B * S, C, hp, wp_), w, None, layer.stride, groups=layer.groups)
+                return y.view(B, S, *y.shape[1:])
 
-            L2, U2 = conv(Lp, wpos) + conv(Up, wneg), conv(Up, wpos) + conv(Lp, wneg)
-            L2, U2 = L2.view(B, S, *L2.shape[1:]), U2.view(B, S, *U2.shape[1:])
+            mid, rad = conv((Lp + Up) / 2, layer.weight), conv((Up - Lp) / 2, layer.weight.abs())
+            L2, U2 = mid - rad, mid + rad
             bias = _chan(layer.bias, L2.dim() - 1, 1)
             L2[:, -1] += bias
             U2[:, -1] += bias

@@ -57,6 +57,7 @@ class Group:
         self.open = torch.zeros(self.n, self.h * self.w, dtype=torch.long, device=self.dev)
         self.dropped = torch.zeros(self.n, self.h * self.w, dtype=torch.bool, device=self.dev)
         self.boxes = torch.zeros(self.n, dtype=torch.long)
+        self.position_boxes = torch.zeros(self.n, self.h * self.w, dtype=torch.long, device=self.dev)
         self.evals = torch.zeros(self.n, dtype=torch.long)
         self.seconds = torch.zeros(self.n, dtype=torch.float64)
 
@@ -91,10 +92,11 @@ class Group:
         self.state[img, pos] = VULNERABLE
         self.colours[img, pos] = levels.float() / LEVELS
 
-    def active(self) -> Tensor:
-        """(n,) images still worth work: undecided (or all positions asked for) and within budget."""
+    def active(self, boxes: bool = True) -> Tensor:
+        """(n,) images still worth work: undecided (or all positions asked for) and within budget (the box
+        budget only with ``boxes``: the corner search spends none)."""
         cfg = self.cfg
-        within = (self.boxes < cfg.max_boxes) & (self.seconds < cfg.max_seconds)
+        within = (self.seconds < cfg.max_seconds) & ((self.boxes < cfg.max_boxes) | (not boxes))
         vuln = (self.state == VULNERABLE).any(1).cpu()
         return (within & (~vuln | cfg.all_positions)).to(self.dev)
 
@@ -113,8 +115,8 @@ class Group:
         corners = ((torch.arange(2 ** self.c)[:, None] >> torch.arange(self.c - 1, -1, -1)) & 1).to(self.dev) * LEVELS
         m = len(corners)
         block = max(1, self.cfg.chunk_size // m)
-        for start in range(0, self.h * self.w, block):
-            act = self.active().nonzero().squeeze(1)
+        for start in range(0, order.shape[1], block):
+            act = self.active(boxes=False).nonzero().squeeze(1)
             if not len(act):
                 break
             t0 = time.perf_counter()
@@ -130,7 +132,7 @@ class Group:
     def initial_queue(self, order: Tensor) -> Queue:
         """One whole-cube box per position not yet found vulnerable, images still active, in ``order``."""
         act = self.active()
-        img = torch.arange(self.n, device=self.dev)[:, None].expand(-1, self.h * self.w).reshape(-1)
+        img = torch.arange(self.n, device=self.dev)[:, None].expand(-1, order.shape[1]).reshape(-1)
         pos = order.reshape(-1)
         keep = act[img] & (self.state[img, pos] != VULNERABLE)
         img, pos = img[keep], pos[keep]
@@ -143,6 +145,8 @@ class Group:
     def prune(self, q: Queue) -> Queue:
         """Drop the boxes of inactive images and of positions already found vulnerable."""
         keep = self.active()[q.img] & (self.state[q.img, q.pos] != VULNERABLE)
+        if self.cfg.position_budget is not None:
+            keep &= self.position_boxes[q.img, q.pos] < self.cfg.position_budget
         gone = ~keep
         self.dropped[q.img[gone], q.pos[gone]] = True
         self.open.index_put_((q.img[gone], q.pos[gone]), -torch.ones_like(q.img[gone]), accumulate=True)
@@ -237,6 +241,7 @@ class Group:
             batch, q = self.pick(q)
             q = Queue.cat([q, self.step(batch)])
             self.charge(batch.img, time.perf_counter() - t0)
+            self.position_boxes.index_put_((batch.img, batch.pos), torch.ones_like(batch.img), accumulate=True)
             proven = started & (self.open == 0) & ~self.dropped & (self.state == UNKNOWN)
             self.state[proven] = ROBUST
         proven = started & (self.open == 0) & ~self.dropped & (self.state == UNKNOWN)
