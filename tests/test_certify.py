@@ -97,8 +97,8 @@ def test_every_activation_window_contains_sampled_activations(name: str) -> None
     boxes = random_boxes(3, 24, seed=1)
     x = sample_inputs(images, boxes, 40, seed=2)
     acts = clean_activations(layers, x.flatten(0, 1))
-    for forms in (False, True):
-        info = chain.forward(boxes, forms)
+    for forms, crown in ((False, 0), (True, 0), (True, 10_000)):
+        info = chain.forward(boxes, forms, crown_neurons=crown)
         for t, (lo, hi) in enumerate(info.bounds):
             a = acts[t].view(len(boxes), 40, *acts[t].shape[1:])
             geo = chain.geos[t]
@@ -108,7 +108,7 @@ def test_every_activation_window_contains_sampled_activations(name: str) -> None
                 cc = (c[:, None] + torch.arange(geo.size[1]))[:, None, None, None, :]
                 a = a[torch.arange(len(boxes))[:, None, None, None, None], torch.arange(40)[None, :, None, None, None],
                       torch.arange(a.shape[2])[None, None, :, None, None], rr, cc]
-            assert (a >= lo[:, None] - 1e-9).all() and (a <= hi[:, None] + 1e-9).all(), (name, t, forms)
+            assert (a >= lo[:, None] - 1e-9).all() and (a <= hi[:, None] + 1e-9).all(), (name, t, forms, crown)
 
 
 @pytest.mark.parametrize("name", list(LAYER_NETS))
@@ -120,11 +120,13 @@ def test_margin_bounds_contain_sampled_margins_and_windows_equal_full_maps(name:
     windowed, full = Chain(layers, images.double()), Chain(layers, images.double(), full=True)
     boxes = random_boxes(3, 24, seed=3)
     truth = true_margins(net, sample_inputs(images, boxes, 60, seed=4), labels[boxes.img])
-    for method in METHODS:
-        got = margin_bounds(windowed, boxes, labels[boxes.img], method, alpha_steps=4)
-        assert (got.lower <= truth + 1e-9).all(), method
-        ref = margin_bounds(full, boxes, labels[boxes.img], method, alpha_steps=4)
-        assert (got.lower - ref.lower).abs().max() < 1e-9, method
+    variants = [dict(method=m) for m in METHODS] + [dict(method="backward", intermediate="interval"),
+                                                    dict(method="alpha", intermediate="backward", crown_depth=1)]
+    for kw in variants:
+        got = margin_bounds(windowed, boxes, labels[boxes.img], alpha_steps=4, **kw)
+        assert (got.lower <= truth + 1e-9).all(), kw
+        ref = margin_bounds(full, boxes, labels[boxes.img], alpha_steps=4, **kw)
+        assert (got.lower - ref.lower).abs().max() < 1e-9, kw
 
 
 def test_linear_bounds_hold_at_their_minimising_corner() -> None:
@@ -160,6 +162,23 @@ def test_tighter_methods_give_tighter_bounds() -> None:
     assert (alpha >= crown - 1e-12).all()
     assert (crown - ibp).mean() > 0 and (alpha - crown).max() > 0  # and strictly better somewhere
     assert (crown >= fwd - 1e-9).float().mean() > 0.9
+
+
+def test_crown_intermediate_bounds_are_tighter_on_a_deeper_net() -> None:
+    torch.manual_seed(1)
+    net = nn.Sequential(Normalize(), nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                        nn.Linear(8, 3)).eval()
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    labels = net(images).argmax(1)
+    chain = Chain(parse(net, (3, 8, 8)), images.double())
+    boxes = random_boxes(2, 16, seed=11, width=0.5)
+    y = labels[boxes.img]
+    truth = true_margins(net, sample_inputs(images, boxes, 60, seed=12), y)
+    fwd = margin_bounds(chain, boxes, y, "backward", intermediate="forward").lower
+    deep = margin_bounds(chain, boxes, y, "backward", intermediate="backward").lower
+    assert (deep <= truth + 1e-9).all()
+    assert (deep >= fwd - 1e-6).float().mean() > 0.9 and (deep - fwd).mean() > 0
 
 
 def grid_flips(net: nn.Module, image: Tensor, label: int, levels: int = 16) -> Tensor:

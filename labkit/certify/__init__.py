@@ -36,10 +36,11 @@ from labkit.certify.layers import NotCertifiable, parse
 from labkit.certify.search import LEVELS, ROBUST, UNKNOWN, VULNERABLE, Group
 
 __all__ = ["CertifyConfig", "CertifyResult", "NotCertifiable", "ROBUST", "UNKNOWN", "VULNERABLE", "Boxes", "Chain",
-           "certify", "margin_bounds", "parse", "LEVELS", "THREATS", "METHODS"]
+           "certify", "margin_bounds", "parse", "LEVELS", "THREATS", "METHODS", "INTERMEDIATE"]
 
 THREATS = ("8bit", "continuous")
 METHODS = ("interval", "forward", "backward", "alpha")
+INTERMEDIATE = ("interval", "forward", "backward")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -60,9 +61,15 @@ class CertifyConfig:
     # Bounds on the margins: "interval", "forward" (linear forms carried forward), "backward" (CROWN),
     # "alpha" (CROWN with the ReLU lower slopes optimised per box: the tightest, the default).
     method: str = "alpha"
-    # Intermediate-layer bounds for "backward" / "alpha": "forward" (linear forms, tighter, ~4x the work of)
-    # or "interval".
+    # Intermediate-layer bounds for "backward" / "alpha": "interval" (cheapest), "forward" (linear forms carried
+    # forward, ~5x interval's work) or "backward" (forward, then CROWN back-substitution for each ReLU input with
+    # at most crown_neurons unstable window neurons: tightest, its cost grows with the neurons and the depth).
     intermediate: str = "forward"
+    # The most unstable neurons (union over a batch) a layer may have for "backward" intermediate bounds.
+    crown_neurons: int = 512
+    # How many ReLU layers those back-substitutions pass before using the forward forms (0: all the way to the
+    # colour, the tightest; 1-2 keep most of the gain at a fraction of the cost on deep nets).
+    crown_depth: int = 0
     # Projected Adam steps on the slopes per batch ("alpha" only), on the boxes plain CROWN leaves open.
     alpha_steps: int = 8
     # Adam's step size on the slopes (they live in [0, 1]).
@@ -91,8 +98,10 @@ class CertifyConfig:
             raise ValueError(f"threat must be one of {THREATS}, not {self.threat!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
-        if self.intermediate not in ("forward", "interval"):
-            raise ValueError(f"intermediate must be 'forward' or 'interval', not {self.intermediate!r}")
+        if self.intermediate not in INTERMEDIATE:
+            raise ValueError(f"intermediate must be one of {INTERMEDIATE}, not {self.intermediate!r}")
+        check_int("crown_neurons", self.crown_neurons, 0)
+        check_int("crown_depth", self.crown_depth, 0)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {tuple(DTYPES)}, not {self.dtype!r}")
         check_int("max_boxes", self.max_boxes, 0)

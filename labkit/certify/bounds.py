@@ -270,17 +270,23 @@ class Chain:
         other = ucol.scatter(1, idx[:, None], -INF).max(1).values
         return idx.view(B, C, -1), (lmax >= other).view(B, C, -1), ucol.max(1).values.view(B, C, -1)
 
-    def forward(self, boxes: Boxes, forms: bool, upto: int | None = None) -> Pass:
+    def forward(self, boxes: Boxes, forms: bool, upto: int | None = None, crown_neurons: int = 0,
+                crown_depth: int = 0) -> Pass:
         """Interval bounds of every activation up to ``upto`` (default: all), tightened by forward linear forms
-        (``forms``), kept for the backward pass."""
+        (``forms``) and, at ReLU inputs behind another non-linearity where at most ``crown_neurons`` window neurons
+        are unstable, by back-substitution to the colour (CROWN), kept for the backward pass."""
         out = Pass()
         lo, hi = self.input_window(boxes)
         L = U = self.input_forms(boxes) if forms else None
         upto = len(self.layers) if upto is None else upto
+        first = min((t for t, layer in enumerate(self.layers) if layer.kind in ("relu", "maxpool")), default=upto)
         for t in range(upto + 1):
             if forms:
-                lo, hi = torch.maximum(lo, self.concretize(L, boxes, False)), torch.minimum(hi, self.concretize(U, boxes, True))
+                lo = torch.maximum(lo, self.concretize(L, boxes, False))
+                hi = torch.minimum(hi, self.concretize(U, boxes, True))
                 out.forms[t] = (L, U)
+            if crown_neurons and t > first and t < upto and self.layers[t].kind == "relu":
+                lo, hi = self.crown_bounds(boxes, t, lo, hi, out, crown_neurons, crown_depth)
             out.bounds.append((lo, hi))
             if t == upto:
                 break
@@ -290,6 +296,54 @@ class Chain:
                 out.pools[t] = self.pool_relaxation(t, boxes, lo, hi)
             lo, hi = self.interval_step(t, boxes, lo, hi)
         return out
+
+    def crown_bounds(self, boxes: Boxes, t: int, lo: Tensor, hi: Tensor, info: Pass, limit: int, depth: int = 0,
+                     budget: int = 20_000_000) -> tuple[Tensor, Tensor]:
+        """``lo``, ``hi`` (B, *window of t) tightened by back-substituting each box's unstable neurons to the colour
+        (boxes with more than ``limit`` keep theirs), or through ``depth`` ReLU layers only, then through the forward
+        forms there (0: all the way); ``budget`` caps the coefficients held at once."""
+        B = len(boxes)
+        g = self.geos[t]
+        shape = (B, *g.shape) if g.size is None else (B, g.shape[0], *g.size)
+        relus = [r for r in range(t) if self.layers[r].kind == "relu"]
+        # Back-substitute through ``depth`` ReLU layers, then use the forward forms there (0: to the colour).
+        stop = relus[-depth] if depth and len(relus) > depth else 0
+        lo, hi = lo.flatten(1).clone(), hi.flatten(1).clone()
+        unstable = (lo < 0) & (hi > 0)
+        counts = unstable.sum(1)
+        unstable &= (counts <= limit)[:, None]
+        m_max = int(unstable.sum(1).max()) if B else 0
+        if m_max == 0:
+            return lo.view(shape), hi.view(shape)
+        # Per box, its unstable neurons first (stable ones pad the list and are masked out): spec k of box b is
+        # neuron order[b, k], so a batch pays for its most unstable box, not for the union of all.
+        order = torch.argsort((~unstable).to(torch.int8), dim=1, stable=True)[:, :m_max]
+        live = unstable.gather(1, order)
+        widest = max(g.shape[0] * (g.size[0] + 2) * (g.size[1] + 2) if g.size else g.shape[0] for g in self.geos[:t])
+        step = max(1, budget // (2 * B * widest))
+        ar_b = torch.arange(B, device=lo.device)[:, None]
+        for s in range(0, m_max, step):
+            idx, ok = order[:, s:s + step], live[:, s:s + step]
+            m = idx.shape[1]
+            lam = torch.zeros(B, 2 * m, lo.shape[1], dtype=lo.dtype, device=lo.device)
+            ar = torch.arange(m, device=lo.device)[None]
+            lam[ar_b, ar, idx], lam[ar_b, m + ar, idx] = ok.to(lo.dtype), -ok.to(lo.dtype)
+            lam, const = self.backward(boxes, lam.view(B, 2 * m, *shape[1:]), t, stop, info)
+            bound = colour_bound(boxes, *(self.to_colour(boxes, lam, const) if stop == 0 else
+                                          self.through_forms(lam, const, info.forms[stop])))
+            new_lo = torch.where(ok, torch.maximum(lo.gather(1, idx), bound[:, :m]), lo.gather(1, idx))
+            new_hi = torch.where(ok, torch.minimum(hi.gather(1, idx), -bound[:, m:]), hi.gather(1, idx))
+            lo.scatter_(1, idx, new_lo)
+            hi.scatter_(1, idx, new_hi)
+        return lo.view(shape), hi.view(shape)
+
+    @staticmethod
+    def through_forms(lam: Tensor, const: Tensor, forms: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """Coefficients ``lam`` (B, K, *window) on an activation with forward forms (L, U) (B, S, *window) ->
+        (colour coefficients (B, K, C), constant (B, K)) of a lower bound."""
+        L, U = forms
+        f = lam.clamp_min(0).flatten(2) @ L.flatten(2).transpose(1, 2) + lam.clamp_max(0).flatten(2) @ U.flatten(2).transpose(1, 2)
+        return f[:, :, :-1], const + f[:, :, -1]
 
     # -- the backward pass ----------------------------------------------------------------------------------
     def backward(self, boxes: Boxes, lam: Tensor, start: int, stop: int, info: Pass,
@@ -406,18 +460,22 @@ class MarginBounds:
 
 
 def margin_bounds(chain: Chain, boxes: Boxes, labels: Tensor, method: str, intermediate: str = "forward",
-                  alpha_steps: int = 10, alpha_lr: float = 0.25) -> MarginBounds:
+                  alpha_steps: int = 10, alpha_lr: float = 0.25, crown_neurons: int = 4096,
+                  crown_depth: int = 0) -> MarginBounds:
     """Lower bounds on every margin f_y - f_j (j != y = ``labels`` (B,)) over each box, by ``method``:
     "interval", "forward" (linear forms propagated forward), "backward" (CROWN: back-substitution to the colour,
-    intermediate bounds from ``intermediate``: "interval" or "forward") or "alpha" (backward with the lower
+    intermediate bounds from ``intermediate``: "interval", "forward", or "backward": forward, then CROWN for the
+    ReLU inputs with at most ``crown_neurons`` unstable window neurons, through ``crown_depth`` ReLU layers (0: all))
+    or "alpha" (backward with the lower
     ReLU slopes optimised by ``alpha_steps`` steps of Adam at ``alpha_lr`` on the boxes not yet proven)."""
     classes = chain.geos[-1].shape[0]
     spec = margin_spec(labels, classes, chain.dtype)
     stop = chain.last_map
     n_layers = len(chain.layers)
     with torch.no_grad():
-        forms = method == "forward" or (method in ("backward", "alpha") and intermediate == "forward")
-        info = chain.forward(boxes, forms, upto=stop)
+        forms = method == "forward" or (method in ("backward", "alpha") and intermediate != "interval")
+        crown = crown_neurons if method in ("backward", "alpha") and intermediate == "backward" else 0
+        info = chain.forward(boxes, forms, upto=stop, crown_neurons=crown, crown_depth=crown_depth)
         # The cheaper bounds come almost free from the same pass (back-substitution through the affine tail only);
         # neither interval nor back-substituted bounds are always the tighter, so each method keeps the best.
         lam, const = chain.backward(boxes, spec, n_layers, stop, info)
@@ -425,9 +483,7 @@ def margin_bounds(chain: Chain, boxes: Boxes, labels: Tensor, method: str, inter
         lower = const + (lam.clamp_min(0) * lo[:, None] + lam.clamp_max(0) * hi[:, None]).flatten(2).sum(2)
         coef = None
         if forms:
-            L, U = info.forms[stop]
-            f = (lam.clamp_min(0)[:, :, None] * L[:, None] + lam.clamp_max(0)[:, :, None] * U[:, None]).flatten(3).sum(3)
-            coef, const = f[:, :, :-1], const + f[:, :, -1]
+            coef, const = chain.through_forms(lam, const, info.forms[stop])
             lower = torch.maximum(lower, colour_bound(boxes, coef, const))
         if method in ("interval", "forward"):
             return MarginBounds(lower, coef, const if forms else None, torch.ones(len(boxes), dtype=torch.long))

@@ -177,7 +177,7 @@ class Group:
         boxes = Boxes(batch.img, batch.pos // self.w, batch.pos % self.w, (batch.lo / LEVELS).to(self.chain.dtype),
                       (batch.hi / LEVELS).to(self.chain.dtype))
         mb = margin_bounds(self.chain, boxes, self.labels[batch.img], cfg.method, cfg.intermediate, cfg.alpha_steps,
-                           cfg.alpha_lr)
+                           cfg.alpha_lr, cfg.crown_neurons, cfg.crown_depth)
         self.evals += torch.bincount(batch.img.cpu(), weights=mb.evals.double(), minlength=self.n).long()
         worst = mb.lower.min(1).values.to(torch.float64)
         open_ = worst <= 0
