@@ -166,9 +166,9 @@ def test_tighter_methods_give_tighter_bounds() -> None:
 
 def test_crown_intermediate_bounds_are_tighter_on_a_deeper_net() -> None:
     torch.manual_seed(1)
-    net = nn.Sequential(Normalize(), nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                        nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
-                        nn.Linear(8, 3)).eval()
+    net = nn.Sequential(Normalize(), nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1),
+                        nn.Flatten(), nn.Linear(8, 3)).eval()
     images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     labels = net(images).argmax(1)
     chain = Chain(parse(net, (3, 8, 8)), images.double())

@@ -70,6 +70,8 @@ class CertifyConfig:
     # How many ReLU layers those back-substitutions pass before using the forward forms (0: all the way to the
     # colour, the tightest; 1-2 keep most of the gain at a fraction of the cost on deep nets).
     crown_depth: int = 0
+    # Bound every box by interval arithmetic first and spend the chosen method only on those it leaves open.
+    interval_first: bool = True
     # Projected Adam steps on the slopes per batch ("alpha" only), on the boxes plain CROWN leaves open.
     alpha_steps: int = 8
     # Adam's step size on the slopes (they live in [0, 1]).

@@ -251,7 +251,8 @@ class Chain:
 
         def pick(x: Tensor) -> Tensor:
             cols = F.unfold(x.reshape(B * S * C, 1, hp, wp_), layer.kernel, stride=layer.stride)
-            return cols.view(B, S, C, cols.shape[1], -1).gather(3, idx[:, None, :, None].expand(B, S, C, 1, -1))[:, :, :, 0]
+            cols = cols.view(B, S, C, cols.shape[1], -1)
+            return cols.gather(3, idx[:, None, :, None].expand(B, S, C, 1, -1))[:, :, :, 0]
 
         L2 = pick(Lp).view(B, S, C, oh, ow)
         U2 = torch.where(exact[:, None], pick(Up), torch.zeros((), dtype=L.dtype, device=L.device))
@@ -342,7 +343,8 @@ class Chain:
         """Coefficients ``lam`` (B, K, *window) on an activation with forward forms (L, U) (B, S, *window) ->
         (colour coefficients (B, K, C), constant (B, K)) of a lower bound."""
         L, U = forms
-        f = lam.clamp_min(0).flatten(2) @ L.flatten(2).transpose(1, 2) + lam.clamp_max(0).flatten(2) @ U.flatten(2).transpose(1, 2)
+        f = (lam.clamp_min(0).flatten(2) @ L.flatten(2).transpose(1, 2)
+             + lam.clamp_max(0).flatten(2) @ U.flatten(2).transpose(1, 2))
         return f[:, :, :-1], const + f[:, :, -1]
 
     # -- the backward pass ----------------------------------------------------------------------------------
@@ -392,7 +394,7 @@ class Chain:
         coef = torch.where(exact[:, None], lam, lam.clamp_min(0))
         const = const + (lam.clamp_max(0) * torch.where(exact, torch.zeros_like(umax), umax)[:, None]).flatten(2).sum(2)
         pr, pc, hp, wp = self._patch_place(t, boxes)
-        cols = torch.zeros(B, K, C, layer.kernel[0] * layer.kernel[1], lam.shape[-1], dtype=lam.dtype, device=lam.device)
+        cols = lam.new_zeros(B, K, C, layer.kernel[0] * layer.kernel[1], lam.shape[-1])
         cols.scatter_(3, idx[:, None, :, None].expand(B, K, C, 1, -1), coef[:, :, :, None])
         lam_p = F.fold(cols.view(B * K * C, -1, lam.shape[-1]), (hp, wp), layer.kernel, stride=layer.stride)
         return self.unpatch(t, boxes, lam_p.view(B, K, C, hp, wp), const)

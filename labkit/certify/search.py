@@ -174,8 +174,14 @@ class Group:
             batch = batch.take(~small)
         if not len(batch):
             return batch
-        boxes = Boxes(batch.img, batch.pos // self.w, batch.pos % self.w, (batch.lo / LEVELS).to(self.chain.dtype),
-                      (batch.hi / LEVELS).to(self.chain.dtype))
+        if cfg.interval_first and cfg.method != "interval":
+            # The cheap pass first: what interval bounds already prove never pays for the tight ones.
+            ib = margin_bounds(self.chain, self.boxes_of(batch), self.labels[batch.img], "interval")
+            self.evals += torch.bincount(batch.img.cpu(), minlength=self.n)
+            batch = batch.take(ib.lower.min(1).values <= 0)
+            if not len(batch):
+                return batch
+        boxes = self.boxes_of(batch)
         mb = margin_bounds(self.chain, boxes, self.labels[batch.img], cfg.method, cfg.intermediate, cfg.alpha_steps,
                            cfg.alpha_lr, cfg.crown_neurons, cfg.crown_depth)
         self.evals += torch.bincount(batch.img.cpu(), weights=mb.evals.double(), minlength=self.n).long()
@@ -185,6 +191,11 @@ class Group:
         children = self.split(batch.take(open_), worst[open_])
         self.open.index_put_((children.img, children.pos), torch.ones_like(children.img), accumulate=True)
         return children
+
+    def boxes_of(self, batch: Queue) -> Boxes:
+        """The bound module's view of queued boxes: colours in [0, 1] in the chain's dtype."""
+        return Boxes(batch.img, batch.pos // self.w, batch.pos % self.w, (batch.lo / LEVELS).to(self.chain.dtype),
+                     (batch.hi / LEVELS).to(self.chain.dtype))
 
     def enumerate(self, batch: Queue) -> None:
         """Check every 8-bit colour of small boxes with plain forwards."""
