@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, Chain, CertifyConfig, NotCertifiable, certify,
-                            margin_bounds, parse)
+from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, CertifyResult, Chain, NotCertifiable,
+                            certify, margin_bounds, parse)
 from labkit.certify.layers import clean_activations
 from labkit.models import AttentionGate, BasicBlock, Normalize
 
@@ -307,3 +307,21 @@ def test_positions_and_position_budget_restrict_the_search() -> None:
     assert torch.equal(result.position_boxes.sum((1, 2)), result.boxes)
     with pytest.raises(ValueError, match="outside"):
         certify(net, images, labels, CertifyConfig(positions=((8, 0),)))
+
+
+def test_results_survive_saving_and_chunking(tmp_path) -> None:
+    net = tiny_net(seed=4)
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    labels = net(images).argmax(1)
+    cfg = CertifyConfig(method="backward", max_boxes=300, positions=((1, 1), (6, 2)), all_positions=True)
+    whole = certify(net, images, labels, cfg)
+    parts = CertifyResult.cat([certify(net, images[:2], labels[:2], cfg), certify(net, images[2:], labels[2:], cfg)])
+    for name in ("status", "position_status", "clean_correct"):
+        assert torch.equal(getattr(parts, name), getattr(whole, name)), name
+    proven = whole.position_status == ROBUST  # a proof's split tree does not depend on the batch
+    assert proven.any() and torch.equal(parts.position_boxes[proven], whole.position_boxes[proven])
+    torch.save(whole.to_dict(), tmp_path / "r.pt")
+    back = CertifyResult.from_dict(torch.load(tmp_path / "r.pt", weights_only=True))
+    assert back.config == cfg and torch.equal(back.colours.nan_to_num(-1), whole.colours.nan_to_num(-1))
+    with pytest.raises(ValueError):
+        CertifyResult.cat([whole, certify(net, images, labels, CertifyConfig(max_boxes=1))])

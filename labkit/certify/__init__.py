@@ -24,7 +24,9 @@ trailing Softmax / LogSoftmax. Anything else, notably residual blocks (ResNet-18
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -89,7 +91,7 @@ class CertifyConfig:
     group_size: int = 16
     # Bound arithmetic: "float64" (sound up to its rounding) or "float32" (faster, for timing studies only).
     dtype: str = "float64"
-    # Fixes the order in which each image's positions are searched (a per-image random permutation).
+    # Fixes the order in which each image's positions are searched (a random permutation keyed by the image).
     seed: int = 0
     # Search only these (row, col) positions (the others stay UNKNOWN, so no image is ROBUST): for spending a
     # budget where it decides (border pixels) and for per-position cost studies. None: every position.
@@ -154,6 +156,29 @@ class CertifyResult:
         """Fraction of the images with ``status == verdict``."""
         return (self.status == verdict).float().mean().item() if len(self) else float("nan")
 
+    def to_dict(self) -> dict:
+        """Plain tensors and the config's fields, for ``torch.save`` / ``torch.load(weights_only=True)``."""
+        out: dict = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}
+        out["config"] = {k: [list(p) for p in v] if k == "positions" and v is not None else v
+                         for k, v in dataclasses.asdict(self.config).items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CertifyResult":
+        """The result ``to_dict`` wrote."""
+        cfg = dict(d["config"])
+        if cfg.get("positions") is not None:
+            cfg["positions"] = tuple(tuple(p) for p in cfg["positions"])
+        return cls(**{k: v for k, v in d.items() if k != "config"}, config=CertifyConfig(**cfg))
+
+    @classmethod
+    def cat(cls, parts: list["CertifyResult"]) -> "CertifyResult":
+        """Rows of several results (chunks of one resumable run, all with the same config) as one."""
+        if not parts or any(p.config != parts[0].config for p in parts):
+            raise ValueError("cat needs at least one result, all made with the same config")
+        return cls(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)
+                      if f.name != "config"}, config=parts[0].config)
+
 
 def _check(model: nn.Module, images: Tensor, labels: Tensor, config: CertifyConfig | None) -> None:
     if not isinstance(model, nn.Module):
@@ -207,8 +232,7 @@ def _certify(model: nn.Module, images: Tensor, labels: Tensor, cfg: CertifyConfi
         if len(y) and (y.min() < 0 or y.max() >= classes):
             raise ValueError(f"labels must lie in [0, {classes}), got [{int(y.min())}, {int(y.max())}]")
         group = Group(model, chain, x, y, cfg)
-        gen = torch.Generator().manual_seed(cfg.seed + s)
-        order = torch.stack([torch.randperm(h * w, generator=gen) for _ in range(len(x))])
+        order = torch.stack([_position_order(img, cfg.seed) for img in x])
         if cfg.positions is not None:
             chosen = torch.zeros(h * w, dtype=torch.bool)
             chosen[torch.tensor([r * w + c for r, c in cfg.positions])] = True
@@ -219,6 +243,13 @@ def _certify(model: nn.Module, images: Tensor, labels: Tensor, cfg: CertifyConfi
         group.run(order)
         parts.append((group, correct))
     return _result(parts, n, c, h, w, cfg)
+
+
+def _position_order(image: Tensor, seed: int) -> Tensor:
+    """A random order of the image's H*W positions keyed by its content and ``seed``: the same alone or in any
+    batch (as the attacks' random streams are)."""
+    key = zlib.crc32(image.detach().float().cpu().numpy().tobytes()) ^ (seed * 0x9E3779B1 & 0xFFFFFFFF)
+    return torch.randperm(image.shape[1] * image.shape[2], generator=torch.Generator().manual_seed(key))
 
 
 def _result(parts: list, n: int, c: int, h: int, w: int, cfg: CertifyConfig) -> CertifyResult:
