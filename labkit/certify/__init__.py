@@ -18,8 +18,9 @@ rounding, not rounded outward).
 
 Supported layers: ``labkit.models.Normalize``, Conv2d, BatchNorm1d/2d (eval), ReLU, MaxPool2d, AvgPool2d,
 adaptive max / average pooling (output sizes dividing the input), Flatten, Linear, Dropout / Identity (eval), a
-trailing Softmax / LogSoftmax. Anything else, notably residual blocks (ResNet-18's ``BasicBlock``) and APR's
-``AttentionGate``, raises :class:`NotCertifiable` naming it.
+trailing Softmax / LogSoftmax, and APR's ``AttentionGate`` as the model's first layer (where ``labkit.train`` puts
+it; sigmoid relaxed linearly, the product by McCormick). Anything else, notably residual blocks (ResNet-18's
+``BasicBlock``), raises :class:`NotCertifiable` naming it.
 """
 
 from __future__ import annotations

@@ -77,6 +77,24 @@ def _chan(v: Tensor, ndim: int, dim: int) -> Tensor:
     return v.view(shape)
 
 
+def sigmoid_lines(lo: Tensor, hi: Tensor) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """Lines (slope, intercept) below and above the sigmoid on [lo, hi]: on its convex part (hi <= 0) the tangent
+    at the middle below, the chord above; on its concave part (lo >= 0) the reverse; across 0 the constant values
+    at the ends (the sigmoid is increasing)."""
+    sig = torch.sigmoid
+    mid = (lo + hi) / 2
+    width = (hi - lo).clamp_min(1e-12)
+    chord = (sig(hi) - sig(lo)) / width
+    tangent = sig(mid) * (1 - sig(mid))
+    zero = torch.zeros_like(lo)
+    convex, concave = hi <= 0, lo >= 0
+    k_low = torch.where(convex, tangent, torch.where(concave, chord, zero))
+    b_low = torch.where(convex, sig(mid) - tangent * mid, torch.where(concave, sig(lo) - chord * lo, sig(lo)))
+    k_up = torch.where(convex, chord, torch.where(concave, tangent, zero))
+    b_up = torch.where(convex, sig(lo) - chord * lo, torch.where(concave, sig(mid) - tangent * mid, sig(hi)))
+    return (k_low, b_low), (k_up, b_up)
+
+
 def relu_slopes(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(active, unstable, upper slope, default lower slope) of ReLUs with pre-activation bounds lo, hi."""
     active, unstable = lo >= 0, (lo < 0) & (hi > 0)
@@ -97,7 +115,10 @@ class Chain:
         self.cin = images.shape[1]
         self.geos = geometry(layers, tuple(images.shape[1:]), full, images.device)
         self.acts = clean_activations(layers, images.to(dtype))
-        self.last_map = max([t for t, layer in enumerate(layers) if layer.kind in ("relu", "maxpool")], default=-1) + 1
+        nonlinear = [t for t, layer in enumerate(layers) if layer.kind in ("relu", "maxpool", "gate")]
+        self.last_map = max(nonlinear, default=-1) + 1
+        # Back-substitution ends at the colour, or behind a leading gate at its output, through its forward forms.
+        self.base = 1 if layers and layers[0].kind == "gate" else 0
 
     # -- windows and patches --------------------------------------------------------------------------------
     def origin(self, t: int, boxes: Boxes) -> tuple[Tensor, Tensor]:
@@ -193,6 +214,9 @@ class Chain:
         lp, hp = self.patch(t, boxes, lo, fill), self.patch(t, boxes, hi, fill)
         if layer.kind == "flatten":
             return lp.flatten(1), hp.flatten(1)
+        if layer.kind == "gate":  # sigmoid is increasing and x >= 0: the product's range is the ends' products
+            (sl, su), (xl, xu) = self._gate_parts(lp, hp)
+            return sl * xl, su * xu
         if layer.kind == "maxpool":
             return F.max_pool2d(lp, layer.kernel, layer.stride), F.max_pool2d(hp, layer.kernel, layer.stride)
         mid = F.conv2d((lp + hp) / 2, layer.weight, layer.bias, layer.stride, groups=layer.groups)
@@ -233,6 +257,8 @@ class Chain:
         if layer.kind == "flatten":
             return Lp.flatten(2), Up.flatten(2)
         B, S, C, hp, wp_ = Lp.shape
+        if layer.kind == "gate":
+            return self._gate_forms(t, boxes, Lp, lo, hi)
         if layer.kind == "conv":
             # W+ L + W- U = W M - |W| D with M, D the forms' mean and half-difference: two convolutions, not four.
             def conv(x: Tensor, w: Tensor) -> Tensor:
@@ -259,6 +285,47 @@ class Chain:
         U2[:, -1] = torch.where(exact, U2[:, -1], umax)
         return L2, U2.view(B, S, C, oh, ow)
 
+    def _gate_parts(self, lp: Tensor, hp: Tensor) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """The gate's map bounds [sigmoid(a_lo), sigmoid(a_hi)] and its input's bounds on the output window, from
+        the input patch bounds (B, C, hp, wp)."""
+        layer = self.layers[0]
+        mid = F.conv2d((lp + hp) / 2, layer.weight, layer.bias)
+        rad = F.conv2d((hp - lp) / 2, layer.weight.abs())
+        p = layer.padding
+        crop = (slice(None), slice(None), slice(p[0], lp.shape[2] - p[0]), slice(p[1], lp.shape[3] - p[1]))
+        return (torch.sigmoid(mid - rad), torch.sigmoid(mid + rad)), (lp[crop], hp[crop])
+
+    def _gate_forms(self, t: int, boxes: Boxes, Xp: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+        """Forms of sigmoid(conv(x)) * x on the gate's output window from the input forms' patch Xp (exact, the
+        input is affine in the colour): sigmoid relaxed linearly, the product by McCormick's inequalities."""
+        layer = self.layers[t]
+        B, S, C, hp, wp = Xp.shape
+        a = F.conv2d(Xp.reshape(B * S, C, hp, wp), layer.weight, None).view(B, S, -1, hp - 2 * layer.padding[0],
+                                                                           wp - 2 * layer.padding[1])
+        a[:, -1] += _chan(layer.bias, a.dim() - 1, 1)
+        al, au = self.concretize(a, boxes, False), self.concretize(a, boxes, True)
+        (kl, bl), (ku, bu) = sigmoid_lines(al, au)
+        SL, SU = a * kl[:, None], a * ku[:, None]
+        SL[:, -1] += bl
+        SU[:, -1] += bu
+        sl, su = torch.sigmoid(al)[:, None], torch.sigmoid(au)[:, None]
+        p = layer.padding
+        X = Xp[:, :, :, p[0]:hp - p[0], p[1]:wp - p[1]]
+        xl, xu = self.concretize(X, boxes, False)[:, None], self.concretize(X, boxes, True)[:, None]
+        one = torch.zeros_like(X)
+        one[:, -1] = 1.0
+
+        # (s - sl)(x - xl) >= 0 etc.: s x >= sl x + xl s - sl xl, >= su x + xu s - su xu; the coefficient of s is
+        # x's bound, >= 0, so s is replaced by its lower form (upper form in the upper bounds).
+        def pick(f1: Tensor, f2: Tensor, upper: bool) -> Tensor:
+            c1, c2 = self.concretize(f1, boxes, upper), self.concretize(f2, boxes, upper)
+            better = (c1 <= c2) if upper else (c1 >= c2)
+            return torch.where(better[:, None], f1, f2)
+
+        low = pick(sl * X + xl * SL - sl * xl * one, su * X + xu * SL - su * xu * one, False)
+        up = pick(su * X + xl * SU - su * xl * one, sl * X + xu * SU - sl * xu * one, True)
+        return low, up
+
     def pool_relaxation(self, t: int, boxes: Boxes, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Max-pool layer t's relaxation: per output cell (B, C, cells) the index in its region of the cell with
         the largest lower bound, whether that cell is the max for sure, and the region's largest upper bound."""
@@ -280,7 +347,8 @@ class Chain:
         lo, hi = self.input_window(boxes)
         L = U = self.input_forms(boxes) if forms else None
         upto = len(self.layers) if upto is None else upto
-        first = min((t for t, layer in enumerate(self.layers) if layer.kind in ("relu", "maxpool")), default=upto)
+        first = min((t for t, layer in enumerate(self.layers) if layer.kind in ("relu", "maxpool", "gate")),
+                    default=upto)
         for t in range(upto + 1):
             if forms:
                 lo = torch.maximum(lo, self.concretize(L, boxes, False))
@@ -308,7 +376,7 @@ class Chain:
         shape = (B, *g.shape) if g.size is None else (B, g.shape[0], *g.size)
         relus = [r for r in range(t) if self.layers[r].kind == "relu"]
         # Back-substitute through ``depth`` ReLU layers, then use the forward forms there (0: to the colour).
-        stop = relus[-depth] if depth and len(relus) > depth else 0
+        stop = relus[-depth] if depth and len(relus) > depth else self.base
         lo, hi = lo.flatten(1).clone(), hi.flatten(1).clone()
         unstable = (lo < 0) & (hi > 0)
         counts = unstable.sum(1)
@@ -330,8 +398,7 @@ class Chain:
             ar = torch.arange(m, device=lo.device)[None]
             lam[ar_b, ar, idx], lam[ar_b, m + ar, idx] = ok.to(lo.dtype), -ok.to(lo.dtype)
             lam, const = self.backward(boxes, lam.view(B, 2 * m, *shape[1:]), t, stop, info)
-            bound = colour_bound(boxes, *(self.to_colour(boxes, lam, const) if stop == 0 else
-                                          self.through_forms(lam, const, info.forms[stop])))
+            bound = colour_bound(boxes, *self.colour_form(boxes, lam, const, info, stop))
             new_lo = torch.where(ok, torch.maximum(lo.gather(1, idx), bound[:, :m]), lo.gather(1, idx))
             new_hi = torch.where(ok, torch.minimum(hi.gather(1, idx), -bound[:, m:]), hi.gather(1, idx))
             lo.scatter_(1, idx, new_lo)
@@ -398,6 +465,11 @@ class Chain:
         cols.scatter_(3, idx[:, None, :, None].expand(B, K, C, 1, -1), coef[:, :, :, None])
         lam_p = F.fold(cols.view(B * K * C, -1, lam.shape[-1]), (hp, wp), layer.kernel, stride=layer.stride)
         return self.unpatch(t, boxes, lam_p.view(B, K, C, hp, wp), const)
+
+    def colour_form(self, boxes: Boxes, lam: Tensor, const: Tensor, info: Pass, stop: int) -> tuple[Tensor, Tensor]:
+        """Coefficients on activation ``stop``'s window -> (colour coefficients (B, K, C), constant (B, K)):
+        exactly at the input, else through the forward forms kept there."""
+        return self.to_colour(boxes, lam, const) if stop == 0 else self.through_forms(lam, const, info.forms[stop])
 
     def to_colour(self, boxes: Boxes, lam: Tensor, const: Tensor) -> tuple[Tensor, Tensor]:
         """Coefficients on the input window (B, K, C, h, w) -> (colour coefficients (B, K, C), constant (B, K))."""
@@ -475,7 +547,7 @@ def margin_bounds(chain: Chain, boxes: Boxes, labels: Tensor, method: str, inter
     stop = chain.last_map
     n_layers = len(chain.layers)
     with torch.no_grad():
-        forms = method == "forward" or (method in ("backward", "alpha") and intermediate != "interval")
+        forms = method == "forward" or (method in ("backward", "alpha") and (intermediate != "interval" or chain.base))
         crown = crown_neurons if method in ("backward", "alpha") and intermediate == "backward" else 0
         info = chain.forward(boxes, forms, upto=stop, crown_neurons=crown, crown_depth=crown_depth)
         # The cheaper bounds come almost free from the same pass (back-substitution through the affine tail only);
@@ -489,8 +561,8 @@ def margin_bounds(chain: Chain, boxes: Boxes, labels: Tensor, method: str, inter
             lower = torch.maximum(lower, colour_bound(boxes, coef, const))
         if method in ("interval", "forward"):
             return MarginBounds(lower, coef, const if forms else None, torch.ones(len(boxes), dtype=torch.long))
-        lam, const = chain.backward(boxes, spec, n_layers, 0, info)
-        coef, const = chain.to_colour(boxes, lam, const)
+        lam, const = chain.backward(boxes, spec, n_layers, chain.base, info)
+        coef, const = chain.colour_form(boxes, lam, const, info, chain.base)
         lower = torch.maximum(lower, colour_bound(boxes, coef, const))
     out = MarginBounds(lower, coef, const, torch.ones(len(boxes), dtype=torch.long))
     if method == "alpha" and alpha_steps > 0:
@@ -522,8 +594,8 @@ def optimise_alpha(chain: Chain, boxes: Boxes, spec: Tensor, info: Pass, start: 
     moments = {t: (torch.zeros_like(a), torch.zeros_like(a)) for t, a in alphas.items()}
     done = 0
     for _ in range(steps):
-        lam, c = chain.backward(boxes, spec, len(chain.layers), 0, info, alphas)
-        g, c = chain.to_colour(boxes, lam, c)
+        lam, c = chain.backward(boxes, spec, len(chain.layers), chain.base, info, alphas)
+        g, c = chain.colour_form(boxes, lam, c, info, chain.base)
         lower = colour_bound(boxes, g, c)
         done += 1
         with torch.no_grad():

@@ -8,7 +8,7 @@ supported module, because each has one sound rule per bound method (``labkit.cer
 - ``"conv"``: a 2-D convolution with zero padding (``Conv2d``, and ``AvgPool2d`` / ``AdaptiveAvgPool2d`` as a
   depthwise convolution of weight 1/k^2, which is what they compute with ``count_include_pad``).
 - ``"relu"``, ``"maxpool"`` (``MaxPool2d`` / ``AdaptiveMaxPool2d``; padding cells are -inf), ``"flatten"``,
-  ``"linear"``.
+  ``"linear"``, and ``"gate"``: APR's ``AttentionGate`` sigmoid(conv(x)) * x, only as the first layer.
 
 :func:`geometry` says, for each activation, which window of the map a change of the pixel at (row, col) can
 reach: outside it the clean activation holds, so bounds are computed on the window alone (the clean values enter
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.models import Normalize
+from labkit.models import AttentionGate, Normalize
 
 
 class NotCertifiable(TypeError):
@@ -51,7 +51,7 @@ class Layer:
     @property
     def spatial(self) -> bool:
         """Whether the layer maps a window of the input to a window of the output through a patch."""
-        return self.kind in ("conv", "maxpool")
+        return self.kind in ("conv", "maxpool", "gate")
 
     def forward(self, x: Tensor) -> Tensor:
         """The clean forward pass on whole maps (N, C, H, W) or vectors (N, D)."""
@@ -62,6 +62,8 @@ class Layer:
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, groups=self.groups)
         if self.kind == "relu":
             return x.clamp_min(0)
+        if self.kind == "gate":
+            return torch.sigmoid(F.conv2d(x, self.weight, self.bias, 1, self.padding)) * x
         if self.kind == "maxpool":
             return F.max_pool2d(x, self.kernel, self.stride, self.padding)
         if self.kind == "flatten":
@@ -76,6 +78,8 @@ class Layer:
             return (int(torch.tensor(shape).prod()),)
         if self.kind == "linear":
             return (self.weight.shape[0],)
+        if self.kind == "gate":
+            return shape
         c = self.weight.shape[0] if self.kind == "conv" else shape[0]
         return (c, *(_out_len(n, k, s, p) for n, k, s, p in zip(shape[1:], self.kernel, self.stride, self.padding)))
 
@@ -155,8 +159,13 @@ def parse(model: nn.Module, in_shape: tuple[int, int, int], dtype: torch.dtype =
         leaves.pop()
     layers: list[Layer] = []
     shape: tuple[int, ...] = in_shape
-    for m in leaves:
-        if isinstance(m, (Normalize, nn.BatchNorm2d, nn.BatchNorm1d)):
+    for i, m in enumerate(leaves):
+        if isinstance(m, AttentionGate) and i == 0:
+            # APR's gate sigmoid(conv(x)) * x, as the first layer: its input is the image, the pixel the only variable.
+            k = m.kernel_size
+            layer = Layer("gate", "AttentionGate", m.conv.weight.detach().to(device, dtype),
+                          m.conv.bias.detach().to(device, dtype), (k, k), (1, 1), (k // 2, k // 2))
+        elif isinstance(m, (Normalize, nn.BatchNorm2d, nn.BatchNorm1d)):
             layer = _scale_layer(m, dtype, device)
         elif isinstance(m, nn.Conv2d):
             layer = _conv_layer(m, dtype, device)
@@ -191,7 +200,8 @@ def parse(model: nn.Module, in_shape: tuple[int, int, int], dtype: torch.dtype =
         else:
             raise NotCertifiable(f"labkit.certify has no sound bound rule for {type(m).__name__} ({m!r}) on an input "
                                  f"of shape {shape}; supported: Normalize, Conv2d, BatchNorm, ReLU, MaxPool2d, "
-                                 "AvgPool2d, adaptive max/avg pooling, Flatten, Linear, Dropout (eval)")
+                                 "AvgPool2d, adaptive max/avg pooling, Flatten, Linear, Dropout (eval), "
+                                 "AttentionGate (as the first layer)")
         layers.append(layer)
         shape = layer.out_shape(shape)
     if len(shape) != 1:
