@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from labkit.certify.layers import Layer, clean_activations, geometry
+from labkit.certify.relax import chan, crop, relu_slopes, sigmoid_lines
 
 INF = float("inf")
 
@@ -54,54 +55,6 @@ class Pass:
     bounds: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     forms: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)
     pools: dict[int, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)
-
-
-def _crop(src: Tensor, b: Tensor, r0: Tensor, c0: Tensor, h: int, w: int, fill: float) -> tuple[Tensor, Tensor]:
-    """Per box, the h x w block of ``src[b]`` (M, *mid, H, W) whose top-left is (r0, c0) (B,), cells outside
-    the map set to ``fill``: (B, *mid, h, w), and the mask (B, h, w) of cells inside the map."""
-    H, W = src.shape[-2:]
-    rr = r0[:, None] + torch.arange(h, device=src.device)
-    cc = c0[:, None] + torch.arange(w, device=src.device)
-    mask = ((rr >= 0) & (rr < H))[:, :, None] & ((cc >= 0) & (cc < W))[:, None, :]
-    out = src[b[:, None, None], ..., rr.clamp(0, H - 1)[:, :, None], cc.clamp(0, W - 1)[:, None, :]]
-    out = out.movedim((1, 2), (-2, -1))
-    if not bool(mask.all()):
-        out = out.masked_fill(~mask.view(len(b), *[1] * (out.dim() - 3), h, w), fill)
-    return out, mask
-
-
-def _chan(v: Tensor, ndim: int, dim: int) -> Tensor:
-    """``v`` (C,) shaped to broadcast along dimension ``dim`` of an ``ndim``-dimensional tensor."""
-    shape = [1] * ndim
-    shape[dim] = -1
-    return v.view(shape)
-
-
-def sigmoid_lines(lo: Tensor, hi: Tensor) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """Lines (slope, intercept) below and above the sigmoid on [lo, hi]: on its convex part (hi <= 0) the tangent
-    at the middle below, the chord above; on its concave part (lo >= 0) the reverse; across 0 the constant values
-    at the ends (the sigmoid is increasing)."""
-    sig = torch.sigmoid
-    mid = (lo + hi) / 2
-    width = (hi - lo).clamp_min(1e-12)
-    chord = (sig(hi) - sig(lo)) / width
-    tangent = sig(mid) * (1 - sig(mid))
-    zero = torch.zeros_like(lo)
-    convex, concave = hi <= 0, lo >= 0
-    k_low = torch.where(convex, tangent, torch.where(concave, chord, zero))
-    b_low = torch.where(convex, sig(mid) - tangent * mid, torch.where(concave, sig(lo) - chord * lo, sig(lo)))
-    k_up = torch.where(convex, chord, torch.where(concave, tangent, zero))
-    b_up = torch.where(convex, sig(lo) - chord * lo, torch.where(concave, sig(mid) - tangent * mid, sig(hi)))
-    return (k_low, b_low), (k_up, b_up)
-
-
-def relu_slopes(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(active, unstable, upper slope, default lower slope) of ReLUs with pre-activation bounds lo, hi."""
-    active, unstable = lo >= 0, (lo < 0) & (hi > 0)
-    up = torch.where(unstable, hi / (hi - lo).clamp_min(1e-300), active.to(lo.dtype))
-    # CROWN's adaptive choice: slope 1 where the upper side dominates, else 0 (the smaller triangle).
-    low = torch.where(unstable, (hi > -lo).to(lo.dtype), active.to(lo.dtype))
-    return active, unstable, up, low
 
 
 class Chain:
@@ -141,9 +94,9 @@ class Chain:
         pr, pc, hp, wp = self._patch_place(t, boxes)
         ri, ci = self.origin(t, boxes)
         g = self.geos[t]
-        part, _ = _crop(win, torch.arange(len(boxes), device=win.device), pr - ri, pc - ci, hp, wp, 0.0)
+        part, _ = crop(win, torch.arange(len(boxes), device=win.device), pr - ri, pc - ci, hp, wp, 0.0)
         inside = self._window_mask(pr, pc, ri, ci, hp, wp, g.size)
-        clean, _ = _crop(self.acts[t], boxes.img, pr, pc, hp, wp, fill)
+        clean, _ = crop(self.acts[t], boxes.img, pr, pc, hp, wp, fill)
         if slots:
             base = torch.zeros_like(part)
             base[:, -1] = clean
@@ -164,9 +117,9 @@ class Chain:
         pr, pc, hp, wp = self._patch_place(t, boxes)
         ri, ci = self.origin(t, boxes)
         g = self.geos[t]
-        win, _ = _crop(lam, torch.arange(len(boxes), device=lam.device), ri - pr, ci - pc, g.size[0], g.size[1], 0.0)
+        win, _ = crop(lam, torch.arange(len(boxes), device=lam.device), ri - pr, ci - pc, g.size[0], g.size[1], 0.0)
         inside = self._window_mask(pr, pc, ri, ci, hp, wp, g.size)
-        clean, _ = _crop(self.acts[t], boxes.img, pr, pc, hp, wp, 0.0)
+        clean, _ = crop(self.acts[t], boxes.img, pr, pc, hp, wp, 0.0)
         fixed = clean * (~inside)[:, None]
         return win, const + (lam * fixed[:, None]).flatten(2).sum(2)
 
@@ -179,7 +132,7 @@ class Chain:
         """Interval bounds (B, C, h, w) of the input window: clean, but the pixel ranges over its box."""
         ri, ci = self.origin(0, boxes)
         h, w = self.geos[0].size
-        clean, _ = _crop(self.acts[0], boxes.img, ri, ci, h, w, 0.0)
+        clean, _ = crop(self.acts[0], boxes.img, ri, ci, h, w, 0.0)
         b, pr, pc = self._pixel(boxes)
         lo, hi = clean.clone(), clean.clone()
         lo[b, :, pr, pc], hi[b, :, pr, pc] = boxes.lo, boxes.hi
@@ -189,7 +142,7 @@ class Chain:
         """Forms (B, S, C, h, w) of the input window: the pixel's channel c is colour variable c, exactly."""
         ri, ci = self.origin(0, boxes)
         h, w = self.geos[0].size
-        clean, _ = _crop(self.acts[0], boxes.img, ri, ci, h, w, 0.0)
+        clean, _ = crop(self.acts[0], boxes.img, ri, ci, h, w, 0.0)
         b, pr, pc = self._pixel(boxes)
         forms = torch.zeros(len(boxes), self.cin + 1, self.cin, h, w, dtype=self.dtype, device=clean.device)
         forms[:, -1] = clean
@@ -205,7 +158,7 @@ class Chain:
         if layer.kind == "relu":
             return lo.clamp_min(0), hi.clamp_min(0)
         if layer.kind == "scale":
-            a, b = _chan(layer.weight, lo.dim(), 1), _chan(layer.bias, lo.dim(), 1)
+            a, b = chan(layer.weight, lo.dim(), 1), chan(layer.bias, lo.dim(), 1)
             return torch.minimum(a * lo, a * hi) + b, torch.maximum(a * lo, a * hi) + b
         if layer.kind == "linear":
             mid, rad = F.linear((lo + hi) / 2, layer.weight, layer.bias), F.linear((hi - lo) / 2, layer.weight.abs())
@@ -241,7 +194,7 @@ class Chain:
             U2[:, -1] -= torch.where(unstable, up * lo, torch.zeros_like(lo))
             return L * low[:, None], U2
         if layer.kind == "scale":
-            a, b = _chan(layer.weight, L.dim(), 2), _chan(layer.bias, L.dim() - 1, 1)
+            a, b = chan(layer.weight, L.dim(), 2), chan(layer.bias, L.dim() - 1, 1)
             L2, U2 = a.clamp_min(0) * L + a.clamp_max(0) * U, a.clamp_min(0) * U + a.clamp_max(0) * L
             L2[:, -1] += b
             U2[:, -1] += b
@@ -267,7 +220,7 @@ class Chain:
 
             mid, rad = conv((Lp + Up) / 2, layer.weight), conv((Up - Lp) / 2, layer.weight.abs())
             L2, U2 = mid - rad, mid + rad
-            bias = _chan(layer.bias, L2.dim() - 1, 1)
+            bias = chan(layer.bias, L2.dim() - 1, 1)
             L2[:, -1] += bias
             U2[:, -1] += bias
             return L2, U2
@@ -302,7 +255,7 @@ class Chain:
         B, S, C, hp, wp = Xp.shape
         a = F.conv2d(Xp.reshape(B * S, C, hp, wp), layer.weight, None).view(B, S, -1, hp - 2 * layer.padding[0],
                                                                            wp - 2 * layer.padding[1])
-        a[:, -1] += _chan(layer.bias, a.dim() - 1, 1)
+        a[:, -1] += chan(layer.bias, a.dim() - 1, 1)
         al, au = self.concretize(a, boxes, False), self.concretize(a, boxes, True)
         (kl, bl), (ku, bu) = sigmoid_lines(al, au)
         SL, SU = a * kl[:, None], a * ku[:, None]
@@ -428,8 +381,8 @@ class Chain:
                 const = const + lam @ layer.bias
                 lam = lam @ layer.weight
             elif layer.kind == "scale":
-                const = const + (lam * _chan(layer.bias, lam.dim(), 2)).flatten(2).sum(2)
-                lam = lam * _chan(layer.weight, lam.dim(), 2)
+                const = const + (lam * chan(layer.bias, lam.dim(), 2)).flatten(2).sum(2)
+                lam = lam * chan(layer.weight, lam.dim(), 2)
             elif layer.kind == "relu":
                 lo, hi = info.bounds[t]
                 _, unstable, up, low = relu_slopes(lo, hi)
@@ -445,7 +398,7 @@ class Chain:
                 lam, const = self.unpatch(t, boxes, lam.view(B, K, C, H, W), const)
             elif layer.kind == "conv":
                 C2, h2, w2 = lam.shape[2:]
-                const = const + (lam * _chan(layer.bias, lam.dim(), 2)).flatten(2).sum(2)
+                const = const + (lam * chan(layer.bias, lam.dim(), 2)).flatten(2).sum(2)
                 lam_p = F.conv_transpose2d(lam.reshape(B * K, C2, h2, w2), layer.weight, None, layer.stride,
                                            groups=layer.groups)
                 lam, const = self.unpatch(t, boxes, lam_p.view(B, K, *lam_p.shape[1:]), const)
@@ -474,7 +427,7 @@ class Chain:
     def to_colour(self, boxes: Boxes, lam: Tensor, const: Tensor) -> tuple[Tensor, Tensor]:
         """Coefficients on the input window (B, K, C, h, w) -> (colour coefficients (B, K, C), constant (B, K))."""
         b, pr, pc = self._pixel(boxes)
-        clean, _ = _crop(self.acts[0], boxes.img, *self.origin(0, boxes), *self.geos[0].size, 0.0)
+        clean, _ = crop(self.acts[0], boxes.img, *self.origin(0, boxes), *self.geos[0].size, 0.0)
         clean = clean.clone()
         clean[b, :, pr, pc] = 0
         const = const + (lam * clean[:, None]).flatten(2).sum(2)
