@@ -15,7 +15,9 @@ Three propagations, each sound for any input in the box:
 
 Relaxations: ReLU with pre-activation bounds l < 0 < u: upper u (x - l) / (u - l), lower a x, a in [0, 1].
 Max-pool: lower x_i* (i* = the cell of largest lower bound); upper x_i* when l_i* >= every other cell's upper
-bound (exact), else the constant max u. All in the chain's dtype (float64 by default).
+bound (exact), else the constant max u. APR's gate (first layer only): sigmoid between tangent and chord lines,
+its product with x by McCormick's inequalities. All in the chain's dtype (float64 by default); the shared pieces
+live in ``labkit.certify.relax``.
 """
 
 from __future__ import annotations
