@@ -41,6 +41,9 @@ LAYER_NETS = {
     "adaptive avg, log-softmax": lambda: nn.Sequential(
         nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
         nn.Flatten(), nn.Linear(6, 3), nn.LogSoftmax(dim=1)),
+    "residual blocks (identity, projection)": lambda: nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), BasicBlock(4, 4, 1), BasicBlock(4, 6, 2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)),
     # APR's gate in front of the normalisation, as labkit.train places it; random weights, not its flat start.
     "gate pixel": lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                                         nn.LazyLinear(3)),
@@ -276,7 +279,7 @@ def test_a_model_without_flips_is_proven_and_its_mode_restored() -> None:
     assert (result.boxes >= 64).all() and (result.bound_evals >= result.boxes).all() and (result.seconds > 0).all()
 
 
-@pytest.mark.parametrize("layer", [nn.Tanh(), BasicBlock(3, 3, 1), nn.Sequential(Normalize(), AttentionGate()),
+@pytest.mark.parametrize("layer", [nn.Tanh(), nn.GELU(), nn.Sequential(Normalize(), AttentionGate()),
                                    nn.Upsample(scale_factor=2)])
 def test_unsupported_layers_are_named(layer: nn.Module) -> None:
     net = nn.Sequential(layer, nn.Flatten(), nn.LazyLinear(3))
@@ -339,10 +342,11 @@ def test_results_survive_saving_and_chunking(tmp_path) -> None:
         CertifyResult.cat([whole, certify(net, images, labels, CertifyConfig(max_boxes=1))])
 
 
-@pytest.mark.parametrize("name, seed", [("gate pixel", 5), ("gate channel 5x5", 0)])
-def test_a_gated_model_is_verified_completely(name: str, seed: int) -> None:
+@pytest.mark.parametrize("name, seed, index", [("gate pixel", 5, 0), ("gate channel 5x5", 0, 0),
+                                              ("residual blocks (identity, projection)", 1, 15)])
+def test_gated_and_residual_models_are_verified_completely(name: str, seed: int, index: int) -> None:
     net = build(name, seed=seed)
-    images = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    images = torch.rand(index + 1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))[index:]
     labels = net(images).argmax(1)
     result = certify(net, images, labels, CertifyConfig(method="backward", corners=False, all_positions=True,
                                                         max_boxes=20_000))

@@ -7,7 +7,7 @@ position is a C-dimensional box of inputs, so the question is decidable by bound
     result = certify(model, images, labels)            # images (N, C, H, W) in [0, 1], labels (N,)
     result.status                                      # (N,) ROBUST / VULNERABLE / UNKNOWN (budget spent)
 
-How (``labkit.certify.bounds``, ``labkit.certify.search``): bounds are computed only on the window of each layer
+How (``labkit.certify.layers``, ``.bounds``, ``.margins``, ``.search``): bounds are computed only on the window of each layer
 the pixel can reach, the rest of the network's activations being the clean ones; backward linear bounds (CROWN)
 with optimised ReLU slopes (alpha-CROWN) give each margin f_y - f_j as an affine lower bound in the colour.
 A search first tries the 2^C cube corners at every position (a flip settles the image), then splits each
@@ -18,9 +18,9 @@ rounding, not rounded outward).
 
 Supported layers: ``labkit.models.Normalize``, Conv2d, BatchNorm1d/2d (eval), ReLU, MaxPool2d, AvgPool2d,
 adaptive max / average pooling (output sizes dividing the input), Flatten, Linear, Dropout / Identity (eval), a
-trailing Softmax / LogSoftmax, and APR's ``AttentionGate`` as the model's first layer (where ``labkit.train`` puts
-it; sigmoid relaxed linearly, the product by McCormick). Anything else, notably residual blocks (ResNet-18's
-``BasicBlock``), raises :class:`NotCertifiable` naming it.
+trailing Softmax / LogSoftmax, ResNet's ``BasicBlock`` (identity or 1x1-conv shortcuts), and APR's
+``AttentionGate`` as the model's first layer (where ``labkit.train`` puts it; sigmoid relaxed linearly, the
+product by McCormick). Anything else raises :class:`NotCertifiable` naming it.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ import torch
 from torch import Tensor, nn
 
 from labkit._checks import check_int, check_number, check_positive
-from labkit.certify.bounds import Boxes, Chain, margin_bounds
+from labkit.certify.bounds import Boxes, Chain
 from labkit.certify.layers import NotCertifiable, parse
+from labkit.certify.margins import margin_bounds
 from labkit.certify.search import LEVELS, ROBUST, UNKNOWN, VULNERABLE, Group
 
 __all__ = ["CertifyConfig", "CertifyResult", "NotCertifiable", "ROBUST", "UNKNOWN", "VULNERABLE", "Boxes", "Chain",

@@ -32,6 +32,7 @@ from labkit.certify.layers import Layer, clean_activations, geometry
 from labkit.certify.relax import chan, crop, relu_slopes, sigmoid_lines
 
 INF = float("inf")
+IDENTITY = Layer("conv", "identity shortcut")  # kernel 1, stride 1: a patch that is the window itself
 
 
 @dataclass
@@ -80,20 +81,24 @@ class Chain:
         g = self.geos[t]
         return g.rows[boxes.row], g.cols[boxes.col]
 
-    def _patch_place(self, t: int, boxes: Boxes) -> tuple[Tensor, Tensor, int, int]:
-        """Top-left (B,), (B,) and size of the input patch layer t reads to compute its output window."""
-        layer, g_in, g_out = self.layers[t], self.geos[t], self.geos[t + 1]
+    def _patch_place(self, t: int, boxes: Boxes, layer: Layer | None = None,
+                     out: int | None = None) -> tuple[Tensor, Tensor, int, int]:
+        """Top-left (B,), (B,) and size of the input patch layer t reads to compute its output window (``layer``
+        reading activation t to write activation ``out``'s window: a residual shortcut)."""
+        out = t + 1 if out is None else out
+        layer, g_in, g_out = layer or self.layers[t], self.geos[t], self.geos[out]
         if layer.kind == "flatten":
             zero = torch.zeros_like(boxes.row)
             return zero, zero, g_in.shape[1], g_in.shape[2]
-        ro, co = self.origin(t + 1, boxes)
+        ro, co = self.origin(out, boxes)
         (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
         return sh * ro - ph, sw * co - pw, (g_out.size[0] - 1) * sh + kh, (g_out.size[1] - 1) * sw + kw
 
-    def patch(self, t: int, boxes: Boxes, win: Tensor, fill: float, slots: bool = False) -> Tensor:
+    def patch(self, t: int, boxes: Boxes, win: Tensor, fill: float, slots: bool = False, layer: Layer | None = None,
+              out: int | None = None) -> Tensor:
         """Layer t's input patch: the window ``win`` (B, C, h, w), or forms (B, S, C, h, w) with ``slots``,
         pasted into the clean activation (cells outside the map: ``fill``; forms there are constants)."""
-        pr, pc, hp, wp = self._patch_place(t, boxes)
+        pr, pc, hp, wp = self._patch_place(t, boxes, layer, out)
         ri, ci = self.origin(t, boxes)
         g = self.geos[t]
         part, _ = crop(win, torch.arange(len(boxes), device=win.device), pr - ri, pc - ci, hp, wp, 0.0)
@@ -113,10 +118,11 @@ class Chain:
         rr, cc = pr[:, None] + ar_h - ri[:, None], pc[:, None] + ar_w - ci[:, None]
         return ((rr >= 0) & (rr < size[0]))[:, :, None] & ((cc >= 0) & (cc < size[1]))[:, None, :]
 
-    def unpatch(self, t: int, boxes: Boxes, lam: Tensor, const: Tensor) -> tuple[Tensor, Tensor]:
+    def unpatch(self, t: int, boxes: Boxes, lam: Tensor, const: Tensor, layer: Layer | None = None,
+                out: int | None = None) -> tuple[Tensor, Tensor]:
         """Coefficients ``lam`` (B, K, C, hp, wp) on layer t's input patch -> on its window (B, K, C, h, w);
         the clean cells' share goes into ``const`` (B, K)."""
-        pr, pc, hp, wp = self._patch_place(t, boxes)
+        pr, pc, hp, wp = self._patch_place(t, boxes, layer, out)
         ri, ci = self.origin(t, boxes)
         g = self.geos[t]
         win, _ = crop(lam, torch.arange(len(boxes), device=lam.device), ri - pr, ci - pc, g.size[0], g.size[1], 0.0)
@@ -314,6 +320,13 @@ class Chain:
             out.bounds.append((lo, hi))
             if t == upto:
                 break
+            if self.layers[t].kind == "add":  # the residual sum: the shortcut's bounds from the block's input
+                if forms:
+                    SL, SU = self.shortcut(t, boxes, *out.forms[self.layers[t].source], slots=True)
+                    L, U = L + SL, U + SU
+                slo, shi = self.shortcut(t, boxes, *out.bounds[self.layers[t].source])
+                lo, hi = lo + slo, hi + shi
+                continue
             if forms:
                 L, U = self.forms_step(t, boxes, L, U, lo, hi, out.pools)
             elif self.layers[t].kind == "maxpool":
@@ -331,7 +344,8 @@ class Chain:
         shape = (B, *g.shape) if g.size is None else (B, g.shape[0], *g.size)
         relus = [r for r in range(t) if self.layers[r].kind == "relu"]
         # Back-substitute through ``depth`` ReLU layers, then use the forward forms there (0: to the colour).
-        stop = relus[-depth] if depth and len(relus) > depth else self.base
+        residual = any(layer.kind == "add" for layer in self.layers)  # partial depth could cut a block in two
+        stop = relus[-depth] if depth and len(relus) > depth and not residual else self.base
         lo, hi = lo.flatten(1).clone(), hi.flatten(1).clone()
         unstable = (lo < 0) & (hi > 0)
         counts = unstable.sum(1)
@@ -377,9 +391,13 @@ class Chain:
         lower slopes (B, K, *window) for its unstable neurons (default: CROWN's)."""
         B, K = lam.shape[:2]
         const = torch.zeros(B, K, dtype=lam.dtype, device=lam.device)
+        pending: dict[int, Tensor] = {}  # residual shortcuts' coefficients, waiting at their block's input
         for t in range(start - 1, stop - 1, -1):
             layer = self.layers[t]
-            if layer.kind == "linear":
+            if layer.kind == "add":
+                lam_s, const = self.shortcut_back(t, boxes, lam, const)
+                pending[layer.source] = pending.get(layer.source, 0) + lam_s
+            elif layer.kind == "linear":
                 const = const + lam @ layer.bias
                 lam = lam @ layer.weight
             elif layer.kind == "scale":
@@ -406,7 +424,55 @@ class Chain:
                 lam, const = self.unpatch(t, boxes, lam_p.view(B, K, *lam_p.shape[1:]), const)
             else:
                 lam, const = self._pool_back(t, boxes, lam, const, info)
+            if t in pending:
+                lam = lam + pending.pop(t)
+        if pending:
+            raise ValueError("back-substitution stopped inside a residual block")
         return lam, const
+
+    def shortcut(self, t: int, boxes: Boxes, lo: Tensor, hi: Tensor, slots: bool = False) -> tuple[Tensor, Tensor]:
+        """Bounds (or forms, ``slots``) of residual layer t's shortcut on its output window, from those of the
+        block's input window."""
+        layer = self.layers[t]
+        first = layer.branch[0] if layer.branch else IDENTITY
+        lo = self.patch(layer.source, boxes, lo, 0.0, slots, layer=first, out=t + 1)
+        hi = self.patch(layer.source, boxes, hi, 0.0, slots, layer=first, out=t + 1)
+        for lay in layer.branch:
+            if lay.kind == "conv":
+                lead = lo.shape[:-3]
+
+                def conv(x: Tensor, w: Tensor) -> Tensor:
+                    y = F.conv2d(x.reshape(-1, *x.shape[-3:]), w, None, lay.stride, groups=lay.groups)
+                    return y.view(*lead, *y.shape[1:])
+
+                mid, rad = conv((lo + hi) / 2, lay.weight), conv((hi - lo) / 2, lay.weight.abs())
+                lo, hi = mid - rad, mid + rad
+            else:
+                a = chan(lay.weight, lo.dim(), lo.dim() - 3)
+                lo, hi = a.clamp_min(0) * lo + a.clamp_max(0) * hi, a.clamp_min(0) * hi + a.clamp_max(0) * lo
+            bias = chan(lay.bias, lo.dim() - 1 if slots else lo.dim(), lo.dim() - 4 if slots else lo.dim() - 3)
+            if slots:
+                lo[:, -1] += bias
+                hi[:, -1] += bias
+            else:
+                lo, hi = lo + bias, hi + bias
+        return lo, hi
+
+    def shortcut_back(self, t: int, boxes: Boxes, lam: Tensor, const: Tensor) -> tuple[Tensor, Tensor]:
+        """Coefficients ``lam`` (B, K, *window of t + 1) through residual layer t's shortcut to the block's
+        input window."""
+        layer = self.layers[t]
+        B, K = lam.shape[:2]
+        for lay in reversed(layer.branch):
+            const = const + (lam * chan(lay.bias, lam.dim(), 2)).flatten(2).sum(2)
+            if lay.kind == "conv":
+                lp = F.conv_transpose2d(lam.reshape(B * K, *lam.shape[2:]), lay.weight, None, lay.stride,
+                                        groups=lay.groups)
+                lam = lp.view(B, K, *lp.shape[1:])
+            else:
+                lam = lam * chan(lay.weight, lam.dim(), 2)
+        first = layer.branch[0] if layer.branch else IDENTITY
+        return self.unpatch(layer.source, boxes, lam, const, layer=first, out=t + 1)
 
     def _pool_back(self, t: int, boxes: Boxes, lam: Tensor, const: Tensor, info: Pass) -> tuple[Tensor, Tensor]:
         layer = self.layers[t]
@@ -436,137 +502,7 @@ class Chain:
         return lam[b, :, :, pr, pc], const
 
 
-def _select(x: object, idx: Tensor) -> object:
-    if isinstance(x, Tensor):
-        return x[idx]
-    if isinstance(x, tuple):
-        return tuple(_select(v, idx) for v in x)
-    return x
-
-
-def select_boxes(boxes: Boxes, idx: Tensor) -> Boxes:
-    """The boxes ``idx`` (indices or mask)."""
-    return Boxes(boxes.img[idx], boxes.row[idx], boxes.col[idx], boxes.lo[idx], boxes.hi[idx])
-
-
-def select_pass(info: Pass, idx: Tensor) -> Pass:
-    """The forward pass of the boxes ``idx`` only."""
-    return Pass([_select(b, idx) for b in info.bounds], {t: _select(f, idx) for t, f in info.forms.items()},
-                {t: _select(p, idx) for t, p in info.pools.items()})
-
-
-def margin_spec(labels: Tensor, classes: int, dtype: torch.dtype) -> Tensor:
-    """(B, classes - 1, classes): row k is e_y - e_j for the k-th class j != y (the margins f_y - f_j)."""
-    eye = torch.eye(classes, dtype=dtype, device=labels.device)
-    others = torch.arange(classes, device=labels.device).expand(len(labels), -1)
-    others = others[others != labels[:, None]].view(len(labels), classes - 1)
-    return eye[labels][:, None, :] - eye[others]
-
-
 def colour_bound(boxes: Boxes, coef: Tensor, const: Tensor) -> Tensor:
     """min over the box of coef . colour + const: (B, K) from coef (B, K, C), const (B, K)."""
     pick = torch.where(coef > 0, boxes.lo[:, None], boxes.hi[:, None])
     return (coef * pick).sum(2) + const
-
-
-@dataclass
-class MarginBounds:
-    """Lower bounds (B, K) on the margins f_y - f_j over each box, and, for the linear methods, the affine
-    function of the colour they come from (coef (B, K, C), const (B, K); None for interval bounds)."""
-
-    lower: Tensor
-    coef: Tensor | None
-    const: Tensor | None
-    evals: Tensor  # (B,) bound passes spent per box (1, or 1 + the alpha steps it took)
-
-    def minimiser(self, boxes: Boxes) -> Tensor | None:
-        """(B, C): the box corner minimising the worst margin's affine lower bound."""
-        if self.coef is None:
-            return None
-        k = self.lower.argmin(1)
-        g = self.coef[torch.arange(len(k), device=k.device), k]
-        return torch.where(g > 0, boxes.lo, boxes.hi)
-
-
-def margin_bounds(chain: Chain, boxes: Boxes, labels: Tensor, method: str, intermediate: str = "forward",
-                  alpha_steps: int = 10, alpha_lr: float = 0.25, crown_neurons: int = 4096,
-                  crown_depth: int = 0) -> MarginBounds:
-    """Lower bounds on every margin f_y - f_j (j != y = ``labels`` (B,)) over each box, by ``method``:
-    "interval", "forward" (linear forms propagated forward), "backward" (CROWN: back-substitution to the colour,
-    intermediate bounds from ``intermediate``: "interval", "forward", or "backward": forward, then CROWN for the
-    ReLU inputs with at most ``crown_neurons`` unstable window neurons, through ``crown_depth`` ReLU layers (0: all))
-    or "alpha" (backward with the lower
-    ReLU slopes optimised by ``alpha_steps`` steps of Adam at ``alpha_lr`` on the boxes not yet proven)."""
-    classes = chain.geos[-1].shape[0]
-    spec = margin_spec(labels, classes, chain.dtype)
-    stop = chain.last_map
-    n_layers = len(chain.layers)
-    with torch.no_grad():
-        forms = method == "forward" or (method in ("backward", "alpha") and (intermediate != "interval" or chain.base))
-        crown = crown_neurons if method in ("backward", "alpha") and intermediate == "backward" else 0
-        info = chain.forward(boxes, forms, upto=stop, crown_neurons=crown, crown_depth=crown_depth)
-        # The cheaper bounds come almost free from the same pass (back-substitution through the affine tail only);
-        # neither interval nor back-substituted bounds are always the tighter, so each method keeps the best.
-        lam, const = chain.backward(boxes, spec, n_layers, stop, info)
-        lo, hi = info.bounds[stop]
-        lower = const + (lam.clamp_min(0) * lo[:, None] + lam.clamp_max(0) * hi[:, None]).flatten(2).sum(2)
-        coef = None
-        if forms:
-            coef, const = chain.through_forms(lam, const, info.forms[stop])
-            lower = torch.maximum(lower, colour_bound(boxes, coef, const))
-        if method in ("interval", "forward"):
-            return MarginBounds(lower, coef, const if forms else None, torch.ones(len(boxes), dtype=torch.long))
-        lam, const = chain.backward(boxes, spec, n_layers, chain.base, info)
-        coef, const = chain.colour_form(boxes, lam, const, info, chain.base)
-        lower = torch.maximum(lower, colour_bound(boxes, coef, const))
-    out = MarginBounds(lower, coef, const, torch.ones(len(boxes), dtype=torch.long))
-    if method == "alpha" and alpha_steps > 0:
-        todo = (lower.min(1).values <= 0).nonzero().squeeze(1)
-        if len(todo):
-            sub = optimise_alpha(chain, select_boxes(boxes, todo), spec[todo], select_pass(info, todo),
-                                 MarginBounds(lower[todo], coef[todo], const[todo], out.evals[todo.cpu()]), alpha_steps,
-                                 alpha_lr)
-            out.lower[todo], out.coef[todo], out.const[todo] = sub.lower, sub.coef, sub.const
-            out.evals[todo.cpu()] += sub.evals
-    return out
-
-
-def optimise_alpha(chain: Chain, boxes: Boxes, spec: Tensor, info: Pass, start: MarginBounds, steps: int,
-                   lr: float) -> MarginBounds:
-    """alpha-CROWN: projected Adam ascent on each unstable ReLU's lower slope (per box and margin) in [0, 1];
-    every iterate is a sound bound, so the best per box and margin is kept."""
-    alphas = {}
-    for t, layer in enumerate(chain.layers[:chain.last_map]):
-        if layer.kind == "relu":
-            lo, hi = info.bounds[t]
-            _, unstable, _, low = relu_slopes(lo, hi)
-            if bool(unstable.any()):
-                alphas[t] = low[:, None].expand(-1, spec.shape[1], *low.shape[1:]).clone().requires_grad_(True)
-    best, coef, const = start.lower.clone(), start.coef.clone(), start.const.clone()
-    if not alphas:
-        return MarginBounds(best, coef, const, torch.zeros(len(boxes), dtype=torch.long))
-    # Adam by hand: torch.optim's first use imports torch._dynamo (~10 s on these CPUs) for a few lines of arithmetic.
-    moments = {t: (torch.zeros_like(a), torch.zeros_like(a)) for t, a in alphas.items()}
-    done = 0
-    for _ in range(steps):
-        lam, c = chain.backward(boxes, spec, len(chain.layers), chain.base, info, alphas)
-        g, c = chain.colour_form(boxes, lam, c, info, chain.base)
-        lower = colour_bound(boxes, g, c)
-        done += 1
-        with torch.no_grad():
-            better = lower > best
-            best = torch.where(better, lower, best)
-            coef = torch.where(better[..., None], g, coef)
-            const = torch.where(better, c, const)
-            if bool((best.min(1).values > 0).all()):
-                break
-        # Margins already proven stop pulling: the slopes serve the ones still open.
-        grads = torch.autograd.grad(lower.clamp_max(0).sum(), list(alphas.values()))
-        with torch.no_grad():
-            for (t, a), g in zip(alphas.items(), grads):
-                m, v = moments[t]
-                m.mul_(0.9).add_(g, alpha=0.1)
-                v.mul_(0.999).addcmul_(g, g, value=0.001)
-                m_hat, v_hat = m / (1 - 0.9 ** done), v / (1 - 0.999 ** done)
-                a.add_(lr * m_hat / (v_hat.sqrt() + 1e-12)).clamp_(0, 1)  # ascent: the bound is maximised
-    return MarginBounds(best, coef, const, torch.full((len(boxes),), done, dtype=torch.long))

@@ -9,6 +9,7 @@ supported module, because each has one sound rule per bound method (``labkit.cer
   depthwise convolution of weight 1/k^2, which is what they compute with ``count_include_pad``).
 - ``"relu"``, ``"maxpool"`` (``MaxPool2d`` / ``AdaptiveMaxPool2d``; padding cells are -inf), ``"flatten"``,
   ``"linear"``, and ``"gate"``: APR's ``AttentionGate`` sigmoid(conv(x)) * x, only as the first layer.
+- ``"add"``: a residual block's sum, main branch (the layers before it) plus the shortcut from the block's input.
 
 :func:`geometry` says, for each activation, which window of the map a change of the pixel at (row, col) can
 reach: outside it the clean activation holds, so bounds are computed on the window alone (the clean values enter
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.models import AttentionGate, Normalize
+from labkit.models import AttentionGate, BasicBlock, Normalize
 
 
 class NotCertifiable(TypeError):
@@ -47,6 +48,8 @@ class Layer:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
+    source: int = -1  # "add": the activation its shortcut starts from (the residual block's input)
+    branch: list["Layer"] = field(default_factory=list)  # "add": the shortcut's layers (conv 1x1, scale), or none
 
     @property
     def spatial(self) -> bool:
@@ -72,7 +75,7 @@ class Layer:
 
     def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Output shape (without batch) for an input of ``shape``."""
-        if self.kind in ("scale", "relu"):
+        if self.kind in ("scale", "relu", "add"):
             return shape
         if self.kind == "flatten":
             return (int(torch.tensor(shape).prod()),)
@@ -147,6 +150,25 @@ def _scale_layer(m: nn.Module, dtype: torch.dtype, device: torch.device) -> Laye
     return Layer("scale", type(m).__name__, a.to(device, dtype), b.to(device, dtype))
 
 
+def _block(m: BasicBlock, source: int, dtype: torch.dtype, device: torch.device) -> list[Layer]:
+    """ResNet's basic block as a chain: conv-BN-ReLU-conv-BN, then "add" (the shortcut from activation
+    ``source``, through its 1x1 conv and BN if it has them), then the ReLU."""
+    short = [_conv_layer(c, dtype, device) if isinstance(c, nn.Conv2d) else _scale_layer(c, dtype, device)
+             for c in m.shortcut]
+    if any(type(c) not in (nn.Conv2d, nn.BatchNorm2d) for c in m.shortcut) or (short and short[0].kind != "conv"):
+        raise NotCertifiable(f"{m!r}: only identity or conv (+ batch norm) shortcuts are supported")
+    return [_conv_layer(m.conv1, dtype, device), _scale_layer(m.bn1, dtype, device), Layer("relu", "ReLU"),
+            _conv_layer(m.conv2, dtype, device), _scale_layer(m.bn2, dtype, device),
+            Layer("add", "BasicBlock shortcut", source=source, branch=short), Layer("relu", "ReLU")]
+
+
+def run_branch(branch: list[Layer], x: Tensor) -> Tensor:
+    """A shortcut's clean forward pass (the identity when it has no layers)."""
+    for layer in branch:
+        x = layer.forward(x)
+    return x
+
+
 def parse(model: nn.Module, in_shape: tuple[int, int, int], dtype: torch.dtype = torch.float64,
           device: torch.device | str = "cpu") -> list[Layer]:
     """The chain of ``model`` for inputs of ``in_shape`` (C, H, W), parameters copied to ``dtype`` on ``device``.
@@ -160,6 +182,11 @@ def parse(model: nn.Module, in_shape: tuple[int, int, int], dtype: torch.dtype =
     layers: list[Layer] = []
     shape: tuple[int, ...] = in_shape
     for i, m in enumerate(leaves):
+        if isinstance(m, BasicBlock) and len(shape) == 3:
+            for layer in _block(m, len(layers), dtype, device):
+                layers.append(layer)
+                shape = layer.out_shape(shape)
+            continue
         if isinstance(m, AttentionGate) and i == 0:
             # APR's gate sigmoid(conv(x)) * x, as the first layer: its input is the image, the pixel the only variable.
             k = m.kernel_size
@@ -201,7 +228,7 @@ def parse(model: nn.Module, in_shape: tuple[int, int, int], dtype: torch.dtype =
             raise NotCertifiable(f"labkit.certify has no sound bound rule for {type(m).__name__} ({m!r}) on an input "
                                  f"of shape {shape}; supported: Normalize, Conv2d, BatchNorm, ReLU, MaxPool2d, "
                                  "AvgPool2d, adaptive max/avg pooling, Flatten, Linear, Dropout (eval), "
-                                 "AttentionGate (as the first layer)")
+                                 "AttentionGate (as the first layer), BasicBlock")
         layers.append(layer)
         shape = layer.out_shape(shape)
     if len(shape) != 1:
@@ -276,5 +303,8 @@ def clean_activations(layers: list[Layer], images: Tensor) -> list[Tensor]:
     """Every activation of the chain on ``images`` (N, C, H, W) (in the layers' dtype), input first."""
     acts = [images]
     for layer in layers:
-        acts.append(layer.forward(acts[-1]))
+        if layer.kind == "add":
+            acts.append(acts[-1] + run_branch(layer.branch, acts[layer.source]))
+        else:
+            acts.append(layer.forward(acts[-1]))
     return acts

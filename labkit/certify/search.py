@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from labkit.certify.bounds import Boxes, Chain, margin_bounds
+from labkit.certify.bounds import Boxes, Chain
+from labkit.certify.margins import margin_bounds
 
 ROBUST, VULNERABLE, UNKNOWN = 1, 0, -1
 LEVELS = 255  # 8-bit colour levels above 0: colour = level / LEVELS
