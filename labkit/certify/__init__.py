@@ -7,8 +7,9 @@ position is a C-dimensional box of inputs, so the question is decidable by bound
     result = certify(model, images, labels)            # images (N, C, H, W) in [0, 1], labels (N,)
     result.status                                      # (N,) ROBUST / VULNERABLE / UNKNOWN (budget spent)
 
-How (``labkit.certify.layers``, ``.bounds``, ``.margins``, ``.search``): bounds are computed only on the window of each layer
-the pixel can reach, the rest of the network's activations being the clean ones; backward linear bounds (CROWN)
+How (``labkit.certify.layers``, ``.bounds``, ``.margins``, ``.search``): bounds are computed only on the window
+of each layer the pixel can reach, the rest of the network's activations being the clean ones; backward linear
+bounds (CROWN)
 with optimised ReLU slopes (alpha-CROWN) give each margin f_y - f_j as an affine lower bound in the colour.
 A search first tries the 2^C cube corners at every position (a flip settles the image), then splits each
 position's cube worst-first, probing every box for a counterexample and enumerating boxes of few 8-bit colours,
