@@ -95,8 +95,9 @@ class Profile:
     # The labs' own sizes, one section per part of ``LAB_PARTS`` (``lab_sizes``; read with ``lab``); a part left
     # out runs at its lab's defaults (the paper's settings). Never hashed (``cache.NOT_KEYED``): the labs turn a
     # section into the configs and settings their keys and records hold, so the sizes are checked there, and
-    # the records written before the sections moved here still match this profile.
-    labs: LabSizes = field(default=(), metadata=NOT_KEYED)
+    # the records written before the sections moved here still match this profile. Left out of the repr too: a
+    # page that shows its profile shows what it showed before (the sections are read with ``lab``).
+    labs: LabSizes = field(default=(), repr=False, metadata=NOT_KEYED)
 
     def __post_init__(self) -> None:
         if self.sweep_suite not in SWEEP_SUITES:

@@ -146,3 +146,9 @@ def test_the_labs_settings_are_the_committed_records_ones():
              "11_survey_defences": replace(survey.survey_config(cpu), datasets=("fashion-mnist", "cifar10"))}
     for lab, settings in built.items():
         assert json.loads((folder / f"{lab}.json").read_text())["settings"] == jsonable(settings), lab
+
+
+def test_lab_sections_stay_out_of_the_profiles_repr():
+    # Labs display their profile (Lab 05 shows ``P``): the sections moved here must not change what a page shows.
+    cpu = PROFILES["cpu"]
+    assert repr(cpu) == repr(replace(cpu, labs=())) and "labs=" not in repr(cpu)
