@@ -27,6 +27,10 @@ CACHE_FORMAT = 1
 #: while it holds its default, so the configs that existed before keep their keys (and the committed result
 #: records that name those keys stay valid); any other value is hashed like every field.
 NEW_FIELD = {"key": "omit while default"}
+#: Field metadata for a field that is never hashed: ``canonical`` always leaves it out. For what a config carries
+#: beside its keyed part (``Profile.labs``: the labs' own sizes, which reach the keys and records through the
+#: configs and settings the labs build from them), so adding it changed no key and no committed record.
+NOT_KEYED = {"key": "never"}
 
 
 def cache_root() -> Path:
@@ -47,6 +51,8 @@ def canonical(obj: Any) -> Any:
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             if f.metadata.get("key") == NEW_FIELD["key"] and value == f.default:
+                continue
+            if f.metadata.get("key") == NOT_KEYED["key"]:
                 continue
             out[f.name] = canonical(value)
         return out

@@ -8,8 +8,8 @@
 * ``summarize`` turns records into one table row (aggregates are always computed
   from records; its Wilson interval comes from ``labkit.stats``).
 * ``evaluate_model`` is the book's protocol for one model (clean accuracy, DE,
-  corner search); ``time_inference`` times models side by side (``TIMING`` per
-  profile, ``device_name`` says on what).
+  corner search); ``time_inference`` times models side by side (``timing_repeats``
+  per profile, ``device_name`` says on what).
 * The protocol over suites of trained models (Labs 03-07): ``Entry`` (a config,
   optionally behind an input transformation), ``train_suite`` (-> ``Trained``),
   ``attacked_indices`` (the reference's images; every defence on those it classifies correctly) and ``evaluate_suite``;
@@ -211,7 +211,7 @@ class SuiteRows(list):
         self.indices = dict(indices or {})
 
 
-def evaluate_model(model: nn.Module, model_key: str, split: Any, indices: Tensor, profile: Any, /, *,
+def evaluate_model(model: nn.Module, model_key: str, split: Any, indices: Tensor, profile: Profile, /, *,
                    pixels: int = 1, corner: bool | None = None, targets: Tensor | None = None,
                    de_overrides: dict[str, Any] | None = None, progress: bool = True,
                    **labels: Any) -> Evaluation:
@@ -441,8 +441,15 @@ def time_inference(models: dict[str, nn.Module], images: Tensor, repeats: int = 
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-#: (warm-up, timed repeats) of the side-by-side timings per profile: enough repeats for a stable median.
-TIMING: dict[str, tuple[int, int]] = {"smoke": (1, 3), "cpu": (2, 9), "full": (3, 15)}
+#: (warm-up, timed repeats) of a side-by-side timing where a profile sets none (its ``timing`` section).
+DEFAULT_TIMING = (2, 9)
+
+
+def timing_repeats(profile: Profile) -> tuple[int, int]:
+    """(warm-up, timed repeats) of the side-by-side timings in ``profile``: its ``timing`` section
+    (``Profile.lab``; enough repeats for a stable median), else ``DEFAULT_TIMING``."""
+    section = profile.lab("timing")
+    return int(section.get("warmup", DEFAULT_TIMING[0])), int(section.get("repeats", DEFAULT_TIMING[1]))
 
 
 def device_name(device: str | torch.device = "auto") -> str:

@@ -13,21 +13,44 @@
   white-box 64 positions), the search in bf16 (successes confirmed in fp32).
 * ``full``: the papers' settings (ResNet-18 / VGG-16, Adam 1e-3, 200 epochs;
   DE population 400 x 100 generations; 500 images; 5 seeds) for a GPU box.
+
+The labs' own sizes (Su et al.'s networks, the JPEG recovery, the survey grid, APR's inner attack, the timing
+repeats) are sections of the same profile (``Profile.lab``), so every size of a run is read here.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labkit.attacks.corner import CornerConfig
 from labkit.attacks.onepixel import DEConfig
+from labkit.cache import NOT_KEYED
 from labkit.precision import describe as describe_precision
 from labkit.train import TrainConfig
 
 #: What Lab 03's sweep of transformations may run (``Profile.sweep_suite``).
 SWEEP_SUITES = ("adaptive", "protocol", "de")
+#: The sections of ``Profile.labs``: which lab (or part shared by labs) each sizes, and the fields it may set.
+LAB_PARTS: dict[str, str] = {
+    "su": "Lab 02b: ``labkit.labs.su.SuConfig``'s fields",
+    "apr": "Labs 04-08: ``inner_positions``, the pixel positions of APR's and one-pixel AT's inner attack",
+    "timing": "Labs 03, 04, 07: ``warmup`` and ``repeats`` of every side-by-side timing",
+    "recovery": "Lab 09: ``labkit.labs.recovery.RecoveryConfig``'s fields",
+    "survey": "Labs 10-11: ``labkit.labs.survey.SurveyConfig``'s fields",
+}
+
+#: ``Profile.labs``' type: (part, ((field, value), ...)) pairs, sorted, so a profile stays frozen and hashable.
+LabSizes = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+
+
+def lab_sizes(**parts: dict[str, Any]) -> LabSizes:
+    """``Profile.labs`` from one dict of field values per part (keys of ``LAB_PARTS``)."""
+    unknown = sorted(set(parts) - set(LAB_PARTS))
+    if unknown:
+        raise ValueError(f"unknown lab parts {unknown}; choose among {sorted(LAB_PARTS)}")
+    return tuple(sorted((part, tuple(sorted(values.items()))) for part, values in parts.items()))
 
 
 @dataclass(frozen=True)
@@ -69,10 +92,26 @@ class Profile:
     sweep_suite: str = "adaptive"
     # Fields the defence labs (03-08) change, as (field, value) pairs (``for_defences``); () = none.
     defence_overrides: tuple[tuple[str, Any], ...] = ()
+    # The labs' own sizes, one section per part of ``LAB_PARTS`` (``lab_sizes``; read with ``lab``); a part left
+    # out runs at its lab's defaults (the paper's settings). Never hashed (``cache.NOT_KEYED``): the labs turn a
+    # section into the configs and settings their keys and records hold, so the sizes are checked there, and
+    # the records written before the sections moved here still match this profile. Left out of the repr too: a
+    # page that shows its profile shows what it showed before (the sections are read with ``lab``).
+    labs: LabSizes = field(default=(), repr=False, metadata=NOT_KEYED)
 
     def __post_init__(self) -> None:
         if self.sweep_suite not in SWEEP_SUITES:
             raise ValueError(f"sweep_suite must be one of {SWEEP_SUITES}, not {self.sweep_suite!r}")
+        unknown = sorted({part for part, _ in self.labs} - set(LAB_PARTS))
+        if unknown:
+            raise ValueError(f"unknown lab parts {unknown}; choose among {sorted(LAB_PARTS)}")
+
+    def lab(self, part: str) -> dict[str, Any]:
+        """The sizes of ``part`` (a key of ``LAB_PARTS``) in this profile, as field -> value; {} = the lab's
+        defaults. A fresh dict: changing it changes nothing here."""
+        if part not in LAB_PARTS:
+            raise ValueError(f"unknown lab part {part!r}; choose among {sorted(LAB_PARTS)}")
+        return dict(dict(self.labs).get(part, ()))
 
     def train_config(self, model: str | None = None, seed: int | None = None, **overrides: Any) -> TrainConfig:
         """The ``TrainConfig`` of this profile for ``model`` (default: the first of ``models``).
@@ -120,8 +159,8 @@ class Profile:
     def for_defences(self) -> Profile:
         """The profile of the defence labs (03-08): this one with ``defence_overrides`` applied.
 
-        Same name, so everything keyed by profile name (inner-attack positions, timing repeats) still applies;
-        the models the defence labs compare (undefended included) all share its training budget.
+        Same name and lab sections (``labs``: inner-attack positions, timing repeats); the models the defence labs
+        compare (undefended included) all share its training budget.
         """
         return replace(self, **dict(self.defence_overrides), defence_overrides=())
 
@@ -132,7 +171,15 @@ PROFILES: dict[str, Profile] = {
                      population=40, generations=4, pixels=(1, 3), seeds=(0,), corner=True, corner_queries=512,
                      # The suite's stronger DE at the same budget (margin loss only): smoke checks the code path,
                      # and 2x (720 queries) doubled Lab 03's smoke attack time for numbers that mean nothing.
-                     strong_scale=1, rs_queries=200, wb_positions=8),
+                     strong_scale=1, rs_queries=200, wb_positions=8,
+                     labs=lab_sizes(
+                         su=dict(epochs=1, train_size=512, eval_size=200, n_images=4, target_images=2,
+                                 target_pixels=(1,), population=16, generations=3),
+                         apr=dict(inner_positions=1), timing=dict(warmup=1, repeats=3),
+                         recovery=dict(n_images=12, n_sweep=6),
+                         survey=dict(epochs=1, train_size=2000, val_size=500, n_images=24, deepfool_steps=10,
+                                     cw_steps=20, swaps=20, at_epochs=1, at_size=500, timing_images=16,
+                                     examples=2))),
     "cpu": Profile(name="cpu", models=("small_cnn",), epochs=15, train_size=None, batch_size=128,
                    optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100, n_pairs=30,
                    population=200, generations=20, pixels=(1, 3, 5), seeds=(0,), corner=True, corner_queries=None,
@@ -145,11 +192,35 @@ PROFILES: dict[str, Profile] = {
                    # Fine-tune lr 0.01: a cross-entropy fine-tune keeps 85.7% (0.02: 85.0%; base 86.3%).
                    defence_overrides=(("finetune_epochs", 2), ("finetune_size", 10_000), ("finetune_lr", 0.01),
                                       ("n_attack", 200), ("population", 50),
-                                      ("generations", 8), ("corner_queries", 1024), ("sweep_suite", "de"))),
+                                      ("generations", 8), ("corner_queries", 1024), ("sweep_suite", "de")),
+                   labs=lab_sizes(
+                       # Lab 02b: what a 2-core laptop does in an evening: 3.0 hours of one thread, 88 minutes as two
+                       # 1-thread jobs (measured 2026-12-02 on the project's EPYC with native bf16: training 740 /
+                       # 883 / 655 s for allconv / NiN / VGG16, the untargeted attacks ~110-160 s per k, the
+                       # all-targets attacks 690-1,045 s per k; most targeted runs spend the whole budget): 6 epochs
+                       # on 10,000 images, 24 images untargeted, 12 toward every other class, and a DE budget of
+                       # 100 x 20 (2,100 queries, 1/19 of the paper's).
+                       su=dict(epochs=6, train_size=10_000, n_images=24, target_images=12, population=100,
+                               generations=20),
+                       # The paper does not state APR's inner attack. On this project's 2-core CPU (1,600 fp32
+                       # forwards/s) 16 queries already cost 1.2 s of a 2.3 s APR step (batch 128): 1 position
+                       # (8 queries).
+                       apr=dict(inner_positions=1),
+                       timing=dict(warmup=2, repeats=9),  # enough repeats for a stable median
+                       recovery=dict(n_images=300, n_sweep=100),
+                       # Labs 10-11: 8 epochs on 20,000 images (a laptop run: the survey's 20 on all), 300 test
+                       # images; the mixed adversarial fine-tune on 5,000 images (torchattacks' DeepFool loops over
+                       # images: ~0.1 s each on 1 thread).
+                       survey=dict(epochs=8, train_size=20_000, val_size=5000, n_images=300, swaps=100, at_epochs=2,
+                                   at_size=5000, timing_images=100))),
     "full": Profile(name="full", models=("resnet18", "vgg16"), epochs=200, train_size=None, batch_size=128,
                     optimizer="adam", lr=1e-3, schedule="cosine", eval_size=10000, n_attack=500, n_pairs=500,
                     population=400, generations=100, pixels=(1, 3, 5), seeds=(0, 1, 2, 3, 4), corner=True, corner_queries=None,
-                    rs_queries=10_000, wb_positions=1024),
+                    rs_queries=10_000, wb_positions=1024,
+                    # Su et al.'s networks and the survey at their papers' settings (their configs' defaults); the
+                    # JPEG paper's 1,000 and 200 images; APR's inner attack at OnePixelAT's default 8 positions.
+                    labs=lab_sizes(apr=dict(inner_positions=8), timing=dict(warmup=3, repeats=15),
+                                   recovery=dict(n_images=1000, n_sweep=200))),
 }
 
 

@@ -59,6 +59,7 @@ from labkit.defences import defended_key
 from labkit.evaluate import Entry, Evaluation, SuiteRows, Trained, device_name, train_suite
 from labkit.models import resolve_device
 from labkit.precision import describe, native_bf16
+from labkit.profiles import Profile
 from labkit.train import TrainConfig, TrainedModel, get_or_train, model_key
 
 #: Bumped when the layout of a record changes (2: replayable: full model histories, table kinds, non-finite
@@ -190,12 +191,14 @@ class LabRecord:
 
     Args:
         lab: the lab's name, e.g. ``"05_apr"`` (the notebook's stem).
-        profile: a ``labkit.profiles.Profile`` (recorded whole: it fixes every training and attack budget).
+        profile: the run's ``Profile`` (recorded whole but for its lab sections, which reach the record through
+            ``settings`` and the models' keys: it fixes every training and attack budget).
         root: the results folder (default ``results_root()``); the record is ``root/<profile>/<lab>.json``.
         mode: ``auto``, ``only`` or ``never`` (default ``replay_mode()``, i.e. ``$LABKIT_REPLAY``).
         split: the dataset split the recorded indices refer to, for rebuilding adversarial images on replay
             (an object with ``floats(indices)``; default: CIFAR-10's test split, loaded at the first replayed attack).
-        settings: the lab's own settings beyond the profile (a frozen dataclass, e.g. ``recovery.RecoveryConfig``):
+        settings: the lab's own settings beyond the profile (a frozen dataclass, e.g.
+            ``labs.recovery.RecoveryConfig``):
             recorded, and part of what a replayable record must match.
 
     Every recording method takes a step: a zero-argument callable (the heavy work) or a value already computed.
@@ -204,7 +207,7 @@ class LabRecord:
     verdict sentence from replayed rows) is returned as it is, so what a page derives follows the current code.
     """
 
-    def __init__(self, lab: str, profile: Any, root: Path | None = None, mode: str | None = None,
+    def __init__(self, lab: str, profile: Profile, root: Path | None = None, mode: str | None = None,
                  split: Any = None, settings: Any = None):
         self.path = Path(root or results_root()) / profile.name / f"{lab}.json"
         self.mode = mode or replay_mode()
@@ -363,7 +366,7 @@ class LabRecord:
         return self._stage("arrays", name, value)
 
     def variants(self, name: str, step: Step) -> dict[str, AttackedModel]:
-        """Record ``attention.gated_variants``' attacked models (Lab 08): each one's table and attack results (as
+        """Record ``labs.attention_maps.gated_variants``' attacked models (Lab 08): each one's table and attack results (as
         ``rows`` records an ``Evaluation``), its verified successes and its cache key; returns them (replaying:
         ``AttackedModel``s around ``NoWeights``, images and labels from the dataset)."""
         if self.replaying and not callable(step):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,7 @@ from torch import nn
 from labkit import apr, evaluate, report
 from labkit.apr import APRObjective, AttentionGate, apr_config, gate_of, input_gradient_penalty, jacobian_penalty
 from labkit.defences import OnePixelAT
+from labkit.profiles import get_profile, lab_sizes
 from labkit.train import TrainConfig, TrainContext, build_for_config
 
 
@@ -258,9 +261,10 @@ def test_full_objective_trains_end_to_end_under_bf16_autocast(batch, penalty: st
 # -- configs -------------------------------------------------------------------------------------------------------
 
 def test_variants_switch_off_exactly_one_component() -> None:
-    cfgs = {v: apr_config("smoke", v) for v in apr.VARIANTS}
+    smoke = get_profile("smoke")
+    cfgs = {v: apr_config(smoke, v) for v in apr.VARIANTS}
     full = cfgs["full"]
-    assert full.gate == "pixel" and full.objective == APRObjective(0.7, 0.01, True, apr.INNER_POSITIONS["smoke"])
+    assert full.gate == "pixel" and full.objective == APRObjective(0.7, 0.01, True, apr.inner_positions(smoke))
     assert gate_of(build_for_config(full)) is not None
     assert cfgs["no_attention"].gate == "none" and gate_of(build_for_config(cfgs["no_attention"])) is None
     assert cfgs["no_attention"].objective == full.objective
@@ -272,14 +276,14 @@ def test_variants_switch_off_exactly_one_component() -> None:
 
 
 def test_apr_config_arguments() -> None:
-    from labkit.profiles import get_profile
-
     cfg = apr_config(get_profile("cpu"), model="resnet18", seed=3, positions=5)
     assert (cfg.model, cfg.seed, cfg.objective.positions) == ("resnet18", 3, 5)
     with pytest.raises(ValueError, match="variant"):
-        apr_config("smoke", "no_gate")
-    with pytest.raises(ValueError, match="profile"):
-        apr_config("tiny")
+        apr_config(get_profile("smoke"), "no_gate")
+    # Without ``positions``, the profile's ``apr`` section says (OnePixelAT's default where it has none).
+    three = replace(get_profile("cpu"), labs=lab_sizes(apr=dict(inner_positions=3)))
+    assert apr_config(three).objective.positions == apr.inner_positions(three) == 3
+    assert apr_config(replace(three, labs=())).objective.positions == apr.DEFAULT_INNER_POSITIONS
 
 
 def test_training_through_the_cache(tiny_folder, monkeypatch) -> None:
@@ -302,42 +306,13 @@ def test_training_through_the_cache(tiny_folder, monkeypatch) -> None:
     assert torch.equal(gate_of(again.model).conv.weight, gate_of(trained.model).conv.weight)
 
 
-# -- lab helpers -----------------------------------------------------------------------------------------------------
+# -- the protocol on an APR suite ----------------------------------------------------------------------------------
 
-def test_suites_share_configs_where_they_should() -> None:
-    from labkit.profiles import get_profile
-
-    p = get_profile("smoke")
-    suite = {e.defence: e for e in apr.table1_suite(p)}
-    assert suite["IT (bit depth 5)"].config == suite["No defence"].config == suite["IT (JPEG q75)"].config
-    assert suite["APR"].config == apr_config(p) and suite["APR"].paper == "APR"
-    # One-pixel AT gets the same inner attack budget as APR: the comparison is about the rest of APR.
-    assert suite["AT (one-pixel)"].config.objective.positions == suite["APR"].config.objective.positions
-    ablation = apr.ablation_suite(p)
-    assert [e.defence for e in ablation] == list(apr.VARIANTS) and ablation[0].config == suite["APR"].config
-
-
-def test_time_training_runs_each_config_side_by_side(tiny_folder, monkeypatch) -> None:
-    from labkit import models
-
-    monkeypatch.setitem(models.REGISTRY, "tiny_test", lambda num_classes=10, in_channels=3: nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes)))
-    base = TrainConfig(model="tiny_test", batch_size=8)
-    configs = {"undefended": base, "APR full": TrainConfig(model="tiny_test", batch_size=8, gate="pixel",
-                                                            objective=APRObjective(positions=1))}
-    rows = apr.time_training(configs, device="cpu", warmup=1, repeats=2)
-    assert [(r["repeat"], r["config"]) for r in rows] == [(0, "undefended"), (0, "APR full"), (1, "undefended"),
-                                                          (1, "APR full")]
-    assert all(r["seconds"] > 0 for r in rows)
-    assert all((r["inner_attack"] > 0) == (r["config"] == "APR full") for r in rows)
 
 
 def test_lab_pipeline_end_to_end_on_tiny_data(tiny_folder, monkeypatch) -> None:
     """train_suite -> evaluate_suite (the adaptive suite) -> seed_table -> verdict, on a tiny model and budget."""
     from labkit import models
-    from dataclasses import replace
-
-    from labkit.profiles import get_profile
 
     monkeypatch.setitem(models.REGISTRY, "colour_mlp", lambda num_classes=10, in_channels=3: nn.Sequential(
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, num_classes)))

@@ -90,3 +90,17 @@ def test_a_field_added_later_stays_out_of_the_key_while_default():
     assert config_key(Before_()) == config_key(Before())
     assert config_key(Before_(extra="new")) != config_key(Before())
     assert canonical(Before_(extra="new"))["extra"] == "new"
+
+
+def test_a_not_keyed_field_never_enters_the_key():
+    import dataclasses
+
+    from labkit.cache import NOT_KEYED
+
+    @dataclasses.dataclass(frozen=True)
+    class Sized:
+        x: int = 1
+        sizes: tuple = dataclasses.field(default=(), metadata=NOT_KEYED)
+
+    assert canonical(Sized(sizes=(("a", 1),))) == canonical(Sized()) == {"__type__": "Sized", "x": 1}
+    assert config_key(Sized(x=2, sizes=(("a", 1),))) == config_key(Sized(x=2)) != config_key(Sized())

@@ -65,12 +65,13 @@ def test_smoke_and_full_defence_models_train_from_scratch():
 
 
 def test_cpu_defence_models_are_fine_tuned_from_the_lab_01_model():
-    from labkit import apr, defences
+    from labkit import defences
+    from labkit.labs import apr_paper
 
     cpu, d = PROFILES["cpu"], PROFILES["cpu"].for_defences()
     base = cpu.train_config()
     assert base.init is None and base.train_size is None and base.epochs == 15  # Labs 01-02's model, all images
-    configs = [e.config for e in apr.table1_suite(d) + apr.ablation_suite(d)]
+    configs = [e.config for e in apr_paper.table1_suite(d) + apr_paper.ablation_suite(d)]
     configs += [c.objective.teacher for c in configs if isinstance(c.objective, defences.Distillation)]
     assert len({model_key(c) for c in configs}) == 9  # 4 of Table 1 + teacher + APR's 4 variants
     for cfg in configs:
@@ -93,3 +94,61 @@ def test_describe_says_how_models_are_trained_and_in_what_precision():
     assert "fine-tuned from the 15-epoch model" in line and f"{cpu.finetune_epochs} epochs" in line
     assert "precision: auto -> " in line
     assert "trained from scratch" in PROFILES["smoke"].describe()
+
+
+def test_every_lab_section_is_known_and_read_fresh():
+    from labkit.profiles import LAB_PARTS, Profile, lab_sizes
+
+    for profile in PROFILES.values():
+        assert {part for part, _ in profile.labs} <= set(LAB_PARTS)
+        assert profile.for_defences().labs == profile.labs  # the defence labs keep the lab sections
+        section = profile.lab("timing")
+        section["repeats"] = -1  # a copy: the profile is unchanged
+        assert profile.lab("timing")["repeats"] > 0
+    assert replace(PROFILES["cpu"], labs=()).lab("su") == {}  # no section: the lab's defaults
+    with pytest.raises(ValueError, match="lab part"):
+        PROFILES["cpu"].lab("09")
+    with pytest.raises(ValueError, match="lab parts"):
+        lab_sizes(jpeg=dict(n_images=1))
+    with pytest.raises(ValueError, match="lab parts"):
+        replace(PROFILES["cpu"], labs=(("jpeg", ()),))
+    assert isinstance(hash(PROFILES["cpu"]), int) and isinstance(PROFILES["cpu"], Profile)  # still frozen
+
+
+def test_lab_sections_leave_the_recorded_profile_as_the_committed_records_hold_it():
+    # Records keep the Profile (``jsonable``) and replay only when it matches: the sections must not enter it, or
+    # every committed record would be stale. Each committed record holds the cpu profile or its defence labs' one.
+    import json
+    from pathlib import Path
+
+    from labkit.records import jsonable
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "cpu"
+    cpu = PROFILES["cpu"]
+    assert "labs" not in jsonable(cpu) and jsonable(replace(cpu, labs=())) == jsonable(cpu)
+    configs = [json.loads(p.read_text())["config"] for p in sorted(folder.glob("*.json"))]
+    assert configs and all(c in (jsonable(cpu), jsonable(cpu.for_defences())) for c in configs)
+
+
+def test_the_labs_settings_are_the_committed_records_ones():
+    # Lab 02b, 09, 10 and 11 record the settings they build from their section: what the sizes moved to
+    # ``Profile.labs`` build is what the committed records hold.
+    import json
+    from pathlib import Path
+
+    from labkit.labs import recovery, su, survey
+    from labkit.records import jsonable
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "cpu"
+    cpu = PROFILES["cpu"]
+    built = {"02b_su_networks": su.su_config(cpu), "09_jpeg_recovery": recovery.recovery_config(cpu),
+             "10_survey_attacks": replace(survey.survey_config(cpu), datasets=("fashion-mnist", "cifar10")),
+             "11_survey_defences": replace(survey.survey_config(cpu), datasets=("fashion-mnist", "cifar10"))}
+    for lab, settings in built.items():
+        assert json.loads((folder / f"{lab}.json").read_text())["settings"] == jsonable(settings), lab
+
+
+def test_lab_sections_stay_out_of_the_profiles_repr():
+    # Labs display their profile (Lab 05 shows ``P``): the sections moved here must not change what a page shows.
+    cpu = PROFILES["cpu"]
+    assert repr(cpu) == repr(replace(cpu, labs=())) and "labs=" not in repr(cpu)

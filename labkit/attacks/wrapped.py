@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from labkit.attacks._rng import mix
 from labkit.attacks.base import (Attack, AttackResult, attack_keys, check_inputs, default_chunk_size, make_result,
                                  model_device)
+from labkit.attacks.pixel_swap import PixelSwap
 from labkit.precision import check_precision
 
 PIXEL_MAPPINGS = ("random", "similarity", "similarity_random", "distance", "distance_random")
@@ -422,10 +423,8 @@ def survey_attack(name: str, model: nn.Module, *, eps: float, steps: int, deepfo
                   swaps: int) -> Attack:
     """The survey's attack ``name`` (one of ``SURVEY_ATTACKS``) on ``model`` at these budgets: MI-FGSM with radius
     ``eps`` in ``steps`` steps of eps / steps, DeepFool (overshoot 0.02), CW-L2 (c = 1, kappa = 0, lr 0.01) and the
-    plain pixel swap. Shared by the grid (``labkit.survey``) and the adversarial training on it
+    plain pixel swap. Shared by the grid (``labkit.labs.survey``) and the adversarial training on it
     (``labkit.defences.MixedAT``), so both run the same attacks."""
-    from labkit.attacks.pixel_swap import PixelSwap
-
     if name == "MI-FGSM":
         return MIFGSM(model, eps=eps, alpha=eps / steps, steps=steps)
     if name == "DeepFool":

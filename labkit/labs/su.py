@@ -1,4 +1,4 @@
-"""Su et al.'s CIFAR-10 study on their own three networks (Lab 02b): All-CNN-C, Network in Network and VGG16.
+"""Lab 02b: Su et al.'s CIFAR-10 study on their own three networks: All-CNN-C, Network in Network and VGG16.
 
 Su, Vargas & Sakurai attack 500 CIFAR-10 test images on each network with differential evolution (population 400,
 100 generations, F = 0.5) changing 1, 3 or 5 pixels, untargeted and targeted toward each of the 9 other classes.
@@ -29,7 +29,11 @@ from labkit._checks import check_int
 from labkit.attacks import AttackResult, DEConfig, OnePixel
 from labkit.evaluate import all_targets as target_pairs
 from labkit.evaluate import run_attack, verify
+from labkit.profiles import Profile
 from labkit.train import TrainConfig, TrainedModel
+
+#: The lab's section of ``Profile.labs`` (its sizes per profile live in ``labkit.profiles``).
+PART = "su"
 
 #: Su et al.'s three CIFAR-10 networks (``labkit.models`` names) and the names their tables use.
 NETWORKS = {"allconv": "AllConv", "nin": "NiN", "vgg16": "VGG16"}
@@ -70,23 +74,9 @@ class SuConfig:
         return (self.population, self.generations) == PAPER_BUDGET
 
 
-#: Per profile. ``cpu`` is what a 2-core laptop does in an evening: 3.0 hours of one thread, 88 minutes as two 1-thread
-#: jobs (measured 2026-12-02 on the project's EPYC with native bf16: training 740 / 883 / 655 s for allconv / NiN /
-#: VGG16, the untargeted attacks ~110-160 s per k, the all-targets attacks 690-1,045 s per k; most targeted runs
-#: spend the whole budget): 6 epochs on 10,000 images, 24 images untargeted, 12 toward every other class, and a DE
-#: budget of 100 x 20 (2,100 queries, 1/19 of the paper's). ``full`` is the paper's setting (a GPU run).
-SIZES: dict[str, SuConfig] = {
-    "smoke": SuConfig(epochs=1, train_size=512, eval_size=200, n_images=4, target_images=2, target_pixels=(1,), population=16,
-                      generations=3),
-    "cpu": SuConfig(epochs=6, train_size=10_000, n_images=24, target_images=12, population=100,
-                    generations=20),
-    "full": SuConfig(),
-}
-
-
-def su_config(profile: Any) -> SuConfig:
-    """The sizes of ``profile`` (a ``labkit.profiles.Profile``, or its name)."""
-    return SIZES[getattr(profile, "name", profile)]
+def su_config(profile: Profile) -> SuConfig:
+    """The sizes of ``profile``: its ``su`` section (``Profile.lab``; none = the paper's settings)."""
+    return SuConfig(**profile.lab(PART))
 
 
 def train_config(network: str, cfg: SuConfig) -> TrainConfig:

@@ -1,4 +1,4 @@
-"""The survey's attack x defence grid (Labs 10-11): four attacks, four defences, macro-F1 and time, per dataset.
+"""Labs 10-11: the survey's attack x defence grid: four attacks, four defences, macro-F1 and time, per dataset.
 
 The WPI study (``labkit.papers.SURVEY``) trains a small CNN on MNIST, CIFAR-10 and GTSRB, attacks it with
 iterative FGSM with momentum, DeepFool, Carlini-Wagner L2 and its own pixel swap, and defends it with
@@ -34,8 +34,12 @@ from labkit._checks import check_int, check_positive
 from labkit.attacks import SURVEY_ATTACKS, AttackResult, survey_attack
 from labkit.data import available, first_n, load_dataset, predict
 from labkit.defences import GaussianSmoothing, GradientMasking, MixedAT, defended, defended_key, distillation_config
-from labkit.evaluate import perturbation_norms, probabilities, run_attack
+from labkit.evaluate import perturbation_norms, probabilities, run_attack, time_inference
+from labkit.profiles import Profile
 from labkit.train import TrainConfig, TrainedModel
+
+#: The labs' section of ``Profile.labs`` (their sizes per profile live in ``labkit.profiles``).
+PART = "survey"
 
 #: The survey's four attacks, in its order (labkit names).
 ATTACKS = SURVEY_ATTACKS
@@ -78,17 +82,6 @@ class SurveyConfig:
             check_positive(name, getattr(self, name))
 
 
-#: Per profile. ``cpu``: 8 epochs on 20,000 images (a laptop run: the survey's 20 on all), 300 test images; the
-#: mixed adversarial fine-tune on 5,000 images (torchattacks' DeepFool loops over images: ~0.1 s each on 1 thread).
-SIZES: dict[str, SurveyConfig] = {
-    "smoke": SurveyConfig(epochs=1, train_size=2000, val_size=500, n_images=24, deepfool_steps=10, cw_steps=20,
-                          swaps=20, at_epochs=1, at_size=500, timing_images=16, examples=2),
-    "cpu": SurveyConfig(epochs=8, train_size=20_000, val_size=5000, n_images=300, swaps=100,
-                        at_epochs=2, at_size=5000, timing_images=100),
-    "full": SurveyConfig(),
-}
-
-
 def datasets_here() -> tuple[str, ...]:
     """The datasets this machine can measure: MNIST digits where a copy is configured, else Fashion-MNIST (Debian's
     package; it stands in for the survey's MNIST), CIFAR-10, and GTSRB where ``LABKIT_GTSRB`` is set."""
@@ -96,9 +89,10 @@ def datasets_here() -> tuple[str, ...]:
     return (digits, "cifar10") + (("gtsrb",) if available("gtsrb") else ())
 
 
-def survey_config(profile: Any) -> SurveyConfig:
-    """The profile's sizes, over the datasets this machine has (part of the settings a record must match)."""
-    return replace(SIZES[profile.name], datasets=datasets_here())
+def survey_config(profile: Profile) -> SurveyConfig:
+    """The profile's sizes (its ``survey`` section, ``Profile.lab``; none = the survey's settings), over the
+    datasets this machine has (part of the settings a record must match)."""
+    return SurveyConfig(**{**profile.lab(PART), "datasets": datasets_here()})
 
 
 def train_config(dataset: str, cfg: SurveyConfig, **overrides: Any) -> TrainConfig:
@@ -253,8 +247,6 @@ def timing(pipes: dict[str, Pipeline], split: Any, idx: Tensor, cfg: SurveyConfi
     pipeline's prediction (``evaluate.time_inference``: batches of 100, median of repeats) and each plain
     attack's own run on it (one run, after a two-image warm-up). The survey's "prediction time" appears to add
     the two; both are kept apart here, with their sum."""
-    from labkit.evaluate import time_inference
-
     idx = idx[:cfg.timing_images]
     images, labels = split.floats(idx), split.labels[idx]
     predict_s = time_inference({d: pipes[d].model for d in defences}, images)

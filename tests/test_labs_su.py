@@ -7,13 +7,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from labkit import claims, papers, report, su
+from labkit import claims, papers, report
 from labkit.attacks import AttackResult
 from labkit.data import Split
+from labkit.labs import su
 from labkit.profiles import get_profile
 from tests.conftest import PixelTrigger
 
-CFG = replace(su.SIZES["smoke"], n_images=3, target_images=2, population=60, generations=60)  # finds PixelTrigger's pixel
+CFG = replace(su.su_config(get_profile("smoke")), n_images=3, target_images=2, population=60, generations=60)  # finds PixelTrigger's pixel
 
 
 class Trained:  # what ``su.untargeted`` / ``su.all_targets`` read of a TrainedModel
@@ -45,7 +46,7 @@ def test_each_profile_trains_the_three_networks_and_only_full_runs_the_papers_bu
         assert [su.train_config(n, cfg).model for n in cfg.networks] == ["allconv", "nin", "vgg16"]
         assert cfg.paper_budget == (name == "full")
         assert su.de_config(cfg, 3, targeted=True).pixels == 3 and su.de_config(cfg, 1).targeted is False
-    full = su.su_config("full")
+    full = su.su_config(get_profile("full"))
     assert (full.n_images, full.pixels, full.target_pixels) == (500, (1, 3, 5), (1, 3, 5))  # the paper's protocol
 
 

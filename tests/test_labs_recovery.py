@@ -1,4 +1,4 @@
-"""labkit.recovery (Lab 09): FGSM, JPEG, the targeted one-pixel "recovery" and its controls; report's Table I."""
+"""labkit.labs.recovery (Lab 09): FGSM, JPEG, the targeted one-pixel "recovery" and its controls; report's Table I."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from labkit import claims, papers, recovery, report
+from labkit import claims, papers, report
 from labkit.attacks import DEConfig
 from labkit.data import predict
+from labkit.labs import recovery
+from labkit.profiles import PROFILES
 
 from conftest import PixelTrigger
 
@@ -134,4 +136,7 @@ def test_config_checks():
         recovery.RecoveryConfig(n_images=5, n_sweep=6)
     with pytest.raises(ValueError, match="Table I"):
         recovery.RecoveryConfig(qualities=(10, 30), table=(20,))
-    assert recovery.recovery_config(_Profile("cpu")).n_images == recovery.SIZES["cpu"][0]
+    cpu = recovery.recovery_config(PROFILES["cpu"])  # the profile's section reaches the config
+    assert (cpu.n_images, cpu.n_sweep) == tuple(PROFILES["cpu"].lab("recovery")[k] for k in ("n_images", "n_sweep"))
+    full = recovery.recovery_config(PROFILES["full"])
+    assert (full.n_images, full.n_sweep) == (1000, 200)  # the JPEG paper's sizes

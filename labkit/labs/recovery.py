@@ -1,4 +1,4 @@
-"""JPEG compression against FGSM, and the "targeted one-pixel class recovery" of the JPEG paper (Lab 09).
+"""Lab 09: JPEG compression against FGSM, and the "targeted one-pixel class recovery" of the JPEG paper.
 
 The paper's pipeline: FGSM (L-infinity, eps = 0.02) fools the classifier; JPEG compression at quality q undoes
 part of it; on the images still misclassified after JPEG, a *targeted* one-pixel attack (DE) toward the *true*
@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +36,10 @@ from labkit.cache import config_key
 from labkit.data import predict
 from labkit.defences import JPEG, defended
 from labkit.evaluate import probabilities, run_attack, verify
+from labkit.profiles import Profile
+
+#: The lab's section of ``Profile.labs`` (its sizes per profile live in ``labkit.profiles``).
+PART = "recovery"
 
 #: FGSM's L-infinity radius in [0, 1] pixel units (the paper's eps = 0.02).
 EPS = 0.02
@@ -44,8 +47,6 @@ EPS = 0.02
 QUALITIES = tuple(range(10, 101, 10))
 #: The qualities of the paper's Table I.
 TABLE_QUALITIES = (20, 40)
-#: Images per profile: (Table I and the q sweeps, the recovery sweep of Fig. 7). The paper: 1,000 and 200.
-SIZES = {"smoke": (12, 6), "cpu": (300, 100), "full": (1000, 200)}
 #: The recovery targets, in the order the lab shows them (see the module docstring).
 TARGETS = ("oracle", "random", "runner_up")
 
@@ -75,10 +76,10 @@ class RecoveryConfig:
             check_int("quality", q, 1, 100)
 
 
-def recovery_config(profile: Any) -> RecoveryConfig:
-    """The profile's Lab 09 sizes (``SIZES``; the paper's in ``full``)."""
-    n_images, n_sweep = SIZES[profile.name]
-    return RecoveryConfig(n_images=n_images, n_sweep=n_sweep)
+def recovery_config(profile: Profile) -> RecoveryConfig:
+    """The profile's Lab 09 sizes: its ``recovery`` section (``Profile.lab``; the paper's 1,000 and 200
+    images in ``full``, and where a profile has none)."""
+    return RecoveryConfig(**profile.lab(PART))
 
 
 def source_key(model_key: str, eps: float, quality: int) -> str:
@@ -157,7 +158,7 @@ def runner_up(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def recover(model: nn.Module, model_key: str, compressed: Tensor, labels: Tensor, indices: Tensor,
-            profile: Any, quality: int, cfg: RecoveryConfig, targets: Sequence[str] = TARGETS,
+            profile: Profile, quality: int, cfg: RecoveryConfig, targets: Sequence[str] = TARGETS,
             progress: bool = True) -> dict[str, Tensor]:
     """The recovery step at one quality, every target kind of ``targets`` (see the module docstring).
 
@@ -206,7 +207,7 @@ def sweeps(model: nn.Module, clean: Tensor, labels: Tensor, cfg: RecoveryConfig)
     return {"fgsm": wrong(model, adversarial, labels), "clean": swept["clean"], "jpeg": swept["fgsm"]}
 
 
-def table(model: nn.Module, model_key: str, clean: Tensor, labels: Tensor, indices: Tensor, profile: Any,
+def table(model: nn.Module, model_key: str, clean: Tensor, labels: Tensor, indices: Tensor, profile: Profile,
           cfg: RecoveryConfig, examples: int = 4, progress: bool = True) -> dict[str, Tensor]:
     """Table I: at every quality of ``cfg.table``, ``recover`` on the FGSM images after JPEG, every target kind;
     keys ``q<quality>/<recover's key>``. Also ``examples``: (k, 4, C, H, W) uint8, for up to ``examples`` images
@@ -224,7 +225,7 @@ def table(model: nn.Module, model_key: str, clean: Tensor, labels: Tensor, indic
 
 
 def _examples(model: nn.Module, model_key: str, clean: Tensor, adversarial: Tensor, compressed: Tensor,
-              labels: Tensor, indices: Tensor, profile: Any, quality: int, cfg: RecoveryConfig, success: Tensor,
+              labels: Tensor, indices: Tensor, profile: Profile, quality: int, cfg: RecoveryConfig, success: Tensor,
               k: int) -> Tensor:
     rows = success.nonzero().squeeze(1)[:k]
     if not len(rows):
@@ -237,7 +238,7 @@ def _examples(model: nn.Module, model_key: str, clean: Tensor, adversarial: Tens
     return (stages * 255).round().to(torch.uint8)
 
 
-def recovery_sweep(model: nn.Module, model_key: str, clean: Tensor, labels: Tensor, indices: Tensor, profile: Any,
+def recovery_sweep(model: nn.Module, model_key: str, clean: Tensor, labels: Tensor, indices: Tensor, profile: Profile,
                    cfg: RecoveryConfig, progress: bool = True) -> dict[str, Tensor]:
     """Fig. 7: on the first ``cfg.n_sweep`` images, at every quality, JPEG then the oracle recovery: ``"wrong"``
     (Q, n) bool misclassified after JPEG, ``"recovered"`` (Q, n) bool the recovery pixel reached the true class."""
@@ -252,7 +253,7 @@ def recovery_sweep(model: nn.Module, model_key: str, clean: Tensor, labels: Tens
     return {"wrong": torch.stack(wrong_q), "recovered": torch.stack(recovered)}
 
 
-def timing(model: nn.Module, clean: Tensor, labels: Tensor, profile: Any, cfg: RecoveryConfig,
+def timing(model: nn.Module, clean: Tensor, labels: Tensor, profile: Profile, cfg: RecoveryConfig,
            n: int = 16) -> dict[str, float]:
     """Cost per image, measured now (never from the cache), one step after the other on the same images: FGSM,
     JPEG at ``cfg.table[0]`` (batched, all images), and the oracle recovery attack on up to ``n`` of the images

@@ -8,12 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import report, stats, survey
+from labkit import report, stats
 from labkit.data import Split
 from labkit.defences import GaussianSmoothing, defended
+from labkit.labs import survey
+from labkit.profiles import PROFILES
 from labkit.train import TrainConfig
 
-CFG = replace(survey.SIZES["smoke"], n_images=12, steps=3, deepfool_steps=3, cw_steps=5, swaps=6, timing_images=4)
+CFG = replace(survey.SurveyConfig(**PROFILES["smoke"].lab("survey")), n_images=12, steps=3, deepfool_steps=3, cw_steps=5, swaps=6, timing_images=4)
 
 
 def tiny(seed: int = 0, channels: int = 1) -> nn.Module:
@@ -50,7 +52,7 @@ def test_the_datasets_follow_the_local_copies(tmp_path, tmp_cache, monkeypatch) 
     monkeypatch.setenv("LABKIT_MNIST", str(tmp_path / "digits"))
     monkeypatch.setenv("LABKIT_GTSRB", str(tmp_path))
     assert survey.datasets_here() == ("mnist", "cifar10", "gtsrb")
-    assert survey.survey_config(type("P", (), {"name": "cpu"})()).datasets == ("mnist", "cifar10", "gtsrb")
+    assert survey.survey_config(PROFILES["cpu"]).datasets == ("mnist", "cifar10", "gtsrb")
 
 
 def test_training_configs_hold_out_validation_and_share_the_undefended_start() -> None:

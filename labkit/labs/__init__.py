@@ -1,0 +1,17 @@
+"""The labs: one module per lab (or group of labs), holding what that lab runs.
+
+A lab's module holds its plan (which models, which images, which attacks), its settings (sizes per profile are
+read from the profile's section for it, ``labkit.profiles.Profile.lab``) and its own tables. What labs share stays
+outside: methods (``labkit.attacks``, ``labkit.defences``, ``labkit.apr``, ``labkit.models``, ``labkit.train``),
+measurement (``labkit.evaluate``), statistics (``labkit.stats``), storage (``labkit.cache``, ``labkit.records``)
+and presentation (``labkit.plotting``, ``labkit.widgets``, ``labkit.report``). Nothing outside this package
+imports it; a notebook imports its lab's module.
+
+* ``su``: Lab 02b, Su et al.'s study on their own three networks.
+* ``defence_baselines``: Labs 03-04, the replayed-vs-re-run table of the input transformations and the
+  gradient diagnostics of the training-time defences.
+* ``apr_paper``: Labs 05-07, the suites of the APR paper's Tables 1 and 3 and the overhead timings.
+* ``attention_maps``: Lab 08, the gated APR variants attacked, and the explorer's images and figures.
+* ``recovery``: Lab 09, JPEG against FGSM and the one-pixel "class recovery".
+* ``survey``: Labs 10-11, the survey's attack x defence grid.
+"""

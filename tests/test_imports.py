@@ -1,0 +1,168 @@
+"""labkit's import graph: no cycle, methods apart from evaluation and reporting, local imports explained.
+
+The graph is read from the source with ``ast`` (nothing is imported): one node per module of ``labkit/``, one
+edge per ``import`` of another labkit module, wherever it stands: at module level, under ``if TYPE_CHECKING``, or
+inside a function (a function-level import is a dependency all the same, only a later one).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "labkit"
+#: The method layers (``../shared/DESIGN.md``): what they may never reach, directly or through another module.
+METHODS = ("labkit.apr", "labkit.defences", "labkit.attacks")
+#: Evaluation, storage of results, reporting and the labs: above the methods.
+ABOVE_METHODS = ("labkit.evaluate", "labkit.records", "labkit.report", "labkit.labs", "labkit.claims")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def imported(node: ast.Import | ast.ImportFrom, module: str) -> Iterator[str]:
+    """The labkit modules one import statement of ``module`` loads (a name of a package that is a submodule
+    counts as that submodule; any other name as the package it comes from)."""
+    if isinstance(node, ast.Import):
+        targets = [a.name for a in node.names]
+    else:
+        base = node.module or ""
+        if node.level:  # relative: from the importing module's package
+            package = module.split(".") if MODULES[module].name == "__init__.py" else module.split(".")[:-1]
+            base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+        targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+    for target in targets:
+        while target and target not in MODULES:  # ``import labkit.x.y`` of a name inside a module: its module
+            target = target.rpartition(".")[0]
+        if target and target != module:
+            yield target
+
+
+def imports_of(module: str) -> list[tuple[ast.Import | ast.ImportFrom, bool, str]]:
+    """(statement, at function level, imported module) for every labkit import of ``module``."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    out = []
+
+    def walk(node: ast.AST, local: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                out.extend((child, local, target) for target in imported(child, module))
+            walk(child, local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    walk(tree, False)
+    return out
+
+
+GRAPH = {m: sorted({t for _, _, t in imports_of(m)}) for m in MODULES}
+
+
+def reachable(start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in GRAPH[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def cycles() -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted: the import circles."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in GRAPH[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in GRAPH:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_graph_sees_every_kind_of_import() -> None:
+    # The three places an import of another labkit module stands, each seen (so the checks below can fail).
+    assert "labkit.defences" in GRAPH["labkit.evaluate"]  # inside a function (train_suite)
+    assert "labkit.profiles" in GRAPH["labkit.evaluate"]  # under ``if TYPE_CHECKING``
+    assert "labkit.attacks.base" in GRAPH["labkit.records"]  # at module level
+    assert "labkit.labs.apr_paper" in GRAPH["labkit.labs.attention_maps"]
+    assert "labkit.attacks" in GRAPH["labkit.defences"] and "labkit.attacks.onepixel" in GRAPH["labkit.attacks"]
+
+
+def test_labkit_has_no_import_cycle() -> None:
+    assert cycles() == []
+
+
+def test_a_cycle_would_be_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(GRAPH, "labkit.train", [*GRAPH["labkit.train"], "labkit.evaluate"])
+    monkeypatch.setitem(GRAPH, "labkit.evaluate", [*GRAPH["labkit.evaluate"], "labkit.train"])
+    assert any({"labkit.evaluate", "labkit.train"} <= set(c) for c in cycles())
+
+
+@pytest.mark.parametrize("method", [m for m in MODULES if under(m, METHODS)])
+def test_methods_reach_no_evaluation_reporting_or_lab(method: str) -> None:
+    reached = sorted(m for m in reachable(method) if under(m, ABOVE_METHODS))
+    assert reached == [], f"{method} imports (directly or through another module) {reached}"
+
+
+def test_nothing_outside_the_labs_imports_them() -> None:
+    # A lab's module is the top of the stack: a notebook imports it, no method, measurement or storage does.
+    outside = {m: [t for t in GRAPH[m] if under(t, ("labkit.labs",))] for m in MODULES
+               if not under(m, ("labkit.labs",))}
+    assert {m: t for m, t in outside.items() if t} == {}
+
+
+def explained(lines: list[str], lineno: int) -> bool:
+    """Whether the import on line ``lineno`` (1-based) carries a comment: on its own line, or on the line above the
+    run of import lines it belongs to."""
+    if "#" in lines[lineno - 1]:
+        return True
+    i = lineno - 2
+    while i >= 0 and lines[i].strip().startswith(("from ", "import ")):
+        i -= 1
+    return i >= 0 and lines[i].strip().startswith("#")
+
+
+def test_every_function_level_labkit_import_says_why() -> None:
+    bare = []
+    for module, path in MODULES.items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        bare += [f"{module}:{node.lineno}" for node, local, _ in imports_of(module)
+                 if local and not explained(lines, node.lineno)]
+    assert bare == [], f"function-level labkit imports without a comment saying why: {bare}"
+
+
+def test_explained_reads_the_comment_above_a_run_of_imports() -> None:
+    lines = ["def f():", "    # kept local: why", "    from labkit import a", "    from labkit import b", "",
+             "def g():", "    x = 1", "    from labkit import c", "    from labkit import d  # why"]
+    assert explained(lines, 3) and explained(lines, 4) and not explained(lines, 8) and explained(lines, 9)
