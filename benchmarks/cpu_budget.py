@@ -37,6 +37,7 @@ import torch
 
 from attack_speed import forward_throughput  # the same measurement as the attack benchmark, beside this script
 from labkit import apr, defences
+from labkit.labs import apr_paper
 from labkit.attacks.base import default_chunk_size
 from labkit.data import first_n, load_cifar10
 from labkit.models import build_model
@@ -59,7 +60,7 @@ class UntrainedTeacherDistillation(defences.Distillation):
 def objectives(prof: Profile) -> dict[str, TrainConfig]:
     """The training configs of the defence labs, one per distinct step cost, by label."""
     base = prof.train_config()
-    inner = apr.INNER_POSITIONS.get(prof.name, 8)
+    inner = apr.inner_positions(prof)
     student = defences.distillation_config(base, 20.0)
     teacher = student.objective.teacher
     return {"cross-entropy": base,
@@ -73,7 +74,7 @@ def objectives(prof: Profile) -> dict[str, TrainConfig]:
 
 def step_costs(prof: Profile, repeats: int) -> dict[str, float]:
     """Median seconds per training step of each config of ``objectives`` (side by side)."""
-    rows = apr.time_training(objectives(prof), "cpu", warmup=1, repeats=repeats)
+    rows = apr_paper.time_training(objectives(prof), "cpu", warmup=1, repeats=repeats)
     return {c: statistics.median(r["seconds"] for r in rows if r["config"] == c)
             for c in dict.fromkeys(r["config"] for r in rows)}
 

@@ -415,7 +415,7 @@ def training_table(trained: list[Any], teachers: dict[str, float] | None = None,
     ``trained``: ``labkit.evaluate.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
     ``train_seconds``); ``teachers``: ``teacher_seconds(trained)``, a distilled model's cost including its teacher's
     run (required when ``trained`` has one). The runs were timed whenever they were trained, so machine load enters
-    the ratio; ``labkit.apr.time_training`` measures steps side by side.
+    the ratio; ``labkit.labs.apr_paper.time_training`` measures steps side by side.
     """
     rows = []
     for t in trained:
@@ -439,7 +439,7 @@ def overhead_table(train_rows: list[dict[str, Any]], inference: dict[str, float]
                    model: str | None = None) -> list[dict[str, Any]]:
     """Medians per config and their increase over ``reference``, in percent.
 
-    ``train_rows``: from ``labkit.apr.time_training``; ``inference``: seconds per image by config (e.g. from
+    ``train_rows``: from ``labkit.labs.apr_paper.time_training``; ``inference``: seconds per image by config (e.g. from
     ``labkit.evaluate.time_inference``). Columns: (model,) config, train_ms (per step), train_increase_pct,
     train_increase_lo/hi (the range over repeats of the per-repeat increase: configs run side by side in
     every repeat), inner_attack_ms, inner_attack_share_pct (of the training-time increase), infer_us (per
@@ -710,7 +710,7 @@ def recovery_rows(sweep: dict[str, Tensor], table: dict[str, Tensor], labels: Te
     number beside each, where it has one); then how often one pixel reaches its target on the images misclassified
     after JPEG: the true class (oracle) and a random wrong class (the control), on the same images.
 
-    ``sweep``: ``labkit.recovery.sweeps``; ``table``: ``labkit.recovery.table``; ``labels``/``image_ids``: (N,).
+    ``sweep``: ``labkit.labs.recovery.sweeps``; ``table``: ``labkit.labs.recovery.table``; ``labels``/``image_ids``: (N,).
     """
     rows = [_stage_row(None, STAGE_FGSM, sweep["fgsm"], image_ids, papers.JPEG2023_FGSM)]
     for q in qualities:
@@ -798,7 +798,7 @@ def _f1_of(row: dict[str, Any], pred: str = "adv_pred") -> tuple[float, float, f
 
 
 def survey_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``labkit.survey.grid`` rows for display: macro-F1 before and after the attack (95% bootstrap interval over
+    """``labkit.labs.survey.grid`` rows for display: macro-F1 before and after the attack (95% bootstrap interval over
     images), accuracy, attack success over the correctly classified images (Wilson), median perturbation sizes of
     the successes, and the survey's F1 beside the undefended model's plain rows (its dataset in brackets)."""
     out = []
@@ -842,7 +842,7 @@ def survey_f1_verdicts(rows: list[dict[str, Any]]) -> list[tuple[str, Verdict]]:
     return out
 
 
-#: The attackers of Lab 11's grid: the survey's own, and the one who knows the defence (``labkit.survey.ATTACKERS``).
+#: The attackers of Lab 11's grid: the survey's own, and the one who knows the defence (``labkit.labs.survey.ATTACKERS``).
 SURVEY_ATTACKERS = ("plain", "knows the defence")
 
 
@@ -978,7 +978,7 @@ def survey_f1_series(rows: list[dict[str, Any]], attacks: Sequence[str] = ("MI-F
 
 def survey_examples(ex: dict[str, Tensor], classes: Sequence[str],
                     stages: Sequence[str] = ("clean", "MI-FGSM", "DeepFool", "CW-L2", "pixel swap")) -> list[str]:
-    """Titles for ``labkit.survey.examples`` laid out row by row: stage, predicted class and its probability."""
+    """Titles for ``labkit.labs.survey.examples`` laid out row by row: stage, predicted class and its probability."""
     pred, prob = ex["pred"], ex["prob"]
     return [f"{stages[j]}: {classes[int(pred[i, j])][:10]} {float(prob[i, j]):.2f}"
             for i in range(pred.shape[0]) for j in range(pred.shape[1])]
@@ -1016,7 +1016,7 @@ def _per_image_confidence(probs: list[float], rows: list[int]) -> list[float]:
 
 
 def su_verdicts(summary: list[dict[str, Any]], population: int, generations: int) -> list[tuple[str, Verdict]]:
-    """(claim key, verdict) for Su et al.'s claims, per network, from ``labkit.su.summary`` rows.
+    """(claim key, verdict) for Su et al.'s claims, per network, from ``labkit.labs.su.summary`` rows.
 
     Keys are ``labkit.papers.Claim.measure`` strings with the network's paper name: ``su_untargeted:<net>``
     (the journal's 1-pixel non-targeted rate), ``su_any_target:<net>`` and ``su_confidence:<net>`` (the arXiv

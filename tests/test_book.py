@@ -508,9 +508,6 @@ def page_texts(html_dir: Path) -> dict[str, str]:
     return {str(p.relative_to(html_dir)): html.unescape(p.read_text(encoding="utf-8")) for p in book_pages(html_dir)}
 
 
-@pytest.mark.xfail(strict=True, reason="notebook cells display the Profile (`P` ending the first code cell of Labs 01, "
-                   "03-06, 08; `cfg` in 02b, 09-11 shows SuConfig/RecoveryConfig/SurveyConfig reprs): they must show "
-                   "a settings table (field, value) or nothing; see issue #25. Remove this mark once they do")
 def test_no_page_shows_a_profile_repr(html_dir: Path) -> None:
     repr_of = re.compile(r"\b(?:Profile|[A-Z][A-Za-z]*Config)\(")  # Profile(...), SuConfig(...), DEConfig(...)
     shown = {name: sorted(set(repr_of.findall(text))) for name, text in page_texts(html_dir).items()
