@@ -658,11 +658,15 @@ def declutter(fig: Figure, labels: Sequence[Any], step_pt: float = 9.0, rings: i
             label.set_horizontalalignment("left")
             label.xyann = (dx, dy)
             box = label.get_window_extent(renderer)
-        if n >= 4:  # off its point's side: a leader line says which point it names
-            label.arrowprops = {"arrowstyle": "-", "lw": 0.5, "color": "grey", "shrinkA": 0, "shrinkB": 2}
-            from matplotlib.patches import FancyArrowPatch
-
-            label.arrow_patch = FancyArrowPatch((0, 0), (1, 1), **label.arrowprops)
+        if n >= 4:  # off its point's side: a leader line says which point it names. An annotation gets its arrow
+            # only when made with one (matplotlib sets the arrow's anchor in __init__), so the label is made anew.
+            ax = label.axes
+            arrow = ax.annotate(label.get_text(), label.xy, xytext=label.xyann, textcoords=label.anncoords,
+                                ha=label.get_horizontalalignment(), va=label.get_verticalalignment(),
+                                fontsize=label.get_fontsize(), color=label.get_color(),
+                                arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey", "shrinkA": 0, "shrinkB": 2})
+            label.remove()
+            label = arrow
         placed.append(box)
         visible.append(label)
     return visible

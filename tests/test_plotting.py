@@ -117,3 +117,19 @@ def test_tradeoff_labels_do_not_overlap_and_stay_in_the_axes():
         assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1, shown[i].get_text()
         for j, b in enumerate(boxes[:i]):
             assert not plotting._overlap(a, b, pad=0), f"{shown[i].get_text()!r} overlaps {shown[j].get_text()!r}"
+
+
+def test_declutter_draws_leader_lines_for_labels_moved_off_their_point() -> None:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.scatter([0.5], [0.5])
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    labels = [ax.annotate(f"defence {k}", (0.5, 0.5), xytext=(4, 4), textcoords="offset points") for k in range(12)]
+    visible = plotting.declutter(fig, labels)
+    assert len(visible) == 12 and any(v.arrow_patch is not None for v in visible)  # some had to leave their side
+    fig.savefig(io.BytesIO(), format="png")  # the leader lines draw (a label given an arrow after creation did not)
+    plt.close(fig)
