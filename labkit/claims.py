@@ -184,7 +184,9 @@ def _survey_defence(claim: papers.Claim, recs: Records, defence: str = "") -> li
     rows = _rows(recs["11_survey_defences"], "grid")
     defence = defence or claim.measure.partition(":")[2]
     verdicts = report.survey_defence_verdicts(rows, directions={defence: getattr(claim, "direction", -1)})
-    return [_row(v, model=v.claim.split("]")[0].lstrip("["), attackers=v.claim.rsplit("attackers: ", 1)[-1].rstrip(")"))
+    # The claim reads "[dataset] ... (worst case per image; attackers: <who>)": drop only that closing parenthesis (the
+    # label itself can end in one: "... (they attack the defended pipeline as deployed)").
+    return [_row(v, model=v.claim.split("]")[0].lstrip("["), attackers=v.claim.rsplit("attackers: ", 1)[-1][:-1])
             for key, v in verdicts if key == claim.measure]
 
 
