@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from labkit import attention, plotting, report
 from labkit.apr import AttentionGate
 from labkit.attacks import AttackResult
-from labkit.data import CLASSES, Split
+from labkit.data import CLASSES
 from labkit.evaluate import probabilities
 
 
