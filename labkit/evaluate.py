@@ -2,6 +2,7 @@
 
 * ``verify`` re-checks every success an attack reports, independently of the attack; ``perturbation_norms``
   measures what it changed (L0, L2, L-infinity per image).
+* ``run_certify`` does the same for ``labkit.certify.certify``'s verdicts (Lab 12, ``python -m labkit certify``).
 * ``run_attack`` runs an attack through the cache: per-image records, saved after
   every chunk of images, so an interrupted evaluation resumes from its last
   finished chunk.
@@ -39,6 +40,7 @@ from labkit.models import resolve_device, synchronize
 from labkit.stats import wilson
 
 if TYPE_CHECKING:  # annotations only: importing labkit.evaluate stays light (no training code)
+    from labkit.certify import CertifyConfig, CertifyResult
     from labkit.profiles import Profile
     from labkit.train import TrainConfig
 
@@ -135,6 +137,37 @@ def run_attack(attack: Any, images: Tensor, labels: Tensor, *, model_key: str, i
     bar.close()
     if not parts:
         raise ValueError("run_attack needs at least one image")
+    return parts[0]
+
+
+def run_certify(model: nn.Module, images: Tensor, labels: Tensor, *, model_key: str, indices: Tensor,
+                config: CertifyConfig | None = None, chunk_images: int = 8, progress: bool = True) -> CertifyResult:
+    """``labkit.certify.certify`` on images (N, C, H, W) in [0, 1] through the cache, resumably (as ``run_attack``).
+
+    The key hashes the model's key, the ``CertifyConfig`` and the dataset ``indices`` and labels; the verdicts are
+    saved after every chunk of ``chunk_images`` images, so an interrupted run loses at most one chunk. Verdicts do
+    not depend on the chunking (each image's search is its own), but a wall-clock budget (``max_seconds``) makes an
+    image's UNKNOWN depend on the machine: the key says which budget, the record which device.
+    """
+    from labkit.certify import CertifyConfig, CertifyResult, certify  # bound code loads only when certifying
+
+    cfg = config or CertifyConfig()
+    key = config_key("certify", model_key, cfg, indices, labels)
+    path = cache_path("certify", key)
+    expect = {"format": RECORD_FORMAT, "key": key, "n": len(images)}
+    saved = load_checked(path, expect)
+    parts = [CertifyResult.from_dict(saved["result"])] if saved and saved["done"] > 0 else []
+    done = saved["done"] if saved else 0
+    bar = tqdm(total=len(images), initial=done, desc=f"certify ({model_key[:6]})", disable=not progress)
+    for start in range(done, len(images), chunk_images):
+        sl = slice(start, start + chunk_images)
+        parts = [CertifyResult.cat(parts + [certify(model, images[sl], labels[sl], cfg)])]
+        done = min(start + chunk_images, len(images))
+        save_atomic({**expect, "done": done, "result": parts[0].to_dict()}, path)
+        bar.update(done - bar.n)
+    bar.close()
+    if not parts:
+        raise ValueError("run_certify needs at least one image")
     return parts[0]
 
 

@@ -46,6 +46,7 @@ class TrainContext:
     device: torch.device
     epoch: int = 0
     step: int = 0
+    total_steps: int = 0  # optimiser steps of the whole run (schedules inside an objective read it; 0: unknown)
     generator: torch.Generator = field(default_factory=torch.Generator)
     state: dict[str, Any] = field(default_factory=dict)
     timers: dict[str, float] = field(default_factory=dict)
@@ -293,7 +294,7 @@ def train(config: TrainConfig, device: str | torch.device = "auto", progress: bo
     used = resolve_precision(config.precision, dev)
     steps_per_epoch = math.ceil(len(idx) / config.batch_size)
     opt, sched = make_optimizer(model, config, config.epochs * steps_per_epoch)
-    ctx = TrainContext(config=config, device=dev)
+    ctx = TrainContext(config=config, device=dev, total_steps=config.epochs * steps_per_epoch)
     config.objective.setup(ctx)
 
     history: list[dict[str, float]] = []
@@ -312,7 +313,7 @@ def train(config: TrainConfig, device: str | torch.device = "auto", progress: bo
         # Seeding per epoch (not once) makes a resumed run replay exactly the same batches.
         ctx.generator.manual_seed(config.seed * 100_003 + epoch)
         torch.manual_seed(config.seed * 100_003 + epoch)
-        ctx.epoch, ctx.timers = epoch, {}
+        ctx.epoch, ctx.timers, ctx.step = epoch, {}, epoch * steps_per_epoch  # a resumed run's schedule goes on
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(len(idx), generator=ctx.generator).to(dev)
