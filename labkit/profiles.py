@@ -39,10 +39,17 @@ LAB_PARTS: dict[str, str] = {
     "timing": "Labs 03, 04, 07: ``warmup`` and ``repeats`` of every side-by-side timing",
     "recovery": "Lab 09: ``labkit.labs.recovery.RecoveryConfig``'s fields",
     "survey": "Labs 10-11: ``labkit.labs.survey.SurveyConfig``'s fields",
+    "verify": "Lab 12: ``labkit.labs.verification.VerifyConfig``'s fields",
 }
 
 #: ``Profile.labs``' type: (part, ((field, value), ...)) pairs, sorted, so a profile stays frozen and hashable.
 LabSizes = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+
+
+#: Lab 12's cpu sizes (``labkit.labs.verification.VerifyConfig``'s fields), measured to fit one session.
+VERIFY_CPU: dict[str, Any] = dict(natural_epochs=6, n_images=100, proven_epochs=4, proven_size=10_000, seconds=20.0,
+                                  study_images=1, study_positions=4, study_budget=2000, study_samples=512,
+                                  de_images=10)
 
 
 def lab_sizes(**parts: dict[str, Any]) -> LabSizes:
@@ -179,7 +186,10 @@ PROFILES: dict[str, Profile] = {
                          recovery=dict(n_images=12, n_sweep=6),
                          survey=dict(epochs=1, train_size=2000, val_size=500, n_images=24, deepfool_steps=10,
                                      cw_steps=20, swaps=20, at_epochs=1, at_size=500, timing_images=16,
-                                     examples=2))),
+                                     examples=2),
+                         verify=dict(n_images=8, proven_epochs=1, proven_size=512, seconds=2.0, max_boxes=2000,
+                                     study_images=1, study_positions=2, study_budget=100, study_samples=64,
+                                     de_images=2, de_population=20, de_generations=3))),
     "cpu": Profile(name="cpu", models=("small_cnn",), epochs=15, train_size=None, batch_size=128,
                    optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100, n_pairs=30,
                    population=200, generations=20, pixels=(1, 3, 5), seeds=(0,), corner=True, corner_queries=None,
@@ -212,7 +222,11 @@ PROFILES: dict[str, Profile] = {
                        # images; the mixed adversarial fine-tune on 5,000 images (torchattacks' DeepFool loops over
                        # images: ~0.1 s each on 1 thread).
                        survey=dict(epochs=8, train_size=20_000, val_size=5000, n_images=300, swaps=100, at_epochs=2,
-                                   at_size=5000, timing_images=100))),
+                                   at_size=5000, timing_images=100),
+                       # Lab 12: sized on the 2-core EPYC *without* native bf16 (fp32: 2.5 training steps/s, 1,100
+                       # forwards/s), in one session. The natural model trains 6 epochs (Labs 01-02's 15 cost 40 min in
+                       # fp32 there); VERIFY_CPU_NOTE in labkit.labs.verification has the measured costs.
+                       verify=VERIFY_CPU)),
     "full": Profile(name="full", models=("resnet18", "vgg16"), epochs=200, train_size=None, batch_size=128,
                     optimizer="adam", lr=1e-3, schedule="cosine", eval_size=10000, n_attack=500, n_pairs=500,
                     population=400, generations=100, pixels=(1, 3, 5), seeds=(0, 1, 2, 3, 4), corner=True, corner_queries=None,

@@ -1,0 +1,355 @@
+"""Lab 12: what no attack can do. One-pixel verification of whole images, and a model trained to be proven.
+
+Every other lab measures what *our* attacks found; this one measures what no colour at any single pixel can do.
+``labkit.certify.certify`` decides each (image, position) exactly on 8-bit colours (or gives up within a budget:
+UNKNOWN), so per model the true one-pixel attack success rate lies in a **bracket**:
+
+    attacked ASR  <=  true ASR  <=  1 - proven share
+
+(images an attack fooled are not robust; images proven robust cannot be fooled). Unknown images are "no attack
+found", never "robust". The lab's plan:
+
+* ``plan``: the natural small CNN (``natural_config``) and the same network after certified one-pixel training
+  (``proven_config``: ``labkit.certify.training.OnePixelIBP``, warm-started from the natural model);
+* ``certify_model``: every correctly classified image of the first ``n_images`` (``labkit.data.first_n`` order),
+  through the cache (``labkit.evaluate.run_certify``);
+* the defence labs' attack suite on the same images, then the papers' DE budget (400 x 100) on the images the
+  suite missed and no proof settled (``budget_images``): which does the full budget fool?
+* ``bracket_rows``: the table; ``bound_study``: why proofs are hard (bound width per layer by method, boxes per
+  position by method, and whether flipping colours are cube corners).
+
+Sizes: the profile's ``verify`` section (``Profile.lab``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from labkit._checks import check_int, check_number, check_positive
+from labkit.attacks import DEConfig, OnePixel
+from labkit.certify import ROBUST, UNKNOWN, VULNERABLE, Boxes, Chain, CertifyConfig, CertifyResult, parse
+from labkit.certify.training import OnePixelIBP
+from labkit.data import Split
+from labkit.evaluate import run_attack, run_certify, verify
+from labkit.profiles import Profile
+from labkit.stats import wilson
+from labkit.train import TrainConfig
+
+#: The lab's section of ``Profile.labs``.
+PART = "verify"
+#: The models of the lab, in the order it shows them.
+MODELS = ("natural", "proven")
+#: The bound methods compared in the study, cheapest first (``CertifyConfig.method``).
+STUDY_METHODS = ("interval", "forward", "backward", "alpha")
+#: Verdict names, as the tables print them.
+VERDICTS = {ROBUST: "proven robust", VULNERABLE: "vulnerable", UNKNOWN: "unknown"}
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """What Lab 12 trains, proves and attacks (frozen: part of the record's config)."""
+
+    natural_epochs: int | None = None  # epochs of the natural model (None: the profile's, Labs 01-02's model)
+    n_images: int = 1000  # first test images (first_n order); the correctly classified ones are certified
+    # Certified training (``OnePixelIBP``), a fine-tune of the natural model.
+    proven_epochs: int = 20  # epochs of certified training
+    proven_size: int | None = None  # training images per epoch (class-balanced subset; None: all 50,000)
+    proven_lr: float = 0.01  # peak learning rate (SGD + OneCycle, as every fine-tune of the book)
+    positions: int = 2  # pixel positions bounded per image and step
+    kappa: float = 0.5  # final weight of the natural loss
+    ramp: float = 0.5  # share of the run over which the colour box grows to the whole cube
+    # Verification budgets, per image (the verifier's other settings: ``CertifyConfig``'s defaults).
+    seconds: float = 60.0  # wall-clock seconds per image
+    max_boxes: int = 200_000  # boxes per image
+    # The study of bounds (one or two images of the natural model, a few positions, every method).
+    study_images: int = 2  # images of the study
+    study_positions: int = 6  # positions per image: corners, edges and centre first
+    study_budget: int = 4000  # boxes per position and method before it counts as undecided
+    study_samples: int = 512  # 8-bit colours sampled per position for the true range of each activation
+    # The papers' attack budget, on the images the suite missed and no proof settled.
+    de_images: int = 50  # at most this many images per model
+    de_population: int = 400  # Su et al.'s population
+    de_generations: int = 100  # Su et al.'s generations
+
+    def __post_init__(self) -> None:
+        if self.natural_epochs is not None:
+            check_int("natural_epochs", self.natural_epochs, 1)
+        if self.proven_size is not None:
+            check_int("proven_size", self.proven_size, 1)
+        for name in ("n_images", "proven_epochs", "positions", "max_boxes", "study_images", "study_positions",
+                     "study_budget", "study_samples", "de_population", "de_generations"):
+            check_int(name, getattr(self, name), 1)
+        check_int("de_images", self.de_images, 0)
+        check_positive("proven_lr", self.proven_lr)
+        check_positive("seconds", self.seconds)
+        check_number("kappa", self.kappa, 0.0, 1.0)
+        check_number("ramp", self.ramp, 0.0, 1.0)
+
+
+def verify_config(profile: Profile) -> VerifyConfig:
+    """The lab's settings in ``profile`` (its ``verify`` section; defaults where it has none)."""
+    return VerifyConfig(**profile.lab(PART))
+
+
+# -- the models ----------------------------------------------------------------------------------------------------
+
+def natural_config(profile: Profile, cfg: VerifyConfig) -> TrainConfig:
+    """The natural model: the profile's (Labs 01-02's) small CNN, with ``natural_epochs`` where set."""
+    base = profile.train_config()
+    return base if cfg.natural_epochs is None else replace(base, epochs=cfg.natural_epochs)
+
+
+def proven_config(profile: Profile, cfg: VerifyConfig) -> TrainConfig:
+    """Certified one-pixel training, fine-tuning the natural model (``OnePixelIBP``)."""
+    natural = natural_config(profile, cfg)
+    objective = OnePixelIBP(positions=cfg.positions, kappa=cfg.kappa, ramp=cfg.ramp)
+    return replace(natural, epochs=cfg.proven_epochs, train_size=cfg.proven_size, lr=cfg.proven_lr,
+                   objective=objective, init=natural)
+
+
+def plan(profile: Profile, cfg: VerifyConfig) -> list[TrainConfig]:
+    """The lab's models, in ``MODELS`` order."""
+    return [natural_config(profile, cfg), proven_config(profile, cfg)]
+
+
+# -- proofs and attacks --------------------------------------------------------------------------------------------
+
+def certify_config(cfg: VerifyConfig) -> CertifyConfig:
+    """The verifier's settings of the lab: 8-bit colours, alpha-CROWN, the lab's per-image budgets."""
+    return CertifyConfig(max_seconds=cfg.seconds, max_boxes=cfg.max_boxes)
+
+
+def certify_model(model: nn.Module, key: str, split: Split, indices: Tensor, cfg: VerifyConfig,
+                  progress: bool = True) -> dict[str, Tensor]:
+    """The verdicts on the images ``indices`` (correctly classified ones) as a dict of per-image tensors for a
+    record: status (N,), position_status (N, H, W) int8, colours (N, H, W, C) float16 (NaN but where
+    vulnerable), seconds (N,), boxes (N,), position_boxes (N, H, W) int32."""
+    res = run_certify(model, split.floats(indices), split.labels[indices], model_key=key, indices=indices,
+                      config=certify_config(cfg), progress=progress)
+    return compact(res)
+
+
+def compact(res: CertifyResult) -> dict[str, Tensor]:
+    """A ``CertifyResult``'s per-image tensors in small dtypes (a record keeps them under 5 MB)."""
+    return {"status": res.status, "position_status": res.position_status, "colours": res.colours.half(),
+            "seconds": res.seconds.float(), "boxes": res.boxes.int(), "position_boxes": res.position_boxes.int()}
+
+
+def budget_images(status: Tensor, broken: Tensor, limit: int) -> Tensor:
+    """Positions (in the attacked images' order) of at most ``limit`` images whose outcome is still open: the
+    suite did not break them and no proof settled them (a proven image cannot be broken, a broken one needs no
+    stronger attack)."""
+    open_ = (~broken.bool()) & (status != ROBUST)
+    return open_.nonzero().squeeze(1)[:limit]
+
+
+def full_budget_check(model: nn.Module, key: str, split: Split, indices: Tensor, cfg: VerifyConfig,
+                      precision: str = "auto", progress: bool = True) -> dict[str, Tensor]:
+    """DE at Su et al.'s budget (``de_population`` x ``de_generations``, 1 pixel, untargeted) on ``indices``
+    through the cache, every success re-checked (``labkit.evaluate.verify``): {"index": (m,) dataset indices,
+    "success": (m,) verified, "queries": (m,)}; empty tensors when no image is open."""
+    if not len(indices):
+        return {"index": indices.long(), "success": torch.zeros(0, dtype=torch.bool),
+                "queries": torch.zeros(0, dtype=torch.long)}
+    attack = OnePixel(model, DEConfig(population=cfg.de_population, generations=cfg.de_generations,
+                                      precision=precision))
+    x, y = split.floats(indices), split.labels[indices]
+    res = run_attack(attack, x, y, model_key=key, indices=indices, chunk_images=10, progress=progress)
+    return {"index": indices.long(), "success": verify(model, x, res, max_pixels=1), "queries": res.queries}
+
+
+def broken(suite_outcomes: Sequence[int], open_positions: Tensor, de_success: Tensor) -> Tensor:
+    """(n,) bool: broken by the suite (its worst-case ``outcomes``) or by the full-budget DE, which ran on the
+    images at ``open_positions`` (``budget_images``) with verified successes ``de_success``."""
+    out = torch.tensor(list(suite_outcomes), dtype=torch.bool)
+    out[open_positions[de_success.bool()]] = True
+    return out
+
+
+def bracket_row(model: str, clean_acc: float, status: Tensor, broken: Tensor) -> dict[str, Any]:
+    """One model's row: over its n correctly classified images, the shares proven robust, found vulnerable by
+    the verifier and left unknown, the attacks' ASR (``broken``: (n,) 0/1, suite and full-budget DE together),
+    and the bracket [attacked ASR, 1 - proven share] on the true one-pixel ASR, with Wilson 95% intervals."""
+    n = len(status)
+    proven, vuln = int((status == ROBUST).sum()), int((status == VULNERABLE).sum())
+    fooled = broken.bool() | (status == VULNERABLE)  # the verifier's flips are attacks too (each one re-checked)
+    k = int(fooled.sum())
+    p_lo, p_hi = wilson(proven, n)
+    a_lo, a_hi = wilson(k, n)
+    return {"model": model, "clean_acc": clean_acc, "certified": n,
+            "proven": proven / n if n else float("nan"), "proven_lo": p_lo, "proven_hi": p_hi,
+            "vulnerable": vuln / n if n else float("nan"),
+            "unknown": int((status == UNKNOWN).sum()) / n if n else float("nan"),
+            "asr": k / n if n else float("nan"), "asr_lo": a_lo, "asr_hi": a_hi,
+            "bracket_lo": k / n if n else float("nan"), "bracket_hi": 1 - proven / n if n else float("nan"),
+            "proven_robust_acc": clean_acc * proven / n if n else float("nan"),
+            "attacked_robust_acc": clean_acc * (1 - k / n) if n else float("nan"),
+            "outcomes": tuple(int(v) for v in fooled.tolist()),
+            "proofs": tuple(int(v) for v in (status == ROBUST).tolist())}
+
+
+# -- why proofs are hard ------------------------------------------------------------------------------------------
+
+def study_positions(h: int, w: int, k: int) -> list[tuple[int, int]]:
+    """``k`` positions, the cheapest to prove first (a corner reaches fewest neurons): corner, centre, edge,
+    then the other corners and edges."""
+    order = [(0, 0), (h // 2, w // 2), (0, w // 2), (h - 1, w - 1), (h // 2, 0), (h // 4, w // 4), (0, w - 1),
+             (h - 1, w // 2), (h - 1, 0), (h // 2, w - 1)]
+    return order[:k]
+
+
+@torch.no_grad()
+def layer_widths(model: nn.Module, image: Tensor, label: int, position: tuple[int, int], samples: int,
+                 seed: int = 0) -> dict[str, list[Any]]:
+    """Per activation of the verifier's chain: the mean width of each method's bounds over the whole colour cube
+    at ``position`` of ``image`` (C, H, W), and the mean width of the range that ``samples`` 8-bit colours (the
+    8 corners included) actually reach there: "true" (a lower bound of the true range). Window cells only.
+    "layers" names the activations ("input", then the layer that made each)."""
+    layers = parse(model.eval(), tuple(image.shape), torch.float64, image.device)
+    chain = Chain(layers, image[None], torch.float64)
+    c = image.shape[0]
+    boxes = Boxes(torch.zeros(1, dtype=torch.long), torch.tensor([position[0]]), torch.tensor([position[1]]),
+                  torch.zeros(1, c, dtype=torch.float64), torch.ones(1, c, dtype=torch.float64))
+    runs = {"interval": chain.forward(boxes, False), "forward": chain.forward(boxes, True),
+            "backward": chain.forward(boxes, True, crown_neurons=4096)}
+    gen = torch.Generator().manual_seed(seed)
+    corners = ((torch.arange(2 ** c)[:, None] >> torch.arange(c - 1, -1, -1)) & 1).double()
+    colours = torch.cat([corners, torch.randint(0, 256, (max(0, samples - len(corners)), c), generator=gen) / 255])
+    x = image[None].double().repeat(len(colours), 1, 1, 1)
+    x[:, :, position[0], position[1]] = colours
+    out: dict[str, list[Any]] = {m: [] for m in (*runs, "true")}
+    out["layers"] = ["input"] + [f"{t + 1} {layer.name}" for t, layer in enumerate(layers)]
+    acts = x
+    for t in range(len(layers) + 1):
+        if t > 0:
+            if layers[t - 1].kind == "add":  # residual nets: the study covers plain chains only
+                break
+            acts = layers[t - 1].forward(acts)
+        win = _window(chain, t, boxes, acts)
+        out["true"].append(float((win.amax(0) - win.amin(0)).mean()))
+        for m, info in runs.items():
+            lo, hi = info.bounds[t]
+            out[m].append(float((hi - lo).mean()))
+    return out
+
+
+def _window(chain: Chain, t: int, boxes: Boxes, acts: Tensor) -> Tensor:
+    """Activation t of every sample, cut to the verifier's window for the box."""
+    g = chain.geos[t]
+    if acts.dim() == 2:
+        return acts
+    r0, c0 = (int(v) for v in chain.origin(t, boxes))
+    return acts[:, :, r0:r0 + g.size[0], c0:c0 + g.size[1]]
+
+
+def method_costs(model: nn.Module, images: Tensor, labels: Tensor, cfg: VerifyConfig,
+                 methods: tuple[str, ...] = STUDY_METHODS, name: str | None = None) -> list[dict[str, Any]]:
+    """Per method, per (image, position) of the study: the verdict, the boxes and the seconds the verifier
+    spent (every position searched to the end: ``all_positions``; budget ``study_budget`` boxes per position).
+    The corner search is switched off, so every position's cost is the bounds' and splits' own."""
+    positions = tuple(study_positions(images.shape[2], images.shape[3], cfg.study_positions))
+    corner = corner_flips(model.eval(), images, labels, positions)
+    rows = []
+    for method in methods:
+        ccfg = CertifyConfig(method=method, corners=False, all_positions=True, positions=positions,
+                             position_budget=cfg.study_budget, max_boxes=cfg.study_budget * len(positions),
+                             max_seconds=float("inf"))
+        t0 = time.perf_counter()
+        from labkit.certify import certify  # the whole verifier, as a user calls it
+        res = certify(model, images, labels, ccfg)
+        seconds = time.perf_counter() - t0
+        for i in range(len(images)):
+            for j, (r, c) in enumerate(positions):
+                verdict = VERDICTS[int(res.position_status[i, r, c])]
+                rows.append({"model": name, "method": method, "image": i, "row": r, "col": c, "verdict": verdict,
+                             "boxes": int(res.position_boxes[i, r, c]),
+                             "corner_flips": bool(corner[i, j]) if verdict == "vulnerable" else None,
+                             "seconds": seconds * float(res.position_boxes[i, r, c]) /
+                             max(1, int(res.position_boxes[i].sum()))})
+    return rows
+
+
+@torch.no_grad()
+def corner_flips(model: nn.Module, images: Tensor, labels: Tensor, positions: Sequence[tuple[int, int]]) -> Tensor:
+    """(N, P) bool: whether any of the 2^C cube corners, written at each position, changes the prediction (plain
+    fp32 forwards). Where the verifier found a position vulnerable and no corner flips it, the worst colours lie
+    inside the cube: a corner search alone would miss that position."""
+    n, c = images.shape[:2]
+    corners = ((torch.arange(2 ** c)[:, None] >> torch.arange(c - 1, -1, -1)) & 1).float()
+    out = torch.zeros(n, len(positions), dtype=torch.bool)
+    for j, (r, col) in enumerate(positions):
+        x = images.repeat_interleave(len(corners), 0).clone()
+        x[:, :, r, col] = corners.repeat(n, 1)
+        pred = model(x).argmax(1).view(n, len(corners))
+        out[:, j] = (pred != labels[:, None]).any(1)
+    return out
+
+
+def cost_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, method): positions decided (of those studied), median and largest boxes per position,
+    seconds."""
+    out = []
+    for model, method in dict.fromkeys((r.get("model"), r["method"]) for r in rows):
+        mine = [r for r in rows if (r.get("model"), r["method"]) == (model, method)]
+        boxes = torch.tensor([r["boxes"] for r in mine], dtype=torch.float64)
+        decided = sum(r["verdict"] != "unknown" for r in mine)
+        out.append({"model": model, "method": method, "positions": len(mine), "decided": decided,
+                    "median_boxes": float(boxes.median()), "max_boxes": float(boxes.max()),
+                    "seconds": sum(r["seconds"] for r in mine)})
+    return out
+
+
+# -- the proven model beside the claimed one, and what the lab found ------------------------------------------------
+
+#: The issue's goal for the proven model (#23): share of test images proven, clean accuracy, median proof seconds.
+GOAL = {"proven": 0.70, "clean_acc": 0.80, "median_seconds": 5.0}
+
+
+def beside_apr(rows: Sequence[dict[str, Any]], record: dict[str, Any] | None,
+               defences: Sequence[str] = ("No defence", "APR")) -> list[dict[str, Any]]:
+    """This lab's models beside Lab 05's (``record``: its result record, ``labkit.records.load``), robust accuracy
+    over all test images: proven (lower bound on the truth) and attacked (upper bound). Lab 05's rows come from its
+    worst-case rows (same attack suite and budgets, its own images); no proof was attempted on its models, so their
+    proven robust accuracy is unknown (None), not 0."""
+    out = [{"model": r["model"], "lab": "12", "clean_acc": r["clean_acc"], "proven_robust_acc": r["proven_robust_acc"],
+            "attacked_robust_acc": r["attacked_robust_acc"], "images": r["certified"]} for r in rows]
+    for r in (record or {}).get("tables", {}).get("suite", []):
+        if r.get("attack") == "worst case" and r.get("defence") in defences:
+            out.append({"model": f"{r['defence']} (Lab 05)", "lab": "05", "clean_acc": r["clean_acc"],
+                        "proven_robust_acc": None, "attacked_robust_acc": r["robust_acc"], "images": r["attacked"]})
+    return out
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def summary(rows: Sequence[dict[str, Any]], seconds: dict[str, Tensor], status: dict[str, Tensor],
+            budget: float) -> str:
+    """What the lab found, generated from the bracket rows, per image seconds and verdicts (by model)."""
+    parts = []
+    for r in rows:
+        m = r["model"]
+        proven = status[m] == ROBUST
+        med = float(seconds[m][proven].median()) if bool(proven.any()) else float("nan")
+        parts.append(
+            f"{m}: clean accuracy {_pct(r['clean_acc'])}; of {r['certified']} correctly classified images "
+            f"{_pct(r['proven'])} proven one-pixel robust (95% CI {_pct(r['proven_lo'])}-{_pct(r['proven_hi'])}), "
+            f"{_pct(r['vulnerable'])} found vulnerable by the verifier, {_pct(r['unknown'])} undecided within "
+            f"{budget:g} s per image (no attack found, not robust); the attacks and the verifier's flips fooled "
+            f"{_pct(r['asr'])}, so the true one-pixel ASR lies in [{_pct(r['bracket_lo'])}, {_pct(r['bracket_hi'])}]"
+            + (f"; median proof {med:.1f} s per proven image." if med == med else "."))
+    best = max(rows, key=lambda r: r["proven_robust_acc"])
+    share = best["proven_robust_acc"]
+    proven = status[best["model"]] == ROBUST
+    med = float(seconds[best["model"]][proven].median()) if bool(proven.any()) else float("inf")
+    met = (share >= GOAL["proven"] and best["clean_acc"] >= GOAL["clean_acc"] and med <= GOAL["median_seconds"])
+    parts.append(f"Goal (>= {_pct(GOAL['proven'])} of test images proven at >= {_pct(GOAL['clean_acc'])} clean, "
+                 f"<= {GOAL['median_seconds']:g} s per proof): {'met' if met else 'not met'} by {best['model']} "
+                 f"({_pct(share)} of all test images proven robust at {_pct(best['clean_acc'])} clean).")
+    return "\n".join(parts)
