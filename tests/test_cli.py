@@ -1,4 +1,5 @@
-"""labkit.cli (``python -m labkit evaluate``): your own model, attacked and recorded; one clear message per bad input."""
+"""labkit.cli (``python -m labkit evaluate`` / ``certify``): your own model, attacked or certified, and recorded;
+one clear message per bad input."""
 
 from __future__ import annotations
 
@@ -264,6 +265,8 @@ def test_certify_statuses_agree_with_labkit_certify(tiny_folder, user_module, tm
                         boxes, "--method", "interval", "--profile", "smoke", "--results", str(out)) == 0
         printed = _printed_row(capsys.readouterr().out)
         stored = records.load("certify_user_nets_certifiable", "smoke", root=out)
+        assert stored["settings"]["config"] == {**stored["settings"]["config"], "method": "interval",
+                                                "max_boxes": int(boxes), "max_seconds": 30, "threat": "8bit"}
         idx = torch.from_numpy(stored["arrays"]["arrays/certify/index"])
         assert idx.tolist() == data.correctly_classified(user_nets.certifiable(), split, 20).tolist()
         direct = certify(user_nets.certifiable(), split.floats(idx), split.labels[idx],
