@@ -1,4 +1,5 @@
-"""labkit.cli (``python -m labkit evaluate``): your own model, attacked and recorded; one clear message per bad input."""
+"""labkit.cli (``python -m labkit evaluate`` / ``certify``): your own model, attacked or certified, and recorded;
+one clear message per bad input."""
 
 from __future__ import annotations
 
@@ -51,6 +52,30 @@ USER_MODEL = textwrap.dedent('''
 
     def three_classes():
         return nn.Sequential(Palette(), nn.Linear(10, 3)).eval()
+
+
+    def certifiable(activation=nn.ReLU):
+        """Palette's classes as a chain labkit.certify has rules for: the logits are linear in the mean colour
+        (-s |mean - p_k|^2 up to a term common to every class), and a 1x1 conv detects a near-white pixel
+        (channel sum above 2.85; the fixture's pixels stay below 0.75) and adds to class 9."""
+        conv, head = nn.Conv2d(3, 4, 1), nn.Linear(4, 10)
+        with torch.no_grad():
+            conv.weight.zero_(), conv.bias.zero_()
+            conv.weight[:3, :, 0, 0] = torch.eye(3)
+            conv.weight[3], conv.bias[3] = 1000.0, -2850.0
+            head.weight.zero_()
+            head.weight[:, :3] = 2 * 200.0 * PALETTE
+            head.bias.copy_(-200.0 * (PALETTE ** 2).sum(1))
+            head.weight[9, 3] = 2000.0  # one white pixel: +0.146 mean detector, +293 to class 9's logit
+        return nn.Sequential(conv, activation(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head).eval()
+
+
+    def with_gelu():
+        return certifiable(nn.GELU)
+
+
+    def ceil_pool():
+        return nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), *certifiable()).eval()
 ''')
 
 
@@ -179,3 +204,125 @@ def test_a_labkit_architecture_on_a_registered_grey_dataset(tmp_path, tmp_cache,
     assert row["attacked"] == 2 and row["unverified"] == 0
     assert _run("--model", "survey_cnn", "--weights", str(weights), "--dataset", "fashion-mnist", "--size", "32") == 2
     assert "Fashion-MNIST is 28 x 28" in capsys.readouterr().err
+
+
+# -- certify --------------------------------------------------------------------------------------------------------
+
+def _certify(folder: Path, model: str, *argv: str) -> int:
+    """``certify`` on the fixture's test images shrunk to 8 x 8 (64 positions: a proof takes milliseconds)."""
+    return cli.main(["certify", "--model", model, "--dataset", str(folder / "test"), "--size", "8", *argv])
+
+
+def _printed_row(printed: str) -> dict[str, float]:
+    """The one row of the table ``certify`` prints (its header line and the line under it)."""
+    header, values = printed.splitlines()[:2]
+    return dict(zip(header.split(), map(float, values.split())))
+
+
+def test_certify_proves_decides_and_records_each_image(tiny_folder, user_module, tmp_path, capsys):
+    from labkit import data
+    from labkit.certify import ROBUST, UNKNOWN, VULNERABLE
+
+    out = tmp_path / "results"
+    assert _certify(tiny_folder, f"{user_module}:certifiable", "--n", "12", "--seconds", "30", "--max-boxes", "2000",
+                    "--profile", "smoke", "--results", str(out)) == 0
+    printed = capsys.readouterr().out
+    stored = records.load("certify_user_nets_certifiable", "smoke", root=out)
+    arrays = {k.removeprefix("arrays/certify/"): torch.from_numpy(v) for k, v in stored["arrays"].items()}
+    assert arrays["index"].shape == (12,) and arrays["status"].shape == (12,)
+    assert arrays["seconds"].shape == arrays["boxes"].shape == arrays["clean_correct"].shape == (12,)
+    assert arrays["position_status"].shape == (12, 8, 8)
+    labels = data.load_folder(str(tiny_folder / "test"), 8).labels[arrays["index"]]
+    # A white pixel means class 9: every other image has a flipping colour; class 9's has none, and 64 boxes prove it.
+    assert arrays["status"].tolist() == [ROBUST if y == 9 else VULNERABLE for y in labels.tolist()]
+    assert (labels == 9).any() and (labels != 9).any() and bool(arrays["clean_correct"].all())
+    assert (arrays["boxes"][labels == 9] >= 64).all()  # every position of a robust image was bounded
+    (row,) = stored["tables"]["table"]
+    row_printed = _printed_row(printed)
+    assert row_printed["n"] == row["n"] == 12
+    for column in ("robust", "vulnerable", "unknown"):
+        assert row_printed[column] == pytest.approx(row[column], abs=1e-3)
+    assert row["robust"] == pytest.approx((labels == 9).float().mean().item()) and row["unknown"] == 0
+    assert row["robust_lo"] <= row["robust"] <= row["robust_hi"]
+    assert "asr" not in row_printed and "bracket_lo" not in row_printed  # no attacks asked for
+    settings = stored["settings"]
+    assert settings["n"] == 12 and settings["attacks"] == "none" and settings["config"]["max_boxes"] == 2000
+    assert settings["config"]["max_seconds"] == 30 and settings["config"]["method"] == "alpha"
+    assert UNKNOWN not in arrays["status"].tolist()
+
+
+def test_certify_statuses_agree_with_labkit_certify(tiny_folder, user_module, tmp_path, capsys):
+    """The CLI's verdicts are those of ``labkit.certify.certify`` called directly on the same images; an image
+    the budget leaves undecided is printed as unknown, never as robust."""
+    import user_nets
+    from labkit import data
+    from labkit.certify import ROBUST, UNKNOWN, VULNERABLE, CertifyConfig, certify
+
+    split = data.load_folder(str(tiny_folder / "test"), 8)
+    for boxes in ("2000", "0"):  # enough to prove class 9's images; none at all (only flips can be found)
+        out = tmp_path / f"r{boxes}"
+        assert _certify(tiny_folder, f"{user_module}:certifiable", "--n", "20", "--seconds", "30", "--max-boxes",
+                        boxes, "--method", "interval", "--profile", "smoke", "--results", str(out)) == 0
+        printed = _printed_row(capsys.readouterr().out)
+        stored = records.load("certify_user_nets_certifiable", "smoke", root=out)
+        assert stored["settings"]["config"] == {**stored["settings"]["config"], "method": "interval",
+                                                "max_boxes": int(boxes), "max_seconds": 30, "threat": "8bit"}
+        idx = torch.from_numpy(stored["arrays"]["arrays/certify/index"])
+        assert idx.tolist() == data.correctly_classified(user_nets.certifiable(), split, 20).tolist()
+        direct = certify(user_nets.certifiable(), split.floats(idx), split.labels[idx],
+                         CertifyConfig(max_boxes=int(boxes), max_seconds=30, method="interval"))
+        assert torch.from_numpy(stored["arrays"]["arrays/certify/status"]).tolist() == direct.status.tolist()
+        for column, verdict in (("robust", ROBUST), ("vulnerable", VULNERABLE), ("unknown", UNKNOWN)):
+            assert printed[column] == pytest.approx(direct.share(verdict), abs=1e-3)
+        nines = (split.labels[idx] == 9).float().mean().item()
+        assert nines > 0
+        assert printed["robust" if boxes != "0" else "unknown"] == pytest.approx(nines, abs=1e-3)
+        assert printed["unknown" if boxes != "0" else "robust"] == 0
+
+
+def test_certify_with_the_suite_brackets_the_attack_success_rate(tiny_folder, user_module, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert _certify(tiny_folder, f"{user_module}:certifiable", "--n", "12", "--seconds", "30", "--attacks", "suite",
+                    "--profile", "smoke", "--results", str(out)) == 0
+    printed = capsys.readouterr().out
+    row_printed = _printed_row(printed)
+    assert {"asr", "asr_lo", "asr_hi", "bracket_lo", "bracket_hi"} <= set(row_printed)
+    stored = records.load("certify_user_nets_certifiable", "smoke", root=out)
+    (row,) = stored["tables"]["table"]
+    assert row["asr_lo"] <= row["asr"] <= row["asr_hi"]
+    assert row["asr"] <= row["bracket_lo"] <= row["bracket_hi"] == pytest.approx(1 - row["robust"])
+    assert row["conflicts"] == 0 and "warning" not in printed and "lies in [" in printed
+    # Every image is decided here (class 9's proven, the others broken): the bracket closes on the true rate.
+    assert row["bracket_lo"] == pytest.approx(row["bracket_hi"]) and row["unknown"] == 0
+    attacked = torch.from_numpy(stored["arrays"]["arrays/certify/attacked"])
+    status = torch.from_numpy(stored["arrays"]["arrays/certify/status"])
+    assert attacked.shape == status.shape == (12,)
+    assert not (attacked & (status == 1)).any()  # no attack broke an image proven robust
+    assert any(name.startswith("attacks/") for name in stored["attacks"])  # the suite's results, per image
+
+
+@pytest.mark.parametrize("model, argv, message", [
+    ("with_gelu", [], "cannot be certified: labkit.certify has no sound bound rule for GELU"),
+    ("build", [], "cannot be certified: labkit.certify has no sound bound rule for Palette"),  # its own forward
+    ("ceil_pool", [], "ceil_mode and dilation are not supported"),  # a known layer with a setting it lacks
+    ("training", [], "training mode"),
+    ("three_classes", [], "shape (N, 10)"),
+    ("certifiable", ["--max-boxes", "-1"], "--max-boxes"),
+    ("certifiable", ["--seconds", "-1"], "--seconds"),
+    ("certifiable", ["--n", "0"], "--n must be at least 1"),
+])
+def test_certify_bad_input_gets_one_clear_message(tiny_folder, user_module, tmp_path, capsys, model, argv, message):
+    assert _certify(tiny_folder, f"{user_module}:{model}", *argv, "--results", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    if "cannot be certified" in err:  # what is supported, so the user knows what to change
+        assert all(layer in err for layer in ("Conv2d", "ReLU", "Linear", "BasicBlock", "AttentionGate"))
+    assert not list(tmp_path.rglob("*.json"))  # nothing recorded
+
+
+def test_certify_shows_its_help(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["certify", "--help"])
+    printed = capsys.readouterr().out
+    assert done.value.code == 0 and "--max-boxes" in printed and "--threat {8bit,continuous}" in printed
+    assert "python -m labkit certify --model" in printed  # the examples
