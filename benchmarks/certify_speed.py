@@ -3,6 +3,7 @@
 Run (the lead runs it on the trained model; never at full size on the shared CPUs):
 
     python benchmarks/certify_speed.py --checkpoint PATH [--n 8 --positions 16 --max-boxes 2000] [--out FILE]
+    python benchmarks/certify_speed.py --checkpoint natural=PATH proven=PATH   # several models, same images
     python benchmarks/certify_speed.py --smoke          # random-init small_cnn, random images: a dry run
 
 One run, the same images and the same positions for every method ("interval", "forward", "backward" = CROWN,
@@ -11,7 +12,8 @@ off, every position decided, ``--max-boxes`` per position), reporting per method
 p90, over the decided positions, and the share decided within the budget), seconds per position and the
 extrapolation to a whole image (x H*W), and the exhaustive corner search's seconds per image beside it.
 Positions: a fixed sample per image, a third of them on the border (where the receptive field is cut).
-Writes JSON (per-position boxes included, so methods can be paired).
+With several checkpoints (``name=PATH``), every model is measured on the same images (test images every model
+classifies correctly) and positions. Writes JSON (per-position boxes included, so methods can be paired).
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ def load_model(checkpoint: Path | None, name: str) -> nn.Module:
     return model.eval()
 
 
-def load_images(n: int, random: bool, model: nn.Module, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` test images the model classifies correctly, with labels (random images labelled by the model with
-    ``random``, or when no CIFAR-10 copy is available)."""
+def load_images(n: int, random: bool, models: list[nn.Module], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` test images every model classifies correctly, with labels (random images labelled by the first model
+    with ``random``)."""
     if not random:
         from labkit import data  # the data layer only when real images are asked for
 
@@ -52,11 +54,12 @@ def load_images(n: int, random: bool, model: nn.Module, seed: int) -> tuple[torc
         x = split.images[idx]
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
         with torch.no_grad():
-            keep = (model(x).argmax(1) == split.labels[idx]).nonzero().squeeze(1)[:n]
+            ok = torch.stack([m(x).argmax(1) == split.labels[idx] for m in models]).all(0)
+        keep = ok.nonzero().squeeze(1)[:n]
         return x[keep], split.labels[idx][keep]
     x = torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        return x, model(x).argmax(1)
+        return x, models[0](x).argmax(1)
 
 
 def sample_positions(h: int, w: int, k: int, seed: int) -> tuple[tuple[int, int], ...]:
@@ -115,7 +118,8 @@ def corner_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", type=Path, default=None, help="weights (default: random init, a dry run)")
+    ap.add_argument("--checkpoint", nargs="*", default=[],
+                    help="weights, PATH or NAME=PATH, one or more (default: random init, a dry run)")
     ap.add_argument("--model", default="small_cnn", help="labkit.models architecture of the checkpoint")
     ap.add_argument("--n", type=int, default=8, help="images")
     ap.add_argument("--positions", type=int, default=16, help="positions per image (the same for every method)")
@@ -133,22 +137,26 @@ def main() -> None:
     if args.smoke:
         args.n, args.positions, args.max_boxes, args.random_images = 2, 2, 6, True
     torch.set_num_threads(args.threads)
-    model = load_model(args.checkpoint, args.model)
-    x, y = load_images(args.n, args.random_images, model, args.seed)
+    specs = [c.partition("=")[::2] if "=" in c else ("model", c) for c in args.checkpoint] or [("random", None)]
+    models = {name: load_model(Path(path) if path else None, args.model) for name, path in specs}
+    x, y = load_images(args.n, args.random_images, list(models.values()), args.seed)
     positions = sample_positions(x.shape[2], x.shape[3], args.positions, args.seed)
-    rows = [run_method(model, x, y, positions, m, args) for m in args.methods.split(",")]
-    corner = corner_seconds(model, x, y)
-    print(f"{'method':9s} {'boxes/pos med':>13s} {'p90':>7s} {'decided':>8s} {'s/pos med':>9s} {'s/img est':>10s}")
-    for r in rows:
-        b, s = r["boxes_per_position"], r["seconds_per_position"]
-        print(f"{r['method']:9s} {b['median'] or float('nan'):13.0f} {b['p90'] or float('nan'):7.0f} "
-              f"{r['share_decided']:8.2f} {s['median']:9.2f} {r['seconds_per_image_extrapolated']['median']:10.0f}")
-    print(f"exhaustive corner search: {corner:.2f} s per image")
+    results = {}
+    for name, model in models.items():
+        rows = [run_method(model, x, y, positions, m, args) for m in args.methods.split(",")]
+        corner = corner_seconds(model, x, y)
+        print(f"{name}\n{'method':9s} {'boxes/pos med':>13s} {'p90':>7s} {'decided':>8s} {'s/pos med':>9s} "
+              f"{'s/img est':>10s}")
+        for r in rows:
+            b, s = r["boxes_per_position"], r["seconds_per_position"]
+            print(f"{r['method']:9s} {b['median'] or float('nan'):13.0f} {b['p90'] or float('nan'):7.0f} "
+                  f"{r['share_decided']:8.2f} {s['median']:9.2f} {r['seconds_per_image_extrapolated']['median']:10.0f}")
+        print(f"exhaustive corner search: {corner:.2f} s per image")
+        results[name] = {"corner_search_seconds_per_image": corner, "methods": rows}
     out = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
-           "torch": torch.__version__, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-           "model": args.model, "n": len(x), "positions": [list(p) for p in positions],
-           "max_boxes_per_position": args.max_boxes, "alpha_steps": args.alpha_steps,
-           "random_images": args.random_images, "corner_search_seconds_per_image": corner, "methods": rows}
+           "torch": torch.__version__, "checkpoints": dict(specs), "model": args.model, "n": len(x),
+           "positions": [list(p) for p in positions], "max_boxes_per_position": args.max_boxes,
+           "alpha_steps": args.alpha_steps, "random_images": args.random_images, "models": results}
     args.out.write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")
 

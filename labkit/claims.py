@@ -17,8 +17,8 @@ from labkit import data, papers, report, stats
 from labkit.evaluate import SUITE, WORST_CASE
 from labkit.stats import Verdict
 
-__all__ = ["COLUMNS", "MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table", "markdown", "provenance_rows",
-           "status_counts", "totals"]
+__all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table",
+           "markdown", "proof_rows", "provenance_rows", "status_counts", "totals"]
 
 #: The columns of ``claims_table``.
 COLUMNS = ["paper", "where", "claim", "paper_value", "model", "attackers", "ours", "ci", "n", "p", "power", "verdict",
@@ -199,6 +199,28 @@ MEASURES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 }
 
 
+#: The measures judged by one-pixel attacks alone (Labs 02b, 04-06): their rows say that no proof covers the model.
+ONE_PIXEL_MEASURES = ("su_untargeted", "su_any_target", "su_pixels", "su_confidence", "undefended_asr", "defence",
+                      "ablation")
+#: What such a row adds to its reasons.
+ATTACKS_ONLY = ("Judged by attacks only: no proof covers this model (Lab 12 proves only its own models; see the "
+                "proofs table).")
+#: Lab 12's record, whose bracket rows ``proof_rows`` shows.
+PROOF_LAB = "12_verification"
+
+
+def proof_rows(recs: Records) -> list[dict[str, Any]]:
+    """Lab 12's bracket per model, for the chapter: clean accuracy, the share of correctly classified images proven
+    one-pixel robust, the attacks' success rate and the bracket on the true one-pixel ASR (%; empty without a
+    record)."""
+    rows = _rows(recs.get(PROOF_LAB, {}), "bracket")
+    return [{"model": r["model"], "clean acc. %": round(100 * r["clean_acc"], 1), "images": r["certified"],
+             "proven robust %": round(100 * r["proven"], 1), "unknown %": round(100 * r["unknown"], 1),
+             "attacked ASR %": round(100 * r["asr"], 1),
+             "true ASR in (%)": f"{100 * r['bracket_lo']:.1f} to {100 * r['bracket_hi']:.1f}",
+             "lab": _lab_link(PROOF_LAB)} for r in rows]
+
+
 def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per measurement: two labs that attacked the same model on the same images (Labs 04 and 05 share AT
     and DD) measure the same thing; keep the first lab's row and list both labs in its ``lab`` column. Their
@@ -247,6 +269,8 @@ def claims_table(recs: Records, claims: tuple[papers.Claim, ...] = papers.CLAIMS
         if not measured:
             measured = [{**_row(None, why=f"{c.lab}'s record holds nothing that measures this claim."),
                          "verdict": "not measured"}]
+        elif kind in ONE_PIXEL_MEASURES:
+            measured = [{**m, "why": ((m.get("why") or "") + " " + ATTACKS_ONLY).strip()} for m in measured]
         out += [{**head, **m, "unit": m.get("unit") or c.unit} for m in measured]
     return _merge_duplicates([{col: r.get(col) for col in COLUMNS} for r in out])
 

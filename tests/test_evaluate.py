@@ -335,3 +335,44 @@ def test_perturbation_norms_see_each_attack_s_threat_model():
     res = PixelSwap(model, swaps=2)(x, y)
     swap = evaluate.perturbation_norms(x, res.adv_images)
     assert torch.equal(swap["L0"], (res.pixels[..., 0] >= 0).sum(1)) and (swap["L0"] <= 4).all()  # few pixels
+
+
+def test_run_certify_caches_and_resumes(tmp_cache):
+    from labkit.certify import CertifyConfig, certify
+    from labkit.evaluate import run_certify
+
+    model = PixelTrigger_like()
+    x = torch.rand(5, 3, 6, 6, generator=torch.Generator().manual_seed(0)) * 0.4
+    y = torch.zeros(5, dtype=torch.long)
+    cfg = CertifyConfig(max_seconds=30.0)
+    first = run_certify(model, x, y, model_key="m", indices=torch.arange(5), config=cfg, chunk_images=2,
+                        progress=False)
+    whole = certify(model, x, y, cfg)
+    assert torch.equal(first.status, whole.status) and torch.equal(first.position_status, whole.position_status)
+    calls = []
+    import labkit.certify as certify_module
+
+    original = certify_module.certify
+    certify_module.certify = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        again = run_certify(model, x, y, model_key="m", indices=torch.arange(5), config=cfg, progress=False)
+        assert not calls and torch.equal(again.status, first.status)  # a full hit: nothing certified again
+        run_certify(model, x, y, model_key="other", indices=torch.arange(5), config=cfg, progress=False)
+        assert calls  # another model, another key
+    finally:
+        certify_module.certify = original
+
+
+def PixelTrigger_like() -> torch.nn.Module:
+    """A verifier-friendly chain whose class 1 wins where one pixel is bright: a 1x1 conv, ReLU, a max pool and a
+    linear head (so some positions flip and others are provably safe)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 2, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[[[1.0]], [[1.0]], [[1.0]]], [[[0.0]], [[0.0]], [[0.0]]]]))
+        conv.bias.copy_(torch.tensor([-2.4, 1.0]))
+    head = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[0.0, 1.0], [10.0, 0.0]]))
+        head.bias.zero_()
+    return torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), head).eval()

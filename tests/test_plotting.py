@@ -133,3 +133,16 @@ def test_declutter_draws_leader_lines_for_labels_moved_off_their_point() -> None
     assert len(visible) == 12 and any(v.arrow_patch is not None for v in visible)  # some had to leave their side
     fig.savefig(io.BytesIO(), format="png")  # the leader lines draw (a label given an arrow after creation did not)
     plt.close(fig)
+
+
+def test_lab12_figures_render():
+    fig = plotting.bound_widths({"interval": [1.0, 10.0, 1e3], "backward": [1.0, 2.0, 5.0], "true": [1.0, 1.5, 2.0]},
+                                ["input", "1 Conv2d", "2 ReLU"], title="t")
+    assert rendered(fig) and fig.axes[0].get_yscale() == "log" and len(fig.axes[0].lines) == 3
+    status = torch.tensor([[[1, 0], [-1, 1]], [[1, 1], [1, 1]]], dtype=torch.int8)
+    fig = plotting.position_maps(torch.rand(2, 3, 2, 2), status, titles=["vulnerable", "proven robust"])
+    assert rendered(fig) and sum(ax.has_data() for ax in fig.axes) == 4
+    row = {"model": "m", "bracket_lo": 0.2, "bracket_hi": 0.6, "asr_lo": 0.1, "asr_hi": 0.3, "proven_lo": 0.3,
+           "proven_hi": 0.5}
+    fig = plotting.brackets([row, {**row, "model": "n"}])
+    assert rendered(fig) and [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["m", "n"]

@@ -17,6 +17,9 @@ so on 8-bit colours it is complete. Every VULNERABLE verdict comes with a colour
 prediction, re-checked by a plain forward pass; every ROBUST one with float64 bounds (sound up to float64
 rounding, not rounded outward).
 
+Certified training (``labkit.certify.training.OnePixelIBP``) trains a model whose bounds hold, so that its proofs
+take seconds; it is a training objective (``labkit.train``), imported from its module, not from here.
+
 Supported layers: ``labkit.models.Normalize``, Conv2d, BatchNorm1d/2d (eval), ReLU, MaxPool2d, AvgPool2d,
 adaptive max / average pooling (output sizes dividing the input), Flatten, Linear, Dropout / Identity (eval), a
 trailing Softmax / LogSoftmax, ResNet's ``BasicBlock`` (identity or 1x1-conv shortcuts), and APR's

@@ -14,4 +14,5 @@ imports it; a notebook imports its lab's module.
 * ``attention_maps``: Lab 08, the gated APR variants attacked, and the explorer's images and figures.
 * ``recovery``: Lab 09, JPEG against FGSM and the one-pixel "class recovery".
 * ``survey``: Labs 10-11, the survey's attack x defence grid.
+* ``verification``: Lab 12, one-pixel proofs: the bracket per model and a model trained to be proven.
 """

@@ -1,0 +1,136 @@
+"""labkit.labs.verification (Lab 12): the plan, the study of bounds, the bracket and what the lab reports."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from labkit import claims
+from labkit.certify import ROBUST, UNKNOWN, VULNERABLE
+from labkit.certify.training import OnePixelIBP
+from labkit.labs import verification as V
+from labkit.models import Normalize, small_cnn
+from labkit.profiles import PROFILES
+
+from conftest import PixelTrigger
+
+
+def tiny(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(Normalize(), small_cnn(num_classes=3, widths=(4, 4, 6))).eval()
+
+
+def test_every_profile_sizes_the_lab_and_the_proven_model_fine_tunes_the_natural_one():
+    for profile in PROFILES.values():
+        cfg = V.verify_config(profile)
+        natural, proven = V.plan(profile, cfg)
+        assert proven.init == natural and isinstance(proven.objective, OnePixelIBP)
+        assert proven.epochs == cfg.proven_epochs and proven.train_size == cfg.proven_size
+        assert proven.objective.positions == cfg.positions and proven.objective.kappa == cfg.kappa
+        assert natural.epochs == (cfg.natural_epochs or profile.epochs)
+    assert V.verify_config(PROFILES["cpu"]).natural_epochs == 6  # sized for a CPU without native bf16
+
+
+@pytest.mark.parametrize("field, value", [("n_images", 0), ("kappa", 1.5), ("threat", "4bit"), ("seconds", 0),
+                                          ("de_images", -1)])
+def test_bad_settings_get_clear_errors(field, value):
+    with pytest.raises(ValueError, match=field if field != "threat" else "threat"):
+        V.VerifyConfig(**{field: value})
+
+
+def test_the_de_budget_goes_only_where_the_outcome_is_open():
+    status = torch.tensor([ROBUST, UNKNOWN, UNKNOWN, VULNERABLE, UNKNOWN], dtype=torch.int8)
+    broken = torch.tensor([0, 1, 0, 1, 0])
+    assert V.budget_images(status, broken, 10).tolist() == [2, 4]
+    assert V.budget_images(status, broken, 1).tolist() == [2]
+    # DE's verified success on the second open image joins the suite's.
+    out = V.broken((0, 1, 0, 1, 0), torch.tensor([2, 4]), torch.tensor([False, True]))
+    assert out.tolist() == [False, True, False, True, True]
+
+
+def test_the_bracket_holds_the_attacked_rate_below_one_minus_the_proven_share():
+    status = torch.tensor([ROBUST, ROBUST, UNKNOWN, VULNERABLE, UNKNOWN, UNKNOWN], dtype=torch.int8)
+    broken = torch.tensor([False, False, True, False, False, False])
+    row = V.bracket_row("m", 0.9, status, broken)
+    assert row["proven"] == pytest.approx(2 / 6) and row["unknown"] == pytest.approx(3 / 6)
+    # The verifier's flip counts as an attack success: 2 of 6 fooled.
+    assert row["asr"] == pytest.approx(2 / 6) and row["bracket_lo"] <= row["bracket_hi"] == pytest.approx(4 / 6)
+    assert row["asr_lo"] <= row["asr"] <= row["asr_hi"] and row["proven_lo"] <= row["proven"] <= row["proven_hi"]
+    assert row["proven_robust_acc"] <= row["attacked_robust_acc"]
+    assert row["outcomes"] == (0, 0, 1, 1, 0, 0) and row["proofs"] == (1, 1, 0, 0, 0, 0)
+
+
+def test_corner_flips_find_the_trigger_pixel_only_where_it_is():
+    model = PixelTrigger(row=2, col=5).eval()
+    images = torch.full((2, 3, 8, 8), 0.1)
+    labels = torch.zeros(2, dtype=torch.long)
+    out = V.corner_flips(model, images, labels, [(2, 5), (0, 0)])
+    assert out.tolist() == [[True, False], [True, False]]
+
+
+def test_study_positions_start_with_a_corner_and_the_centre():
+    assert V.study_positions(32, 32, 3) == [(0, 0), (16, 16), (0, 16)]
+    assert len(set(V.study_positions(32, 32, 10))) == 10
+
+
+def test_every_method_bounds_contain_the_sampled_range_and_tighter_methods_are_tighter():
+    model = tiny(1)
+    image = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    w = V.layer_widths(model, image, 0, (4, 4), samples=64)
+    n = len(w["layers"])
+    assert w["layers"][0] == "input" and all(len(w[m]) == n for m in ("interval", "forward", "backward", "true"))
+    for t in range(n):
+        assert w["interval"][t] >= w["true"][t] - 1e-9 and w["backward"][t] >= w["true"][t] - 1e-9
+        assert w["forward"][t] <= w["interval"][t] + 1e-9
+    assert w["forward"][-1] < w["interval"][-1]  # linear forms help by the last layer
+
+
+def test_method_costs_decide_positions_and_summarise_per_model_and_method():
+    model = tiny(2)
+    images = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    labels = model(images).argmax(1)
+    cfg = V.VerifyConfig(study_positions=2, study_budget=50)
+    rows = V.method_costs(model, images, labels, cfg, methods=("interval", "alpha"), name="tiny")
+    assert len(rows) == 4 and {r["method"] for r in rows} == {"interval", "alpha"}
+    assert all(r["model"] == "tiny" and 1 <= r["boxes"] <= 50 for r in rows)
+    assert all((r["corner_flips"] is None) == (r["verdict"] != "vulnerable") for r in rows)
+    summary = V.cost_summary(rows)
+    assert [(s["model"], s["method"]) for s in summary] == [("tiny", "interval"), ("tiny", "alpha")]
+    assert all(0 <= s["decided"] <= s["positions"] == 2 for s in summary)
+
+
+def test_summary_and_apr_comparison_come_from_the_rows():
+    status = {"a": torch.tensor([ROBUST, ROBUST, UNKNOWN], dtype=torch.int8),
+              "b": torch.tensor([VULNERABLE, UNKNOWN, UNKNOWN], dtype=torch.int8)}
+    seconds = {"a": torch.tensor([1.0, 3.0, 20.0]), "b": torch.tensor([0.5, 20.0, 20.0])}
+    rows = [V.bracket_row(m, 0.85, status[m], torch.zeros(3, dtype=torch.bool)) for m in ("a", "b")]
+    text = V.summary(rows, seconds, status, 20.0)
+    assert "a: clean accuracy 85.0%" in text and "66.7% proven" in text and "median proof 2.0 s" in text
+    assert "not met by a" in text  # 57% of the test set proven is below the goal
+    record = {"tables": {"suite": [{"attack": "worst case", "defence": "APR", "clean_acc": 0.8, "robust_acc": 0.6,
+                                    "attacked": 100},
+                                   {"attack": "DE k=1", "defence": "APR", "clean_acc": 0.8, "robust_acc": 0.7,
+                                    "attacked": 100}]}}
+    beside = V.beside_apr(rows, record)
+    assert [b["model"] for b in beside] == ["a", "b", "APR (Lab 05)"]
+    assert beside[-1]["proven_robust_acc"] is None and beside[-1]["attacked_robust_acc"] == 0.6
+    assert V.beside_apr(rows, None) == beside[:2]
+
+
+def test_the_claims_chapter_shows_the_proofs_and_marks_attack_only_rows():
+    rows = [V.bracket_row("natural", 0.8, torch.tensor([UNKNOWN, VULNERABLE], dtype=torch.int8),
+                          torch.tensor([False, False]))]
+    shown = claims.proof_rows({claims.PROOF_LAB: {"tables": {"bracket": rows}}})
+    assert shown[0]["model"] == "natural" and shown[0]["proven robust %"] == 0.0
+    assert shown[0]["true ASR in (%)"] == "50.0 to 100.0"
+    assert claims.proof_rows({}) == []
+
+
+def test_the_config_is_frozen_and_compared_by_value():
+    cfg = V.VerifyConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.n_images = 3
+    assert V.certify_config(cfg).threat == "continuous" and V.certify_config(cfg).max_seconds == cfg.seconds
