@@ -47,8 +47,9 @@ LabSizes = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
 
 
 #: Lab 12's cpu sizes (``labkit.labs.verification.VerifyConfig``'s fields), measured to fit one session.
-VERIFY_CPU: dict[str, Any] = dict(natural_epochs=6, n_images=100, proven_epochs=4, proven_size=10_000, seconds=20.0,
-                                  study_images=1, study_positions=4, study_budget=2000, study_samples=512,
+VERIFY_CPU: dict[str, Any] = dict(natural_epochs=6, n_images=100, proven_epochs=6, proven_size=10_000, seconds=20.0,
+                                  natural_seconds=5.0,
+                                  study_images=1, study_positions=3, study_budget=300, study_samples=512,
                                   de_images=10)
 
 
@@ -187,8 +188,8 @@ PROFILES: dict[str, Profile] = {
                          survey=dict(epochs=1, train_size=2000, val_size=500, n_images=24, deepfool_steps=10,
                                      cw_steps=20, swaps=20, at_epochs=1, at_size=500, timing_images=16,
                                      examples=2),
-                         verify=dict(n_images=8, proven_epochs=1, proven_size=512, seconds=2.0, max_boxes=2000,
-                                     study_images=1, study_positions=2, study_budget=100, study_samples=64,
+                         verify=dict(n_images=8, proven_epochs=1, proven_size=512, seconds=2.0, natural_seconds=1.0,
+                                     max_boxes=2000, study_images=1, study_positions=2, study_budget=100, study_samples=64,
                                      de_images=2, de_population=20, de_generations=3))),
     "cpu": Profile(name="cpu", models=("small_cnn",), epochs=15, train_size=None, batch_size=128,
                    optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100, n_pairs=30,

@@ -80,13 +80,15 @@ def test_batch_norm_in_training_mode_uses_the_clean_batch_statistics() -> None:
     assert not torch.equal(before, model[1][1].running_mean)  # the clean pass alone updated the running stats
 
 
-def test_schedule_ramps_eps_up_and_kappa_down_then_holds() -> None:
-    obj = OnePixelIBP(eps=1.0, kappa=0.2, ramp=0.5)
-    assert obj.schedule(0, 100) == (0.0, 1.0)
+def test_schedule_grows_eps_geometrically_lowers_kappa_then_holds() -> None:
+    obj = OnePixelIBP(eps=1.0, kappa=0.2, ramp=0.5, start=1e-4)
+    assert obj.schedule(0, 100) == pytest.approx((1e-4, 1.0))
     eps, kappa = obj.schedule(25, 100)
-    assert eps == pytest.approx(0.5) and kappa == pytest.approx(0.6)
+    assert eps == pytest.approx(1e-2) and kappa == pytest.approx(0.6)  # halfway: the geometric mean, tenfold per
     assert obj.schedule(50, 100) == pytest.approx((1.0, 0.2)) and obj.schedule(99, 100) == pytest.approx((1.0, 0.2))
     assert OnePixelIBP(ramp=0.0).schedule(0, 100) == pytest.approx((1.0, 0.5))
+    steps = [obj.schedule(s, 100)[0] for s in range(0, 51, 5)]
+    assert all(b / a == pytest.approx(steps[1] / steps[0]) for a, b in zip(steps, steps[1:]))  # constant ratio
 
 
 def test_the_robust_loss_trains_the_bound_up() -> None:
@@ -120,7 +122,7 @@ def test_natural_end_of_the_schedule_is_plain_cross_entropy() -> None:
     model = net().eval()
     images, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
     ctx = TrainContext(config=TrainConfig(), device=torch.device("cpu"), total_steps=10, step=0)
-    loss = OnePixelIBP(ramp=0.5).loss(model, images, labels, ctx)
+    loss = OnePixelIBP(ramp=0.5).loss(model, images, labels, ctx)  # step 0: kappa is still 1
     assert torch.allclose(loss, nn.functional.cross_entropy(model(images), labels))
 
 
@@ -132,7 +134,8 @@ def test_unsupported_models_are_refused_by_name(model: nn.Module) -> None:
         interval_margins(model, torch.rand(1, 3, 8, 8), torch.tensor([0]), torch.tensor([[3]]))
 
 
-@pytest.mark.parametrize("field, value", [("positions", 0), ("eps", 1.5), ("kappa", -0.1), ("ramp", 2.0)])
+@pytest.mark.parametrize("field, value", [("positions", 0), ("eps", 1.5), ("kappa", -0.1), ("ramp", 2.0), ("start", 0.0),
+                                          ("start", 2.0)])
 def test_bad_settings_get_clear_errors(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         OnePixelIBP(**{field: value})

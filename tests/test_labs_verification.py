@@ -107,9 +107,10 @@ def test_summary_and_apr_comparison_come_from_the_rows():
               "b": torch.tensor([VULNERABLE, UNKNOWN, UNKNOWN], dtype=torch.int8)}
     seconds = {"a": torch.tensor([1.0, 3.0, 20.0]), "b": torch.tensor([0.5, 20.0, 20.0])}
     rows = [V.bracket_row(m, 0.85, status[m], torch.zeros(3, dtype=torch.bool)) for m in ("a", "b")]
-    text = V.summary(rows, seconds, status, 20.0)
+    text = V.summary(rows, seconds, status, {"a": 20.0, "b": 5.0})
     assert "a: clean accuracy 85.0%" in text and "66.7% proven" in text and "median proof 2.0 s" in text
     assert "not met by a" in text  # 57% of the test set proven is below the goal
+    assert "within 20 s per image" in text and "within 5 s per image" in text
     record = {"tables": {"suite": [{"attack": "worst case", "defence": "APR", "clean_acc": 0.8, "robust_acc": 0.6,
                                     "attacked": 100},
                                    {"attack": "DE k=1", "defence": "APR", "clean_acc": 0.8, "robust_acc": 0.7,
