@@ -75,6 +75,9 @@ class VerifyConfig:
     # The natural model's bound method: "interval" (cheap boxes, so the budget is spent in small steps); its
     # alpha-CROWN batches take minutes each on 2 cores (measured: 8 images overran a 20 s budget for 5 minutes).
     natural_method: str = "interval"
+    # The proven model's bound method: "alpha" (tightest per box) or "interval" (about 20 boxes/s per image on 2
+    # cores against alpha-CROWN's ~2: more positions decided within a small budget).
+    method: str = "alpha"
     max_boxes: int = 200_000  # boxes per image
     # The study of bounds (one or two images of the natural model, a few positions, every method).
     study_images: int = 2  # images of the study
@@ -96,6 +99,7 @@ class VerifyConfig:
             check_int(name, getattr(self, name), 1)
         check_int("de_images", self.de_images, 0)
         CertifyConfig(threat=self.threat, method=self.natural_method)  # a ValueError naming the choices
+        CertifyConfig(method=self.method)
         check_positive("proven_lr", self.proven_lr)
         check_positive("seconds", self.seconds)
         check_positive("natural_seconds", self.natural_seconds)
@@ -135,7 +139,7 @@ def certify_config(cfg: VerifyConfig, natural: bool = False) -> CertifyConfig:
     """The verifier's settings of the lab: its threat, alpha-CROWN, the lab's per-image budgets (the natural
     model's with ``natural``)."""
     return CertifyConfig(threat=cfg.threat, max_seconds=cfg.natural_seconds if natural else cfg.seconds,
-                         max_boxes=cfg.max_boxes, method=cfg.natural_method if natural else "alpha")
+                         max_boxes=cfg.max_boxes, method=cfg.natural_method if natural else cfg.method)
 
 
 def certify_model(model: nn.Module, key: str, split: Split, indices: Tensor, cfg: VerifyConfig,
@@ -185,10 +189,12 @@ def broken(suite_outcomes: Sequence[int], open_positions: Tensor, de_success: Te
     return out
 
 
-def bracket_row(model: str, clean_acc: float, status: Tensor, broken: Tensor) -> dict[str, Any]:
+def bracket_row(model: str, clean_acc: float, status: Tensor, broken: Tensor,
+                position_status: Tensor | None = None) -> dict[str, Any]:
     """One model's row: over its n correctly classified images, the shares proven robust, found vulnerable by
     the verifier and left unknown, the attacks' ASR (``broken``: (n,) 0/1, suite and full-budget DE together),
-    and the bracket [attacked ASR, 1 - proven share] on the true one-pixel ASR, with Wilson 95% intervals."""
+    and the bracket [attacked ASR, 1 - proven share] on the true one-pixel ASR, with Wilson 95% intervals;
+    with ``position_status`` (n, H, W), the mean share of each image's positions proven ("positions_proven")."""
     n = len(status)
     proven, vuln = int((status == ROBUST).sum()), int((status == VULNERABLE).sum())
     fooled = broken.bool() | (status == VULNERABLE)  # the verifier's flips are attacks too (each one re-checked)
@@ -203,6 +209,8 @@ def bracket_row(model: str, clean_acc: float, status: Tensor, broken: Tensor) ->
             "bracket_lo": k / n if n else float("nan"), "bracket_hi": 1 - proven / n if n else float("nan"),
             "proven_robust_acc": clean_acc * proven / n if n else float("nan"),
             "attacked_robust_acc": clean_acc * (1 - k / n) if n else float("nan"),
+            "positions_proven": (float((position_status == ROBUST).float().mean()) if position_status is not None
+                                 and n else float("nan")),
             "outcomes": tuple(int(v) for v in fooled.tolist()),
             "proofs": tuple(int(v) for v in (status == ROBUST).tolist())}
 
@@ -363,6 +371,8 @@ def summary(rows: Sequence[dict[str, Any]], seconds: dict[str, Tensor], status: 
             f"{_pct(r['vulnerable'])} found vulnerable by the verifier, {_pct(r['unknown'])} undecided within "
             f"{budget[m]:g} s per image (no attack found, not robust); the attacks and the verifier's flips fooled "
             f"{_pct(r['asr'])}, so the true one-pixel ASR lies in [{_pct(r['bracket_lo'])}, {_pct(r['bracket_hi'])}]"
+            + (f"; {_pct(r['positions_proven'])} of an image's positions proven on average"
+               if r.get("positions_proven") == r.get("positions_proven") and "positions_proven" in r else "")
             + (f"; median proof {med:.1f} s per proven image." if med == med else "."))
     best = max(rows, key=lambda r: r["proven_robust_acc"])
     share = best["proven_robust_acc"]
