@@ -53,7 +53,9 @@ from torch import nn
 
 from labkit import data, records
 from labkit.cache import config_key
-from labkit.evaluate import Evaluation, adaptive_suite, evaluate_model
+from labkit.certify import (METHODS, ROBUST, THREATS, UNKNOWN, VULNERABLE, CertifyConfig, NotCertifiable,
+                            parse)
+from labkit.evaluate import WORST_CASE, Evaluation, adaptive_suite, evaluate_model, run_certify
 from labkit.models import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_ARCHITECTURES, REGISTRY, build_model,
                            find_imagenet_weights, imagenet_model)
 from labkit.profiles import PROFILES, Profile, get_profile
@@ -113,7 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "(suite: the adaptive suite, DE and corner included)")
     ev.add_argument("--profile", default="cpu", choices=PROFILES, help="attack budgets (default cpu)")
     _record_arguments(ev)
-    from labkit.certify import METHODS, THREATS, CertifyConfig  # the verifier's own choices and defaults
 
     default = CertifyConfig()
     ce = sub.add_parser("certify", help="prove (or refute) your model's one-pixel robustness, image by image",
@@ -366,7 +367,6 @@ def evaluate(args: argparse.Namespace, progress: bool = True) -> tuple[list[dict
 
 def certify_config(args: argparse.Namespace) -> Any:
     """The ``labkit.certify.CertifyConfig`` that ``certify``'s options say."""
-    from labkit.certify import CertifyConfig
 
     try:
         return CertifyConfig(threat=args.threat, method=args.method, max_boxes=args.max_boxes,
@@ -377,7 +377,6 @@ def certify_config(args: argparse.Namespace) -> Any:
 
 def check_certifiable(model: nn.Module, split: data.Split) -> None:
     """Raise ``UsageError`` naming the first layer of ``model`` that ``labkit.certify`` has no bound rule for."""
-    from labkit.certify import NotCertifiable, parse
 
     try:
         parse(model, tuple(split.floats(data.first_n(split, 1)).shape[1:]))
@@ -399,8 +398,6 @@ def certify(args: argparse.Namespace, progress: bool = True) -> tuple[list[dict[
     share proven robust; ``conflicts`` counts images an attack broke that were proven robust (possible only where
     the attack's colour lies outside ``--threat``'s: a float colour between the 8-bit levels).
     """
-    from labkit.certify import ROBUST, UNKNOWN, VULNERABLE
-    from labkit.evaluate import WORST_CASE, run_certify
 
     config = certify_config(args)
     run = prepare(args, check=check_certifiable)

@@ -189,7 +189,7 @@ PROFILES: dict[str, Profile] = {
                                      cw_steps=20, swaps=20, at_epochs=1, at_size=500, timing_images=16,
                                      examples=2),
                          verify=dict(n_images=8, proven_epochs=1, proven_size=512, seconds=2.0, natural_seconds=1.0,
-                                     max_boxes=2000, study_images=1, study_positions=2, study_budget=100, study_samples=64,
+                                     max_boxes=2000, study_images=1, study_positions=2, study_budget=10, study_samples=64,
                                      de_images=2, de_population=20, de_generations=3))),
     "cpu": Profile(name="cpu", models=("small_cnn",), epochs=15, train_size=None, batch_size=128,
                    optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100, n_pairs=30,

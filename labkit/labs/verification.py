@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from labkit._checks import check_int, check_number, check_positive
 from labkit.attacks import DEConfig, OnePixel
-from labkit.certify import ROBUST, UNKNOWN, VULNERABLE, Boxes, Chain, CertifyConfig, CertifyResult, parse
+from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, CertifyResult, Chain, certify,
+                            parse)
 from labkit.certify.training import OnePixelIBP
 from labkit.data import Split
 from labkit.evaluate import run_attack, run_certify, verify
@@ -282,7 +283,6 @@ def method_costs(model: nn.Module, images: Tensor, labels: Tensor, cfg: VerifyCo
                              position_budget=cfg.study_budget, max_boxes=cfg.study_budget * len(positions),
                              max_seconds=float("inf"))
         t0 = time.perf_counter()
-        from labkit.certify import certify  # the whole verifier, as a user calls it
         res = certify(model, images, labels, ccfg)
         seconds = time.perf_counter() - t0
         for i in range(len(images)):
