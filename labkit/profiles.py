@@ -49,7 +49,7 @@ LabSizes = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
 #: Lab 12's cpu sizes (``labkit.labs.verification.VerifyConfig``'s fields), measured to fit one session.
 VERIFY_CPU: dict[str, Any] = dict(natural_epochs=6, n_images=100, proven_epochs=6, proven_size=10_000, seconds=20.0,
                                   natural_seconds=5.0, method="interval",
-                                  study_images=1, study_positions=3, study_budget=100, study_samples=512,
+                                  study_images=1, study_positions=2, study_budget=20, study_samples=512,
                                   de_images=10)
 
 
