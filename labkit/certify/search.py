@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from labkit.attacks.corner import cube_corners
 from labkit.certify.bounds import Boxes, Chain
 from labkit.certify.margins import margin_bounds
 
@@ -113,7 +114,7 @@ class Group:
     def corner_search(self, order: Tensor) -> None:
         """All 2^C corners at every position, positions in ``order`` (n, H*W), a block at a time; an image stops at
         its first flip unless all positions are asked for."""
-        corners = ((torch.arange(2 ** self.c)[:, None] >> torch.arange(self.c - 1, -1, -1)) & 1).to(self.dev) * LEVELS
+        corners = cube_corners(self.c).long().to(self.dev) * LEVELS
         m = len(corners)
         block = max(1, self.cfg.chunk_size // m)
         for start in range(0, order.shape[1], block):

@@ -23,6 +23,7 @@ Sizes: the profile's ``verify`` section (``Profile.lab``).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 
 from labkit._checks import check_int, check_number, check_positive
 from labkit.attacks import DEConfig, OnePixel
+from labkit.attacks.corner import cube_corners
 from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, CertifyResult, Chain, certify,
                             parse)
 from labkit.certify.training import OnePixelIBP
@@ -241,7 +243,7 @@ def layer_widths(model: nn.Module, image: Tensor, label: int, position: tuple[in
     runs = {"interval": chain.forward(boxes, False), "forward": chain.forward(boxes, True),
             "backward": chain.forward(boxes, True, crown_neurons=4096)}
     gen = torch.Generator().manual_seed(seed)
-    corners = ((torch.arange(2 ** c)[:, None] >> torch.arange(c - 1, -1, -1)) & 1).double()
+    corners = cube_corners(c).double()
     colours = torch.cat([corners, torch.randint(0, 256, (max(0, samples - len(corners)), c), generator=gen) / 255])
     x = image[None].double().repeat(len(colours), 1, 1, 1)
     x[:, :, position[0], position[1]] = colours
@@ -302,7 +304,7 @@ def corner_flips(model: nn.Module, images: Tensor, labels: Tensor, positions: Se
     fp32 forwards). Where the verifier found a position vulnerable and no corner flips it, the worst colours lie
     inside the cube: a corner search alone would miss that position."""
     n, c = images.shape[:2]
-    corners = ((torch.arange(2 ** c)[:, None] >> torch.arange(c - 1, -1, -1)) & 1).float()
+    corners = cube_corners(c)
     out = torch.zeros(n, len(positions), dtype=torch.bool)
     for j, (r, col) in enumerate(positions):
         x = images.repeat_interleave(len(corners), 0).clone()
@@ -347,9 +349,9 @@ def beside_apr(rows: Sequence[dict[str, Any]], record: dict[str, Any] | None,
     return out
 
 
-def _median(values: Tensor, empty: float = float("nan")) -> float:
-    """The median (the mean of the middle two for an even count), ``empty`` for no values."""
-    return float(torch.quantile(values.double(), 0.5)) if len(values) else empty
+def _median(values: Tensor) -> float:
+    """The median (the mean of the middle two for an even count); NaN for no values."""
+    return float(torch.quantile(values.double(), 0.5)) if len(values) else math.nan
 
 
 def _pct(v: float) -> str:
@@ -360,11 +362,10 @@ def summary(rows: Sequence[dict[str, Any]], seconds: dict[str, Tensor], status: 
             budget: dict[str, float]) -> str:
     """What the lab found, generated from the bracket rows, per image seconds, verdicts and the seconds budget per
     image (each by model)."""
+    medians = {r["model"]: _median(seconds[r["model"]][status[r["model"]] == ROBUST]) for r in rows}
     parts = []
     for r in rows:
-        m = r["model"]
-        proven = status[m] == ROBUST
-        med = _median(seconds[m][proven])
+        m, med = r["model"], medians[r["model"]]
         parts.append(
             f"{m}: clean accuracy {_pct(r['clean_acc'])}; of {r['certified']} correctly classified images "
             f"{_pct(r['proven'])} proven one-pixel robust (95% CI {_pct(r['proven_lo'])}-{_pct(r['proven_hi'])}), "
@@ -372,12 +373,11 @@ def summary(rows: Sequence[dict[str, Any]], seconds: dict[str, Tensor], status: 
             f"{budget[m]:g} s per image (no attack found, not robust); the attacks and the verifier's flips fooled "
             f"{_pct(r['asr'])}, so the true one-pixel ASR lies in [{_pct(r['bracket_lo'])}, {_pct(r['bracket_hi'])}]"
             + (f"; {_pct(r['positions_proven'])} of an image's positions proven on average"
-               if r.get("positions_proven") == r.get("positions_proven") and "positions_proven" in r else "")
+               if math.isfinite(r.get("positions_proven", math.nan)) else "")
             + (f"; median proof {med:.1f} s per proven image." if med == med else "."))
     best = max(rows, key=lambda r: r["proven_robust_acc"])
-    share = best["proven_robust_acc"]
-    proven = status[best["model"]] == ROBUST
-    med = _median(seconds[best["model"]][proven], empty=float("inf"))
+    share, med = best["proven_robust_acc"], medians[best["model"]]
+    # No proof at all: no median to meet the time goal with (NaN compares False, as the goal needs).
     met = (share >= GOAL["proven"] and best["clean_acc"] >= GOAL["clean_acc"] and med <= GOAL["median_seconds"])
     parts.append(f"Goal (>= {_pct(GOAL['proven'])} of test images proven at >= {_pct(GOAL['clean_acc'])} clean, "
                  f"<= {GOAL['median_seconds']:g} s per proof): {'met' if met else 'not met'} by {best['model']} "
