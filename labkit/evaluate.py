@@ -119,24 +119,32 @@ def run_attack(attack: Any, images: Tensor, labels: Tensor, *, model_key: str, i
     """
     key = config_key("attack", model_key, type(attack).__name__, attack.config, indices, labels,
                      None if targets is None else targets)
-    path = cache_path("attacks", key)
-    expect = {"format": RECORD_FORMAT, "key": key, "n": len(images)}
+    return _resumable(
+        "attacks", key, len(images), chunk_images, AttackResult,
+        lambda sl: attack(images[sl], labels[sl], None if targets is None else targets[sl]),
+        f"{type(attack).__name__} ({model_key[:6]})", progress, "run_attack")
+
+
+def _resumable(kind: str, key: str, n: int, chunk: int, result_type: Any, compute: Any, desc: str, progress: bool,
+               caller: str) -> Any:
+    """The chunked, resumable cache loop of ``run_attack`` and ``run_certify``: load the finished chunks of entry
+    ``key`` (family ``kind``), run ``compute(slice)`` on the rest ``chunk`` images at a time, and after each chunk
+    save all rows so far atomically. ``result_type`` joins (``cat``), saves (``to_dict``) and loads (``from_dict``)
+    its rows. Raises ValueError (naming ``caller``) for no images."""
+    path = cache_path(kind, key)
+    expect = {"format": RECORD_FORMAT, "key": key, "n": n}
     saved = load_checked(path, expect)
-    parts = [AttackResult.from_dict(saved["result"])] if saved and saved["done"] > 0 else []
+    parts = [result_type.from_dict(saved["result"])] if saved and saved["done"] > 0 else []
     done = saved["done"] if saved else 0
-    bar = tqdm(total=len(images), initial=done, desc=f"{type(attack).__name__} ({model_key[:6]})",
-               disable=not progress)
-    for start in range(done, len(images), chunk_images):
-        sl = slice(start, start + chunk_images)
-        parts.append(attack(images[sl], labels[sl], None if targets is None else targets[sl]))
-        done = min(start + chunk_images, len(images))
-        merged = AttackResult.cat(parts)
-        parts = [merged]
-        save_atomic({**expect, "done": done, "result": merged.to_dict()}, path)
+    bar = tqdm(total=n, initial=done, desc=desc, disable=not progress)
+    for start in range(done, n, chunk):
+        parts = [result_type.cat(parts + [compute(slice(start, start + chunk))])]
+        done = min(start + chunk, n)
+        save_atomic({**expect, "done": done, "result": parts[0].to_dict()}, path)
         bar.update(done - bar.n)
     bar.close()
     if not parts:
-        raise ValueError("run_attack needs at least one image")
+        raise ValueError(f"{caller} needs at least one image")
     return parts[0]
 
 
@@ -153,22 +161,9 @@ def run_certify(model: nn.Module, images: Tensor, labels: Tensor, *, model_key: 
 
     cfg = config or CertifyConfig()
     key = config_key("certify", model_key, cfg, indices, labels)
-    path = cache_path("certify", key)
-    expect = {"format": RECORD_FORMAT, "key": key, "n": len(images)}
-    saved = load_checked(path, expect)
-    parts = [CertifyResult.from_dict(saved["result"])] if saved and saved["done"] > 0 else []
-    done = saved["done"] if saved else 0
-    bar = tqdm(total=len(images), initial=done, desc=f"certify ({model_key[:6]})", disable=not progress)
-    for start in range(done, len(images), chunk_images):
-        sl = slice(start, start + chunk_images)
-        parts = [CertifyResult.cat(parts + [certify(model, images[sl], labels[sl], cfg)])]
-        done = min(start + chunk_images, len(images))
-        save_atomic({**expect, "done": done, "result": parts[0].to_dict()}, path)
-        bar.update(done - bar.n)
-    bar.close()
-    if not parts:
-        raise ValueError("run_certify needs at least one image")
-    return parts[0]
+    return _resumable("certify", key, len(images), chunk_images, CertifyResult,
+                      lambda sl: certify(model, images[sl], labels[sl], cfg), f"certify ({model_key[:6]})",
+                      progress, "run_certify")
 
 
 def summarize(result: AttackResult, verified: Tensor, clean_accuracy: float, *, image_ids: Tensor | None = None,
