@@ -10,11 +10,30 @@ machine); records store what *ran* (``precision_used``), so a table can say whic
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
+
 import torch
 
 from labkit.models import resolve_device
 
 PRECISIONS = ("auto", "fp32", "bf16")
+#: CPU flags (Linux ``/proc/cpuinfo``) of bf16 arithmetic in hardware: AVX-512-BF16 or AMX-BF16.
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@cache
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str] | None:
+    """The instruction-set flags of this machine's first CPU from ``cpuinfo``; None where it cannot be read."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:  # not Linux (or no /proc): nobody lists the flags
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return None
 
 
 def native_bf16(device: torch.device | str) -> bool:
@@ -23,7 +42,12 @@ def native_bf16(device: torch.device | str) -> bool:
     if dev.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if dev.type == "cpu":
-        # oneDNN's own check: True only with AVX-512-BF16 or AMX; without it bf16 convs take a slow path.
+        # oneDNN's check says yes on any AVX-512 core, yet without AVX-512-BF16 or AMX its bf16 convolutions
+        # convert to fp32 and back: a small-CNN step ran 2.6x slower than fp32 on an AVX-512 Xeon (2026-12-07,
+        # shared/NOTES.md). So where the CPU's flags can be read they decide; elsewhere oneDNN's check does.
+        flags = cpu_flags()
+        if flags is not None and not flags & BF16_CPU_FLAGS:
+            return False
         checker = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
         try:
             return bool(checker()) if checker is not None else False
