@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from labkit._checks import check_int, check_positive, is_number
 from labkit.attacks import SURVEY_ATTACKS, GradientCorner, survey_attack
 from labkit.cache import config_key
-from labkit.models import synchronize
+from labkit.models import median_blur, synchronize
 from labkit.train import TrainConfig, TrainContext, get_or_train
 
 __all__ = [
@@ -212,18 +212,7 @@ class MedianFilter(InputTransform):
         return f"median {self.size}x{self.size}"
 
     def transform(self, x: Tensor) -> Tensor:
-        n, c, h, w = x.shape
-        k = self.size
-        before = (k - 1) // 2  # odd k: centred; even k: the extra row and column come after the pixel
-        after = k - 1 - before
-        if max(before, after) >= min(h, w):
-            raise ValueError(f"a {k}x{k} median needs images larger than {max(before, after)} pixels, got {h}x{w}")
-        padded = F.pad(x, (before, after, before, after), mode="reflect")
-        window = padded.unfold(2, k, 1).unfold(3, k, 1).reshape(n, c, h, w, k * k)
-        lower = window.median(dim=-1).values  # torch's median of an even count is the lower middle value
-        if k % 2:
-            return lower
-        return (lower - (-window).median(dim=-1).values) / 2  # the upper middle value is -median(-window)
+        return median_blur(x, self.size)
 
 
 def standard_transforms() -> list[InputTransform]:

@@ -149,6 +149,52 @@ def survey_cnn(num_classes: int = 10, in_channels: int = 3, widths: tuple[int, i
                          nn.Linear(hidden, num_classes), nn.LogSoftmax(dim=1))
 
 
+# -- the median filter in front (labkit.train builds it from TrainConfig.median) ------------------------------------
+
+def median_blur(x: Tensor, size: int = 3) -> Tensor:
+    """Per-channel median of each ``size`` x ``size`` window of ``x`` (N, C, H, W), reflect padding; same shape.
+
+    Odd ``size``: centred windows, the median itself. Even ``size``: no centre pixel; the window of output (i, j)
+    spans rows i..i+size/2 and columns j..j+size/2 (the image shifts half a pixel to the top left) and the output
+    is the mean of the two middle values. Reflection (row H-2 mirrors past the last), never replication, so a
+    border pixel never appears twice in its own window. Differentiable: the gradient reaches the middle values.
+    """
+    n, c, h, w = x.shape
+    before = (size - 1) // 2  # odd size: centred; even size: the extra row and column come after the pixel
+    after = size - 1 - before
+    if max(before, after) >= min(h, w):
+        raise ValueError(f"a {size}x{size} median needs images larger than {max(before, after)} pixels, got {h}x{w}")
+    padded = nn.functional.pad(x, (before, after, before, after), mode="reflect")
+    window = padded.unfold(2, size, 1).unfold(3, size, 1).reshape(n, c, h, w, size * size)
+    lower = window.median(dim=-1).values  # torch's median of an even count is the lower middle value
+    if size % 2:
+        return lower
+    return (lower - (-window).median(dim=-1).values) / 2  # the upper middle value is -median(-window)
+
+
+class MedianBlur(nn.Module):
+    """``median_blur`` as a layer: a model's first layer (before ``Normalize``), so it filters [0, 1] pixels.
+
+    In front of a network it makes one-pixel robustness provable: a median is non-decreasing in every input, and
+    as a function of the one pixel's colour each output in the pixel's neighbourhood is clamp(colour, a, b), a
+    and b its values at colour 0 and 1, so a bound over the whole colour cube is a box as narrow as the middle
+    values of the neighbourhood (``labkit.certify``; ``labkit.defences.MedianFilter`` is the same filter as an
+    input transformation in front of a model trained without it).
+    """
+
+    def __init__(self, size: int = 3):
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+            raise ValueError(f"size must be an integer >= 2, got {size!r}")
+        self.size = size
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return median_blur(x, self.size)
+
+
 # -- the attention gate (APR's; labkit.train builds it from TrainConfig.gate) --------------------------------------
 
 #: The gate's modes: one map for all colours, or one per colour.

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from labkit.cache import NEW_FIELD, cache_path, canonical, config_key, load_checked, save_atomic
 from labkit.data import FIRST_N_ORDER, Split, dataset_source, dataset_spec, first_n, load_dataset, predict
-from labkit.models import AttentionGate, build_model, resolve_device
+from labkit.models import AttentionGate, MedianBlur, build_model, resolve_device
 from labkit.precision import check_precision, resolve_precision
 
 CHECKPOINT_FORMAT = 2  # 2: checkpoints record precision_used and init_key
@@ -102,6 +102,10 @@ class TrainConfig:
     # next train_size): with val_size > 0 the run keeps the epoch with the lowest validation loss, never looking
     # at the test set (the survey's checkpointing). 0 = no validation split, the last epoch is kept.
     val_size: int = field(default=0, metadata=NEW_FIELD)
+    # A median filter (labkit.models.MedianBlur) of this window in front of the network, before its Normalize:
+    # 0 = none. One pixel then reaches the network only through its neighbourhood's middle values, a narrow box
+    # that certified training can bound (labkit.certify.training); a run may start from a model without it.
+    median: int = field(default=0, metadata=NEW_FIELD)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -112,6 +116,10 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'onecycle', 'cosine' or 'constant', not {self.schedule!r}")
         if self.gate not in ("none", "pixel", "channel"):
             raise ValueError(f"gate must be 'none', 'pixel' or 'channel', not {self.gate!r}")
+        if isinstance(self.median, bool) or not isinstance(self.median, int) or self.median == 1 or self.median < 0:
+            raise ValueError(f"median must be 0 (no filter) or a window >= 2, got {self.median!r}")
+        if self.median and self.gate != "none":
+            raise ValueError("a model has either an attention gate or a median filter in front, not both")
         check_precision(self.precision)
         dataset_spec(self.dataset)  # a ValueError naming the registered datasets
         if isinstance(self.val_size, bool) or not isinstance(self.val_size, int) or self.val_size < 0:
@@ -125,6 +133,8 @@ class TrainConfig:
                 raise ValueError(f"init was trained on {self.init.dataset!r}, this run trains on {self.dataset!r}")
             if self.init.gate != "none" and (self.init.gate, self.init.gate_kernel) != (self.gate, self.gate_kernel):
                 raise ValueError("init has a gate this config does not have (or one of another shape)")
+            if self.init.median and self.init.median != self.median:
+                raise ValueError("init has a median filter this config does not have (or one of another window)")
 
 
 @dataclass
@@ -147,31 +157,34 @@ def model_key(config: TrainConfig) -> str:
 
 
 def build_for_config(config: TrainConfig) -> nn.Module:
-    """The untrained network ``config`` describes (gate included), input in [0, 1]."""
+    """The untrained network ``config`` describes (gate or median filter included), input in [0, 1]."""
     net = build_model(config.model, dataset_spec(config.dataset).num_classes, config.dataset)
+    if config.median:
+        return nn.Sequential(MedianBlur(config.median), net)
     if config.gate == "none":
         return net
     return nn.Sequential(AttentionGate(mode=config.gate, kernel_size=config.gate_kernel), net)
 
 
-def _behind_gate(model: nn.Module) -> nn.Module:
-    """The network behind ``model``'s attention gate (``model`` itself when it has none)."""
-    gated = isinstance(model, nn.Sequential) and len(model) == 2 and isinstance(model[0], AttentionGate)
-    return model[1] if gated else model
+def _behind_front(model: nn.Module) -> nn.Module:
+    """The network behind ``model``'s attention gate or median filter (``model`` itself when it has neither)."""
+    fronted = (isinstance(model, nn.Sequential) and len(model) == 2
+               and isinstance(model[0], (AttentionGate, MedianBlur)))
+    return model[1] if fronted else model
 
 
 def load_init(model: nn.Module, config: TrainConfig, device: torch.device, progress: bool = True) -> str | None:
     """Start ``model`` (built for ``config``) from the weights of ``config.init``; returns the init's cache key.
 
-    The init model is loaded or trained through the cache (``get_or_train``). When ``config`` has a gate and
-    the init has none, the weights go into the network behind the gate and the gate keeps its own start.
+    The init model is loaded or trained through the cache (``get_or_train``). When ``config`` has a gate (or a
+    median filter) and the init has none, the weights go into the network behind it (the gate keeps its own start).
     Returns None (and changes nothing) when ``config.init`` is None.
     """
     if config.init is None:
         return None
     base = get_or_train(config.init, device, progress)
-    if config.init.gate == "none":
-        _behind_gate(model).load_state_dict(base.model.state_dict())
+    if config.init.gate == "none" and not config.init.median:
+        _behind_front(model).load_state_dict(base.model.state_dict())
     else:
         model.load_state_dict(base.model.state_dict())
     return base.key

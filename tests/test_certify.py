@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, CertifyResult, Chain, NotCertifiable,
                             certify, margin_bounds, parse)
 from labkit.certify.layers import clean_activations
-from labkit.models import AttentionGate, BasicBlock, Normalize
+from labkit.models import AttentionGate, BasicBlock, MedianBlur, Normalize
 
 METHODS = ("interval", "forward", "backward", "alpha")
 
@@ -49,6 +49,10 @@ LAYER_NETS = {
                                         nn.LazyLinear(3)),
     "gate channel 5x5": lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
                                               nn.LazyLinear(3)),
+    # A median filter in front (labkit.train's TrainConfig.median), reflect padding: kinks at each output's ends.
+    "median 3x3": lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                        nn.LazyLinear(3)),
+    "median 5x5": lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3)),
 }
 
 
@@ -60,6 +64,8 @@ def build(name: str, seed: int = 0) -> nn.Module:
         nn.init.normal_(gate.conv.weight, std=1.5)
         nn.init.normal_(gate.conv.bias, std=0.5)
         net = nn.Sequential(gate, net)
+    if name.startswith("median"):
+        net = nn.Sequential(MedianBlur(5 if "5x5" in name else 3), net)
     for m in net.modules():  # batch norm with statistics of its own, not the identity
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -280,7 +286,7 @@ def test_a_model_without_flips_is_proven_and_its_mode_restored() -> None:
 
 
 @pytest.mark.parametrize("layer", [nn.Tanh(), nn.GELU(), nn.Sequential(Normalize(), AttentionGate()),
-                                   nn.Upsample(scale_factor=2)])
+                                   nn.Upsample(scale_factor=2), MedianBlur(2), nn.Sequential(Normalize(), MedianBlur())])
 def test_unsupported_layers_are_named(layer: nn.Module) -> None:
     net = nn.Sequential(layer, nn.Flatten(), nn.LazyLinear(3))
     net(torch.zeros(1, 3, 8, 8))
@@ -343,8 +349,9 @@ def test_results_survive_saving_and_chunking(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("name, seed, index", [("gate pixel", 5, 0), ("gate channel 5x5", 0, 0),
-                                              ("residual blocks (identity, projection)", 1, 15)])
-def test_gated_and_residual_models_are_verified_completely(name: str, seed: int, index: int) -> None:
+                                              ("residual blocks (identity, projection)", 1, 15), ("median 3x3", 1, 1),
+                                              ("median 3x3", 2, 0)])
+def test_gated_median_and_residual_models_are_verified_completely(name: str, seed: int, index: int) -> None:
     net = build(name, seed=seed)
     images = torch.rand(index + 1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))[index:]
     labels = net(images).argmax(1)

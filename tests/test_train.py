@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from labkit import train
-from labkit.models import AttentionGate, gate_of
+from labkit.models import AttentionGate, MedianBlur, gate_of, median_blur
 from labkit.train import TrainConfig, build_for_config, get_or_train, model_key
 
 CFG = TrainConfig(model="small_cnn", epochs=2, batch_size=40, train_size=None, eval_size=40, precision="fp32")
@@ -85,9 +85,12 @@ def test_bad_configs_are_rejected():
     gated = TrainConfig(gate="pixel")
     for bad in ({"epochs": 0}, {"optimizer": "lbfgs"}, {"schedule": "step"}, {"gate": "spatial"},
                 {"precision": "fp16"}, {"precision": True}, {"init": TrainConfig(model="resnet18")},
-                {"init": gated}, {"init": "small_cnn"}):
+                {"init": gated}, {"init": "small_cnn"}, {"median": 1}, {"median": -3}, {"median": True},
+                {"median": 3, "gate": "pixel"}, {"median": 5, "init": TrainConfig(median=3)}):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
+    assert model_key(TrainConfig()) == model_key(TrainConfig(median=0))  # a new field: old keys unchanged
+    assert model_key(TrainConfig(median=3)) != model_key(TrainConfig())
 
 
 def test_runs_too_short_for_a_schedule_still_train(tiny_folder):
@@ -144,6 +147,21 @@ BASE = replace(CFG, epochs=1)
 def network_weights(model):
     net = model[1] if isinstance(model[0], AttentionGate) else model
     return weights(net)
+
+
+def test_build_for_config_puts_the_median_filter_in_front() -> None:
+    model = build_for_config(TrainConfig(median=3)).eval()
+    assert isinstance(model[0], MedianBlur) and model[0].size == 3
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(model(x), model[1](median_blur(x, 3)))
+
+
+def test_a_median_model_starts_from_a_plain_base(tiny_folder):
+    base = get_or_train(BASE, "cpu", progress=False)
+    fronted = replace(CFG, epochs=1, lr=0.0, weight_decay=0.0, schedule="constant", median=3, init=BASE)
+    tuned = get_or_train(fronted, "cpu", progress=False)
+    learnt = lambda m: torch.cat([p.detach().flatten() for p in m.parameters()])  # noqa: E731
+    assert isinstance(tuned.model[0], MedianBlur) and torch.equal(learnt(tuned.model[1]), learnt(base.model))
 
 
 def test_fine_tuning_starts_from_the_base_weights(tiny_folder):

@@ -16,7 +16,9 @@ Three propagations, each sound for any input in the box:
 Relaxations: ReLU with pre-activation bounds l < 0 < u: upper u (x - l) / (u - l), lower a x, a in [0, 1].
 Max-pool: lower x_i* (i* = the cell of largest lower bound); upper x_i* when l_i* >= every other cell's upper
 bound (exact), else the constant max u. APR's gate (first layer only): sigmoid between tangent and chord lines,
-its product with x by McCormick's inequalities. All in the chain's dtype (float64 by default); the shared pieces
+its product with x by McCormick's inequalities. A median filter (first layer only): each output near the pixel is
+clamp(colour, a, b) of one colour channel (a, b: its values at colour 0 and 1), exact in intervals, and in forms
+exact, constant, or a chord and a tangent where the box straddles one kink (constants where it straddles both). All in the chain's dtype (float64 by default); the shared pieces
 live in ``labkit.certify.relax``.
 """
 
@@ -29,9 +31,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from labkit.certify.layers import Layer, clean_activations, geometry
+from labkit.models import median_blur
 from labkit.certify.relax import chan, crop, relu_slopes, sigmoid_lines
 
 INF = float("inf")
+#: Layer kinds that are not affine: where intervals lose precision and back-substitution needs relaxations.
+NONLINEAR = ("relu", "maxpool", "gate", "median")
 IDENTITY = Layer("conv", "identity shortcut")  # kernel 1, stride 1: a patch that is the window itself
 
 
@@ -71,10 +76,11 @@ class Chain:
         self.cin = images.shape[1]
         self.geos = geometry(layers, tuple(images.shape[1:]), full, images.device)
         self.acts = clean_activations(layers, images.to(dtype))
-        nonlinear = [t for t, layer in enumerate(layers) if layer.kind in ("relu", "maxpool", "gate")]
+        nonlinear = [t for t, layer in enumerate(layers) if layer.kind in NONLINEAR]
         self.last_map = max(nonlinear, default=-1) + 1
-        # Back-substitution ends at the colour, or behind a leading gate at its output, through its forward forms.
-        self.base = 1 if layers and layers[0].kind == "gate" else 0
+        # Back-substitution ends at the colour, or behind a leading gate or median filter at its output, through
+        # its forward forms.
+        self.base = 1 if layers and layers[0].kind in ("gate", "median") else 0
 
     # -- windows and patches --------------------------------------------------------------------------------
     def origin(self, t: int, boxes: Boxes) -> tuple[Tensor, Tensor]:
@@ -163,6 +169,9 @@ class Chain:
     def interval_step(self, t: int, boxes: Boxes, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
         """Interval bounds of activation t + 1 from those of activation t (windows)."""
         layer = self.layers[t]
+        if layer.kind == "median":  # non-decreasing in the colour: the box's ends map to the outputs' ends
+            a, b = self._median_ends(boxes)
+            return torch.clamp(boxes.lo[:, :, None, None], a, b), torch.clamp(boxes.hi[:, :, None, None], a, b)
         if layer.kind == "relu":
             return lo.clamp_min(0), hi.clamp_min(0)
         if layer.kind == "scale":
@@ -196,6 +205,8 @@ class Chain:
                    pool_info: dict[int, tuple[Tensor, Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
         """Forward linear forms (B, S, *window) of activation t + 1 from those of activation t (bounds lo, hi)."""
         layer = self.layers[t]
+        if layer.kind == "median":
+            return self._median_forms(boxes)
         if layer.kind == "relu":
             active, unstable, up, low = relu_slopes(lo, hi)
             U2 = U * up[:, None]
@@ -287,6 +298,51 @@ class Chain:
         up = pick(su * X + xl * SU - su * xl * one, sl * X + xu * SU - sl * xu * one, True)
         return low, up
 
+    def _median_ends(self, boxes: Boxes) -> tuple[Tensor, Tensor]:
+        """The median filter's outputs on its output window (B, C, h, w) with the pixel's colour at 0 and at 1.
+
+        A median is non-decreasing in each input, and with the pixel's value x appearing m >= 1 times in a window
+        (reflection repeats it near a border) the output is clamp(x, w[5-m], w[5]) of the other values sorted: a
+        clamp whose ends are its values at x = 0 and x = 1 (colours lie in [0, 1])."""
+        k = self.layers[0].kernel[0]
+        ri, ci = self.origin(1, boxes)
+        h, w = self.geos[1].size
+        b = torch.arange(len(boxes), device=boxes.img.device)
+        ends = []
+        for value in (0.0, 1.0):
+            x = self.acts[0][boxes.img].clone()
+            x[b, :, boxes.row, boxes.col] = value
+            ends.append(crop(median_blur(x, k), b, ri, ci, h, w, 0.0)[0])
+        return ends[0], ends[1]
+
+    def _median_forms(self, boxes: Boxes) -> tuple[Tensor, Tensor]:
+        """Lower and upper forms (B, S, C, h, w) of clamp(x_c, a, b) on the median's output window, x_c in [l, u]:
+        exact where the box lies between the kinks, constant where it lies beyond one; across one kink a chord on
+        the bent side and the better of the two lines on the other; across both the interval's ends."""
+        a, bb = self._median_ends(boxes)
+        l, u = boxes.lo[:, :, None, None].expand_as(a), boxes.hi[:, :, None, None].expand_as(a)
+        flo, fhi = torch.clamp(l, a, bb), torch.clamp(u, a, bb)
+        zero, one = torch.zeros_like(a), torch.ones_like(a)
+        span = (u - l).clamp_min(1e-300)  # only divides where l < a < u or l < b < u, so u > l there
+        ident = (l >= a) & (u <= bb)
+        convex = (l < a) & (u > a) & (u <= bb)  # max(x, a) on [l, u]
+        concave = (l >= a) & (l < bb) & (u > bb)  # min(x, b) on [l, u]
+        # Lower: x itself where exact, a chord under min(x, b), x or a under max(x, a) (the smaller gap), else flo.
+        low_x = ident | (convex & (a - l < u - a))
+        low_k = torch.where(low_x, one, torch.where(concave, (bb - l) / span, zero))
+        low_c = torch.where(low_x, zero, torch.where(concave, l - low_k * l, flo))
+        # Upper: x where exact, a chord over max(x, a), x or b over min(x, b) (the smaller gap), else fhi.
+        up_x = ident | (concave & (u - bb < bb - l))
+        up_k = torch.where(up_x, one, torch.where(convex, (u - a) / span, zero))
+        up_c = torch.where(up_x, zero, torch.where(convex, a - up_k * l, fhi))
+        B, C, h, w = a.shape
+        L = torch.zeros(B, C + 1, C, h, w, dtype=a.dtype, device=a.device)
+        U = torch.zeros_like(L)
+        for c in range(C):  # output channel c depends on colour variable c only
+            L[:, c, c], U[:, c, c] = low_k[:, c], up_k[:, c]
+        L[:, -1], U[:, -1] = low_c, up_c
+        return L, U
+
     def pool_relaxation(self, t: int, boxes: Boxes, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Max-pool layer t's relaxation: per output cell (B, C, cells) the index in its region of the cell with
         the largest lower bound, whether that cell is the max for sure, and the region's largest upper bound."""
@@ -308,7 +364,7 @@ class Chain:
         lo, hi = self.input_window(boxes)
         L = U = self.input_forms(boxes) if forms else None
         upto = len(self.layers) if upto is None else upto
-        first = min((t for t, layer in enumerate(self.layers) if layer.kind in ("relu", "maxpool", "gate")),
+        first = min((t for t, layer in enumerate(self.layers) if layer.kind in NONLINEAR),
                     default=upto)
         for t in range(upto + 1):
             if forms:

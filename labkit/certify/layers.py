@@ -8,7 +8,8 @@ supported module, because each has one sound rule per bound method (``labkit.cer
 - ``"conv"``: a 2-D convolution with zero padding (``Conv2d``, and ``AvgPool2d`` / ``AdaptiveAvgPool2d`` as a
   depthwise convolution of weight 1/k^2, which is what they compute with ``count_include_pad``).
 - ``"relu"``, ``"maxpool"`` (``MaxPool2d`` / ``AdaptiveMaxPool2d``; padding cells are -inf), ``"flatten"``,
-  ``"linear"``, and ``"gate"``: APR's ``AttentionGate`` sigmoid(conv(x)) * x, only as the first layer.
+  ``"linear"``, and ``"gate"``: APR's ``AttentionGate`` sigmoid(conv(x)) * x, only as the first layer, and
+  ``"median"``: ``labkit.models.MedianBlur`` (odd window, reflect padding), only as the first layer.
 - ``"add"``: a residual block's sum, main branch (the layers before it) plus the shortcut from the block's input.
 
 :func:`geometry` says, for each activation, which window of the map a change of the pixel at (row, col) can
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.models import AttentionGate, BasicBlock, Normalize
+from labkit.models import AttentionGate, BasicBlock, MedianBlur, Normalize, median_blur
 
 
 class NotCertifiable(TypeError):
@@ -54,7 +55,7 @@ class Layer:
     @property
     def spatial(self) -> bool:
         """Whether the layer maps a window of the input to a window of the output through a patch."""
-        return self.kind in ("conv", "maxpool", "gate")
+        return self.kind in ("conv", "maxpool", "gate", "median")
 
     def forward(self, x: Tensor) -> Tensor:
         """The clean forward pass on whole maps (N, C, H, W) or vectors (N, D)."""
@@ -67,6 +68,8 @@ class Layer:
             return x.clamp_min(0)
         if self.kind == "gate":
             return torch.sigmoid(F.conv2d(x, self.weight, self.bias, 1, self.padding)) * x
+        if self.kind == "median":
+            return median_blur(x, self.kernel[0])
         if self.kind == "maxpool":
             return F.max_pool2d(x, self.kernel, self.stride, self.padding)
         if self.kind == "flatten":
@@ -81,7 +84,7 @@ class Layer:
             return (int(torch.tensor(shape).prod()),)
         if self.kind == "linear":
             return (self.weight.shape[0],)
-        if self.kind == "gate":
+        if self.kind in ("gate", "median"):
             return shape
         c = self.weight.shape[0] if self.kind == "conv" else shape[0]
         return (c, *(_out_len(n, k, s, p) for n, k, s, p in zip(shape[1:], self.kernel, self.stride, self.padding)))
@@ -192,6 +195,13 @@ def parse(model: nn.Module, in_shape: tuple[int, int, int], dtype: torch.dtype =
             k = m.kernel_size
             layer = Layer("gate", "AttentionGate", m.conv.weight.detach().to(device, dtype),
                           m.conv.bias.detach().to(device, dtype), (k, k), (1, 1), (k // 2, k // 2))
+        elif isinstance(m, MedianBlur) and i == 0:
+            # A median filter on the image: as a function of the pixel's colour each output near it is a clamp
+            # (bounds.Chain._median_ends). Reflection reaches no output farther than size // 2 from the pixel, so
+            # the window is a zero-padded kernel's; an even window has no centre, so no symmetric one.
+            if m.size % 2 == 0:
+                raise NotCertifiable(f"{m!r}: only odd median windows are supported (an even one is off-centre)")
+            layer = Layer("median", "MedianBlur", kernel=(m.size, m.size), padding=(m.size // 2, m.size // 2))
         elif isinstance(m, (Normalize, nn.BatchNorm2d, nn.BatchNorm1d)):
             layer = _scale_layer(m, dtype, device)
         elif isinstance(m, nn.Conv2d):
@@ -228,7 +238,7 @@ def parse(model: nn.Module, in_shape: tuple[int, int, int], dtype: torch.dtype =
             raise NotCertifiable(f"labkit.certify has no sound bound rule for {type(m).__name__} ({m!r}) on an input "
                                  f"of shape {shape}; supported: Normalize, Conv2d, BatchNorm, ReLU, MaxPool2d, "
                                  "AvgPool2d, adaptive max/avg pooling, Flatten, Linear, Dropout (eval), "
-                                 "AttentionGate (as the first layer), BasicBlock")
+                                 "AttentionGate or an odd MedianBlur (as the first layer), BasicBlock")
         layers.append(layer)
         shape = layer.out_shape(shape)
     if len(shape) != 1:

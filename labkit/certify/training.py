@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from labkit._checks import check_int, check_number
 from labkit.certify.layers import NotCertifiable, _leaves
-from labkit.models import Normalize
+from labkit.models import MedianBlur, Normalize
 from labkit.train import TrainContext
 
 __all__ = ["OnePixelIBP", "interval_margins", "pixel_boxes"]
@@ -103,8 +103,9 @@ def interval_margins(model: nn.Module, images: Tensor, labels: Tensor, pos: Tens
     """The clean logits (N, K) and IBP lower bounds (N * P, K) of the margins f_y - f_j (0 at j = y) over each
     image's pixel boxes (``pixel_boxes``; pos (N, P)), differentiable in the model's parameters.
 
-    Supported: the model's ``Normalize``, Conv2d, BatchNorm2d, ReLU, MaxPool2d, AdaptiveMaxPool2d, Flatten and a
-    final Linear (``labkit.models.small_cnn``'s layers); anything else raises ``NotCertifiable`` naming it.
+    Supported: a ``MedianBlur`` in front, the model's ``Normalize``, Conv2d, BatchNorm2d, ReLU, MaxPool2d,
+    AdaptiveMaxPool2d, Flatten and a final Linear (``labkit.models.small_cnn``'s layers); anything else raises
+    ``NotCertifiable`` naming it.
     """
     leaves = _leaves(model)
     if not leaves or not isinstance(leaves[-1], nn.Linear):
@@ -135,8 +136,9 @@ def _interval(m: nn.Module, z: Tensor, mid: Tensor, rad: Tensor) -> tuple[Tensor
     if isinstance(m, nn.BatchNorm2d):
         a, b = _bn_affine(m, z)
         return mid * a + b, rad * a.abs()
-    if isinstance(m, (nn.ReLU, nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.Flatten)):
-        # Monotone (non-decreasing in every input): the box's ends map to the output box's ends.
+    if isinstance(m, (nn.ReLU, nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, MedianBlur)):
+        # Monotone (non-decreasing in every input): the box's ends map to the output box's ends. For the median
+        # filter in front this is exact: each output is clamp(colour, a, b) with a, b its values at the box's ends.
         lo, hi = _apply(m, mid - rad), _apply(m, mid + rad)
         return (lo + hi) / 2, (hi - lo) / 2
     if isinstance(m, (nn.Dropout, nn.Identity)) and not (isinstance(m, nn.Dropout) and m.training and m.p > 0):
