@@ -159,12 +159,19 @@ def median_blur(x: Tensor, size: int = 3) -> Tensor:
     is the mean of the two middle values. Reflection (row H-2 mirrors past the last), never replication, so a
     border pixel never appears twice in its own window. Differentiable: the gradient reaches the middle values.
     """
-    n, c, h, w = x.shape
+    h, w = x.shape[2:]
     before = (size - 1) // 2  # odd size: centred; even size: the extra row and column come after the pixel
     after = size - 1 - before
     if max(before, after) >= min(h, w):
         raise ValueError(f"a {size}x{size} median needs images larger than {max(before, after)} pixels, got {h}x{w}")
-    padded = nn.functional.pad(x, (before, after, before, after), mode="reflect")
+    return valid_median(nn.functional.pad(x, (before, after, before, after), mode="reflect"), size)
+
+
+def valid_median(padded: Tensor, size: int) -> Tensor:
+    """The median of every ``size`` x ``size`` window lying inside ``padded`` (N, C, H + size - 1, W + size - 1):
+    (N, C, H, W); for an even ``size`` the mean of the two middle values."""
+    n, c = padded.shape[:2]
+    h, w = padded.shape[2] - size + 1, padded.shape[3] - size + 1
     window = padded.unfold(2, size, 1).unfold(3, size, 1).reshape(n, c, h, w, size * size)
     lower = window.median(dim=-1).values  # torch's median of an even count is the lower middle value
     if size % 2:

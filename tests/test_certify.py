@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, CertifyResult, Chain, NotCertifiable,
                             certify, margin_bounds, parse)
 from labkit.certify.layers import clean_activations
+from labkit.certify.relax import unfold
 from labkit.models import AttentionGate, BasicBlock, MedianBlur, Normalize
 
 METHODS = ("interval", "forward", "backward", "alpha")
@@ -362,3 +364,11 @@ def test_gated_median_and_residual_models_are_verified_completely(name: str, see
     assert (status != UNKNOWN).all() and not (flips & (status == ROBUST)).any()
     assert (status[flips] == VULNERABLE).all() and flips_at(net, images, labels, result).all()
     assert (status == ROBUST).any() and (status == VULNERABLE).any()  # both kinds, so both checks bite
+
+
+@pytest.mark.parametrize("kernel, stride, size", [((2, 2), (2, 2), (8, 6)), ((3, 3), (2, 2), (7, 7)),
+                                                  ((2, 2), (2, 2), (5, 4)), ((1, 2), (1, 2), (3, 4))])
+def test_the_pools_unfold_equals_torch_unfold(kernel, stride, size) -> None:
+    # The reshape path (windows that tile the map) and the im2col path give the same columns in the same order.
+    x = torch.rand(5, 1, *size, dtype=torch.float64)
+    assert torch.equal(unfold(x, kernel, stride), F.unfold(x, kernel, stride=stride))

@@ -23,19 +23,22 @@ def tiny(seed: int = 0) -> nn.Module:
     return nn.Sequential(Normalize(), small_cnn(num_classes=3, widths=(4, 4, 6))).eval()
 
 
-def test_every_profile_sizes_the_lab_and_the_proven_model_fine_tunes_the_natural_one():
+def test_every_profile_sizes_the_lab_and_the_proven_models_fine_tune_the_natural_one():
     for profile in PROFILES.values():
         cfg = V.verify_config(profile)
-        natural, proven = V.plan(profile, cfg)
+        natural, proven, median = V.plan(profile, cfg)
+        assert len(V.MODELS) == 3 and natural.median == proven.median == 0
+        assert median == dataclasses.replace(proven, median=cfg.median) and median.init == natural and cfg.median % 2 == 1
         assert proven.init == natural and isinstance(proven.objective, OnePixelIBP)
         assert proven.epochs == cfg.proven_epochs and proven.train_size == cfg.proven_size
         assert proven.objective.positions == cfg.positions and proven.objective.kappa == cfg.kappa
         assert natural.epochs == (cfg.natural_epochs or profile.epochs)
     assert V.verify_config(PROFILES["cpu"]).natural_epochs == 6  # sized for a CPU without native bf16
+    assert len(V.plan(PROFILES["smoke"], V.VerifyConfig(median=0))) == 2  # no median model
 
 
 @pytest.mark.parametrize("field, value", [("n_images", 0), ("kappa", 1.5), ("threat", "4bit"), ("seconds", 0),
-                                          ("de_images", -1)])
+                                          ("de_images", -1), ("median", 1), ("median", 4)])
 def test_bad_settings_get_clear_errors(field, value):
     with pytest.raises(ValueError, match=field if field != "threat" else "threat"):
         V.VerifyConfig(**{field: value})

@@ -31,13 +31,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from labkit.certify.layers import Layer, clean_activations, geometry
-from labkit.models import median_blur
-from labkit.certify.relax import chan, crop, relu_slopes, sigmoid_lines
+from labkit.models import valid_median
+from labkit.certify.relax import chan, crop, relu_slopes, sigmoid_lines, unfold
 
 INF = float("inf")
 #: Layer kinds that are not affine: where intervals lose precision and back-substitution needs relaxations.
 NONLINEAR = ("relu", "maxpool", "gate", "median")
 IDENTITY = Layer("conv", "identity shortcut")  # kernel 1, stride 1: a patch that is the window itself
+
+
+def _reflected(n: int, pad: int, device: torch.device) -> Tensor:
+    """(n + 2 pad,) int64: the row (column) of an n-long map that each row of its reflect padding copies."""
+    i = torch.arange(-pad, n + pad, device=device).abs()
+    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
 
 
 @dataclass
@@ -81,6 +87,12 @@ class Chain:
         # Back-substitution ends at the colour, or behind a leading gate or median filter at its output, through
         # its forward forms.
         self.base = 1 if layers and layers[0].kind in ("gate", "median") else 0
+        if layers and layers[0].kind == "median":
+            # The reflect-padded images and, per padded row / column, the image row / column it copies.
+            p = layers[0].kernel[0] // 2
+            H, W = images.shape[2:]
+            self._median_padded = (F.pad(self.acts[0], (p, p, p, p), mode="reflect"), _reflected(H, p, images.device),
+                                   _reflected(W, p, images.device))
 
     # -- windows and patches --------------------------------------------------------------------------------
     def origin(self, t: int, boxes: Boxes) -> tuple[Tensor, Tensor]:
@@ -248,7 +260,7 @@ class Chain:
         oh, ow = self.geos[t + 1].size
 
         def pick(x: Tensor) -> Tensor:
-            cols = F.unfold(x.reshape(B * S * C, 1, hp, wp_), layer.kernel, stride=layer.stride)
+            cols = unfold(x.reshape(B * S * C, 1, hp, wp_), layer.kernel, layer.stride)
             cols = cols.view(B, S, C, cols.shape[1], -1)
             return cols.gather(3, idx[:, None, :, None].expand(B, S, C, 1, -1))[:, :, :, 0]
 
@@ -303,17 +315,17 @@ class Chain:
 
         A median is non-decreasing in each input, and with the pixel's value x appearing m >= 1 times in a window
         (reflection repeats it near a border) the output is clamp(x, w[5-m], w[5]) of the other values sorted: a
-        clamp whose ends are its values at x = 0 and x = 1 (colours lie in [0, 1])."""
+        clamp whose ends are its values at x = 0 and x = 1 (colours lie in [0, 1]). Computed on the window's own
+        block of the reflect-padded image, every copy of the pixel set (40x less work than whole images)."""
         k = self.layers[0].kernel[0]
+        padded, refl_r, refl_c = self._median_padded
         ri, ci = self.origin(1, boxes)
         h, w = self.geos[1].size
-        b = torch.arange(len(boxes), device=boxes.img.device)
-        ends = []
-        for value in (0.0, 1.0):
-            x = self.acts[0][boxes.img].clone()
-            x[b, :, boxes.row, boxes.col] = value
-            ends.append(crop(median_blur(x, k), b, ri, ci, h, w, 0.0)[0])
-        return ends[0], ends[1]
+        block, _ = crop(padded, boxes.img, ri, ci, h + k - 1, w + k - 1, 0.0)  # padded coords = image coords + k // 2
+        rows = refl_r[ri[:, None] + torch.arange(h + k - 1, device=ri.device)] == boxes.row[:, None]
+        cols = refl_c[ci[:, None] + torch.arange(w + k - 1, device=ci.device)] == boxes.col[:, None]
+        copies = (rows[:, :, None] & cols[:, None, :])[:, None]  # (B, 1, h + k - 1, w + k - 1)
+        return valid_median(block.masked_fill(copies, 0.0), k), valid_median(block.masked_fill(copies, 1.0), k)
 
     def _median_forms(self, boxes: Boxes) -> tuple[Tensor, Tensor]:
         """Lower and upper forms (B, S, C, h, w) of clamp(x_c, a, b) on the median's output window, x_c in [l, u]:
@@ -349,8 +361,8 @@ class Chain:
         layer = self.layers[t]
         lp, hp = self.patch(t, boxes, lo, -INF), self.patch(t, boxes, hi, -INF)
         B, C, h, w = lp.shape
-        lcol = F.unfold(lp.reshape(B * C, 1, h, w), layer.kernel, stride=layer.stride)
-        ucol = F.unfold(hp.reshape(B * C, 1, h, w), layer.kernel, stride=layer.stride)
+        lcol = unfold(lp.reshape(B * C, 1, h, w), layer.kernel, layer.stride)
+        ucol = unfold(hp.reshape(B * C, 1, h, w), layer.kernel, layer.stride)
         lmax, idx = lcol.max(1)
         other = ucol.scatter(1, idx[:, None], -INF).max(1).values
         return idx.view(B, C, -1), (lmax >= other).view(B, C, -1), ucol.max(1).values.view(B, C, -1)

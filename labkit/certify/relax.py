@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -18,6 +19,18 @@ def crop(src: Tensor, b: Tensor, r0: Tensor, c0: Tensor, h: int, w: int, fill: f
     if not bool(mask.all()):
         out = out.masked_fill(~mask.view(len(b), *[1] * (out.dim() - 3), h, w), fill)
     return out, mask
+
+
+def unfold(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> Tensor:
+    """``F.unfold`` of single-channel maps x (N, 1, h, w): (N, kh * kw, cells), cells in row-major order.
+
+    Non-overlapping windows that tile the map (stride = kernel, the pools of every registered model) are a
+    reshape: ``F.unfold`` (im2col) on float64 took 76% of an interval proof's time on a 2-core CPU (2026-12-07)."""
+    (kh, kw), (sh, sw) = kernel, stride
+    n, _, h, w = x.shape
+    if (kh, kw) != (sh, sw) or h % kh or w % kw:
+        return F.unfold(x, kernel, stride=stride)
+    return x.reshape(n, h // kh, kh, w // kw, kw).permute(0, 2, 4, 1, 3).reshape(n, kh * kw, (h // kh) * (w // kw))
 
 
 def chan(v: Tensor, ndim: int, dim: int) -> Tensor:

@@ -9,8 +9,10 @@ UNKNOWN), so per model the true one-pixel attack success rate lies in a **bracke
 (images an attack fooled are not robust; images proven robust cannot be fooled). Unknown images are "no attack
 found", never "robust". The lab's plan:
 
-* ``plan``: the natural small CNN (``natural_config``) and the same network after certified one-pixel training
-  (``proven_config``: ``labkit.certify.training.OnePixelIBP``, warm-started from the natural model);
+* ``plan``: the natural small CNN (``natural_config``), the same network after certified one-pixel training
+  (``proven_config``: ``labkit.certify.training.OnePixelIBP``, warm-started from the natural model), and that
+  training with a median filter in front (``median_config``: ``labkit.models.MedianBlur``), which passes the pixel
+  only between its neighbourhood's middle values, so the box the bounds start from is narrow;
 * ``certify_model``: every correctly classified image of the first ``n_images`` (``labkit.data.first_n`` order),
   through the cache (``labkit.evaluate.run_certify``);
 * the defence labs' attack suite on the same images, then the papers' DE budget (400 x 100) on the images the
@@ -45,8 +47,8 @@ from labkit.train import TrainConfig
 
 #: The lab's section of ``Profile.labs``.
 PART = "verify"
-#: The models of the lab, in the order it shows them.
-MODELS = ("natural", "proven")
+#: The models of the lab, in the order it shows them (the names its tables print).
+MODELS = ("natural", "proven (IBP)", "median + IBP")
 #: The bound methods compared in the study, cheapest first (``CertifyConfig.method``).
 STUDY_METHODS = ("interval", "forward", "backward", "alpha")
 #: Verdict names, as the tables print them.
@@ -66,6 +68,10 @@ class VerifyConfig:
     positions: int = 2  # pixel positions bounded per image and step
     kappa: float = 0.5  # final weight of the natural loss
     ramp: float = 0.8  # share of the run over which the colour box grows (geometrically) to the whole cube
+    # The third model: the same certified training with a median filter of this window in front (0: no third
+    # model). One pixel then reaches the network only through clamp(colour, a, b) at each output near it, a and b
+    # the middle values of that output's window, so the bounds start from a box as narrow as the image is smooth.
+    median: int = 3
     # The colours proofs cover: "continuous" (the whole cube [0, 1]^3) because the attacks (DE, Sparse-RS) search
     # colours between the 8-bit levels too, so only a proof over the whole cube bounds their success; "8bit" is
     # complete (every position decidable) but proves nothing about colours an image file cannot hold.
@@ -101,6 +107,10 @@ class VerifyConfig:
                      "study_budget", "study_samples", "de_population", "de_generations"):
             check_int(name, getattr(self, name), 1)
         check_int("de_images", self.de_images, 0)
+        if self.median:
+            TrainConfig(median=self.median)  # a ValueError for a window the filter does not have
+            if self.median % 2 == 0:
+                raise ValueError(f"median must be odd (the verifier needs a centred window), got {self.median}")
         CertifyConfig(threat=self.threat, method=self.natural_method)  # a ValueError naming the choices
         CertifyConfig(method=self.method)
         check_positive("proven_lr", self.proven_lr)
@@ -131,9 +141,16 @@ def proven_config(profile: Profile, cfg: VerifyConfig) -> TrainConfig:
                    objective=objective, init=natural)
 
 
+def median_config(profile: Profile, cfg: VerifyConfig) -> TrainConfig:
+    """Certified one-pixel training with a median filter in front (``cfg.median``), fine-tuning the natural model
+    (its weights go behind the filter)."""
+    return replace(proven_config(profile, cfg), median=cfg.median)
+
+
 def plan(profile: Profile, cfg: VerifyConfig) -> list[TrainConfig]:
-    """The lab's models, in ``MODELS`` order."""
-    return [natural_config(profile, cfg), proven_config(profile, cfg)]
+    """The lab's models, in ``MODELS`` order (the median model only with ``cfg.median``)."""
+    models = [natural_config(profile, cfg), proven_config(profile, cfg)]
+    return models + [median_config(profile, cfg)] if cfg.median else models
 
 
 # -- proofs and attacks --------------------------------------------------------------------------------------------
