@@ -190,7 +190,7 @@ PROFILES: dict[str, Profile] = {
                                      examples=2),
                          verify=dict(n_images=8, proven_epochs=1, proven_size=512, seconds=2.0, natural_seconds=1.0,
                                      max_boxes=2000, study_images=1, study_positions=2, study_budget=10, study_samples=64,
-                                     de_images=2, de_population=20, de_generations=3))),
+                                     de_images=2, de_population=20, de_generations=3, median=3))),
     "cpu": Profile(name="cpu", models=("small_cnn",), epochs=15, train_size=None, batch_size=128,
                    optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100, n_pairs=30,
                    population=200, generations=20, pixels=(1, 3, 5), seeds=(0,), corner=True, corner_queries=None,
@@ -235,7 +235,7 @@ PROFILES: dict[str, Profile] = {
                     # Su et al.'s networks and the survey at their papers' settings (their configs' defaults); the
                     # JPEG paper's 1,000 and 200 images; APR's inner attack at OnePixelAT's default 8 positions.
                     labs=lab_sizes(apr=dict(inner_positions=8), timing=dict(warmup=3, repeats=15),
-                                   recovery=dict(n_images=1000, n_sweep=200))),
+                                   recovery=dict(n_images=1000, n_sweep=200), verify=dict(median=3))),
 }
 
 

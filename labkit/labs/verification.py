@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from labkit._checks import check_int, check_number, check_positive
 from labkit.attacks import DEConfig, OnePixel
+from labkit.cache import NEW_FIELD
 from labkit.attacks.corner import cube_corners
 from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, CertifyResult, Chain, certify,
                             parse)
@@ -68,10 +69,6 @@ class VerifyConfig:
     positions: int = 2  # pixel positions bounded per image and step
     kappa: float = 0.5  # final weight of the natural loss
     ramp: float = 0.8  # share of the run over which the colour box grows (geometrically) to the whole cube
-    # The third model: the same certified training with a median filter of this window in front (0: no third
-    # model). One pixel then reaches the network only through clamp(colour, a, b) at each output near it, a and b
-    # the middle values of that output's window, so the bounds start from a box as narrow as the image is smooth.
-    median: int = 3
     # The colours proofs cover: "continuous" (the whole cube [0, 1]^3) because the attacks (DE, Sparse-RS) search
     # colours between the 8-bit levels too, so only a proof over the whole cube bounds their success; "8bit" is
     # complete (every position decidable) but proves nothing about colours an image file cannot hold.
@@ -97,6 +94,11 @@ class VerifyConfig:
     de_images: int = 50  # at most this many images per model
     de_population: int = 400  # Su et al.'s population
     de_generations: int = 100  # Su et al.'s generations
+    # The third model: the same certified training with a median filter of this window in front (0: no third
+    # model). One pixel then reaches the network only through clamp(colour, a, b) at each output near it, a and b
+    # the middle values of that output's window, so the bounds start from a box as narrow as the image is smooth.
+    # Added after the cpu record (cache.NEW_FIELD: out of the record's settings while 0).
+    median: int = field(default=0, metadata=NEW_FIELD)
 
     def __post_init__(self) -> None:
         if self.natural_epochs is not None:
