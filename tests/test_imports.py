@@ -135,11 +135,28 @@ def test_methods_reach_no_evaluation_reporting_or_lab(method: str) -> None:
     assert reached == [], f"{method} imports (directly or through another module) {reached}"
 
 
+#: The one module above the labs: the claims chapter reads their records through the names and verdicts they export.
+ABOVE_LABS = ("labkit.claims",)
+
+
 def test_nothing_outside_the_labs_imports_them() -> None:
-    # A lab's module is the top of the stack: a notebook imports it, no method, measurement or storage does.
+    # A lab's module is the top of the stack: a notebook imports it, no method, measurement, storage or presentation
+    # does (only the claims chapter, which judges the labs' records as the labs do).
     outside = {m: [t for t in GRAPH[m] if under(t, ("labkit.labs",))] for m in MODULES
-               if not under(m, ("labkit.labs",))}
+               if not under(m, ("labkit.labs", *ABOVE_LABS))}
     assert {m: t for m, t in outside.items() if t} == {}
+
+
+def test_report_holds_only_what_the_labs_share() -> None:
+    # Shared rules and sentences: every lab may use report, so report reaches no lab (nor the chapter above them).
+    reached = sorted(m for m in reachable("labkit.report") if under(m, ("labkit.labs", *ABOVE_LABS)))
+    assert reached == [], f"labkit.report imports (directly or through another module) {reached}"
+
+
+def test_no_lab_imports_the_claims_chapter() -> None:
+    reached = {lab: sorted(m for m in reachable(lab) if under(m, ABOVE_LABS)) for lab in MODULES
+               if under(lab, ("labkit.labs",))}
+    assert {lab: r for lab, r in reached.items() if r} == {}
 
 
 def explained(lines: list[str], lineno: int) -> bool:

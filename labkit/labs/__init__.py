@@ -4,8 +4,9 @@ A lab's module holds its plan (which models, which images, which attacks), its s
 read from the profile's section for it, ``labkit.profiles.Profile.lab``) and its own tables. What labs share stays
 outside: methods (``labkit.attacks``, ``labkit.defences``, ``labkit.apr``, ``labkit.models``, ``labkit.train``),
 measurement (``labkit.evaluate``), statistics (``labkit.stats``), storage (``labkit.cache``, ``labkit.records``)
-and presentation (``labkit.plotting``, ``labkit.widgets``, ``labkit.report``). Nothing outside this package
-imports it; a notebook imports its lab's module.
+and presentation (``labkit.plotting``, ``labkit.widgets``, ``labkit.report``). A notebook imports its lab's module;
+inside labkit only ``labkit.claims`` does (it judges the labs' records as the labs do, finding them by the record and
+step names each module exports).
 
 * ``su``: Lab 02b, Su et al.'s study on their own three networks.
 * ``defence_baselines``: Labs 03-04, the replayed-vs-re-run table of the input transformations and the
