@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from labkit import data, papers, report, stats
 from labkit.evaluate import SUITE, WORST_CASE
+from labkit.labs import su
 from labkit.stats import Verdict
 
 __all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table",
@@ -55,13 +56,13 @@ def _row(verdict: Verdict | None, *, ours: str = "", why: str = "", model: str |
 # -- one function per kind of measurement: (claim, records) -> chapter rows (measured columns) ---------------------
 
 def _su(claim: papers.Claim, recs: Records, network: str | None = None) -> list[dict[str, Any]]:
-    """Su et al.'s claims from Lab 02b's summary rows (``report.su_verdicts``): one row per network, or the one
+    """Su et al.'s claims from Lab 02b's summary rows (``su.su_verdicts``): one row per network, or the one
     network the claim names (``su_untargeted:<net>``)."""
     rec = recs[claim.lab]
-    summary = rec.get("values", {}).get("summary") or []
+    summary = rec.get("values", {}).get(su.SUMMARY_STEP) or []
     settings = rec.get("settings") or {}
     kind = claim.measure.partition(":")[0]
-    verdicts = report.su_verdicts(summary, settings.get("population", 0), settings.get("generations", 0))
+    verdicts = su.su_verdicts(summary, settings.get("population", 0), settings.get("generations", 0))
     return [_row(v, model=key.partition(":")[2]) for key, v in verdicts
             if key.partition(":")[0] == kind and (network is None or key.endswith(f":{network}"))]
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from labkit import claims, papers, report
+from labkit import claims, papers
 from labkit.attacks import AttackResult
 from labkit.data import Split
 from labkit.labs import su
@@ -120,11 +120,11 @@ def _summary(net: str, broken_k1: int, broken_k5: int, n: int = 200, any_broken:
 
 def test_verdicts_decide_only_at_the_papers_budget():
     rows = _summary("VGG16", 130, 190) + _summary("AllConv", 20, 30)
-    at_paper = dict(report.su_verdicts(rows, 400, 100))
+    at_paper = dict(su.su_verdicts(rows, 400, 100))
     assert at_paper["su_untargeted:VGG16"].status == "supported"  # 65% of 200 against 63.53%
     assert at_paper["su_untargeted:AllConv"].status == "contradicted"  # 10% of 200 against 68.71%
     assert at_paper["su_any_target:VGG16"].status == "undecided"  # 75% of 40 against 68.36%: interval too wide
-    smaller = dict(report.su_verdicts(rows, 100, 20))
+    smaller = dict(su.su_verdicts(rows, 100, 20))
     for key in ("su_untargeted:VGG16", "su_untargeted:AllConv", "su_any_target:AllConv", "su_confidence:VGG16"):
         assert smaller[key].status == "not comparable" and "budget" in smaller[key].why
         assert smaller[key].effect == at_paper[key].effect  # the measurement is kept, only the test is withheld
@@ -133,13 +133,13 @@ def test_verdicts_decide_only_at_the_papers_budget():
 
 
 def test_the_pixel_direction_needs_enough_images():
-    verdicts = dict(report.su_verdicts(_summary("NiN", 2, 8, n=10), 400, 100))
+    verdicts = dict(su.su_verdicts(_summary("NiN", 2, 8, n=10), 400, 100))
     assert verdicts["su_pixels:NiN"].status == "undecided" and "fewer than" in verdicts["su_pixels:NiN"].why
 
 
 def test_the_claims_chapter_reads_lab_02bs_record_per_network():
     record = {"lab": su.__name__, "settings": {"population": 400, "generations": 100}, "tables": {},
-              "values": {"summary": _summary("VGG16", 130, 190) + _summary("NiN", 20, 30)}}
+              "values": {su.SUMMARY_STEP: _summary("VGG16", 130, 190) + _summary("NiN", 20, 30)}}
     table = claims.claims_table({papers.SU_LAB: record})
     untargeted = {r["claim"].split(":")[0]: r for r in table if "non-targeted 1-pixel" in r["claim"]}
     assert untargeted["VGG16"]["verdict"] == "supported" and untargeted["VGG16"]["model"] == "VGG16" and untargeted["VGG16"]["ours"] == "65.0"
@@ -150,8 +150,8 @@ def test_the_claims_chapter_reads_lab_02bs_record_per_network():
 
 
 def test_the_lab_table_names_the_version_each_number_comes_from():
-    verdicts = report.su_verdicts(_summary("VGG16", 130, 190), 400, 100)
-    rows = report.su_table(verdicts)
+    verdicts = su.su_verdicts(_summary("VGG16", 130, 190), 400, 100)
+    rows = su.su_table(verdicts)
     version = {key: r["version"] for (key, _), r in zip(verdicts, rows)}
     assert version["su_untargeted:VGG16"].startswith("journal") and version["su_any_target:VGG16"].startswith("arXiv")
     assert rows[0]["ours"] == "65.0%" and rows[0]["n"] == 200 and rows[0]["verdict"] == "supported"

@@ -10,7 +10,9 @@ network and per k:
 - ``all_targets``: the first ``target_images`` of those, each attacked toward every other class (9 runs per image),
   giving the targeted success rate (over image-target pairs), the "at least one target class" rate (over images)
   and the class-pair map;
-- ``summary``: those rates with 95% intervals and the mean probability of the adversarial class on successes.
+- ``summary``: those rates with 95% intervals and the mean probability of the adversarial class on successes;
+- ``su_verdicts``: the paper's claims judged from ``summary`` rows (an absolute rate only at the paper's DE budget:
+  ``on_paper_budget``), and ``su_table`` to show them.
 
 Every success is re-verified (``labkit.evaluate.verify``) before it is counted; every attack runs through
 ``labkit.evaluate.run_attack`` (cached, resumable), keyed by the network's trained weights.
@@ -21,18 +23,24 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from labkit import stats
+from labkit import papers, stats
 from labkit._checks import check_int
 from labkit.attacks import AttackResult, DEConfig, OnePixel
 from labkit.evaluate import all_targets as target_pairs
 from labkit.evaluate import run_attack, verify
 from labkit.profiles import Profile
+from labkit.report import MIN_IMAGES
+from labkit.stats import Verdict
 from labkit.train import TrainConfig, TrainedModel
 
 #: The lab's section of ``Profile.labs`` (its sizes per profile live in ``labkit.profiles``).
 PART = "su"
+#: The lab's record (``labkit.records``) and the value in it that holds ``summary``'s rows (``labkit.claims`` reads it).
+LAB = "02b_su_networks"
+SUMMARY_STEP = "summary"
 
 #: Su et al.'s three CIFAR-10 networks (``labkit.models`` names) and the names their tables use.
 NETWORKS = {"allconv": "AllConv", "nin": "NiN", "vgg16": "VGG16"}
@@ -158,3 +166,100 @@ def table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "targeted (pairs)": pct(r.get("targeted")), "at least one target": pct(r.get("any_target")),
              "confidence, non-targeted": conf(r.get("untargeted_confidence")),
              "confidence, targeted": conf(r.get("targeted_confidence"))} for r in rows]
+
+
+# -- Su et al.'s claims: verdicts and their table ----------------------------------------------------------------
+
+def on_paper_budget(v: Verdict, population: int, generations: int) -> Verdict:
+    """``v`` where the run's DE budget is Su et al.'s (``PAPER_BUDGET``); else the same measurement, "not
+    comparable".
+
+    A success rate belongs to its query budget (DE at a smaller budget finds fewer adversarial pixels: a lower
+    bound) and to how well the networks were trained; a rate measured at a laptop budget neither confirms nor
+    refutes the paper's."""
+    if (population, generations) == PAPER_BUDGET:
+        return v
+    pop, gens = PAPER_BUDGET
+    return replace(
+        v, status="not comparable", direction=None, size=None, p=None, power=None, n_needed=None,
+        why=f"Not comparable: this run's DE budget is population {population} x {generations} generations ({population * (generations + 1):,} "
+            f"queries per image at most), the paper's {pop} x {gens} ({pop * (gens + 1):,}): the rates stand side "
+            f"by side, untested (a smaller budget gives a lower bound).")
+
+
+def _per_image_confidence(probs: list[float], rows: list[int]) -> list[float]:
+    """Each image's mean probability of the adversarial class over its successful targets (``rows``: its index)."""
+    per: dict[int, list[float]] = {}
+    for p, r in zip(probs, rows):
+        per.setdefault(r, []).append(p)
+    return [sum(v) / len(v) for v in per.values()]
+
+
+def su_verdicts(summary: list[dict[str, Any]], population: int, generations: int) -> list[tuple[str, Verdict]]:
+    """(claim key, verdict) for Su et al.'s claims, per network, from ``summary`` rows.
+
+    Keys are ``labkit.papers.Claim.measure`` strings with the network's paper name: ``su_untargeted:<net>``
+    (the journal's 1-pixel non-targeted rate), ``su_any_target:<net>`` and ``su_confidence:<net>`` (the arXiv
+    abstract's, version not stated: "at least one target class" rate and mean confidence, 1 pixel), ``su_pixels:<net>`` (more pixels break more
+    images: k = 5 against k = 1, on the same images, paired). Absolute rates pass ``on_paper_budget``; the
+    direction of the pixel count does not depend on the budget and is tested at any budget.
+    """
+    out: list[tuple[str, Verdict]] = []
+    by = {(r["paper_name"], r["pixels"]): r for r in summary}
+    for net in dict.fromkeys(r["paper_name"] for r in summary):
+        one = by.get((net, 1))
+        if one and "untargeted" in one and net in papers.SU2019_CIFAR10:
+            u = one["untargeted"]
+            v = stats.rate_verdict(f"[{net}] the non-targeted 1-pixel attack succeeds on "
+                                   f"{papers.SU2019_CIFAR10[net]['untargeted']:.2%}", u["broken"], u["n"],
+                                   papers.SU2019_CIFAR10[net]["untargeted"])
+            out.append((f"su_untargeted:{net}", on_paper_budget(v, population, generations)))
+        if one and "any_target" in one:
+            a, claimed = one["any_target"], papers.SU2017_ARXIV_ANY_TARGET["CIFAR-10"]
+            v = stats.rate_verdict(f"[{net}] {claimed:.2%} of images reach at least one target class with 1 pixel",
+                                   a["broken"], a["n"], claimed)
+            out.append((f"su_any_target:{net}", on_paper_budget(v, population, generations)))
+            per_image = _per_image_confidence(one["targeted_probs"], one["targeted_rows"])
+            claimed = 100 * papers.SU2017_ARXIV_CONFIDENCE["CIFAR-10"]
+            claim = f"[{net}] the adversarial class wins with a mean confidence of {claimed:.2f}%"
+            if len(per_image) >= 2:
+                mean, lo, hi = stats.mean_ci(per_image)
+                v = stats.value_verdict(claim, 100 * mean, 100 * lo, 100 * hi, claimed, len(per_image),
+                                        tolerance=10.0, resolution=2.0, unit="%")
+            else:
+                v = Verdict("undecided", claim, float("nan"), float("nan"), float("nan"), "%", len(per_image), None,
+                            None, why="Fewer than two images reached a target class: no interval.")
+            out.append((f"su_confidence:{net}", on_paper_budget(v, population, generations)))
+        five = by.get((net, max(k for n, k in by if n == net)))
+        if one and five and five is not one and "outcomes" in one and "outcomes" in five:
+            claim = f"[{net}] {five['pixels']} pixels break more images than 1"
+            if len(one["outcomes"]) < MIN_IMAGES:  # a bootstrap over a handful of images decides nothing
+                n = len(one["outcomes"])
+                out.append((f"su_pixels:{net}", Verdict(
+                    "undecided", claim, 100 * (sum(five["outcomes"]) - sum(one["outcomes"])) / max(n, 1),
+                    float("nan"), float("nan"), "points", n, None, None,
+                    why=f"{n} images: fewer than the {MIN_IMAGES} a paired comparison needs here.")))
+                continue
+            comp = stats.cluster_compare(torch.tensor(five["outcomes"], dtype=torch.float64),
+                                         torch.tensor(one["outcomes"], dtype=torch.float64),
+                                         torch.arange(len(one["outcomes"])), torch.arange(len(one["outcomes"])))
+            out.append((f"su_pixels:{net}", stats.direction_verdict(claim, comp, sign=1)))
+    return out
+
+
+#: Which version of Su et al. each kind of claim quotes (``labkit.papers``: the two versions measure different things).
+SU_VERSIONS = {"su_untargeted": "journal (IEEE TEVC 2019)",
+               "su_any_target": "arXiv 1710.08864 abstract as a summary quotes it (version not stated)",
+               "su_confidence": "arXiv 1710.08864 abstract as a summary quotes it (version not stated)",
+               "su_pixels": "both (no number quoted)"}
+
+
+def su_table(verdicts: list[tuple[str, Verdict]]) -> list[dict[str, Any]]:
+    """``su_verdicts`` as display rows: the version of the paper each claim quotes, the claim with the paper's
+    number, ours with its 95% interval and n, and the verdict."""
+    def shown(x: float, v: Verdict) -> str:
+        return "" if x != x else v.number(x, with_unit=True)
+
+    return [{"version": SU_VERSIONS[key.partition(":")[0]], "claim": v.claim, "ours": shown(v.effect, v),
+             "95% CI": "" if v.lo != v.lo else f"{shown(v.lo, v)} to {shown(v.hi, v)}", "n": v.n,
+             "verdict": v.status} for key, v in verdicts]
