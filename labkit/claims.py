@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from labkit import data, papers, report, stats
 from labkit.evaluate import SUITE, WORST_CASE
-from labkit.labs import su
+from labkit.labs import su, survey
 from labkit.stats import Verdict
 
 __all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table",
@@ -167,11 +167,11 @@ def _jpeg(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
 
 
 def _survey_f1(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
-    rows = _rows(recs["10_survey_attacks"], "attacks")
+    rows = _rows(recs[survey.ATTACKS_LAB], survey.ATTACKS_STEP)
     datasets = {r["dataset"] for r in rows}
-    ours = {report.SURVEY_PAPER_DATASET[d]: d for d in datasets}  # the survey's dataset -> the one measured
+    ours = {survey.SURVEY_PAPER_DATASET[d]: d for d in datasets}  # the survey's dataset -> the one measured
     paper_ds = claim.measure.rsplit("|", 1)[-1]
-    out = [_row(v, model=f"survey_cnn, {ours.get(paper_ds, '?')}") for key, v in report.survey_f1_verdicts(rows)
+    out = [_row(v, model=f"survey_cnn, {ours.get(paper_ds, '?')}") for key, v in survey.survey_f1_verdicts(rows)
            if key == claim.measure]
     if not out and claim.measure.endswith("|GTSRB") and "gtsrb" not in datasets:
         return [{**_row(None, why="Not measured here: no GTSRB copy (set LABKIT_GTSRB to an ImageFolder of it)."),
@@ -182,9 +182,9 @@ def _survey_f1(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, An
 def _survey_defence(claim: papers.Claim, recs: Records, defence: str = "") -> list[dict[str, Any]]:
     """Lab 11's defence claims, judged as the lab judges them: the worst case per image over the four attacks and
     every attacker run on the defence (the survey's and the one who knows the defence), in the claim's direction."""
-    rows = _rows(recs["11_survey_defences"], "grid")
+    rows = _rows(recs[survey.DEFENCES_LAB], survey.GRID_STEP)
     defence = defence or claim.measure.partition(":")[2]
-    verdicts = report.survey_defence_verdicts(rows, directions={defence: getattr(claim, "direction", -1)})
+    verdicts = survey.survey_defence_verdicts(rows, directions={defence: getattr(claim, "direction", -1)})
     # The claim reads "[dataset] ... (worst case per image; attackers: <who>)": drop only that closing parenthesis (the
     # label itself can end in one: "... (they attack the defended pipeline as deployed)").
     return [_row(v, model=v.claim.split("]")[0].lstrip("["), attackers=v.claim.rsplit("attackers: ", 1)[-1][:-1])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import report, stats
+from labkit import stats
 from labkit.data import Split
 from labkit.defences import GaussianSmoothing, defended
 from labkit.labs import survey
@@ -136,28 +136,28 @@ def test_defence_verdicts_take_the_worst_case_over_attacks_and_attackers_per_ima
     rows += [row("cifar10", "gradient masking", a, [0] * n) for a in survey.ATTACKS]
     rows += [row("cifar10", "gradient masking", a, half, "knows the defence") for a in survey.ATTACKS[:3]]
     lowers = {"gradient masking": -1}  # checked here as "masking lowers the share" (the survey claims it does not)
-    plain = dict(report.survey_defence_verdicts(rows, ("plain",), directions=lowers))
+    plain = dict(survey.survey_defence_verdicts(rows, ("plain",), directions=lowers))
     # Against the survey's attacker alone masking looks perfect, but such a verdict never reads "supported".
     assert plain["survey_defence:gradient masking"].status == "undecided"
     assert "ignore the defence" in plain["survey_defence:gradient masking"].why
-    both = dict(report.survey_defence_verdicts(rows, directions=lowers))
+    both = dict(survey.survey_defence_verdicts(rows, directions=lowers))
     assert both["survey_defence:gradient masking"].status == "contradicted"
     # As the survey states it ("masking does not make the CNN harder to fool"), the same numbers support it.
-    assert dict(report.survey_defence_verdicts(rows))["survey_defence:gradient masking"].status == "supported"
+    assert dict(survey.survey_defence_verdicts(rows))["survey_defence:gradient masking"].status == "supported"
     assert "knows the defence" in both["survey_defence:gradient masking"].claim
     assert both["survey_defence:Gaussian smoothing"].status == "supported"  # the plain attacks see through it
     # An aware attacker that is weaker on some images does not hide the plain attacker's successes there.
     weaker = [r for r in rows if r["defence"] != "distillation"]
     weaker += [row("cifar10", "distillation", a, half) for a in survey.ATTACKS]
     weaker += [row("cifar10", "distillation", a, [0] * n, "knows the defence") for a in survey.ATTACKS[:3]]
-    assert dict(report.survey_defence_verdicts(weaker))["survey_defence:distillation"].status == "contradicted"
+    assert dict(survey.survey_defence_verdicts(weaker))["survey_defence:distillation"].status == "contradicted"
     at = "adversarial training (mixed)"
     one_attack_breaks = [row("cifar10", at, a, half if a == "CW-L2" else [0] * n) for a in survey.ATTACKS]
-    mixed = dict(report.survey_defence_verdicts([r for r in rows if r["defence"] != at] + one_attack_breaks))
+    mixed = dict(survey.survey_defence_verdicts([r for r in rows if r["defence"] != at] + one_attack_breaks))
     assert mixed[f"survey_defence:{at}"].status == "contradicted"  # the worst case, not the mean
     # The survey credits smoothing against DeepFool and the pixel swap only: CW breaking it does not count there.
     cw_breaks = [row("cifar10", "Gaussian smoothing", a, half if a == "CW-L2" else [0] * n) for a in survey.ATTACKS]
-    smooth = dict(report.survey_defence_verdicts([r for r in rows if r["defence"] != "Gaussian smoothing"] + cw_breaks))
+    smooth = dict(survey.survey_defence_verdicts([r for r in rows if r["defence"] != "Gaussian smoothing"] + cw_breaks))
     assert smooth["survey_defence:Gaussian smoothing"].status == "supported"
     assert "DeepFool / pixel swap" in smooth["survey_defence:Gaussian smoothing"].claim
 
@@ -168,18 +168,18 @@ def test_a_claim_of_no_effect_is_checked_as_stated_and_a_ceiling_is_not_evidence
     rows = [row("d", "none", a, half) for a in survey.ATTACKS]
     rows += [row("d", "gradient masking", a, half) for a in survey.ATTACKS]
     rows += [row("d", "gradient masking", a, half, "knows the defence") for a in survey.ATTACKS[:3]]
-    same = dict(report.survey_defence_verdicts(rows, directions={"gradient masking": 0}))
+    same = dict(survey.survey_defence_verdicts(rows, directions={"gradient masking": 0}))
     assert same["survey_defence:gradient masking"].status == "supported"  # "masking changes nothing": it doesn't
     saturated = [row("d", "none", a, [1] * n) for a in survey.ATTACKS]
     saturated += [row("d", "Gaussian smoothing", a, [1] * n) for a in survey.ATTACKS]
-    v = dict(report.survey_defence_verdicts(saturated))["survey_defence:Gaussian smoothing"]
+    v = dict(survey.survey_defence_verdicts(saturated))["survey_defence:Gaussian smoothing"]
     assert v.status == "not informative" and "ceiling" in v.why
 
 
 def test_f1_verdicts_judge_only_the_datasets_the_survey_measured() -> None:
     rows = [row("fashion-mnist", "none", "MI-FGSM", [1] * 300), row("cifar10", "none", "MI-FGSM", [1] * 300),
             row("cifar10", "Gaussian smoothing", "MI-FGSM", [1] * 300)]
-    verdicts = report.survey_f1_verdicts(rows)
+    verdicts = survey.survey_f1_verdicts(rows)
     assert [k for k, _ in verdicts] == ["survey_f1:MI-FGSM|MNIST", "survey_f1:MI-FGSM|CIFAR-10"]
     assert verdicts[0][1].status == "not comparable" and "Fashion-MNIST" in verdicts[0][1].why
     assert verdicts[1][1].status == "supported"  # every image fooled: F1 0, the survey's 0.01 within 0.10
@@ -189,8 +189,8 @@ def test_the_matrix_falls_back_to_plain_rows_for_the_adaptive_attacker() -> None
     rows = [row("d", "none", a, [1] * 4) | {"asr": 0.9} for a in survey.ATTACKS]
     rows += [row("d", "gradient masking", a, [0] * 4) | {"asr": 0.1} for a in survey.ATTACKS]
     rows += [row("d", "gradient masking", "MI-FGSM", [1] * 4, "knows the defence") | {"asr": 0.8}]
-    m, names = report.survey_matrix(rows, "d", "asr", "knows the defence")
+    m, names = survey.survey_matrix(rows, "d", "asr", "knows the defence")
     assert names == ["none", "gradient masking"]
     assert m[1].tolist() == pytest.approx([0.8, 0.1, 0.1, 0.1]) and m[0].tolist() == pytest.approx([0.9] * 4)
-    plain, _ = report.survey_matrix(rows, "d", "asr")
+    plain, _ = survey.survey_matrix(rows, "d", "asr")
     assert plain[1, 0].item() == pytest.approx(0.1)
