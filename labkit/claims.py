@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from labkit import data, papers, report, stats
 from labkit.evaluate import SUITE, WORST_CASE
-from labkit.labs import su, survey
+from labkit.labs import recovery, su, survey
 from labkit.stats import Verdict
 
 __all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table",
@@ -154,16 +154,17 @@ def _attention(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
 
 
 def _jpeg(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
-    rec = recs["09_jpeg_recovery"]
-    arch = rec.get("models", {}).get("base", [{}])[0].get("model", "?")
+    rec = recs[recovery.LAB]
+    arch = rec.get("models", {}).get(recovery.BASE_STEP, [{}])[0].get("model", "?")
     def label(v: Verdict) -> str:  # which recovery a row measures: the paper's (oracle) or the label-free one
         return next((f"{arch}, {who}" for who in ("oracle", "label-free") if who in v.claim), arch)
 
     caveat = data.JPEG_SOURCE_CAVEAT if claim.measure.startswith(("jpeg:", "jpeg_recovery:")) else ""
     blind = "FGSM crafted on the model, blind to the JPEG step (the paper's protocol)" if claim.measure.startswith(
         ("jpeg:", "jpeg_recovery:")) else ""
+    rows = _rows(rec, recovery.TABLE_STEP)
     return [{**_row(v, model=label(v), attackers=blind, why=caveat), **({"ours_question": True} if "label-free" in v.claim else {})}
-            for key, v in report.keyed_recovery_verdicts(_rows(rec, "table"), arch) if key == claim.measure]
+            for key, v in recovery.keyed_recovery_verdicts(rows, arch) if key == claim.measure]
 
 
 def _survey_f1(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:

@@ -37,9 +37,9 @@ __all__ = [
     "APR_ARCHITECTURES", "CLAIM", "COMPONENT", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS",
     "TABLE_COLUMNS", "ablation_verdict", "ablation_verdicts", "attack_gap", "attack_of", "budget", "change_verdict",
     "claim_answer", "claim_table", "claim_verdict", "claim_verdicts", "concentration_verdict", "defence_verdict",
-    "defence_verdicts", "find_row", "keyed_ablation_verdicts", "keyed_defence_verdicts", "keyed_recovery_verdicts",
+    "defence_verdicts", "find_row", "keyed_ablation_verdicts", "keyed_defence_verdicts",
     "on_paper_architecture", "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "rate_of",
-    "recovery_rows", "recovery_verdict", "replay_summary", "seed_table", "table1_verdict", "teacher_seconds",
+    "replay_summary", "seed_table", "table1_verdict", "teacher_seconds",
     "training_table", "verdict_lines",
 ]
 
@@ -173,7 +173,7 @@ def _pair_verdict(claim: str, before: list[int], after: list[int], ids: list[int
     seeds repeat images (``ids``), the image-level design (pooled seeds are not independent pairs). The claimed
     change is estimated from our reference rate (``claimed_ratio``: its uncertainty is carried into the size test);
     ``family``: the comparisons that share the run (Bonferroni on both sides of the verdict)."""
-    change = _mean(before) * (ratio - 1)
+    change = mean_outcome(before) * (ratio - 1)
     if ids is None:
         return stats.paired_verdict(claim, before, after, change, family=family, claimed_ratio=ratio)
     return stats.clustered_paired_verdict(claim, before, after, ids, change, family=family, claimed_ratio=ratio)
@@ -362,7 +362,7 @@ def ablation_verdict(rows: list[dict[str, Any]], attack: str | None = None) -> s
             lines.append(f"[{arch}, {attack}] No per-image outcomes of full APR: nothing to pair.")
             continue
         lines += [f"[{arch}] " + v.sentence() for v in found]
-        rises = {v: _mean(_outcomes(rows, v, attack, arch)) - _mean(_outcomes(rows, "full", attack, arch))
+        rises = {v: mean_outcome(_outcomes(rows, v, attack, arch)) - mean_outcome(_outcomes(rows, "full", attack, arch))
                  for v in COMPONENT if _outcomes(rows, v, attack, arch) is not None}
         best = max(rises.values())
         tops = [v for v in rises if rises[v] == best]
@@ -376,7 +376,8 @@ def ablation_verdict(rows: list[dict[str, Any]], attack: str | None = None) -> s
     return "\n".join(lines)
 
 
-def _mean(o: list[int] | None) -> float:
+def mean_outcome(o: list[int] | None) -> float:
+    """The share of 1s among per-image outcomes (NaN for none): the rate a paired verdict scales its claim from."""
     return sum(o) / len(o) if o else float("nan")
 
 
@@ -683,103 +684,3 @@ def concentration_verdict(rows: list[dict[str, Any]], top: float = 0.1) -> str:
             f"classes are {', '.join(r['class'] for r in rows[:3])}. "
             + (f"{len(above)} of {len(rows)} classes are clearly above a flat map (95% interval above it)."
                if above else "No class is clearly above a flat map (no 95% interval lies above it)."))
-
-
-# -- Lab 09: JPEG against FGSM, and the targeted one-pixel "recovery" ------------------------------------------------
-
-STAGE_FGSM = "after FGSM"
-STAGE_JPEG = "after JPEG"
-STAGE_ORACLE = "after recovery (oracle: the true class)"
-STAGE_LABEL_FREE = "after recovery (label-free: the runner-up class)"
-REACH_ORACLE = "one pixel reaches the true class"
-REACH_RANDOM = "one pixel reaches a random wrong class"
-
-
-def _stage_row(quality: int | None, stage: str, outcomes: Tensor, ids: Tensor, paper: float | None) -> dict[str, Any]:
-    k, n = int(outcomes.sum()), len(outcomes)
-    lo, hi = stats.wilson(k, n)
-    return {"quality": quality, "stage": stage, "images": n, "rate": 100 * k / n if n else float("nan"),
-            "lo": 100 * lo, "hi": 100 * hi, "paper": paper, "outcomes": outcomes.int().tolist(),
-            "image_ids": ids.tolist()}
-
-
-def recovery_rows(sweep: dict[str, Tensor], table: dict[str, Tensor], labels: Tensor, image_ids: Tensor,
-                  qualities: Sequence[int]) -> list[dict[str, Any]]:
-    """Lab 09's Table I as rows with per-image outcomes: misclassification (%, Wilson 95% CI) after FGSM, and at
-    every quality of ``qualities`` after JPEG, after the oracle recovery and after the label-free one (the paper's
-    number beside each, where it has one); then how often one pixel reaches its target on the images misclassified
-    after JPEG: the true class (oracle) and a random wrong class (the control), on the same images.
-
-    ``sweep``: ``labkit.labs.recovery.sweeps``; ``table``: ``labkit.labs.recovery.table``; ``labels``/``image_ids``: (N,).
-    """
-    rows = [_stage_row(None, STAGE_FGSM, sweep["fgsm"], image_ids, papers.JPEG2023_FGSM)]
-    for q in qualities:
-        jpeg, rec = papers.JPEG2023_TABLE1.get(q, (None, None))
-        wrong = table[f"q{q}/wrong"]
-        rows.append(_stage_row(q, STAGE_JPEG, wrong, image_ids, jpeg))
-        rows.append(_stage_row(q, STAGE_ORACLE, table[f"q{q}/oracle/final"] != labels, image_ids, rec))
-        rows.append(_stage_row(q, STAGE_LABEL_FREE, table[f"q{q}/runner_up/final"] != labels, image_ids, None))
-        for stage, kind in ((REACH_ORACLE, "oracle"), (REACH_RANDOM, "random")):
-            attacked = table[f"q{q}/{kind}/attacked"]
-            rows.append(_stage_row(q, stage, table[f"q{q}/{kind}/success"][attacked], image_ids[attacked], None))
-    return rows
-
-
-def _stage(rows: list[dict[str, Any]], quality: int | None, stage: str) -> dict[str, Any] | None:
-    return next((r for r in rows if r["quality"] == quality and r["stage"] == stage), None)
-
-
-def keyed_recovery_verdicts(rows: list[dict[str, Any]], arch: str) -> list[tuple[str, Verdict]]:
-    """Lab 09's verdicts, keyed by the claim they test (``papers.Claim.measure``).
-
-    Absolute rates (after FGSM, after JPEG) are tested only on the paper's network (``on_paper_architecture``).
-    The relative claims are paired on the same images, the paper's ratio applied to our rate before the step (as
-    Labs 03-06 do): JPEG lowers the misclassification after FGSM; the oracle recovery lowers it after JPEG (and the
-    label-free variant, which a deployment could run, tested against the same claimed fall). Specificity: one pixel
-    reaches the true class more often than a random wrong class on the same images (``stats.direction_verdict``,
-    at least 5 points). The paired tests share a Holm adjustment.
-    """
-    fgsm = _stage(rows, None, STAGE_FGSM)
-    out: list[tuple[str, Verdict]] = []
-    if fgsm is None:
-        return out
-    v = stats.rate_verdict(f"FGSM misclassifies {papers.JPEG2023_FGSM:g}% of the images", sum(fgsm["outcomes"]),
-                           fgsm["images"], papers.JPEG2023_FGSM / 100)
-    out.append(("jpeg_fgsm", on_paper_architecture(v, arch, (papers.JPEG2023_ARCHITECTURE,))))
-    tests: list[tuple[str, str, list[int], list[int], float]] = []  # (key, claim, before, after, claimed ratio)
-    specific: list[tuple[str, stats.Comparison]] = []
-    for q, (jpeg_claim, rec_claim) in papers.JPEG2023_TABLE1.items():
-        jpeg, oracle, free = (_stage(rows, q, s) for s in (STAGE_JPEG, STAGE_ORACLE, STAGE_LABEL_FREE))
-        if jpeg is None:
-            continue
-        v = stats.rate_verdict(f"after JPEG at q = {q}, {jpeg_claim:g}% are misclassified", sum(jpeg["outcomes"]),
-                               jpeg["images"], jpeg_claim / 100)
-        out.append((f"jpeg:{q}", on_paper_architecture(v, arch, (papers.JPEG2023_ARCHITECTURE,))))
-        tests.append((f"jpeg:{q}", f"JPEG at q = {q} lowers the misclassification after FGSM by the paper's ratio "
-                                   f"({papers.JPEG2023_FGSM:g}% -> {jpeg_claim:g}%)", fgsm["outcomes"],
-                      jpeg["outcomes"], jpeg_claim / papers.JPEG2023_FGSM))
-        for row, who in ((oracle, "the oracle recovery (true class)"),
-                         (free, "a label-free recovery (runner-up class)")):
-            tests.append((f"jpeg_recovery:{q}", f"at q = {q}, {who} lowers the misclassification after JPEG by the "
-                                                f"paper's ratio ({jpeg_claim:g}% -> {rec_claim:g}%)",
-                          jpeg["outcomes"], row["outcomes"], rec_claim / jpeg_claim))
-        reach, control = _stage(rows, q, REACH_ORACLE), _stage(rows, q, REACH_RANDOM)
-        if reach is not None and control is not None and reach["images"] and reach["image_ids"] == control["image_ids"]:
-            ids = torch.tensor(reach["image_ids"])
-            specific.append((f"at q = {q}", stats.cluster_compare(
-                torch.tensor(reach["outcomes"], dtype=torch.float64),
-                torch.tensor(control["outcomes"], dtype=torch.float64), ids, ids)))
-    family = len(tests) + len(specific)  # the paired questions of the lab: one family (Bonferroni, both sides)
-    for key, claim, before, after, ratio in tests:
-        out.append((key, stats.paired_verdict(claim, before, after, _mean(before) * (ratio - 1), family=family,
-                                              claimed_ratio=ratio)))
-    for where, comp in specific:
-        out.append(("jpeg_specific", stats.direction_verdict(
-            f"{where}, one pixel reaches the true class more often than a random wrong class (difference of "
-            "success rates, same images)", comp, sign=1, family=family)))
-    return out
-
-
-def recovery_verdict(rows: list[dict[str, Any]], arch: str) -> str:
-    """Lab 09's verdict sentences (``keyed_recovery_verdicts``), one per line."""
-    return verdict_lines([v for _, v in keyed_recovery_verdicts(rows, arch)])

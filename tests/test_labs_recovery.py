@@ -1,4 +1,4 @@
-"""labkit.labs.recovery (Lab 09): FGSM, JPEG, the targeted one-pixel "recovery" and its controls; report's Table I."""
+"""labkit.labs.recovery (Lab 09): FGSM, JPEG, the targeted one-pixel "recovery" and its controls; its Table I and verdicts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from labkit import claims, papers, report
+from labkit import claims, papers
 from labkit.attacks import DEConfig
 from labkit.data import predict
 from labkit.labs import recovery
@@ -98,13 +98,13 @@ def _tables(n: int = 200) -> tuple[dict, dict, torch.Tensor]:
 
 def test_table_rows_and_verdicts_from_per_image_outcomes():
     sweep, table, labels = _tables()
-    rows = report.recovery_rows(sweep, table, labels, torch.arange(200), (20, 40))
+    rows = recovery.recovery_rows(sweep, table, labels, torch.arange(200), (20, 40))
     by = {(r["quality"], r["stage"]): r for r in rows}
-    assert by[None, report.STAGE_FGSM]["rate"] == 100 and by[20, report.STAGE_JPEG]["rate"] == 50
-    assert by[20, report.STAGE_ORACLE]["rate"] == 15 and by[20, report.STAGE_LABEL_FREE]["rate"] == 50
-    assert by[20, report.REACH_ORACLE]["images"] == 100 and by[20, report.REACH_ORACLE]["rate"] == 70
-    assert by[40, report.STAGE_JPEG]["paper"] == papers.JPEG2023_TABLE1[40][0]
-    keyed = report.keyed_recovery_verdicts(rows, "small_cnn")
+    assert by[None, recovery.STAGE_FGSM]["rate"] == 100 and by[20, recovery.STAGE_JPEG]["rate"] == 50
+    assert by[20, recovery.STAGE_ORACLE]["rate"] == 15 and by[20, recovery.STAGE_LABEL_FREE]["rate"] == 50
+    assert by[20, recovery.REACH_ORACLE]["images"] == 100 and by[20, recovery.REACH_ORACLE]["rate"] == 70
+    assert by[40, recovery.STAGE_JPEG]["paper"] == papers.JPEG2023_TABLE1[40][0]
+    keyed = recovery.keyed_recovery_verdicts(rows, "small_cnn")
     status = {}
     for key, v in keyed:
         status.setdefault(key, []).append(v.status)
@@ -112,21 +112,21 @@ def test_table_rows_and_verdicts_from_per_image_outcomes():
     assert status["jpeg_specific"] == ["supported", "supported"]  # 70% vs 5% on the same 100 images
     # Label-free: no change where the paper claims a fall from 50% to 50 x 12.5 / 48.5 %: contradicted.
     assert status["jpeg_recovery:20"][1] == "contradicted"
-    fgsm_on_vgg = report.keyed_recovery_verdicts(rows, "vgg16")[0][1]
+    fgsm_on_vgg = recovery.keyed_recovery_verdicts(rows, "vgg16")[0][1]
     assert fgsm_on_vgg.status == "contradicted"  # 100% of 200 is not 89.3% on the paper's network
-    sentences = report.recovery_verdict(rows, "small_cnn")
+    sentences = recovery.recovery_verdict(rows, "small_cnn")
     assert sentences.count("\n") + 1 == len(keyed) and "random wrong class" in sentences
 
 
 def test_the_claims_chapter_shows_lab_09s_verdicts():
     sweep, table, labels = _tables()
-    rows = report.recovery_rows(sweep, table, labels, torch.arange(200), (20, 40))
-    rec = {"lab": "09_jpeg_recovery", "profile": "cpu", "tables": {"table": rows},
-           "models": {"base": [{"model": "small_cnn"}]}}
-    chapter = claims.claims_table({"09_jpeg_recovery": rec})
+    rows = recovery.recovery_rows(sweep, table, labels, torch.arange(200), (20, 40))
+    rec = {"lab": recovery.LAB, "profile": "cpu", "tables": {recovery.TABLE_STEP: rows},
+           "models": {recovery.BASE_STEP: [{"model": "small_cnn"}]}}
+    chapter = claims.claims_table({recovery.LAB: rec})
     jpeg = [r for r in chapter if r["paper"] == papers.JPEG_PAPER]
     assert jpeg and all(r["verdict"] != "not measured" for r in jpeg)
-    keyed = report.keyed_recovery_verdicts(rows, "small_cnn")
+    keyed = recovery.keyed_recovery_verdicts(rows, "small_cnn")
     assert [r["verdict"] for r in jpeg] == [v.status for _, v in sorted(
         keyed, key=lambda kv: [c.measure for c in papers.CLAIMS if c.paper == papers.JPEG_PAPER].index(kv[0]))]
 
