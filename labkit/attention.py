@@ -7,8 +7,9 @@ turns those sentences into measurements on a gated model (``labkit.apr.Attention
 * ``attention_of``: the map A(x) of a batch of images, (N, H, W); ``values_at`` and ``percentile_at``: A at
   given pixels, raw or as the pixel's percentile within its own map.
 * ``pixel_attention``: A at the pixels the attacks chose (successes and failures, per attack) and at random
-  pixels of the same images (each value with the image it belongs to, so ``labkit.report.claim_table`` can
-  test "attacks succeed where attention is low" by resampling whole images, ``labkit.stats.cluster_compare``).
+  pixels of the same images (each value with the image it belongs to, so Lab 08's
+  ``labkit.labs.attention_maps.claim_table`` can test "attacks succeed where attention is low" by resampling whole
+  images, ``labkit.stats.cluster_compare``).
 * ``attention_change``: how A changes when the attack writes its pixel, by distance.
 * ``concentration`` / ``class_concentration``: the share of attention mass in the top 10% of a map's pixels.
 * ``AttackedModel``: a gated model and the attacks on it, as Lab 08 studies it (``labkit.labs.attention_maps``

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from labkit import data, papers, report, stats
 from labkit.evaluate import SUITE, WORST_CASE
-from labkit.labs import recovery, su, survey
+from labkit.labs import attention_maps, recovery, su, survey
 from labkit.stats import Verdict
 
 __all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table",
@@ -143,9 +143,9 @@ def _overhead(claim: papers.Claim, recs: Records, kind: str) -> list[dict[str, A
 
 
 def _attention(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
-    table = _rows(recs["08_attention_maps"], "claim")
+    table = _rows(recs[attention_maps.LAB], attention_maps.CLAIM_STEP)
     out = []
-    for r, v in zip(table, report.claim_verdicts(table)):
+    for r, v in zip(table, attention_maps.claim_verdicts(table)):
         label = f"{r['model']}, {r['attack']}, vs {r['reference']}"
         out.append(_row(v, model=label) if v is not None else
                    _row(None, model=label, why=f"Not tested: {r['successes']} success pixels on {r['images']} "

@@ -34,9 +34,9 @@ from labkit.stats import Verdict
 from labkit.train import get_or_train
 
 __all__ = [
-    "APR_ARCHITECTURES", "CLAIM", "COMPONENT", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS",
-    "TABLE_COLUMNS", "ablation_verdict", "ablation_verdicts", "attack_gap", "attack_of", "budget", "change_verdict",
-    "claim_answer", "claim_table", "claim_verdict", "claim_verdicts", "concentration_verdict", "defence_verdict",
+    "APR_ARCHITECTURES", "COMPONENT", "MIN_IMAGES", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS",
+    "TABLE_COLUMNS", "ablation_verdict", "ablation_verdicts", "attack_gap", "attack_of", "budget",
+    "defence_verdict",
     "defence_verdicts", "find_row", "keyed_ablation_verdicts", "keyed_defence_verdicts",
     "on_paper_architecture", "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "rate_of",
     "replay_summary", "seed_table", "table1_verdict", "teacher_seconds",
@@ -53,9 +53,6 @@ TABLE4_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE4
 #: What each ablation variant removes, for tables and sentences.
 COMPONENT = {"no_attention": "the attention gate", "no_adversarial": "adversarial training",
              "no_regularisation": "the gradient regulariser"}
-
-#: The statement Lab 08 tests (the reading of the paper's "less critical regions" given in the lab's issue).
-CLAIM = "attacks succeed where attention is low"
 
 
 # -- tables over seeds ------------------------------------------------------------------------------------------------
@@ -558,44 +555,7 @@ def replay_summary(replay: list[dict[str, Any]], attack: str = "DE k=1") -> str:
             + "; ".join(f"{r['defence']} {r['replayed']:.1f} / {r['rerun']:.1f}" for r in rows) + ".")
 
 
-# -- Lab 08: attention at the attacked pixels ------------------------------------------------------------------------
-
-def claim_table(samples: dict[str, Any], measure: str = "percentile", statistic: str = "mean",
-                permutations: int = 10_000, resamples: int = 2_000, seed: int = 0) -> list[dict[str, Any]]:
-    """The test of Lab 08's claim, one row per (model, attack, reference group), resampling whole images.
-
-    ``samples``: model name -> ``labkit.attention.PixelAttention``. For every attack: the attention
-    (``measure``: within-image "percentile", or raw "value") at the pixels of successful attacks against
-    (1) random pixels of the same images (paired design: per image, success minus the mean of its random
-    pixels) and (2) the pixels of failed attacks (different images: independent design), with
-    ``stats.cluster_compare``: a permutation test and bootstrap over images, not pixels. A negative difference
-    means attacks succeed at lower attention. ``p_holm`` adjusts for the number of rows (Holm).
-    """
-    rows: list[dict[str, Any]] = []
-    for model, pa in samples.items():
-        values = pa.measure(measure)
-        attacks = [name[:-len(" success")] for name in pa.groups if name.endswith(" success")]
-        for i, attack in enumerate(attacks):
-            for j, (reference, group) in enumerate((("random pixels", "random"),
-                                                    ("failed attacks", f"{attack} failure"))):
-                succ, ref = pa.groups[f"{attack} success"], pa.groups[group]
-                c = stats.cluster_compare(values[f"{attack} success"], values[group], succ.image, ref.image,
-                                          statistic, permutations, resamples, seed=seed + 2 * i + j)
-                rows.append({"model": model, "attack": attack, "reference": reference, "measure": measure,
-                             "statistic": statistic, "design": c.design, "successes": c.n_a,
-                             "reference pixels": c.n_b, "images": c.clusters, "at successes": c.a,
-                             "at reference": c.b, "difference": c.difference, "ci_lo": c.ci_lo, "ci_hi": c.ci_hi,
-                             "p_value": c.p_value})
-    for row, adjusted in zip(rows, stats.holm([r["p_value"] for r in rows])):
-        row["p_holm"] = adjusted
-    return rows
-
-
-def _comparison(row: dict[str, Any]) -> stats.Comparison:
-    return stats.Comparison(row["statistic"], row["design"], row["successes"], row["reference pixels"],
-                            row["images"], row["at successes"], row["at reference"], row["difference"], row["ci_lo"],
-                            row["ci_hi"], row["p_value"], 0.95, 0, 0)
-
+# -- shared rules ------------------------------------------------------------------------------------------------
 
 #: Fewest attacked images (and success pixels) behind a Lab 08 verdict: the image-level percentile bootstrap
 #: covers only 82% at 5 images, 87% at 8 and 93% at 15 (seeded simulation), too few to call a claim contradicted.
@@ -603,84 +563,3 @@ def _comparison(row: dict[str, Any]) -> stats.Comparison:
 MIN_IMAGES = 20
 
 
-def claim_verdicts(table: list[dict[str, Any]], min_effect: float = 0.05,
-                   min_n: int = MIN_IMAGES) -> list[Verdict | None]:
-    """One ``stats.direction_verdict`` per row of ``claim_table`` ("successes sit lower than the reference by at
-    least ``min_effect``"), the tested rows one family (Bonferroni on both sides of the verdict), None for a row
-    with fewer than ``min_n`` success pixels or images."""
-    tested = [not (r["successes"] < min_n or r["images"] < min_n or math.isnan(r["p_holm"])) for r in table]
-    family = max(1, sum(tested))
-    out: list[Verdict | None] = []
-    for r, ok in zip(table, tested):
-        claim = f"[{r['model']}, {r['attack']}] successful pixels sit at lower attention than {r['reference']}"
-        out.append(stats.direction_verdict(claim, _comparison(r), -1, min_effect, family=family) if ok else None)
-    return out
-
-
-def claim_verdict(table: list[dict[str, Any]], min_effect: float = 0.05, min_n: int = MIN_IMAGES,
-                  profile: Any = None) -> str:
-    """Sentences, computed from ``claim_table``, on "attacks succeed where attention is low", and the overall
-    answer (``claim_answer``)."""
-    lines = [f"Profile {profile.name}:"] if profile is not None and hasattr(profile, "name") else []
-    unit = "percentile" if table and table[0]["measure"] == "percentile" else "A"
-    for r, v in zip(table, claim_verdicts(table, min_effect, min_n)):
-        if v is None:
-            lines.append(f"[{r['model']}, {r['attack']}] successes vs {r['reference']}: not tested ({r['successes']} "
-                         f"success pixels on {r['images']} images; at least {min_n} are needed).")
-            continue
-        lines.append(v.sentence() + f" ({r['statistic']} {unit} {r['at successes']:.3f} vs {r['at reference']:.3f}, "
-                     f"{r['design']} design over images, Holm-adjusted p.)")
-    lines.append("Overall: " + claim_answer(table, min_effect, min_n))
-    return "\n".join(lines)
-
-
-def claim_answer(table: list[dict[str, Any]], min_effect: float = 0.05, min_n: int = MIN_IMAGES) -> str:
-    """The overall answer, from the rows against random pixels (where a success pixel would sit if attention
-    did not matter): supported if every tested row is, contradicted if every tested row is, else undecided."""
-    found = [v for r, v in zip(table, claim_verdicts(table, min_effect, min_n))
-             if r["reference"] == "random pixels" and v is not None]
-    if not found:
-        return (f"UNDECIDED: the claim '{CLAIM}' cannot be tested here: too few successful attacks (at least {min_n} "
-                "per model and attack are needed).")
-    count = {s: sum(v.status == s for v in found) for s in stats.STATUSES}
-    status = next((s for s in ("supported", "contradicted") if count[s] == len(found)), "undecided")
-    return (f"{status.upper()}: '{CLAIM}' — of {len(found)} tested model/attack pairs, {count['supported']} support "
-            f"it, {count['contradicted']} contradict it (no lowering of {min_effect:g} or more), "
-            f"{count['undecided']} cannot tell.")
-
-
-def change_verdict(rows: list[dict[str, Any]], kernel_size: int | None = None, tolerance: float = 1e-5) -> str:
-    """A sentence from ``labkit.attention.attention_change``'s rows: what happens at the pixel, and how far the
-    change reaches."""
-    at = rows[0]
-    if at["pixels"] == 0:
-        return "No attacked pixel to measure (the attack changed no image in this set)."
-    moved = [i for i, r in enumerate(rows) if r["pixels"] and r["max |change|"] > tolerance]
-    text = (f"At the attacked pixel A moves from {at['mean A before']:.3f} to {at['mean A after']:.3f} on average "
-            f"(mean change {at['mean change']:+.4f}; it drops in {at['share dropped']:.0%} of {at['pixels']} "
-            "attacks). ")
-    if not moved:
-        return text + "Nowhere does the map change by more than the tolerance."
-    reach = moved[-1]
-    if reach == len(rows) - 1:
-        return text + (f"The change reaches {rows[-1]['distance']} pixels from the attacked one (largest there "
-                       f"{rows[-1]['max |change|']:.2g}): the map changes beyond the pixel's neighbourhood.")
-    far = max((r["max |change|"] for r in rows[reach + 1:] if r["pixels"]), default=0.0)
-    window = (f" (the gate's {kernel_size}x{kernel_size} kernel sees a pixel only from that close)" if kernel_size
-              else "")
-    return text + (f"The map changes only within distance {rows[reach]['distance']} of the attacked pixel; farther "
-                   f"away the largest change is {far:.1g}, i.e. none{window}.")
-
-
-def concentration_verdict(rows: list[dict[str, Any]], top: float = 0.1) -> str:
-    """A sentence from ``labkit.attention.class_concentration``: how far above a flat map the maps concentrate."""
-    if not rows:
-        return "No images to summarise."
-    flat = rows[0]["flat map"]
-    hi, lo = rows[0], rows[-1]
-    above = [r["class"] for r in rows if not math.isnan(r["top-mass_lo"]) and r["top-mass_lo"] > flat]
-    return (f"The top {top:.0%} of pixels hold between {lo['top-mass']:.1%} ({lo['class']}) and {hi['top-mass']:.1%} "
-            f"({hi['class']}) of the attention mass, against {flat:.1%} for a flat map; the most concentrated "
-            f"classes are {', '.join(r['class'] for r in rows[:3])}. "
-            + (f"{len(above)} of {len(rows)} classes are clearly above a flat map (95% interval above it)."
-               if above else "No class is clearly above a flat map (no 95% interval lies above it)."))

@@ -8,11 +8,12 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from labkit import attention, plotting, report
+from labkit import attention, plotting
 from labkit.apr import AttentionGate
 from labkit.attacks import AttackResult
 from labkit.data import CLASSES
 from labkit.evaluate import probabilities
+from labkit.labs import attention_maps
 
 
 def rendered(fig: Figure) -> bool:
@@ -120,7 +121,7 @@ def test_random_pixels_are_seeded_and_inside() -> None:
         attention.random_pixels(5, 4, 6, per_image=0)
 
 
-# -- the claim, on synthetic data with a known answer ---------------------------------------------------------------
+# -- attention at the attacked pixels, on synthetic data ---------------------------------------------------------
 
 def dark_spot_images(n: int = 60, size: int = 8) -> tuple[Tensor, Tensor]:
     """Bright-ish images, each with one dark pixel (where the brightness-gated model's attention is lowest)."""
@@ -128,56 +129,6 @@ def dark_spot_images(n: int = 60, size: int = 8) -> tuple[Tensor, Tensor]:
     spots = attention.random_pixels(n, size, size, per_image=1, seed=9)[:, 0]
     x[torch.arange(n), :, spots[:, 0], spots[:, 1]] = 0.0
     return x, spots
-
-
-def test_claim_supported_when_attacks_hit_low_attention() -> None:
-    model = brightness_gated()
-    x, spots = dark_spot_images()
-    far = (spots + 4) % 8  # another pixel, bright: high attention
-    success = torch.arange(len(x)) % 3 != 0
-    pix = torch.where(success[:, None], spots, far)  # successes at the dark spot, failures elsewhere
-    results = {"DE k=1": fake_result(x, pix, success)}
-    pa = attention.pixel_attention(model, x, results, random_per_image=10, seed=0)
-    assert set(pa.groups) == {"DE k=1 success", "DE k=1 failure", "random"}
-    assert len(pa.groups["DE k=1 success"]) == int(success.sum()) and len(pa.groups["random"]) == 10 * len(x)
-    assert torch.allclose(pa.groups["DE k=1 success"].percentile, torch.zeros(1))  # the lowest pixel of each map
-    table = report.claim_table({"full": pa}, permutations=2000, resamples=500)
-    assert [r["reference"] for r in table] == ["random pixels", "failed attacks"]
-    assert all(r["difference"] < 0 and r["p_holm"] < 0.01 and r["ci_hi"] < 0 for r in table)
-    verdict = report.claim_verdict(table)
-    assert "Overall: SUPPORTED: 'attacks succeed where attention is low'" in verdict
-    assert verdict.count("SUPPORTED (DIRECTION): [full, DE k=1]") == 2 and "paired design" in verdict
-    raw = report.claim_table({"full": pa}, measure="value", statistic="median", permutations=500, resamples=200)
-    assert raw[0]["difference"] < 0 and raw[0]["p_holm"] < 0.01
-    kept = attention.PixelAttention.from_arrays(pa.arrays())  # what a lab's record keeps (no maps)
-    assert kept.maps is None and kept.summary() == pa.summary()
-    assert report.claim_table({"full": kept}, permutations=2000, resamples=500) == table
-
-
-def test_claim_not_supported_when_attack_pixels_are_random() -> None:
-    model = brightness_gated()
-    x, _ = dark_spot_images()
-    pix = attention.random_pixels(len(x), 8, 8, per_image=1, seed=123)[:, 0]
-    success = torch.arange(len(x)) % 2 == 0
-    pa = attention.pixel_attention(model, x, {"corner": fake_result(x, pix, success)}, random_per_image=10)
-    table = report.claim_table({"full": pa}, permutations=2000, resamples=500)
-    assert all(r["p_holm"] > 0.05 for r in table)
-    verdict = report.claim_verdict(table)
-    assert "Overall: SUPPORTED" not in verdict and "SUPPORTED: [" not in verdict
-
-
-def test_claim_verdict_with_too_few_successes_and_the_opposite() -> None:
-    model = brightness_gated()
-    x, spots = dark_spot_images(20)
-    none = torch.zeros(len(x), dtype=torch.bool)
-    pa = attention.pixel_attention(model, x, {"DE k=1": fake_result(x, spots, none)})
-    verdict = report.claim_verdict(report.claim_table({"m": pa}, permutations=100, resamples=100))
-    assert "cannot be tested" in verdict
-    bright = x.mean(1).flatten(1).argmax(1)  # each image's brightest pixel: its highest attention
-    top = torch.stack([bright // 8, bright % 8], 1)
-    pa = attention.pixel_attention(model, x, {"DE k=1": fake_result(x, top, ~none)})
-    verdict = report.claim_verdict(report.claim_table({"m": pa}, permutations=500, resamples=100))
-    assert "Overall: CONTRADICTED" in verdict and "opposite side" in verdict
 
 
 def test_pixel_attention_uses_verified_successes_and_checks_sizes() -> None:
@@ -209,7 +160,7 @@ def test_attention_change_is_local_to_the_gate_kernel() -> None:
     assert rows[0]["pixels"] == 8 and rows[1]["pixels"] == 64
     assert rows[0]["mean change"] > 0 and rows[1]["mean change"] > 0 and rows[0]["share dropped"] == 0
     assert rows[2]["max |change|"] < 1e-6 and rows[3]["max |change|"] < 1e-6
-    text = report.change_verdict(rows, kernel_size=3)
+    text = attention_maps.change_verdict(rows, kernel_size=3)
     assert "only within distance 1" in text and "3x3" in text
     with pytest.raises(ValueError):
         attention.attention_change(model, x, res, max_distance=0)
@@ -237,7 +188,7 @@ def test_class_concentration_table() -> None:
     assert [r["class"] for r in rows][-1] == "airplane" and len(rows) == 3
     assert all(r["images"] == 10 and r["top-mass_lo"] <= r["top-mass"] <= r["top-mass_hi"] for r in rows[:2])
     assert rows[-1]["top-mass"] == pytest.approx(4 / 36)  # ceil(0.1 * 36) = 4 pixels of a flat map
-    assert "airplane" in report.concentration_verdict(rows)
+    assert "airplane" in attention_maps.concentration_verdict(rows)
     with pytest.raises(ValueError):
         attention.class_concentration(maps, labels[:5], CLASSES)
 
