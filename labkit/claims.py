@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from labkit import data, papers, report, stats
 from labkit.evaluate import SUITE, WORST_CASE
-from labkit.labs import attention_maps, recovery, su, survey
+from labkit.labs import apr_paper, attention_maps, recovery, su, survey
 from labkit.stats import Verdict
 
 __all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table",
@@ -125,7 +125,7 @@ def _ablation(claim: papers.Claim, recs: Records, variant: str) -> list[dict[str
 
 
 def _overhead(claim: papers.Claim, recs: Records, kind: str) -> list[dict[str, Any]]:
-    table = _rows(recs["07_apr_overhead"], "overhead")
+    table = _rows(recs[apr_paper.OVERHEAD_LAB], apr_paper.OVERHEAD_STEP)
     arch = claim.where.split("(")[-1].rstrip(")")
     out = []
     for r in table:

@@ -34,21 +34,19 @@ from labkit.stats import Verdict
 from labkit.train import get_or_train
 
 __all__ = [
-    "APR_ARCHITECTURES", "COMPONENT", "MIN_IMAGES", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS", "TABLE4_CLAIMS",
+    "APR_ARCHITECTURES", "COMPONENT", "MIN_IMAGES", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS",
     "TABLE_COLUMNS", "ablation_verdict", "ablation_verdicts", "attack_gap", "attack_of", "budget",
     "defence_verdict",
     "defence_verdicts", "find_row", "keyed_ablation_verdicts", "keyed_defence_verdicts",
-    "on_paper_architecture", "overhead_split", "overhead_table", "overhead_verdict", "overhead_verdicts", "rate_of",
+    "on_paper_architecture", "rate_of",
     "replay_summary", "seed_table", "table1_verdict", "teacher_seconds",
     "training_table", "verdict_lines",
 ]
 
 #: The APR paper's CIFAR-10 claims, quoted from ``labkit.papers``: (clean accuracy %, ASR %); robustness =
-#: 100 - ASR. Table 1 (defences; its AT/IT/DD rows as Lab 04 quotes them), Table 3 (ablation), Table 4 (overhead:
-#: training %, inference %).
+#: 100 - ASR. Table 1 (defences; its AT/IT/DD rows as Lab 04 quotes them), Table 3 (ablation).
 TABLE1_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE1
 TABLE3_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE3
-TABLE4_CLAIMS: dict[str, tuple[float, float]] = papers.APR2024_TABLE4
 
 #: What each ablation variant removes, for tables and sentences.
 COMPONENT = {"no_attention": "the attention gate", "no_adversarial": "adversarial training",
@@ -430,94 +428,6 @@ def training_table(trained: list[Any], teachers: dict[str, float] | None = None,
     for r in rows:
         r["vs_reference"] = r["total_s"] / ref[(r["model"], r["seed"])] if (r["model"], r["seed"]) in ref else None
     return rows
-
-
-def overhead_table(train_rows: list[dict[str, Any]], inference: dict[str, float], reference: str = "undefended",
-                   model: str | None = None) -> list[dict[str, Any]]:
-    """Medians per config and their increase over ``reference``, in percent.
-
-    ``train_rows``: from ``labkit.labs.apr_paper.time_training``; ``inference``: seconds per image by config (e.g. from
-    ``labkit.evaluate.time_inference``). Columns: (model,) config, train_ms (per step), train_increase_pct,
-    train_increase_lo/hi (the range over repeats of the per-repeat increase: configs run side by side in
-    every repeat), inner_attack_ms, inner_attack_share_pct (of the training-time increase), infer_us (per
-    image), infer_increase_pct.
-    """
-    configs = list(dict.fromkeys(r["config"] for r in train_rows))
-    med = {c: pystats.median(r["seconds"] for r in train_rows if r["config"] == c) for c in configs}
-    inner = {c: pystats.median(r["inner_attack"] for r in train_rows if r["config"] == c) for c in configs}
-    per_rep = {(r["config"], r["repeat"]): r["seconds"] for r in train_rows}
-    out = []
-    for c, t in med.items():
-        extra = t - med[reference]
-        reps = [100 * (s / per_rep[(reference, rep)] - 1) for (cc, rep), s in per_rep.items()
-                if cc == c and (reference, rep) in per_rep]
-        out.append({**({"model": model} if model is not None else {}), "config": c, "train_ms": 1e3 * t,
-                    "train_increase_pct": 100 * extra / med[reference],
-                    "train_increase_lo": min(reps) if reps else None, "train_increase_hi": max(reps) if reps else None,
-                    "inner_attack_ms": 1e3 * inner[c],
-                    "inner_attack_share_pct": 100 * inner[c] / extra if extra > 0 and c != reference else None,
-                    "infer_us": 1e6 * inference[c] if c in inference else None,
-                    "infer_increase_pct": (100 * (inference[c] / inference[reference] - 1)
-                                           if c in inference and reference in inference else None)})
-    return out
-
-
-def overhead_split(table: list[dict[str, Any]]) -> dict[str, float]:
-    """The training-time increase of full APR split by component, in ms per step, from ``overhead_table``.
-
-    inner attack: its own timer; gradient regulariser: full - no_regularisation; attention gate:
-    full - no_attention; the rest (the adversarial half of the batch through forward and backward): what
-    remains. Differences of medians, so small parts can come out slightly negative on a noisy machine.
-    """
-    ms = {r["config"]: r["train_ms"] for r in table}
-    inner = next(r["inner_attack_ms"] for r in table if r["config"] == "APR full")
-    total = ms["APR full"] - ms["undefended"]
-    reg = ms["APR full"] - ms["APR no_regularisation"]
-    gate = ms["APR full"] - ms["APR no_attention"]
-    return {"inner attack": inner, "gradient regulariser": reg, "attention gate": gate,
-            "adversarial half-batch": total - inner - reg - gate}
-
-
-def overhead_verdicts(table: list[dict[str, Any]]) -> list[tuple[str, Verdict]]:
-    """Verdicts on Table 4 (APR's training and inference increase) from ``overhead_table`` rows (with ``model``).
-
-    Timings are not a sample of images: the verdict compares our medians (and the range over repeats, where
-    measured) with the paper's percentages (``stats.overhead_verdict``); undecided where the paper has no number
-    for the architecture.
-    """
-    out = []
-    for arch in dict.fromkeys(r.get("model") for r in table):
-        full = next(r for r in table if r.get("model") == arch and r["config"] == "APR full")
-        claim = TABLE4_CLAIMS.get(arch) if arch else None
-        lo, hi = full.get("train_increase_lo"), full.get("train_increase_hi")
-        train = f"APR's training step costs +{claim[0]:g}% over the undefended model" if claim else \
-            f"APR's training-step increase on {arch} (the paper has no number for it)"
-        infer = f"APR's inference costs +{claim[1]:g}% over the undefended model" if claim else \
-            f"APR's inference increase on {arch} (the paper has no number for it)"
-        out.append((arch, stats.overhead_verdict(train, full["train_increase_pct"], claim[0] if claim else None,
-                                                 (lo, hi) if lo is not None and hi is not None else None)))
-        if full.get("infer_increase_pct") is not None:
-            out.append((arch, stats.overhead_verdict(infer, full["infer_increase_pct"], claim[1] if claim else None)))
-    return out
-
-
-def overhead_verdict(table: list[dict[str, Any]]) -> str:
-    """Sentences from Lab 07's measured table: the verdicts on Table 4, then where the extra time goes."""
-    lines = []
-    verdicts = overhead_verdicts(table)
-    for arch in dict.fromkeys(r.get("model") for r in table):
-        full = next(r for r in table if r.get("model") == arch and r["config"] == "APR full")
-        undefended = next(r for r in table if r.get("model") == arch and r["config"] == "undefended")
-        if arch not in TABLE4_CLAIMS:
-            lines.append(f"[{arch}] The paper reports +27.3% / +8.6% (ResNet-18) and +31.5% / +9.2% (VGG-16) "
-                         f"training / inference; it has no {arch}.")
-        lines += [f"[{arch}] " + v.sentence() for a, v in verdicts if a == arch]
-        share = full["inner_attack_share_pct"]
-        lines.append(f"[{arch}] " + (f"The inner one-pixel attack is {share:.0f}% of APR's training-time increase "
-                                     f"and takes {100 * full['inner_attack_ms'] / undefended['train_ms']:.0f}% of "
-                                     "an undefended step." if share is not None else
-                                     "There is no training-time increase to split."))
-    return "\n".join(lines)
 
 
 # -- Labs 01-03: sentences from measured tables -------------------------------------------------------------------------
