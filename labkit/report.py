@@ -21,26 +21,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics as pystats
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
 from labkit import papers, stats
-from labkit.defences import PGDAT, Distillation, OnePixelAT, SoftmaxTemperature
 from labkit.evaluate import WORST_CASE
 from labkit.stats import Verdict
-from labkit.train import get_or_train
 
 __all__ = [
     "APR_ARCHITECTURES", "COMPONENT", "MIN_IMAGES", "ROUNDING", "TABLE1_CLAIMS", "TABLE3_CLAIMS",
-    "TABLE_COLUMNS", "ablation_verdict", "ablation_verdicts", "attack_gap", "attack_of", "budget",
+    "TABLE_COLUMNS", "ablation_verdict", "ablation_verdicts", "attack_gap", "attack_of",
     "defence_verdict",
     "defence_verdicts", "find_row", "keyed_ablation_verdicts", "keyed_defence_verdicts",
     "on_paper_architecture", "rate_of",
-    "replay_summary", "seed_table", "table1_verdict", "teacher_seconds",
-    "training_table", "verdict_lines",
+    "seed_table", "table1_verdict", "verdict_lines",
 ]
 
 #: The APR paper's CIFAR-10 claims, quoted from ``labkit.papers``: (clean accuracy %, ASR %); robustness =
@@ -376,61 +372,7 @@ def mean_outcome(o: list[int] | None) -> float:
     return sum(o) / len(o) if o else float("nan")
 
 
-# -- Tables 4 and Lab 04: cost -------------------------------------------------------------------------------------------
-
-def budget(objective: Any) -> str:
-    """What one training step of ``objective`` costs, in words (for the tables of Lab 04)."""
-    if isinstance(objective, OnePixelAT):
-        return (f"inner attack: 1 gradient pass + {8 * objective.positions} fp32 forwards per image; "
-                f"step on clean + adversarial (2x batch), alpha = {objective.alpha:g}")
-    if isinstance(objective, PGDAT):
-        return (f"inner attack: {objective.steps} forward+backward passes per image "
-                f"(eps {255 * objective.eps:g}/255, step {255 * objective.step:g}/255, random start)")
-    if isinstance(objective, Distillation):
-        return f"a teacher trained at T = {objective.temperature:g} first, then 1 teacher forward per image"
-    if isinstance(objective, SoftmaxTemperature):
-        return f"plain step, logits / {objective.temperature:g}"
-    return "plain step"
-
-
-def teacher_seconds(trained: list[Any]) -> dict[str, float]:
-    """Training seconds of the teacher of every distilled entry of ``trained``, by its defence label (loaded from
-    the cache, trained if missing: a lab hands this to its record, so a replay never loads a model)."""
-    return {t.entry.defence: get_or_train(t.entry.config.objective.teacher, progress=False).train_seconds
-            for t in trained if isinstance(t.entry.config.objective, Distillation)}
-
-
-def training_table(trained: list[Any], teachers: dict[str, float] | None = None,
-                   reference: str = "No defence") -> list[dict[str, Any]]:
-    """Whole training runs from the cache: seconds, inner-attack seconds, teacher seconds, ratio to ``reference``.
-
-    Columns: model, seed, defence, test_acc (percent, last epoch), train_s, teacher_s, inner_attack_s, total_s
-    (train_s + teacher_s) and vs_reference (total_s over the reference's, same model and seed).
-
-    ``trained``: ``labkit.evaluate.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
-    ``train_seconds``); ``teachers``: ``teacher_seconds(trained)``, a distilled model's cost including its teacher's
-    run (required when ``trained`` has one). The runs were timed whenever they were trained, so machine load enters
-    the ratio; ``labkit.labs.apr_paper.time_training`` measures steps side by side.
-    """
-    rows = []
-    for t in trained:
-        cfg, obj = t.entry.config, t.entry.config.objective
-        teacher = 0.0
-        if isinstance(obj, Distillation):
-            if not teachers or t.entry.defence not in teachers:
-                raise ValueError(f"{t.entry.defence} is distilled: pass teachers=report.teacher_seconds(trained)")
-            teacher = teachers[t.entry.defence]
-        rows.append({"model": cfg.model, "seed": cfg.seed, "defence": t.entry.defence,
-                     "test_acc": 100 * t.history[-1]["test_acc"], "train_s": t.train_seconds, "teacher_s": teacher,
-                     "inner_attack_s": sum(h.get("seconds_inner_attack", 0.0) for h in t.history),
-                     "total_s": t.train_seconds + teacher})
-    ref = {(r["model"], r["seed"]): r["total_s"] for r in rows if r["defence"] == reference}
-    for r in rows:
-        r["vs_reference"] = r["total_s"] / ref[(r["model"], r["seed"])] if (r["model"], r["seed"]) in ref else None
-    return rows
-
-
-# -- Labs 01-03: sentences from measured tables -------------------------------------------------------------------------
+# -- Labs 01-02: sentences from measured tables -------------------------------------------------------------------------
 
 def attack_gap(first: Sequence[int] | Tensor, second: Sequence[int] | Tensor, names: tuple[str, str] = ("DE", "corner search"),
                model: str = "") -> str:
@@ -448,21 +390,6 @@ def attack_gap(first: Sequence[int] | Tensor, second: Sequence[int] | Tensor, na
     else:
         say = "no significant difference between the two attacks on these images"
     return f"{head}{say}: {nums}."
-
-
-def replay_summary(replay: list[dict[str, Any]], attack: str = "DE k=1") -> str:
-    """What the replay table says for ``attack``, computed from it: per pipeline, replayed vs re-run ASR, and how
-    many pipelines the replay makes look stronger than attacking them does."""
-    rows = [r for r in replay if r["attack"] == attack]
-    if not rows:
-        return f"No rows for {attack}."
-    lower = [r for r in rows if r["replayed"] < r["rerun"]]
-    moved = [r for r in rows if r["removed"] > 0 and r["moved"] == r["removed"]]
-    return (f"{attack}: the replayed ASR is below the re-run ASR for {len(lower)} of {len(rows)} pipelines (there the "
-            f"replay overstates the defence, by up to {max((r['rerun'] - r['replayed'] for r in rows), default=0):.1f}"
-            f" points); for {len(moved)} pipelines every removed success was found again by the re-run attack. "
-            "Per pipeline (replayed / re-run %): "
-            + "; ".join(f"{r['defence']} {r['replayed']:.1f} / {r['rerun']:.1f}" for r in rows) + ".")
 
 
 # -- shared rules ------------------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from labkit.defences import (
     distillation_config,
     standard_transforms,
 )
-from labkit.report import teacher_seconds, training_table
 from labkit.train import TrainConfig, TrainContext, get_or_train, model_key
 
 TRANSFORMS = standard_transforms()
@@ -457,19 +456,6 @@ def test_distillation_trains_its_teacher_through_the_cache(tiny_folder) -> None:
     assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), cached.model.state_dict().values()))
     trained = get_or_train(student_cfg, progress=False)
     assert trained.history[0]["epoch"] == 1 and trained.key != cached.key
-    # Its training budget includes the teacher's run.
-    from types import SimpleNamespace
-
-    runs = [SimpleNamespace(entry=SimpleNamespace(defence=name, config=c), history=t.history,
-                            train_seconds=t.train_seconds)
-            for name, c, t in (("No defence", tiny_run(), get_or_train(tiny_run(), progress=False)),
-                               ("DD", student_cfg, trained))]
-    base_row, dd_row = training_table(runs, teacher_seconds(runs))
-    with pytest.raises(ValueError, match="teacher_seconds"):
-        training_table(runs)  # a distilled run without its teacher's time
-    assert dd_row["teacher_s"] == cached.train_seconds and base_row["teacher_s"] == 0.0
-    assert dd_row["total_s"] == trained.train_seconds + cached.train_seconds
-    assert base_row["vs_reference"] == 1.0 and dd_row["vs_reference"] == dd_row["total_s"] / base_row["total_s"]
 
 
 def test_one_pixel_at_inner_attack_time_lands_in_the_history(tiny_folder) -> None:
@@ -479,8 +465,6 @@ def test_one_pixel_at_inner_attack_time_lands_in_the_history(tiny_folder) -> Non
 
 
 # -- reporting ------------------------------------------------------------------------------------------------------
-
-
 
 def test_defence_plots_render() -> None:
     from matplotlib.figure import Figure

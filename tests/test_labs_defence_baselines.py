@@ -1,18 +1,25 @@
-"""labkit.labs.defence_baselines (Labs 03-04): the replayed-vs-re-run table, FGSM success, gradient diagnostics.
+"""labkit.labs.defence_baselines (Labs 03-04): the replayed-vs-re-run table and its summary, FGSM success, gradient
+diagnostics, and the training costs.
 
-Tiny models and tensors made here (``tests/conftest.py``'s fixtures); nothing touches the network or the data.
+Tiny models and tensors made here (``tests/conftest.py``'s fixtures, and its tiny ImageFolder for the training
+costs); nothing touches the network or the real data.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import Tensor, nn
 
 from labkit.attacks import CornerSearch
-from labkit.defences import BitDepth, GradientMasking, MedianFilter, defended
-from labkit.labs.defence_baselines import fgsm_success, gradient_diagnostics, replay_table
+from labkit.defences import PGDAT, BitDepth, GradientMasking, MedianFilter, OnePixelAT, defended, distillation_config
+from labkit.labs.defence_baselines import (budget, fgsm_success, gradient_diagnostics, replay_summary, replay_table,
+                                           teacher_seconds, training_table)
+from labkit.train import CrossEntropy, TrainConfig, get_or_train
+from tests.test_defences import tiny_run
 
 
 def images(n: int = 4, size: int = 8, seed: int = 0) -> Tensor:
@@ -120,3 +127,37 @@ def test_replay_table_on_a_pipelines_subset_equals_replaying_that_subset(pixel_m
     alone = replay_table(pixel_model, {"bits": pipe}, dark_images[mask], {"corner": bare["corner"].select(mask)},
                          rerun)
     assert sub == alone and sub[0]["rerun"] == 100.0
+
+
+# -- Lab 03's replay table in words, Lab 04's training costs -----------------------------------------------------
+
+def test_replay_summary_counts_from_the_table() -> None:
+    replay = [{"defence": "median 3x3", "attack": "DE k=1", "replayed": 5.0, "rerun": 40.0, "removed": 30.0,
+               "moved": 20.0},
+              {"defence": "JPEG q75", "attack": "DE k=1", "replayed": 30.0, "rerun": 30.0, "removed": 5.0,
+               "moved": 5.0}]
+    text = replay_summary(replay)
+    assert "below the re-run ASR for 1 of 2 pipelines" in text and "by up to 35.0 points" in text
+    assert "for 1 pipelines every removed success" in text and "median 3x3 5.0 / 40.0" in text
+
+
+def test_budget_describes_every_objective() -> None:
+    assert "16 fp32 forwards" in budget(OnePixelAT(positions=2)) and "7 forward+backward" in budget(PGDAT())
+    assert "T = 20" in budget(distillation_config(TrainConfig()).objective)
+    assert budget(CrossEntropy()) == "plain step"
+
+
+def test_training_table_counts_the_teachers_run(tiny_folder) -> None:
+    student_cfg = distillation_config(tiny_run(), temperature=20.0)
+    trained = get_or_train(student_cfg, progress=False)  # trains its teacher first, through the cache
+    teacher = get_or_train(student_cfg.objective.teacher, progress=False)
+    runs = [SimpleNamespace(entry=SimpleNamespace(defence=name, config=c), history=t.history,
+                            train_seconds=t.train_seconds)
+            for name, c, t in (("No defence", tiny_run(), get_or_train(tiny_run(), progress=False)),
+                               ("DD", student_cfg, trained))]
+    base_row, dd_row = training_table(runs, teacher_seconds(runs))
+    with pytest.raises(ValueError, match="teacher_seconds"):
+        training_table(runs)  # a distilled run without its teacher's time
+    assert dd_row["teacher_s"] == teacher.train_seconds and base_row["teacher_s"] == 0.0
+    assert dd_row["total_s"] == trained.train_seconds + teacher.train_seconds
+    assert base_row["vs_reference"] == 1.0 and dd_row["vs_reference"] == dd_row["total_s"] / base_row["total_s"]

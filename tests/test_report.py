@@ -44,15 +44,6 @@ def test_seed_table_keeps_outcomes_of_a_single_seed_only() -> None:
     assert many[0]["outcomes"] is None
 
 
-def test_budget_describes_every_objective() -> None:
-    from labkit.defences import PGDAT, OnePixelAT, distillation_config
-    from labkit.train import CrossEntropy, TrainConfig
-
-    assert "16 fp32 forwards" in report.budget(OnePixelAT(positions=2)) and "7 forward+backward" in report.budget(PGDAT())
-    assert "T = 20" in report.budget(distillation_config(TrainConfig()).objective)
-    assert report.budget(CrossEntropy()) == "plain step"
-
-
 # -- Table 1 ----------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n,base,apr_broken,status", [
@@ -133,16 +124,6 @@ def test_attack_gap_reports_the_paired_difference() -> None:
     text = report.attack_gap(de, corner, model="m")
     assert text.startswith("[m] DE under-reports vulnerability here") and "breaks 12 images" in text
     assert "no significant difference" in report.attack_gap(de, [1] * 11 + [0] * 39)
-
-
-def test_replay_summary_counts_from_the_table() -> None:
-    replay = [{"defence": "median 3x3", "attack": "DE k=1", "replayed": 5.0, "rerun": 40.0, "removed": 30.0,
-               "moved": 20.0},
-              {"defence": "JPEG q75", "attack": "DE k=1", "replayed": 30.0, "rerun": 30.0, "removed": 5.0,
-               "moved": 5.0}]
-    text = report.replay_summary(replay)
-    assert "below the re-run ASR for 1 of 2 pipelines" in text and "by up to 35.0 points" in text
-    assert "for 1 pipelines every removed success" in text and "median 3x3 5.0 / 40.0" in text
 
 
 # -- layering ---------------------------------------------------------------------------------------------------------
