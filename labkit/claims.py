@@ -2,8 +2,9 @@
 result records (``labkit.records``) measured, with n, interval and the three-valued verdict of ``labkit.stats``.
 
 Layer 8 of DESIGN.md: it reads records only (no model, no attack), so the chapter builds in seconds from the
-committed ``results/<profile>/`` records. The verdicts are the labs' own (``labkit.report``), recomputed from
-the recorded rows: a lab page and this chapter never disagree. A claim without a record, or without a lab yet,
+committed ``results/<profile>/`` records. The verdicts are the labs' own (their modules in ``labkit.labs``),
+recomputed from the recorded rows: a lab page and this chapter never disagree. The records and their steps are named
+by the constants those modules export. A claim without a record, or without a lab yet,
 has its row all the same, saying why.
 """
 
@@ -15,7 +16,7 @@ from typing import Any, Callable
 
 from labkit import data, papers, report, stats
 from labkit.evaluate import SUITE, WORST_CASE
-from labkit.labs import apr_paper, attention_maps, recovery, su, survey
+from labkit.labs import apr_paper, apr_tables, attention_maps, recovery, su, survey
 from labkit.stats import Verdict
 
 __all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table",
@@ -68,24 +69,26 @@ def _su(claim: papers.Claim, recs: Records, network: str | None = None) -> list[
 
 
 def _clean(claim: papers.Claim, recs: Records, defence: str) -> list[dict[str, Any]]:
-    rec = recs["05_apr"]
+    rec = recs[apr_paper.TABLE1_LAB]
     eval_n = min(rec.get("config", {}).get("eval_size", 10_000), 10_000)
     out = []
-    for r in _rows(rec, "suite"):
+    for r in _rows(rec, apr_paper.SUITE_STEP):
         if r.get("paper") == defence and r["attack"] == "DE k=1":
             v = report.on_paper_architecture(stats.rate_verdict(claim.what, round(r["clean_acc"] * eval_n), eval_n,
-                                                                claim.value / 100, tolerance=0.02), r["model"])
+                                                                claim.value / 100, tolerance=0.02), r["model"],
+                                             apr_tables.APR_ARCHITECTURES)
             out.append(_row(v, model=f"{r['model']}, {r['defence']}"))
     return out
 
 
 def _undefended_asr(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
-    rows = _rows(recs["05_apr"], "suite")
+    rows = _rows(recs[apr_paper.TABLE1_LAB], apr_paper.SUITE_STEP)
     out = []
     for arch in dict.fromkeys(r["model"] for r in rows):
-        counts = report.rate_of(rows, "No defence", "DE k=1", arch)
+        counts = apr_tables.rate_of(rows, "No defence", "DE k=1", arch)
         if counts:
-            v = report.on_paper_architecture(stats.rate_verdict(claim.what, *counts, claim.value / 100), arch)
+            v = report.on_paper_architecture(stats.rate_verdict(claim.what, *counts, claim.value / 100), arch,
+                                             apr_tables.APR_ARCHITECTURES)
             out.append(_row(v, model=arch, why="Under DE, the paper's attack, at this run's budget."))
     return out
 
@@ -95,12 +98,12 @@ def _defence(claim: papers.Claim, recs: Records, key: str) -> list[dict[str, Any
     # Labs 04-05 keep one table ("suite"); Lab 03 one per pipeline (and its replay table, without outcomes).
     rows = [r for t in rec.get("tables", {}).values() for r in t if "outcomes" in r and "model" in r]
     out = []
-    for arch, paper_key, v in report.keyed_defence_verdicts(rows):
+    for arch, paper_key, v in apr_tables.keyed_defence_verdicts(rows):
         if paper_key != key:
             continue
         defence = v.claim.split(" lowers")[0]
         attack = WORST_CASE if WORST_CASE in v.claim else "DE k=1"
-        ref, mine = (report.find_row(rows, d, attack, arch) for d in ("No defence", defence))
+        ref, mine = (apr_tables.find_row(rows, d, attack, arch) for d in ("No defence", defence))
         robust = (f"{100 * ref['robust_acc']:.1f} → {100 * mine['robust_acc']:.1f}"
                   if ref and mine and "robust_acc" in ref and "robust_acc" in mine else "")
         caveat = data.JPEG_SOURCE_CAVEAT if "JPEG" in defence else ""
@@ -118,10 +121,10 @@ def _suite_attackers(claim: str) -> str:
 
 
 def _ablation(claim: papers.Claim, recs: Records, variant: str) -> list[dict[str, Any]]:
-    rows = _rows(recs["06_apr_ablation"], "suite")
+    rows = _rows(recs[apr_paper.ABLATION_LAB], apr_paper.SUITE_STEP)
     # The lab's own choice: the worst case over the attack suite where full APR has it, else DE.
-    attack = next((report.attack_of(rows, a, "full") for a in dict.fromkeys(r["model"] for r in rows)), "DE k=1")
-    return [_row(v, model=arch) for arch, var, v in report.keyed_ablation_verdicts(rows, attack) if var == variant]
+    attack = next((apr_tables.attack_of(rows, a, "full") for a in dict.fromkeys(r["model"] for r in rows)), "DE k=1")
+    return [_row(v, model=arch) for arch, var, v in apr_tables.keyed_ablation_verdicts(rows, attack) if var == variant]
 
 
 def _overhead(claim: papers.Claim, recs: Records, kind: str) -> list[dict[str, Any]]:

@@ -580,8 +580,8 @@ def tradeoff(rows: Any, reference: str = "No defence", series: str = "attack", t
     """Clean-accuracy cost against robustness gain of each defence, relative to ``reference``.
 
     ``rows``: records (or a DataFrame) with ``defence``, ``clean_acc`` and ``asr`` in percent (e.g. from
-    ``labkit.report.seed_table``), a ``series`` column (one marker per value, e.g. the attack) and, optionally,
-    ``model`` (each compared with its own reference). x = reference clean accuracy - defence's, y = reference
+    ``labkit.labs.apr_tables.seed_table``), a ``series`` column (one marker per value, e.g. the attack) and,
+    optionally, ``model`` (each compared with its own reference). x = reference clean accuracy - defence's, y = reference
     ASR - defence's, in percentage points: up is more robust, right costs more accuracy.
     """
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labkit import apr, evaluate, report
+from labkit import apr, evaluate
 from labkit.apr import APRObjective, AttentionGate, apr_config, gate_of, input_gradient_penalty, jacobian_penalty
 from labkit.defences import OnePixelAT
+from labkit.labs import apr_tables
 from labkit.profiles import get_profile, lab_sizes
 from labkit.train import TrainConfig, TrainContext, build_for_config
 
@@ -329,7 +330,7 @@ def test_lab_pipeline_end_to_end_on_tiny_data(tiny_folder, monkeypatch) -> None:
     assert [(r["defence"], r["attack"]) for r in rows] == [(d, a) for d in ("No defence", "APR") for a in suite]
     worst = next(r for r in rows if r["defence"] == "APR" and r["attack"] == evaluate.WORST_CASE)
     assert worst["asr"] >= max(r["asr"] for r in rows if r["defence"] == "APR")
-    text = report.table1_verdict(report.seed_table(rows, report.TABLE1_CLAIMS), p)
+    text = apr_tables.table1_verdict(apr_tables.seed_table(rows, apr_tables.TABLE1_CLAIMS), p)
     assert "APR lowers the one-pixel ASR (worst case)" in text and "n = 3" in text
 
 

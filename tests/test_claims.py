@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from labkit import claims, papers, report
+from labkit import claims, papers
 from labkit.evaluate import WORST_CASE
+from labkit.labs import apr_tables
 
 from conftest import result_row
 
@@ -57,7 +58,7 @@ def test_the_apr_claim_gets_the_labs_own_verdict(rows, expected):
     table = claims.claims_table({"05_apr": _record("05_apr", suite=rows)})
     apr = _rows_for(table, next(c.what for c in papers.CLAIMS if c.measure == "defence:APR"))
     assert [r["verdict"] for r in apr] == [expected]
-    lab = [v for arch, key, v in report.keyed_defence_verdicts(rows) if key == "APR"]
+    lab = [v for arch, key, v in apr_tables.keyed_defence_verdicts(rows) if key == "APR"]
     assert apr[0]["verdict"] == lab[0].status and apr[0]["n"] == lab[0].n  # the lab page and the chapter agree
 
 

@@ -11,7 +11,10 @@ step names each module exports).
 * ``su``: Lab 02b, Su et al.'s study on their own three networks.
 * ``defence_baselines``: Labs 03-04, the replayed-vs-re-run table of the input transformations and the
   gradient diagnostics of the training-time defences.
-* ``apr_paper``: Labs 05-07, the suites of the APR paper's Tables 1 and 3 and the overhead timings.
+* ``apr_tables``: Labs 03-06, their attack-suite rows beside the APR paper's Tables 1 and 3 (the seed table) and
+  the paired verdicts on its claims (a defence lowers the ASR, removing a component of APR raises it).
+* ``apr_paper``: Labs 05-07, the suites of the APR paper's Tables 1 and 3, the overhead timings and Lab 07's table
+  and verdicts on its Table 4.
 * ``attention_maps``: Lab 08, the gated APR variants attacked, and the explorer's images and figures.
 * ``recovery``: Lab 09, JPEG against FGSM and the one-pixel "class recovery".
 * ``survey``: Labs 10-11, the survey's attack x defence grid.

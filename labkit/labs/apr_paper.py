@@ -9,7 +9,7 @@
 
 The method (the gate, the objective, ``apr_config``) is ``labkit.apr``; the generic protocol these suites run
 (``train_suite``, ``attacked_indices``, ``evaluate_suite``) is ``labkit.evaluate``; the tables and verdicts of
-Tables 1 and 3 are ``labkit.report``'s. Sizes: the profile's ``apr`` (inner attack) and ``timing`` sections
+Tables 1 and 3 are ``labkit.labs.apr_tables``'. Sizes: the profile's ``apr`` (inner attack) and ``timing`` sections
 (``Profile.lab``).
 """
 

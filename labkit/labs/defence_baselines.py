@@ -8,7 +8,7 @@
   words), ``teacher_seconds`` and ``training_table`` (whole training runs from the cache, a distilled model with
   its teacher's run).
 
-Both labs' attack suites are judged against the APR paper's Table 1 by ``labkit.report``.
+Both labs' attack suites are tabled and judged against the APR paper's Table 1 by ``labkit.labs.apr_tables``.
 
 The defences themselves (transformations, objectives, gradient masking) are methods, in ``labkit.defences``;
 the attacks and their verification in ``labkit.attacks`` and ``labkit.evaluate``.
