@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from labkit import data, papers, report, stats
 from labkit.evaluate import SUITE, WORST_CASE
-from labkit.labs import apr_paper, apr_tables, attention_maps, recovery, su, survey
+from labkit.labs import apr_paper, apr_tables, attention_maps, recovery, su, survey, verification
 from labkit.stats import Verdict
 
 __all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table",
@@ -210,20 +210,18 @@ ONE_PIXEL_MEASURES = ("su_untargeted", "su_any_target", "su_pixels", "su_confide
 #: What such a row adds to its reasons.
 ATTACKS_ONLY = ("Judged by attacks only: no proof covers this model (Lab 12 proves only its own models; see the "
                 "proofs table).")
-#: Lab 12's record, whose bracket rows ``proof_rows`` shows.
-PROOF_LAB = "12_verification"
 
 
 def proof_rows(recs: Records) -> list[dict[str, Any]]:
     """Lab 12's bracket per model, for the chapter: clean accuracy, the share of correctly classified images proven
     one-pixel robust, the attacks' success rate and the bracket on the true one-pixel ASR (%; empty without a
     record)."""
-    rows = _rows(recs.get(PROOF_LAB, {}), "bracket")
+    rows = _rows(recs.get(verification.LAB, {}), verification.BRACKET_STEP)
     return [{"model": r["model"], "clean acc. %": round(100 * r["clean_acc"], 1), "images": r["certified"],
              "proven robust %": round(100 * r["proven"], 1), "unknown %": round(100 * r["unknown"], 1),
              "attacked ASR %": round(100 * r["asr"], 1),
              "true ASR in (%)": f"{100 * r['bracket_lo']:.1f} to {100 * r['bracket_hi']:.1f}",
-             "lab": _lab_link(PROOF_LAB)} for r in rows]
+             "lab": _lab_link(verification.LAB)} for r in rows]
 
 
 def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from labkit import claims, papers
 from labkit.evaluate import WORST_CASE
-from labkit.labs import apr_tables
+from labkit.labs import (apr_paper, apr_tables, attention_maps, defence_baselines, recovery, su, survey,
+                         verification)
 
 from conftest import result_row
 
@@ -133,3 +136,14 @@ def test_the_survey_defence_claim_is_judged_against_the_attacker_who_knows_the_d
     # (the plain attacks, which it blocks, alone would have contradicted the survey and credited the defence).
     assert [r["verdict"] for r in masking] == ["supported"] and masking[0]["ours"] == "+0.000"
     assert all("knows the defence" in r["attackers"] for r in masking)
+
+
+def test_the_labs_name_their_records_as_their_notebooks_and_the_papers_claims_do():
+    # The chapter finds a record by the name its lab's module exports; the notebook writes it under the same name
+    # (its stem), and labkit.papers (which imports nothing) spells it once more for each claim.
+    exported = {su.LAB, defence_baselines.INPUT_LAB, defence_baselines.TRAINING_LAB, apr_paper.TABLE1_LAB,
+                apr_paper.ABLATION_LAB, apr_paper.OVERHEAD_LAB, attention_maps.LAB, recovery.LAB, survey.ATTACKS_LAB,
+                survey.DEFENCES_LAB, verification.LAB}
+    notebooks = {p.stem for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")}
+    assert exported <= notebooks
+    assert {c.lab for c in papers.CLAIMS if c.lab} <= exported and papers.SU_LAB == su.LAB

@@ -130,7 +130,7 @@ def test_summary_and_apr_comparison_come_from_the_rows():
 def test_the_claims_chapter_shows_the_proofs_and_marks_attack_only_rows():
     rows = [V.bracket_row("natural", 0.8, torch.tensor([UNKNOWN, VULNERABLE], dtype=torch.int8),
                           torch.tensor([False, False]))]
-    shown = claims.proof_rows({claims.PROOF_LAB: {"tables": {"bracket": rows}}})
+    shown = claims.proof_rows({V.LAB: {"tables": {V.BRACKET_STEP: rows}}})
     assert shown[0]["model"] == "natural" and shown[0]["proven robust %"] == 0.0
     assert shown[0]["true ASR in (%)"] == "50.0 to 100.0"
     assert claims.proof_rows({}) == []

@@ -42,12 +42,16 @@ from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, C
 from labkit.certify.training import OnePixelIBP
 from labkit.data import Split
 from labkit.evaluate import run_attack, run_certify, verify
+from labkit.labs.apr_paper import SUITE_STEP
 from labkit.profiles import Profile
 from labkit.stats import wilson
 from labkit.train import TrainConfig
 
 #: The lab's section of ``Profile.labs``.
 PART = "verify"
+#: The lab's record (``labkit.records``) and the step holding ``bracket_row`` rows (``labkit.claims`` shows them).
+LAB = "12_verification"
+BRACKET_STEP = "bracket"
 #: The models of the lab, in the order it shows them (the names its tables print).
 MODELS = ("natural", "proven (IBP)", "median + IBP")
 #: The bound methods compared in the study, cheapest first (``CertifyConfig.method``).
@@ -355,13 +359,13 @@ GOAL = {"proven": 0.70, "clean_acc": 0.80, "median_seconds": 5.0}
 
 def beside_apr(rows: Sequence[dict[str, Any]], record: dict[str, Any] | None,
                defences: Sequence[str] = ("No defence", "APR")) -> list[dict[str, Any]]:
-    """This lab's models beside Lab 05's (``record``: its result record, ``labkit.records.load``), robust accuracy
-    over all test images: proven (lower bound on the truth) and attacked (upper bound). Lab 05's rows come from its
-    worst-case rows (same attack suite and budgets, its own images); no proof was attempted on its models, so their
-    proven robust accuracy is unknown (None), not 0."""
+    """This lab's models beside Lab 05's (``record``: its result record, ``labkit.records.load`` of
+    ``labkit.labs.apr_paper.TABLE1_LAB``), robust accuracy over all test images: proven (lower bound on the truth)
+    and attacked (upper bound). Lab 05's rows come from its worst-case rows (same attack suite and budgets, its own
+    images); no proof was attempted on its models, so their proven robust accuracy is unknown (None), not 0."""
     out = [{"model": r["model"], "lab": "12", "clean_acc": r["clean_acc"], "proven_robust_acc": r["proven_robust_acc"],
             "attacked_robust_acc": r["attacked_robust_acc"], "images": r["certified"]} for r in rows]
-    for r in (record or {}).get("tables", {}).get("suite", []):
+    for r in (record or {}).get("tables", {}).get(SUITE_STEP, []):
         if r.get("attack") == "worst case" and r.get("defence") in defences:
             out.append({"model": f"{r['defence']} (Lab 05)", "lab": "05", "clean_acc": r["clean_acc"],
                         "proven_robust_acc": None, "attacked_robust_acc": r["robust_acc"], "images": r["attacked"]})
