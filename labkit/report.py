@@ -62,7 +62,7 @@ def on_paper_architecture(v: Verdict, arch: str, paper: Sequence[str]) -> Verdic
                                    "untested.")
 
 
-# -- Labs 01-02: sentences from measured tables -------------------------------------------------------------------
+# -- Labs 01-02: sentences from measured tables ----------------------------------------------------------------------
 
 def attack_gap(first: Sequence[int] | Tensor, second: Sequence[int] | Tensor, names: tuple[str, str] = ("DE", "corner search"),
                model: str = "") -> str:

@@ -121,7 +121,7 @@ def test_random_pixels_are_seeded_and_inside() -> None:
         attention.random_pixels(5, 4, 6, per_image=0)
 
 
-# -- attention at the attacked pixels, on synthetic data ---------------------------------------------------------
+# -- attention at the attacked pixels, on synthetic data -------------------------------------------------------------
 
 def dark_spot_images(n: int = 60, size: int = 8) -> tuple[Tensor, Tensor]:
     """Bright-ish images, each with one dark pixel (where the brightness-gated model's attention is lowest)."""

@@ -59,7 +59,7 @@ def test_timings_repeat_as_the_profile_says() -> None:
     assert timing_repeats(replace(get_profile("cpu"), labs=())) == DEFAULT_TIMING
 
 
-# -- Lab 07's table, split and verdicts on Table 4 ------------------------------------------------------------------
+# -- Lab 07's table, split and verdicts on Table 4 -------------------------------------------------------------------
 
 def test_overhead_table_and_split() -> None:
     ms = {"undefended": 0.1, "APR full": 0.5, "APR no_attention": 0.49, "APR no_adversarial": 0.2,

@@ -34,7 +34,7 @@ def test_static_figures_of_an_attacked_model() -> None:
     assert rendered(attention_maps.change_figure(m, "DE k=1", i=0))
 
 
-# -- the claim, on synthetic data with a known answer ---------------------------------------------------------------
+# -- the claim, on synthetic data with a known answer ----------------------------------------------------------------
 
 def test_claim_supported_when_attacks_hit_low_attention() -> None:
     model = brightness_gated()

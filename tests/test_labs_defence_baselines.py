@@ -129,7 +129,7 @@ def test_replay_table_on_a_pipelines_subset_equals_replaying_that_subset(pixel_m
     assert sub == alone and sub[0]["rerun"] == 100.0
 
 
-# -- Lab 03's replay table in words, Lab 04's training costs -----------------------------------------------------
+# -- Lab 03's replay table in words, Lab 04's training costs ---------------------------------------------------------
 
 def test_replay_summary_counts_from_the_table() -> None:
     replay = [{"defence": "median 3x3", "attack": "DE k=1", "replayed": 5.0, "rerun": 40.0, "removed": 30.0,

@@ -9,7 +9,7 @@ import sys
 from labkit import report, stats
 
 
-# -- shared rules -----------------------------------------------------------------------------------------------------
+# -- shared rules ----------------------------------------------------------------------------------------------------
 
 def test_on_paper_architecture_withholds_only_other_architectures() -> None:
     v = stats.rate_verdict("the ASR is 70%", 140, 200, 0.7)
@@ -26,7 +26,7 @@ def test_mean_outcome_and_verdict_lines() -> None:
     assert report.verdict_lines([v, v], prefix="  ") == "  " + v.sentence() + "\n  " + v.sentence()
 
 
-# -- sentences of Labs 01-02 ------------------------------------------------------------------------------------------
+# -- sentences of Labs 01-02 -----------------------------------------------------------------------------------------
 
 def test_attack_gap_reports_the_paired_difference() -> None:
     de = [1] * 10 + [0] * 40

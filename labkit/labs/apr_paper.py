@@ -162,7 +162,7 @@ def cached_training_seconds(profile: Profile, model: str | None = None, seed: in
             "inner_attack_share_pct": 100 * inner / max(full.train_seconds - base.train_seconds, 1e-9)}
 
 
-# -- Lab 07's table and verdicts: the paper's Table 4 beside the timings -------------------------------------------
+# -- Lab 07's table and verdicts: the paper's Table 4 beside the timings ---------------------------------------------
 
 #: The APR paper's Table 4, quoted from ``labkit.papers``: per architecture (training %, inference %) over the
 #: undefended model.

@@ -50,7 +50,7 @@ COMPONENT = {"no_attention": "the attention gate", "no_adversarial": "adversaria
 APR_ARCHITECTURES = ("resnet18", "vgg16")
 
 
-# -- tables over seeds ------------------------------------------------------------------------------------------------
+# -- tables over seeds -----------------------------------------------------------------------------------------------
 
 #: The columns of the labs' tables, in reading order (percentages; _lo/_hi: 95% CI).
 TABLE_COLUMNS = ["model", "defence", "attack", "seeds", "images", "clean_acc", "clean_acc_lo", "clean_acc_hi",
@@ -172,7 +172,7 @@ def _pair_verdict(claim: str, before: list[int], after: list[int], ids: list[int
     return stats.clustered_paired_verdict(claim, before, after, ids, change, family=family, claimed_ratio=ratio)
 
 
-# -- Table 1: defences against the undefended model ----------------------------------------------------------------------
+# -- Table 1: defences against the undefended model ------------------------------------------------------------------
 
 def attack_of(rows: list[dict[str, Any]], model: str, reference: str) -> str:
     """The worst case over the attack suite when the reference has it, else DE at the profile's budget."""
@@ -284,7 +284,7 @@ def table1_verdict(table: list[dict[str, Any]], profile: Any = None) -> str:
     return "\n".join(lines)
 
 
-# -- Table 3: the ablation ------------------------------------------------------------------------------------------------
+# -- Table 3: the ablation -------------------------------------------------------------------------------------------
 
 def ablation_verdicts(rows: list[dict[str, Any]], attack: str = "DE k=1",
                       claims: dict[str, tuple[float, float]] | None = None) -> list[tuple[str, Verdict]]:

@@ -129,7 +129,7 @@ def change_figure(m: AttackedModel, attack: str = "DE k=1", i: int | None = None
                             title=f"{m.name}, {attack}: the attacked pixel on the map, and how the map changed")
 
 
-# -- the claim: attention at the attacked pixels, tested image by image --------------------------------------------
+# -- the claim: attention at the attacked pixels, tested image by image ----------------------------------------------
 
 #: The statement Lab 08 tests (the reading of the paper's "less critical regions" given in the lab's issue).
 CLAIM = "attacks succeed where attention is low"

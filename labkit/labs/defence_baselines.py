@@ -142,7 +142,7 @@ def gradient_diagnostics(models: dict[str, nn.Module], images: Tensor, labels: T
     return rows
 
 
-# -- Lab 04: what training costs ------------------------------------------------------------------------------
+# -- Lab 04: what training costs -------------------------------------------------------------------------------------
 
 def budget(objective: Any) -> str:
     """What one training step of ``objective`` costs, in words (for the tables of Lab 04)."""

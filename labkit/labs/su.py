@@ -168,7 +168,7 @@ def table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "confidence, targeted": conf(r.get("targeted_confidence"))} for r in rows]
 
 
-# -- Su et al.'s claims: verdicts and their table ----------------------------------------------------------------
+# -- Su et al.'s claims: verdicts and their table --------------------------------------------------------------------
 
 def on_paper_budget(v: Verdict, population: int, generations: int) -> Verdict:
     """``v`` where the run's DE budget is Su et al.'s (``PAPER_BUDGET``); else the same measurement, "not

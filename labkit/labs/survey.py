@@ -293,7 +293,7 @@ def examples(pipe: Pipeline, split: Any, idx: Tensor, cfg: SurveyConfig) -> dict
     return {"images": (x * 255).round().to(torch.uint8), "pred": pred, "prob": prob, "labels": labels}
 
 
-# -- the survey's claims: tables and verdicts from the grid's rows --------------------------------------------------
+# -- the survey's claims: tables and verdicts from the grid's rows ---------------------------------------------------
 
 #: The survey's dataset for each of labkit's (Fashion-MNIST stands in for MNIST where no MNIST copy is set).
 SURVEY_PAPER_DATASET = {"mnist": "MNIST", "fashion-mnist": "MNIST", "cifar10": "CIFAR-10", "gtsrb": "GTSRB"}
