@@ -14,7 +14,7 @@
 * The protocol over suites of trained models (Labs 03-07): ``Entry`` (a config,
   optionally behind an input transformation), ``train_suite`` (-> ``Trained``),
   ``attacked_indices`` (the reference's images; every defence on those it classifies correctly) and ``evaluate_suite``;
-  their rows become tables and verdicts in ``labkit.report``.
+  their rows become tables and verdicts in ``labkit.labs.apr_tables``.
 * The adaptive suite, how every defence is judged (``evaluate_suite`` runs it for
   every entry): ``adaptive_suite`` runs the attacks of ``SUITE`` (``suite_attacks``)
   on the same images and adds the per-image ``worst_case`` (``WORST_CASE``);
@@ -552,7 +552,7 @@ class Entry:
     defence: str  # the row's label, e.g. "APR" or "IT (JPEG q75)"
     config: TrainConfig  # the model to train (or load) through the cache
     transform: Any = None  # a labkit.defences.InputTransform in front of the trained model, or None
-    paper: str | None = None  # the key of the paper's row this one is compared with (``report.seed_table``'s claims)
+    paper: str | None = None  # the key of the paper's row this one is compared with (``apr_tables.seed_table``'s claims)
 
 
 @dataclass
@@ -614,7 +614,7 @@ def evaluate_suite(trained: list[Trained], profile: Profile, indices: dict[tuple
     Returns one row per (entry, attack), with columns model, seed, defence, paper, attack, ... (see
     ``summarize``), as ``SuiteRows`` (the attack results and images kept beside the rows). The reference (first
     entry) of an (architecture, seed) is attacked on all of ``indices[(architecture, seed)]``, every other entry on
-    those it classifies correctly; rows carry ``image_ids``, so ``labkit.report`` pairs them image by image.
+    those it classifies correctly; rows carry ``image_ids``, so ``labkit.labs.apr_tables`` pairs them image by image.
     """
     split = load_cifar10("test")
     indices = attacked_indices(trained, profile) if indices is None else indices
