@@ -80,7 +80,7 @@ SU2019_CONFIDENCE = {"CIFAR-10": 0.7403, "ImageNet": 0.2291}
 #: confidence of the adversarial class. Which CIFAR-10 network(s) the figure pools is not stated either.
 SU_ARXIV_SUMMARY_ANY_TARGET = {"CIFAR-10": 0.6836, "ImageNet": 0.4122}
 SU_ARXIV_SUMMARY_CONFIDENCE = {"CIFAR-10": 0.7322, "ImageNet": 0.0552}
-#: Old names (issue #14) of the two above, kept for ``labkit.report`` and book/imagenet.md: they said "arXiv v1",
+#: Old names (issue #14) of the two above, kept for ``labkit.labs.su`` and book/imagenet.md: they said "arXiv v1",
 #: which the summary does not establish.
 SU2017_ARXIV_ANY_TARGET = SU_ARXIV_SUMMARY_ANY_TARGET
 SU2017_ARXIV_CONFIDENCE = SU_ARXIV_SUMMARY_CONFIDENCE
@@ -171,7 +171,7 @@ SURVEY_PREDICTION_TIME: dict[str, dict[str, float]] = {
     "pixel swap": {"MNIST": 0.93, "CIFAR-10": 0.84, "GTSRB": 2.47},
 }
 SURVEY_PREDICTION_TIME_TABLES = {"none": 2, "MI-FGSM": 4, "DeepFool": 6, "CW-L2": 8, "pixel swap": 10}
-#: The survey's defences, in labkit's names (``labkit.report`` iterates them in this order).
+#: The survey's defences, in labkit's names (``labkit.labs.survey`` iterates them in this order).
 SURVEY_DEFENCES = ("adversarial training (mixed)", "Gaussian smoothing", "gradient masking", "distillation")
 #: Per defence: its section, the figure of the CNN's accuracy after it (the figures' numbers are not in the text),
 #: and its prediction-time table.
