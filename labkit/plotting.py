@@ -581,8 +581,8 @@ def tradeoff(rows: Any, reference: str = "No defence", series: str = "attack", t
 
     ``rows``: records (or a DataFrame) with ``defence``, ``clean_acc`` and ``asr`` in percent (e.g. from
     ``labkit.labs.apr_tables.seed_table``), a ``series`` column (one marker per value, e.g. the attack) and,
-    optionally, ``model`` (each compared with its own reference). x = reference clean accuracy - defence's, y = reference
-    ASR - defence's, in percentage points: up is more robust, right costs more accuracy.
+    optionally, ``model`` (each compared with its own reference). x = reference clean accuracy - defence's,
+    y = reference ASR - defence's, in percentage points: up is more robust, right costs more accuracy.
     """
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
     ref = {(r.get("model"), r[series]): r for r in records if r["defence"] == reference}

@@ -40,7 +40,8 @@ def test_seed_table_uses_wilson_for_one_seed_and_t_intervals_across_seeds() -> N
 def test_seed_table_keeps_outcomes_of_a_single_seed_only() -> None:
     one = apr_tables.seed_table([outcome_row("APR", "DE k=1", 2, 5)])
     assert one[0]["outcomes"] == (1, 1, 0, 0, 0)
-    many = apr_tables.seed_table([outcome_row("APR", "DE k=1", 2, 5, seed=0), outcome_row("APR", "DE k=1", 3, 5, seed=1)])
+    many = apr_tables.seed_table([outcome_row("APR", "DE k=1", 2, 5, seed=0),
+                                  outcome_row("APR", "DE k=1", 3, 5, seed=1)])
     assert many[0]["outcomes"] is None
 
 
@@ -108,7 +109,8 @@ def test_defence_verdicts_count_images_not_seed_pairs_when_seeds_share_images():
     [(arch, v)] = apr_tables.defence_verdicts(rows, {k: papers.APR2024_TABLE1[k] for k in ("No defence", "APR")})
     assert v.n == 40 and "seeds averaged per image" in v.why
     without_ids = [{k: val for k, val in r.items() if k != "image_ids"} for r in rows]
-    [(_, pooled)] = apr_tables.defence_verdicts(without_ids, {k: papers.APR2024_TABLE1[k] for k in ("No defence", "APR")})
+    [(_, pooled)] = apr_tables.defence_verdicts(without_ids,
+                                                {k: papers.APR2024_TABLE1[k] for k in ("No defence", "APR")})
     assert pooled.n == 80 and pooled.p < v.p  # pooling seeds overstates the evidence
 
 

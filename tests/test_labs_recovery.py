@@ -1,4 +1,5 @@
-"""labkit.labs.recovery (Lab 09): FGSM, JPEG, the targeted one-pixel "recovery" and its controls; its Table I and verdicts."""
+"""labkit.labs.recovery (Lab 09): FGSM, JPEG, the targeted one-pixel "recovery" and its controls; its Table I and
+verdicts."""
 
 from __future__ import annotations
 

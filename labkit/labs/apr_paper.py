@@ -33,9 +33,9 @@ from labkit.profiles import Profile
 from labkit.stats import Verdict
 from labkit.train import TrainConfig, TrainContext, build_for_config, get_or_train, make_optimizer, train_step
 
-__all__ = ["ABLATION_LAB", "OVERHEAD_LAB", "OVERHEAD_STEP", "SUITE_STEP", "TABLE1_LAB", "TABLE4_CLAIMS", "ablation_suite",
-           "cached_training_seconds", "measure_overhead", "overhead_configs", "overhead_sentences", "overhead_split",
-           "overhead_table", "overhead_verdicts", "table1_suite", "time_training"]
+__all__ = ["ABLATION_LAB", "OVERHEAD_LAB", "OVERHEAD_STEP", "SUITE_STEP", "TABLE1_LAB", "TABLE4_CLAIMS",
+           "ablation_suite", "cached_training_seconds", "measure_overhead", "overhead_configs", "overhead_sentences",
+           "overhead_split", "overhead_table", "overhead_verdicts", "table1_suite", "time_training"]
 
 #: The labs' records (``labkit.records``) and the steps ``labkit.claims`` reads in them: Labs 05 and 06 record their
 #: evaluated suite (``labkit.evaluate.evaluate_suite`` rows) as ``SUITE_STEP``, Lab 07 its ``overhead_table``.

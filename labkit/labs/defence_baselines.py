@@ -30,8 +30,8 @@ from labkit.defences import PGDAT, Distillation, OnePixelAT, SoftmaxTemperature
 from labkit.evaluate import verify
 from labkit.train import get_or_train
 
-__all__ = ["INPUT_LAB", "TRAINING_LAB", "budget", "fgsm_success", "gradient_diagnostics", "replay_summary", "replay_table",
-           "teacher_seconds", "training_table"]
+__all__ = ["INPUT_LAB", "TRAINING_LAB", "budget", "fgsm_success", "gradient_diagnostics", "replay_summary",
+           "replay_table", "teacher_seconds", "training_table"]
 
 #: The labs' records (``labkit.records``; ``labkit.claims`` reads every table of them that has per-image outcomes).
 INPUT_LAB = "03_input_transformations"
@@ -184,7 +184,8 @@ def training_table(trained: list[Any], teachers: dict[str, float] | None = None,
         teacher = 0.0
         if isinstance(obj, Distillation):
             if not teachers or t.entry.defence not in teachers:
-                raise ValueError(f"{t.entry.defence} is distilled: pass teachers=defence_baselines.teacher_seconds(trained)")
+                raise ValueError(f"{t.entry.defence} is distilled: pass "
+                                 "teachers=defence_baselines.teacher_seconds(trained)")
             teacher = teachers[t.entry.defence]
         rows.append({"model": cfg.model, "seed": cfg.seed, "defence": t.entry.defence,
                      "test_acc": 100 * t.history[-1]["test_acc"], "train_s": t.train_seconds, "teacher_s": teacher,
