@@ -1,11 +1,11 @@
 """Claims vs measured: every claim of the four source papers (``labkit.papers.CLAIMS``) beside what the labs'
 result records (``labkit.records``) measured, with n, interval and the three-valued verdict of ``labkit.stats``.
 
-Layer 8 of DESIGN.md: it reads records only (no model, no attack), so the chapter builds in seconds from the
-committed ``results/<profile>/`` records. The verdicts are the labs' own (their modules in ``labkit.labs``),
-recomputed from the recorded rows: a lab page and this chapter never disagree. The records and their steps are named
-by the constants those modules export. A claim without a record, or without a lab yet,
-has its row all the same, saying why.
+Above the labs (layer 9 of DESIGN.md; the only labkit module that imports ``labkit.labs``): it reads records only
+(no model, no attack), so the chapter builds in seconds from the committed ``results/<profile>/`` records. The
+verdicts are the labs' own (their modules in ``labkit.labs``), recomputed from the recorded rows: a lab page and this
+chapter never disagree. The records and their steps are found by the names those modules export (``LAB``,
+``..._STEP``). A claim without a record, or without a lab yet, has its row all the same, saying why.
 """
 
 from __future__ import annotations
