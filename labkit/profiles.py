@@ -1,7 +1,8 @@
 """Named run sizes, one place every notebook reads.
 
 * ``smoke``: CI on 2 CPU cores; tiny subsets, seconds per notebook (the corner
-  search tries 512 random candidates, not all 8,192). Numbers are not
+  search tries 512 random candidates, not all 8,192; the defence labs fine-tune
+  Labs 01-02's model for 2 steps, as cpu fine-tunes it). Numbers are not
   meaningful, only the machinery is exercised.
 * ``cpu``: a real run on 2 CPU cores, Labs 01-08 planned at 3.2 hours (measured plan:
   ``benchmarks/cpu_budget.py``, book/running.md). Labs 01-02: the small CNN trained
@@ -180,6 +181,10 @@ PROFILES: dict[str, Profile] = {
                      # The suite's stronger DE at the same budget (margin loss only): smoke checks the code path,
                      # and 2x (720 queries) doubled Lab 03's smoke attack time for numbers that mean nothing.
                      strong_scale=1, rs_queries=200, wb_positions=8,
+                     # The defence labs fine-tune Labs 01-02's smoke model as cpu's do (the same code path), 2 steps
+                     # each: from scratch (80 steps, up to 10x dearer for AT and APR) Labs 04-06 took 37 of CI's
+                     # minutes (issue #24: CI under 20 minutes).
+                     defence_overrides=(("finetune_epochs", 1), ("finetune_size", 256), ("finetune_lr", 0.01)),
                      labs=lab_sizes(
                          su=dict(epochs=1, train_size=512, eval_size=200, n_images=4, target_images=2,
                                  target_pixels=(1,), population=16, generations=3),
