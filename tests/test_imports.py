@@ -8,6 +8,7 @@ inside a function (a function-level import is a dependency all the same, only a 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,3 +184,54 @@ def test_explained_reads_the_comment_above_a_run_of_imports() -> None:
     lines = ["def f():", "    # kept local: why", "    from labkit import a", "    from labkit import b", "",
              "def g():", "    x = 1", "    from labkit import c", "    from labkit import d  # why"]
     assert explained(lines, 3) and explained(lines, 4) and not explained(lines, 8) and explained(lines, 9)
+
+
+# -- the map of docs/ARCHITECTURE.md: every module listed, no import climbing a layer ------------------------------
+
+ARCHITECTURE = ROOT.parent / "docs" / "ARCHITECTURE.md"
+ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*`(labkit(?:\.[\w.]+)?)`\s*\|")
+
+
+def layers(text: str) -> dict[str, int]:
+    """The map's rows: listed module (or package) -> its layer."""
+    return {m.group(2): int(m.group(1)) for m in map(ROW.match, text.splitlines()) if m}
+
+
+def layer_of(module: str, listed: dict[str, int]) -> int | None:
+    """The layer of ``module``: its own row, else its closest listed package's (the bare package ``labkit``
+    covers only itself, so a module missing from the map is reported, not put in layer 1)."""
+    while module:
+        if module in listed:
+            return listed[module]
+        module = module.rpartition(".")[0]
+        if module == "labkit":
+            return None
+    return None
+
+
+def climbs(listed: dict[str, int]) -> list[str]:
+    """Every import of a module from a higher layer, as 'a (layer) -> b (layer)'."""
+    out = []
+    for module, targets in GRAPH.items():
+        for target in targets:
+            a, b = layer_of(module, listed), layer_of(target, listed)
+            if a is not None and b is not None and b > a:
+                out.append(f"{module} ({a}) -> {target} ({b})")
+    return out
+
+
+def test_the_architecture_map_lists_every_module_and_nothing_else() -> None:
+    listed = layers(ARCHITECTURE.read_text(encoding="utf-8"))
+    assert len(listed) > 20
+    assert sorted(m for m in MODULES if layer_of(m, listed) is None) == []
+    assert sorted(m for m in listed if m not in MODULES) == []
+
+
+def test_no_import_climbs_a_layer_of_the_map() -> None:
+    assert climbs(layers(ARCHITECTURE.read_text(encoding="utf-8"))) == []
+
+
+def test_a_climbing_import_would_be_found() -> None:
+    # Put training below the data it loads: its imports of data and models now climb.
+    listed = {**layers(ARCHITECTURE.read_text(encoding="utf-8")), "labkit.train": 1}
+    assert "labkit.train (1) -> labkit.data (2)" in climbs(listed)
