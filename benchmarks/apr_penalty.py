@@ -17,7 +17,7 @@ Per variant it reports: clean accuracy on ``--eval`` test images; the mean squar
 kinds on ``--norm-images`` test images (eval mode; ||J||_F^2 exact, one backward pass per class); the median seconds
 per training step; and the one-pixel ASR of the exhaustive corner search (``labkit.attacks.CornerSearch``, all 1,024
 x 8 candidates, searched in the precision this machine runs fast (``labkit.precision``; bf16 successes are confirmed
-in fp32) and verified in fp32 with ``labkit.evaluate.verify``) on the first ``--n-attack`` test images
+in fp32) and verified in fp32 with ``labkit.attacks.verify``) on the first ``--n-attack`` test images
 (``labkit.data.first_n`` order) that every variant classifies correctly, with the Wilson 95% interval and the
 discordant pairs against "ce". It prints a table and writes JSON (``--out``).
 """
@@ -37,10 +37,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from labkit.apr import APRObjective
-from labkit.attacks import CornerSearch
+from labkit.attacks import CornerSearch, verify
 from labkit.attacks.corner import CornerConfig
 from labkit.data import correctly_classified, first_n, load_cifar10, predict
-from labkit.evaluate import device_name, verify, wilson
+from labkit.evaluate import device_name, wilson
 from labkit.models import resolve_device, synchronize
 from labkit.precision import resolve_precision
 from labkit.train import TrainConfig, TrainContext, build_for_config, make_optimizer, train_step

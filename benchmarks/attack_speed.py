@@ -34,8 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from labkit import data
-from labkit.attacks import CornerSearch, GradientCorner, OnePixel, SparseRS
-from labkit.evaluate import verify
+from labkit.attacks import CornerSearch, GradientCorner, OnePixel, SparseRS, verify
 from labkit.precision import native_bf16
 from labkit.profiles import get_profile
 from labkit.train import get_or_train

@@ -190,7 +190,7 @@ def pixel_attention(model: nn.Module, images: Tensor, results: dict[str, Any],
     """A(x) at the pixels the attacks in ``results`` chose, split by outcome, and at random pixels.
 
     images: the attacked images (N, 3, H, W) in [0, 1]; results: attack name -> its ``AttackResult`` on them
-    (same rows); successes: attack name -> (N,) bool, the verified successes (``labkit.evaluate.verify``;
+    (same rows); successes: attack name -> (N,) bool, the verified successes (``labkit.attacks.verify``;
     default: each result's own ``success``). Every changed pixel of an image counts (one for k = 1); rows
     where an attack changed nothing (pixel -1) are left out. A is measured on the *clean* image: the claim
     is about where the model attends before anything is written.
@@ -314,4 +314,4 @@ class AttackedModel:
     labels: Tensor  # (n,)
     rows: list[dict[str, Any]]  # labkit.evaluate.evaluate_model's table rows
     results: dict[str, Any]  # attack name ("DE k=1", "corner") -> AttackResult on ``images``
-    verified: dict[str, Tensor]  # attack name -> (n,) bool, successes re-verified (labkit.evaluate.verify)
+    verified: dict[str, Tensor]  # attack name -> (n,) bool, successes re-verified (labkit.attacks.verify)

@@ -1,13 +1,11 @@
 """From attack records to numbers a reader can trust.
 
-* ``verify`` re-checks every success an attack reports, independently of the attack; ``perturbation_norms``
-  measures what it changed (L0, L2, L-infinity per image).
-* ``run_certify`` does the same for ``labkit.certify.certify``'s verdicts (Lab 12, ``python -m labkit certify``).
 * ``run_attack`` runs an attack through the cache: per-image records, saved after
   every chunk of images, so an interrupted evaluation resumes from its last
   finished chunk.
+* ``run_certify`` does the same for ``labkit.certify.certify``'s verdicts (Lab 12, ``python -m labkit certify``).
 * ``summarize`` turns records into one table row (aggregates are always computed
-  from records; its Wilson interval comes from ``labkit.stats``).
+  from records; only successes ``labkit.attacks.verify`` confirms count; its Wilson interval comes from ``labkit.stats``).
 * ``evaluate_model`` is the book's protocol for one model (clean accuracy, DE,
   corner search); ``time_inference`` times models side by side (``timing_repeats``
   per profile, ``device_name`` says on what).
@@ -32,7 +30,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from labkit.attacks import CornerSearch, GradientCorner, GradientCornerConfig, OnePixel, SparseRS, SparseRSConfig
+from labkit.attacks import (CornerSearch, GradientCorner, GradientCornerConfig, OnePixel, SparseRS, SparseRSConfig,
+                            verify)
 from labkit.attacks.base import AttackResult, model_device
 from labkit.cache import cache_path, config_key, load_checked, save_atomic
 from labkit.data import correctly_classified, first_n, load_cifar10, predict
@@ -49,46 +48,6 @@ RECORD_FORMAT = 2  # 2: results record the precision that ran (AttackResult.bf16
 #: The attack name of the per-image worst case over an attack suite (an image counts as broken when any
 #: attack of the suite broke it, verified). Tables and verdicts find that row by this name.
 WORST_CASE = "worst case"
-
-
-def changed_pixels(originals: Tensor, adv: Tensor) -> Tensor:
-    """Number of pixel positions (any channel) where ``adv`` differs from ``originals``, (N,)."""
-    return (adv != originals).any(1).flatten(1).sum(1)
-
-
-def perturbation_norms(clean: Tensor, adv: Tensor) -> dict[str, Tensor]:
-    """How far each adversarial image lies from its clean one, in [0, 1] pixel units: a dict of (N,) tensors.
-
-    "L0": pixel positions changed in any channel (int64, ``changed_pixels``); "L2": the Euclidean norm of
-    the difference over all channels and pixels; "Linf": its largest absolute entry (both float32). For
-    ``clean``, ``adv`` (N, C, H, W); the one-pixel attacks bound L0, FGSM/PGD Linf, CW and DeepFool minimise L2.
-    """
-    if clean.shape != adv.shape:
-        raise ValueError(f"clean and adv must have the same shape, got {tuple(clean.shape)} and {tuple(adv.shape)}")
-    diff = (adv.float() - clean.float()).flatten(1)
-    linf = diff.abs().max(1).values if diff.shape[1] else torch.zeros(len(diff))
-    return {"L0": changed_pixels(clean, adv), "L2": diff.norm(dim=1), "Linf": linf}
-
-
-@torch.no_grad()
-def verify(model: nn.Module, originals: Tensor, result: AttackResult, max_pixels: int,
-           batch_size: int = 256) -> Tensor:
-    """Which reported successes hold up, checked from scratch: (N,) bool.
-
-    A success holds when the returned image differs from the original in at
-    most ``max_pixels`` pixel positions, lies in [0, 1], and the model (fp32,
-    eval mode) predicts a class other than the label (untargeted) or the target.
-    """
-    if model.training:
-        raise ValueError("call model.eval() before verifying")
-    adv = result.adv_images
-    sparse = changed_pixels(originals.cpu(), adv) <= max_pixels
-    in_range = (adv >= 0).flatten(1).all(1) & (adv <= 1).flatten(1).all(1)
-    dev = model_device(model)
-    preds = torch.cat([model(adv[s:s + batch_size].to(dev)).argmax(1).cpu()
-                       for s in range(0, len(adv), batch_size)]) if len(adv) else torch.empty(0, dtype=torch.long)
-    fooled = preds == result.targets if result.targets is not None else preds != result.labels
-    return result.success & sparse & in_range & fooled
 
 
 def success_at_budgets(result: AttackResult, budgets: Sequence[int], verified: Tensor | None = None) -> list[float]:

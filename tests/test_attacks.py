@@ -10,14 +10,14 @@ from torch import Tensor, nn
 
 import labkit.attacks
 from labkit import data
-from labkit.attacks import (CW, MIFGSM, PGD, WRAPPED, Attack, AttackResult, CornerSearch, DEConfig, DeepFool,
-                            GradientCorner, OnePixel, PixelSwap, Pixle, SparseRS, apply_pixels, minimize, torch_attack)
+from labkit.attacks import (CW, FGSM, MIFGSM, PGD, WRAPPED, Attack, AttackResult, CornerSearch, DEConfig, DeepFool,
+                            GradientCorner, OnePixel, PixelSwap, Pixle, SparseRS, apply_pixels, changed_pixels,
+                            minimize, perturbation_norms, torch_attack, verify)
 from labkit.attacks import base
 from labkit.attacks._rng import HashRNG, image_keys
 from labkit.attacks.base import CandidateScorer, attack_keys
 from labkit.attacks.onepixel import _three_distinct_others
 from labkit.attacks.sparse_rs import resample_count
-from labkit.evaluate import changed_pixels, verify
 from labkit.models import imagenet_model
 from labkit.precision import resolve_precision
 
@@ -954,3 +954,42 @@ def test_cw_moves_a_model_whose_logits_are_all_negative() -> None:
     assert a.success.float().mean() >= 0.5
     assert torch.allclose(a.adv_images, b.adv_images, atol=1e-4) and torch.equal(a.success, b.success)
     assert torch.equal(linear(a.adv_images).argmax(1) != labels, a.success)
+
+
+# -- verification and perturbation size (labkit.attacks.audit) ------------------------------------------------
+
+def test_verify_rejects_forged_successes(pixel_model, dark_images):
+    res = CornerSearch(pixel_model)(dark_images, LABELS0)
+    assert verify(pixel_model, dark_images, res, 1).all()
+    forged = res.select(slice(None))
+    forged.adv_images = forged.adv_images.clone()
+    forged.adv_images[0, :, 0, 0] = 0.9  # a second changed pixel
+    forged.adv_images[1] = dark_images[1]  # the model is no longer fooled
+    forged.adv_images[2, 0, 0, 1] = 1.5  # outside [0, 1]
+    ok = verify(pixel_model, dark_images, forged, 1)
+    assert ok.tolist() == [False, False, False, True, True, True]
+
+
+def test_perturbation_norms_by_hand():
+    clean = torch.zeros(2, 3, 4, 4)
+    adv = clean.clone()
+    adv[0, 0, 1, 2] = 0.5  # one channel of one pixel
+    adv[0, :, 3, 3] = 0.1  # every channel of another
+    norms = perturbation_norms(clean, adv)
+    assert norms["L0"].tolist() == [2, 0] and norms["L0"].dtype == torch.int64
+    assert norms["L2"].tolist() == pytest.approx([(0.25 + 3 * 0.01) ** 0.5, 0.0])
+    assert norms["Linf"].tolist() == pytest.approx([0.5, 0.0])
+    with pytest.raises(ValueError):
+        perturbation_norms(clean, adv[:1])
+
+
+def test_perturbation_norms_see_each_attack_s_threat_model():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 10)).eval()
+    x = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(1)
+    dense = perturbation_norms(x, FGSM(model, eps=0.03)(x, y).adv_images)
+    assert (dense["Linf"] <= 0.03 + 1e-6).all() and (dense["L0"] > 8).all()  # small everywhere
+    res = PixelSwap(model, swaps=2)(x, y)
+    swap = perturbation_norms(x, res.adv_images)
+    assert torch.equal(swap["L0"], (res.pixels[..., 0] >= 0).sum(1)) and (swap["L0"] <= 4).all()  # few pixels

@@ -12,7 +12,8 @@ import torch
 
 from labkit import records
 from labkit.attacks import CornerSearch, OnePixel
-from labkit.evaluate import Evaluation, SuiteRows, summarize, verify
+from labkit.attacks import verify
+from labkit.evaluate import Evaluation, SuiteRows, summarize
 from labkit.profiles import get_profile
 
 from conftest import result_row

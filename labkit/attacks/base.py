@@ -35,7 +35,7 @@ class AttackResult:
     """What an attack returns, one row per image (all tensors on the CPU).
 
     adv_images: (N, C, H, W) float in [0, 1]; for a failed image, the best candidate found.
-    success: (N,) bool, the attack's own verdict (re-verify with ``labkit.evaluate.verify``).
+    success: (N,) bool, the attack's own verdict (re-verify with ``labkit.attacks.verify``).
     queries: (N,) int64, candidates evaluated on the image (see each attack for how counted; the fp32
     re-checks of bf16 successes are not counted).
     pixels: (N, k, 2) int64 (row, column) of the changed pixels; -1 rows when nothing was changed. Attacks whose

@@ -8,7 +8,7 @@ into an :class:`~labkit.attacks.base.AttackResult`:
 
 * ``adv_images`` are torchattacks' images clipped to [0, 1]; ``success`` is the model's own fp32 prediction
   on them (untargeted: not the label; targeted: the target), never torchattacks' view, so
-  ``labkit.evaluate.verify`` agrees with it.
+  ``labkit.attacks.verify`` agrees with it.
 * ``pixels`` / ``colours`` list every changed pixel position (any channel) in raster order, with the values
   there, padded with -1 rows to the most changed pixels of the batch: cheap next to the attack, and what
   lets a record rebuild the images and ``verify`` bound L0. A dense attack changes nearly every pixel, so

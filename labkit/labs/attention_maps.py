@@ -21,9 +21,10 @@ from torch import Tensor
 
 from labkit import stats
 from labkit.apr import gate_of
+from labkit.attacks import verify
 from labkit.attention import AttackedModel, attention_of
 from labkit.data import CLASSES, first_n, load_cifar10
-from labkit.evaluate import common_correct, evaluate_model, probabilities, train_suite, verify
+from labkit.evaluate import common_correct, evaluate_model, probabilities, train_suite
 from labkit.labs.apr_paper import ablation_suite
 from labkit.plotting import attention_attack, attention_panel
 from labkit.profiles import Profile

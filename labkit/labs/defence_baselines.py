@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.attacks import AttackResult
+from labkit.attacks import AttackResult, verify
 from labkit.attacks.base import model_device
 from labkit.data import predict
 from labkit.defences import PGDAT, Distillation, OnePixelAT, SoftmaxTemperature
-from labkit.evaluate import verify
 from labkit.train import get_or_train
 
 __all__ = ["INPUT_LAB", "TRAINING_LAB", "budget", "fgsm_success", "gradient_diagnostics", "replay_summary",
@@ -59,7 +58,7 @@ def replay_table(model: nn.Module, pipelines: dict[str, nn.Module], images: Tens
     * ``removed``: the bare model was broken, but its adversarial image no longer fools the pipeline;
     * ``moved``: of those, the ones the re-run attack breaks anyway, with another pixel or colour.
 
-    Every success is re-verified (``labkit.evaluate.verify``) on the model it is counted for: a bare success
+    Every success is re-verified (``labkit.attacks.verify``) on the model it is counted for: a bare success
     counts (is replayed, or removed) only if it verifies against ``model`` first, so ``replayed`` never
     exceeds the bare model's verified ASR, and an adversarial image that fools only the pipeline is no
     replayed success.

@@ -36,11 +36,11 @@ from torch import Tensor, nn
 
 from labkit import papers, stats
 from labkit._checks import check_int, check_positive
-from labkit.attacks import OnePixel
+from labkit.attacks import OnePixel, verify
 from labkit.cache import config_key
 from labkit.data import predict
 from labkit.defences import JPEG, defended
-from labkit.evaluate import probabilities, run_attack, verify
+from labkit.evaluate import probabilities, run_attack
 from labkit.profiles import Profile
 from labkit.report import mean_outcome, on_paper_architecture, verdict_lines
 from labkit.stats import Verdict

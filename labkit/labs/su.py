@@ -14,7 +14,7 @@ network and per k:
 - ``su_verdicts``: the paper's claims judged from ``summary`` rows (an absolute rate only at the paper's DE budget:
   ``on_paper_budget``), and ``su_table`` to show them.
 
-Every success is re-verified (``labkit.evaluate.verify``) before it is counted; every attack runs through
+Every success is re-verified (``labkit.attacks.verify``) before it is counted; every attack runs through
 ``labkit.evaluate.run_attack`` (cached, resumable), keyed by the network's trained weights.
 """
 
@@ -28,9 +28,9 @@ from torch import Tensor
 
 from labkit import papers, stats
 from labkit._checks import check_int
-from labkit.attacks import AttackResult, DEConfig, OnePixel
+from labkit.attacks import AttackResult, DEConfig, OnePixel, verify
 from labkit.evaluate import all_targets as target_pairs
-from labkit.evaluate import run_attack, verify
+from labkit.evaluate import run_attack
 from labkit.profiles import Profile
 from labkit.report import MIN_IMAGES
 from labkit.stats import Verdict

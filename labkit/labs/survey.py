@@ -36,10 +36,10 @@ from torch import Tensor, nn
 
 from labkit import papers, stats
 from labkit._checks import check_int, check_positive
-from labkit.attacks import SURVEY_ATTACKS, AttackResult, survey_attack
+from labkit.attacks import SURVEY_ATTACKS, AttackResult, perturbation_norms, survey_attack
 from labkit.data import available, first_n, load_dataset, predict
 from labkit.defences import GaussianSmoothing, GradientMasking, MixedAT, defended, defended_key, distillation_config
-from labkit.evaluate import perturbation_norms, probabilities, run_attack, time_inference
+from labkit.evaluate import probabilities, run_attack, time_inference
 from labkit.profiles import Profile
 from labkit.stats import Verdict
 from labkit.train import TrainConfig, TrainedModel

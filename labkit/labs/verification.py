@@ -34,14 +34,14 @@ import torch
 from torch import Tensor, nn
 
 from labkit._checks import check_int, check_number, check_positive
-from labkit.attacks import DEConfig, OnePixel
+from labkit.attacks import DEConfig, OnePixel, verify
 from labkit.cache import NEW_FIELD
 from labkit.attacks.corner import cube_corners
 from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, CertifyResult, Chain, certify,
                             parse)
 from labkit.certify.training import OnePixelIBP
 from labkit.data import Split
-from labkit.evaluate import run_attack, run_certify, verify
+from labkit.evaluate import run_attack, run_certify
 from labkit.labs.apr_paper import SUITE_STEP
 from labkit.profiles import Profile
 from labkit.stats import wilson
@@ -195,7 +195,7 @@ def budget_images(status: Tensor, broken: Tensor, limit: int) -> Tensor:
 def full_budget_check(model: nn.Module, key: str, split: Split, indices: Tensor, cfg: VerifyConfig,
                       precision: str = "auto", progress: bool = True) -> dict[str, Tensor]:
     """DE at Su et al.'s budget (``de_population`` x ``de_generations``, 1 pixel, untargeted) on ``indices``
-    through the cache, every success re-checked (``labkit.evaluate.verify``): {"index": (m,) dataset indices,
+    through the cache, every success re-checked (``labkit.attacks.verify``): {"index": (m,) dataset indices,
     "success": (m,) verified, "queries": (m,)}; empty tensors when no image is open."""
     if not len(indices):
         return {"index": indices.long(), "success": torch.zeros(0, dtype=torch.bool),
