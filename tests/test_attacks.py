@@ -421,6 +421,29 @@ def test_contract_batched_equals_per_image_and_reports_honestly(tiny_cnn, cls):
 
 
 @pytest.mark.parametrize("cls", ATTACKS, ids=lambda c: c.__name__)
+def test_contract_every_call_opens_in_the_base(pixel_model, dark_images, cls):
+    # One opening for every attack (Attack.prepare): the attack implements only the search (run), so a bad input
+    # is refused before any search starts, the same way for every attack.
+    assert "__call__" not in vars(cls) and cls.run is not Attack.run
+    attack = cls(pixel_model, **FINDING[cls.__name__])
+    problem = attack.prepare(dark_images, LABELS0, None)
+    assert problem.images is dark_images and problem.targets is None  # the model's device here: no copy
+    assert problem.device == torch.device("cpu") and problem.precision == attack.precision_used
+    searched = []
+    attack.run = lambda *args: searched.append(args)
+    with pytest.raises(ValueError, match="training mode"):
+        cls(pixel_model.train(), **FINDING[cls.__name__])(dark_images, LABELS0)
+    pixel_model.eval()
+    with pytest.raises(TypeError, match="float"):
+        attack((dark_images * 255).to(torch.uint8), LABELS0)
+    with pytest.raises(ValueError, match="targets="):
+        attack(dark_images, LABELS0, LABELS0 + 1)
+    assert searched == []
+    attack(dark_images, LABELS0, progress=True)
+    assert len(searched) == 1 and searched[0][0].images is dark_images and searched[0][1] is True
+
+
+@pytest.mark.parametrize("cls", ATTACKS, ids=lambda c: c.__name__)
 def test_contract_config_merge(pixel_model, cls):
     cfg = cls.Config(precision="bf16")
     attack = cls(pixel_model, cfg, targeted=True)

@@ -9,7 +9,7 @@ torchattacks' under the same contract (``labkit.attacks.wrapped``): ``FGSM``, ``
 """
 
 from labkit.attacks.audit import changed_pixels, perturbation_norms, verify
-from labkit.attacks.base import Attack, AttackResult, apply_pixels, check_inputs
+from labkit.attacks.base import Attack, AttackResult, Problem, apply_pixels, check_inputs
 from labkit.attacks.corner import CornerConfig, CornerSearch
 from labkit.attacks.gradient import GradientCorner, GradientCornerConfig
 from labkit.attacks.onepixel import DEConfig, OnePixel, minimize
@@ -22,7 +22,7 @@ from labkit.attacks.wrapped import (CW, PGD, SURVEY_ATTACKS, WRAPPED, CWConfig, 
 __all__ = [
     "Attack", "AttackResult", "CW", "CWConfig", "CornerConfig", "CornerSearch", "DEConfig", "DeepFool",
     "DeepFoolConfig", "FGSM", "FGSMConfig", "GradientCorner", "GradientCornerConfig", "MIFGSM", "MIFGSMConfig",
-    "OnePixel", "PGD", "PGDConfig", "PixelSwap", "PixelSwapConfig", "Pixle", "PixleConfig", "SparseRS",
+    "OnePixel", "PGD", "PGDConfig", "PixelSwap", "PixelSwapConfig", "Pixle", "PixleConfig", "Problem", "SparseRS",
     "SURVEY_ATTACKS", "SparseRSConfig", "TorchAttack", "WRAPPED", "apply_pixels", "changed_pixels", "check_inputs",
     "minimize", "perturbation_norms", "survey_attack", "torch_attack", "verify",
 ]

@@ -5,11 +5,13 @@ called as ``attack(images, labels)`` (``targets=`` for targeted attacks) on
 float images in [0, 1], shape (N, C, H, W), with int64 labels (N,). It returns
 an :class:`AttackResult`. Normalisation is the model's business, never the attack's.
 
-What every attack shares lives here: the config-merging constructor
-(:class:`Attack`), the stream of candidates through the model with its
-bf16-search / fp32-confirmation step (:class:`CandidateScorer`), the search of
-an ordered candidate list with early stop (:func:`ordered_search`), and the
-per-image random-stream key (:func:`attack_keys`).
+What every attack shares lives here: the config-merging constructor and the
+opening of every call, the contract's checks and the move to the model's device
+(:class:`Attack`, :class:`Problem`), the stream of candidates through the model
+with its bf16-search / fp32-confirmation step (:class:`CandidateScorer`), the
+search of an ordered candidate list with early stop (:func:`ordered_search`),
+and the per-image random-stream key (:func:`attack_keys`). What checks a result
+afterwards, whatever attack made it, is ``labkit.attacks.audit``.
 """
 
 from __future__ import annotations
@@ -277,13 +279,27 @@ def attack_keys(images: Tensor, labels: Tensor, targets: Tensor | None = None) -
     return keys
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One call's inputs, checked against the contract and on the model's device: what every attack's ``run``
+    starts from (``Attack.prepare`` makes it)."""
+
+    images: Tensor  # (N, C, H, W) float in [0, 1], on ``device``
+    labels: Tensor  # (N,) integer true classes, on ``device``
+    targets: Tensor | None  # (N,) integer target classes of a targeted attack, on ``device``; None when untargeted
+    device: torch.device  # the model's (``model_device``): every tensor of the search lives there
+    precision: str  # what the search runs in on ``device``: "fp32" or "bf16" (the config's "auto" resolved)
+
+
 class Attack:
-    """Base of every attack: ``Attack(model, config=None, **overrides)``.
+    """Base of every attack: ``Attack(model, config=None, **overrides)``, called as ``attack(images, labels,
+    targets=None, progress=False)``.
 
     ``config`` is the attack's frozen config dataclass (``Config``); keyword
     overrides replace its fields (and are validated by its ``__post_init__``),
     so ``OnePixel(model, cfg, pixels=3)`` is ``cfg`` with ``pixels=3``.
-    Subclasses implement ``__call__(images, labels, targets=None, progress=False)``.
+    A call opens the same way for every attack (``prepare``: the contract's checks, the move to the model's
+    device, the precision); subclasses implement ``run(problem, progress)``, the search itself.
     """
 
     Config: ClassVar[type]
@@ -304,15 +320,29 @@ class Attack:
         """The fitness its forward checks minimise (one of ``LOSSES``); by default the config's ``loss``."""
         return getattr(self.config, "loss", "prob")
 
-    def start(self, images: Tensor, labels: Tensor, targets: Tensor | None) -> "CandidateScorer":
-        """Check the contract and return the scorer that streams this attack's candidates through the model."""
-        cfg = self.config
-        check_inputs(self.model, images, labels, targets, cfg.targeted)
-        return CandidateScorer(self.model, images, labels, targets, cfg.chunk_size, self.precision_used,
-                               self.fitness)
-
     def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
                  progress: bool = False) -> AttackResult:
+        """Attack ``images`` (N, C, H, W) float in [0, 1] with true ``labels`` (N,) int64 (and ``targets`` (N,)
+        int64 when the config is targeted); ``progress`` draws a progress bar where the attack has one.
+        Returns an ``AttackResult`` on the CPU."""
+        return self.run(self.prepare(images, labels, targets), progress)
+
+    def prepare(self, images: Tensor, labels: Tensor, targets: Tensor | None) -> Problem:
+        """The opening of every call: check the contract (``check_inputs``; raises TypeError / ValueError) and
+        move the problem to the model's device. A subclass with a further requirement on its inputs extends it."""
+        check_inputs(self.model, images, labels, targets, self.config.targeted)
+        dev = model_device(self.model)
+        return Problem(images.to(dev), labels.to(dev), None if targets is None else targets.to(dev), dev,
+                       self.precision_used)
+
+    def scorer(self, problem: Problem) -> "CandidateScorer":
+        """The scorer that streams this attack's candidates for ``problem`` through the model (the config's
+        ``chunk_size``, the search's precision, the attack's ``fitness``)."""
+        return CandidateScorer(self.model, problem.images, problem.labels, problem.targets, self.config.chunk_size,
+                               problem.precision, self.fitness)
+
+    def run(self, problem: Problem, progress: bool) -> AttackResult:
+        """The search on a prepared ``problem``: what each attack implements."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from labkit.attacks._rng import HashRNG
-from labkit.attacks.base import Attack, AttackResult, attack_keys, ordered_search
+from labkit.attacks.base import Attack, AttackResult, Problem, attack_keys, ordered_search
 from labkit.precision import check_precision
 
 
@@ -63,13 +63,10 @@ class CornerSearch(Attack):
     Config = CornerConfig
     config: CornerConfig
 
-    def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
-                 progress: bool = False) -> AttackResult:
-        """Attack ``images`` (N, C, H, W) in [0, 1] with ``labels`` (N,) (and ``targets`` (N,))."""
-        cfg = self.config
-        scorer = self.start(images, labels, targets)
-        dev = scorer.device
-        n, c, h, w = images.shape
+    def run(self, problem: Problem, progress: bool) -> AttackResult:
+        """The corner search on ``problem`` (see ``Attack.__call__`` for the contract)."""
+        cfg, scorer, dev = self.config, self.scorer(problem), problem.device
+        n, c, h, w = problem.images.shape
         corners = cube_corners(c).to(dev)
         m, total = len(corners), h * w * len(corners)
         if cfg.max_queries is not None:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labkit.attacks.base import Attack, AttackResult, model_device, ordered_search
+from labkit.attacks.base import Attack, AttackResult, Problem, model_device, ordered_search
 from labkit.attacks.corner import cube_corners
 from labkit.precision import check_precision
 
@@ -123,13 +123,11 @@ class GradientCorner(Attack):
         corners = cube_corners(x.shape[1]).to(x.device)  # (M, C)
         return torch.einsum("mc,ncp->npm", corners, g) - (g * x.flatten(2)).sum(1)[..., None]
 
-    def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
-                 progress: bool = False) -> AttackResult:
-        """Attack ``images`` (N, C, H, W) in [0, 1] with ``labels`` (N,) (and ``targets``)."""
-        cfg = self.config
-        scorer = self.start(images, labels, targets)
-        n, c, h, w = images.shape
-        corners = cube_corners(c).to(scorer.device)
+    def run(self, problem: Problem, progress: bool) -> AttackResult:
+        """Rank the candidates by the gradient, then try them in that order (see ``Attack.__call__``)."""
+        cfg, scorer = self.config, self.scorer(problem)
+        n, c, h, w = problem.images.shape
+        corners = cube_corners(c).to(problem.device)
         m = len(corners)
         if cfg.rank == "position":
             top = min(cfg.positions, h * w)

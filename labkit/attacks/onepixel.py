@@ -32,7 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from labkit.attacks._rng import HashRNG
-from labkit.attacks.base import LOSSES, Attack, AttackResult, CandidateScorer, attack_keys
+from labkit.attacks.base import LOSSES, Attack, AttackResult, CandidateScorer, Problem, attack_keys
 from labkit.precision import check_precision
 
 STRATEGIES = ("rand1", "best1-scipy")
@@ -223,13 +223,10 @@ class OnePixel(Attack):
         return fit, success
 
     # -- the attack ----------------------------------------------------------------
-    def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
-                 progress: bool = False) -> AttackResult:
-        """Attack ``images`` (N, C, H, W) in [0, 1] with true ``labels`` (N,) (and ``targets`` (N,))."""
-        cfg = self.config
-        scorer = self.start(images, labels, targets)
-        dev = scorer.device
-        n, c, h, w = images.shape
+    def run(self, problem: Problem, progress: bool) -> AttackResult:
+        """Differential evolution on ``problem``, every image's population in one stream (see ``Attack.__call__``)."""
+        cfg, scorer, dev = self.config, self.scorer(problem), problem.device
+        n, c, h, w = problem.images.shape
         keys = attack_keys(scorer.images, scorer.labels, scorer.targets)
         rng, (lo, hi) = HashRNG(cfg.seed), self._bounds(h, w, c, dev)
         p, d = cfg.population, len(lo)

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from labkit.attacks.base import LOSSES, Attack, AttackResult, CandidateScorer, make_result
+from labkit.attacks.base import LOSSES, Attack, AttackResult, CandidateScorer, Problem, make_result
 from labkit.precision import check_precision
 
 
@@ -90,13 +90,10 @@ class PixelSwap(Attack):
     Config = PixelSwapConfig
     config: PixelSwapConfig
 
-    def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
-                 progress: bool = False) -> AttackResult:
-        """Attack ``images`` (N, C, H, W) in [0, 1] with ``labels`` (N,) (and ``targets`` (N,))."""
-        cfg = self.config
-        scorer = self.start(images, labels, targets)
-        dev = scorer.device
-        n, _, _, w = images.shape
+    def run(self, problem: Problem, progress: bool) -> AttackResult:
+        """The greedy walk of swaps on ``problem`` (see ``Attack.__call__`` for the contract)."""
+        cfg, scorer, dev = self.config, self.scorer(problem), problem.device
+        n, _, _, w = problem.images.shape
         dark, light = brightness_pairs(scorer.images)
         p = dark.shape[1]
         flat = scorer.images.flatten(2)  # (N, C, H*W) clean colours; the pairs are disjoint, so never stale

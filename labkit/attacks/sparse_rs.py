@@ -32,7 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from labkit.attacks._rng import HashRNG
-from labkit.attacks.base import Attack, AttackResult, CandidateScorer, attack_keys
+from labkit.attacks.base import Attack, AttackResult, CandidateScorer, Problem, attack_keys
 from labkit.attacks.corner import cube_corners
 from labkit.precision import check_precision
 
@@ -107,13 +107,10 @@ class SparseRS(Attack):
         idx = rng.randint(keys, counter, tuple(original.shape[1:2]), torch.where(is_corner, m - 1, m))
         return idx + (is_corner & (idx >= own)).long()  # skip its own corner
 
-    def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
-                 progress: bool = False) -> AttackResult:
-        """Attack ``images`` (N, C, H, W) in [0, 1] with ``labels`` (N,) (and ``targets`` (N,))."""
-        cfg = self.config
-        scorer = self.start(images, labels, targets)
-        dev = scorer.device
-        n, c, h, w = images.shape
+    def run(self, problem: Problem, progress: bool) -> AttackResult:
+        """Sparse-RS's random search on ``problem`` (see ``Attack.__call__`` for the contract)."""
+        cfg, scorer, dev = self.config, self.scorer(problem), problem.device
+        n, c, h, w = problem.images.shape
         k, hw = cfg.pixels, h * w
         if 2 * k > hw:
             raise ValueError(f"pixels (k={k}) must be at most half the {hw} pixel positions")

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from labkit.attacks._rng import mix
-from labkit.attacks.base import (Attack, AttackResult, attack_keys, check_inputs, default_chunk_size, make_result,
+from labkit.attacks.base import (Attack, AttackResult, Problem, attack_keys, default_chunk_size, make_result,
                                  model_device)
 from labkit.attacks.pixel_swap import PixelSwap
 from labkit.precision import check_precision
@@ -113,7 +113,7 @@ class TorchAttack(Attack):
         """The torchattacks attack on ``model`` (the counting wrapper) with this config's hyper-parameters."""
         raise NotImplementedError
 
-    def _run(self, counter: QueryCounter, images: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
+    def _torchattacks(self, counter: QueryCounter, images: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
         """torchattacks' images for one call on ``images``; counts land in ``counter``."""
         atk = self.build(counter)
         atk.set_device(counter.device)
@@ -126,23 +126,18 @@ class TorchAttack(Attack):
         # Some torchattacks versions return (images, target labels) from DeepFool.
         return (out[0] if isinstance(out, tuple) else out).detach()
 
-    def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
-                 progress: bool = False) -> AttackResult:
-        """Attack ``images`` (N, C, H, W) in [0, 1] with ``labels`` (N,) (and ``targets`` (N,)).
+    def run(self, problem: Problem, progress: bool) -> AttackResult:
+        """torchattacks' attack on ``problem``, turned into an ``AttackResult`` (see ``Attack.__call__``).
 
         ``progress`` is accepted for the contract; torchattacks draws no progress bar.
         """
-        cfg = self.config
-        check_inputs(self.model, images, labels, targets, cfg.targeted)
-        dev = model_device(self.model)
-        x, y = images.to(dev), labels.to(dev)
-        t = None if targets is None else targets.to(dev)
-        bf16 = self.precision_used == "bf16"
+        x, y, t, dev = problem.images, problem.labels, problem.targets, problem.device
+        bf16 = problem.precision == "bf16"
         if self.per_image:
             adv, queries = self._run_per_image(x, y, t, bf16)
         else:
             counter = QueryCounter(self.model, bf16)
-            adv = self._run(counter, x, y, t).clamp(0, 1)
+            adv = self._torchattacks(counter, x, y, t).clamp(0, 1)
             queries = torch.full((len(x),), counter.passes, dtype=torch.int64)
         # MI-FGSM divides by the mean |gradient|, which is 0 where the softmax saturates: NaN pixels there.
         # Those pixels are left clean, so adv_images stay images (and the NaN shows up as no change).
@@ -161,7 +156,7 @@ class TorchAttack(Attack):
                 np.random.seed(int(mix(keys[i:i + 1] ^ seed).item()))
                 counter = QueryCounter(self.model, bf16)
                 ti = None if t is None else t[i:i + 1]
-                advs.append(self._run(counter, x[i:i + 1], y[i:i + 1], ti).clamp(0, 1))
+                advs.append(self._torchattacks(counter, x[i:i + 1], y[i:i + 1], ti).clamp(0, 1))
                 queries.append(counter.passes)
         finally:
             np.random.set_state(state)
@@ -397,11 +392,11 @@ class Pixle(TorchAttack):
                                   pixel_mapping=c.pixel_mapping, restarts=c.restarts,
                                   max_iterations=c.max_iterations, update_each_iteration=c.update_each_iteration)
 
-    def __call__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None,
-                 progress: bool = False) -> AttackResult:
+    def prepare(self, images: Tensor, labels: Tensor, targets: Tensor | None) -> Problem:
+        """The contract's opening, after checking that the images are square (torchattacks' Pixle needs it)."""
         if images.dim() == 4 and images.shape[2] != images.shape[3]:
             raise ValueError(f"torchattacks' Pixle needs square images, got {tuple(images.shape[2:])}")
-        return super().__call__(images, labels, targets, progress)
+        return super().prepare(images, labels, targets)
 
 
 #: The wrappers by torchattacks' name, for code that picks attacks by name (the survey's grid).
