@@ -52,7 +52,7 @@ from torch import Tensor
 
 import labkit
 from labkit import data as datasets
-from labkit.attacks.base import AttackResult
+from labkit.attacks.base import AttackResult, apply_pixels
 from labkit.attention import AttackedModel
 from labkit.cache import cache_root, canonical, write_atomic
 from labkit.defences import defended_key
@@ -66,7 +66,7 @@ from labkit.train import TrainConfig, TrainedModel, get_or_train, model_key
 #: floats kept, ``bf16`` per image).
 SCHEMA = 2
 #: The per-image fields of an ``AttackResult`` kept in a record (``adv_images`` is not: it is the clean image with
-#: ``colours`` written at ``pixels``, so the dataset and the record rebuild it).
+#: ``colours`` written at ``pixels`` by ``attacks.base.apply_pixels``, so the dataset and the record rebuild it).
 PER_IMAGE = ("success", "queries", "pixels", "colours", "labels", "targets", "adv_pred", "adv_prob", "true_prob",
              "bf16")
 #: ``LABKIT_REPLAY``'s values: replay a matching record else compute; replay or stop; always compute.
@@ -483,8 +483,11 @@ class LabRecord:
             raise self._stale(f"it has no attack result {name!r}")
         fields = {f: torch.from_numpy(self._arrays[f"{name}/{f}"]) if f"{name}/{f}" in self._arrays else None
                   for f in ("index", *PER_IMAGE)}
-        clean = self._split().floats(fields.pop("index"))
-        return AttackResult(adversarial_images(clean, fields["pixels"], fields["colours"]), **fields)
+        # The adversarial images are not stored: the clean images with the recorded pixels written (apply_pixels,
+        # what the attacks write them with) are the attack's adv_images.
+        clean = self._split().floats(fields.pop("index")).clone()
+        pixels = fields["pixels"]
+        return AttackResult(apply_pixels(clean, pixels[..., 0], pixels[..., 1], fields["colours"]), **fields)
 
     def _split(self) -> Any:
         if self._test is None:
@@ -570,20 +573,6 @@ def _model_entry(t: Any) -> dict[str, Any]:
                      "init_key": getattr(t, "init_key", None), "precision": getattr(t, "precision_used", None),
                      "train_seconds": t.train_seconds, "history": t.history,
                      "test_acc": (t.history or [{}])[-1].get("test_acc")})
-
-
-def adversarial_images(clean: Tensor, pixels: Tensor, colours: Tensor) -> Tensor:
-    """The adversarial images of a record: ``clean`` (N, C, H, W) in [0, 1] with ``colours`` (N, k, C) written
-    at ``pixels`` (N, k, 2) (row, column); slots of -1 (nothing changed) are left alone. Equals the attack's
-    ``adv_images`` (a test checks it), which is why records do not store them.
-    """
-    out = clean.clone()
-    pixels, colours = torch.as_tensor(pixels), torch.as_tensor(colours)
-    for j in range(pixels.shape[1]):  # k <= a handful: a loop over pixel slots, never over images
-        keep = pixels[:, j, 0] >= 0
-        img = torch.nonzero(keep).squeeze(1)
-        out[img, :, pixels[keep, j, 0], pixels[keep, j, 1]] = colours[keep, j].to(out.dtype)
-    return out
 
 
 def load(lab: str, profile: str, root: Path | None = None) -> dict[str, Any] | None:

@@ -307,6 +307,19 @@ def test_apply_pixels_writes_in_order():
     assert changed_pixels(torch.zeros(1, 3, 4, 4), out).item() == 1
 
 
+@pytest.mark.parametrize("cls", ["PixelSwap", "SparseRS"])
+def test_apply_pixels_rebuilds_every_result_from_its_pixels(tiny_cnn, cls):
+    # A result's -1 slots (padding: nothing changed there) are skipped, so the clean images with the result's
+    # pixels written are its adv_images: how a record rebuilds them (labkit.records stores pixels, not images).
+    # (Dense results: test_wrapped_attacks_report_what_the_model_says; ragged widths: test_cat_pads_...)
+    x = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    res = getattr(labkit.attacks, cls)(tiny_cnn, **SMALL[cls])(x, tiny_cnn(x).argmax(1))
+    rebuilt = apply_pixels(x.clone(), res.pixels[..., 0], res.pixels[..., 1], res.colours)
+    assert torch.equal(rebuilt, res.adv_images)
+    padded = res.padded(res.pixels.shape[1] + 2)  # -1 rows, if written at (-1, -1), would change the last pixel
+    assert torch.equal(apply_pixels(x.clone(), padded.pixels[..., 0], padded.pixels[..., 1], padded.colours), rebuilt)
+
+
 def test_minimize_finds_a_quadratic_minimum():
     run = minimize(lambda p: ((p - torch.tensor([1.0, -2.0])) ** 2).sum(1), [-5, -5], [5, 5],
                    population=20, generations=40)
@@ -323,8 +336,6 @@ def test_result_roundtrips_through_weights_only_load(tmp_path, tiny_cnn):
 
 
 def test_cat_pads_results_of_different_widths_with_empty_slots(tiny_cnn):
-    from labkit.records import adversarial_images
-
     x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(11))
     y = tiny_cnn(x).argmax(1)
     one = SparseRS(tiny_cnn, queries=3, pixels=1)(x[:1], y[:1])
@@ -334,7 +345,7 @@ def test_cat_pads_results_of_different_widths_with_empty_slots(tiny_cnn):
     assert (both.pixels[0, 1:] == -1).all() and (both.colours[0, 1:] == 0).all()
     assert torch.equal(both.pixels[0, :1], one.pixels[0]) and torch.equal(both.pixels[1:], three.pixels)
     # The -1 slots are "no pixel": the record's reconstruction still gives the attack's images.
-    assert torch.equal(adversarial_images(x, both.pixels, both.colours), both.adv_images)
+    assert torch.equal(apply_pixels(x.clone(), both.pixels[..., 0], both.pixels[..., 1], both.colours), both.adv_images)
     with pytest.raises(ValueError):
         three.padded(2)
 
@@ -881,8 +892,6 @@ def wrapped_queries_are_as_documented(name: str, queries: Tensor, budget: dict) 
 @pytest.mark.parametrize("channels, size", [(3, 8), (1, 12)])
 @pytest.mark.parametrize("name", sorted(WRAPPED))
 def test_wrapped_attacks_report_what_the_model_says(name, channels, size):
-    from labkit.records import adversarial_images
-
     model = linear_model(channels, size)
     x = torch.rand(6, channels, size, size, generator=torch.Generator().manual_seed(12))
     y = model(x).argmax(1)
@@ -897,7 +906,7 @@ def test_wrapped_attacks_report_what_the_model_says(name, channels, size):
     assert res.success.any()  # the budget breaks images, so the success path is exercised
     assert torch.equal(verify(model, x, res, size * size), res.success)
     # pixels/colours list every change: a record rebuilds the images from them, and L0 is their count.
-    assert torch.equal(adversarial_images(x, res.pixels, res.colours), res.adv_images)
+    assert torch.equal(apply_pixels(x.clone(), res.pixels[..., 0], res.pixels[..., 1], res.colours), res.adv_images)
     assert torch.equal(changed_pixels(x, res.adv_images), (res.pixels[..., 0] >= 0).sum(1))
     assert wrapped_queries_are_as_documented(name, res.queries, WRAPPED_BUDGET[name]), res.queries
 

@@ -258,11 +258,16 @@ def apply_pixels(images: Tensor, rows: Tensor, cols: Tensor, colours: Tensor) ->
     """Write ``colours`` (R, k, C) at (``rows``, ``cols``) (R, k) of ``images`` (R, C, H, W), in place.
 
     Pixels are written in order j = 0..k-1, so when two coincide the later one
-    wins, deterministically on every device.
+    wins, deterministically on every device. A slot whose row is negative (the -1
+    padding of an ``AttackResult``'s ``pixels``: nothing changed there) is left alone,
+    so ``apply_pixels(clean.clone(), *result.pixels.unbind(-1), result.colours)`` is
+    the result's ``adv_images``: what a record rebuilds them from.
     """
     ar = torch.arange(len(images), device=images.device)
     for j in range(rows.shape[1]):  # k <= a handful: a loop over pixel slots, never over images
-        images[ar, :, rows[:, j], cols[:, j]] = colours[:, j].to(images.dtype)
+        keep, r, c = rows[:, j] >= 0, rows[:, j].clamp(min=0), cols[:, j].clamp(min=0)
+        # A padded slot writes back the value already there (a mask, not a boolean index: no device sync).
+        images[ar, :, r, c] = torch.where(keep[:, None], colours[:, j].to(images.dtype), images[ar, :, r, c])
     return images
 
 
