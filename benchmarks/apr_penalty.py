@@ -40,8 +40,8 @@ from labkit.apr import APRObjective
 from labkit.attacks import CornerSearch, verify
 from labkit.attacks.corner import CornerConfig
 from labkit.data import correctly_classified, first_n, load_cifar10, predict
-from labkit.evaluate import device_name, wilson
-from labkit.models import resolve_device, synchronize
+from labkit.models import device_name, resolve_device, synchronize
+from labkit.stats import wilson
 from labkit.precision import resolve_precision
 from labkit.train import TrainConfig, TrainContext, build_for_config, make_optimizer, train_step
 

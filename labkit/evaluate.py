@@ -8,7 +8,7 @@
   from records; only successes ``labkit.attacks.verify`` confirms count; its Wilson interval comes from ``labkit.stats``).
 * ``evaluate_model`` is the book's protocol for one model (clean accuracy, DE,
   corner search); ``time_inference`` times models side by side (``timing_repeats``
-  per profile, ``device_name`` says on what).
+  per profile, ``labkit.models.device_name`` says on what).
 * The protocol over suites of trained models (Labs 03-07): ``Entry`` (a config,
   optionally behind an input transformation), ``train_suite`` (-> ``Trained``),
   ``attacked_indices`` (the reference's images; every defence on those it classifies correctly) and ``evaluate_suite``;
@@ -35,7 +35,7 @@ from labkit.attacks import (CornerSearch, GradientCorner, GradientCornerConfig, 
 from labkit.attacks.base import AttackResult, model_device
 from labkit.cache import cache_path, config_key, load_checked, save_atomic
 from labkit.data import correctly_classified, first_n, load_cifar10, predict
-from labkit.models import resolve_device, synchronize
+from labkit.models import synchronize
 from labkit.stats import wilson
 
 if TYPE_CHECKING:  # annotations only: importing labkit.evaluate stays light (no training code)
@@ -437,22 +437,6 @@ def timing_repeats(profile: Profile) -> tuple[int, int]:
     (``Profile.lab``; enough repeats for a stable median), else ``DEFAULT_TIMING``."""
     section = profile.lab("timing")
     return int(section.get("warmup", DEFAULT_TIMING[0])), int(section.get("repeats", DEFAULT_TIMING[1]))
-
-
-def device_name(device: str | torch.device = "auto") -> str:
-    """The machine the timings ran on, in words: GPU name, or CPU model and thread count."""
-    import platform
-
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        return f"{torch.cuda.get_device_name(dev)} (CUDA)"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {torch.get_num_threads()} PyTorch threads (CPU)"
 
 
 @torch.no_grad()

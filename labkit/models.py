@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
@@ -297,6 +298,20 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work on ``device`` (no-op on CPU), so wall-clock timings measure the work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def device_name(device: str | torch.device = "auto") -> str:
+    """The machine the timings ran on, in words: GPU name, or CPU model and thread count."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} (CUDA)"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {torch.get_num_threads()} PyTorch threads (CPU)"
 
 
 # -- ImageNet models (torchvision's architectures, weights from a local file; never a download) --------------------

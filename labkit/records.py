@@ -56,8 +56,8 @@ from labkit.attacks.base import AttackResult, apply_pixels
 from labkit.attention import AttackedModel
 from labkit.cache import cache_root, canonical, write_atomic
 from labkit.defences import defended_key
-from labkit.evaluate import Entry, Evaluation, SuiteRows, Trained, device_name, train_suite
-from labkit.models import resolve_device
+from labkit.evaluate import Entry, Evaluation, SuiteRows, Trained, train_suite
+from labkit.models import device_name, resolve_device
 from labkit.precision import describe, native_bf16
 from labkit.profiles import Profile
 from labkit.train import TrainConfig, TrainedModel, get_or_train, model_key

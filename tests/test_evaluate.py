@@ -175,10 +175,6 @@ def test_rows_keep_the_attacked_images_and_the_worst_case_too(pixel_model, dark_
     assert "image_ids" not in summarize(res, res.success, 1.0, model="p")  # only when given
 
 
-def test_device_name_says_what_ran_the_timings():
-    assert "CPU" in evaluate.device_name("cpu")
-
-
 # -- suites (Labs 03-07) ---------------------------------------------------------------------------
 
 def _suite_profile(**fields):

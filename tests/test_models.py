@@ -48,6 +48,11 @@ def test_unknown_model_and_devices():
     assert resolve_device("auto").type in ("cpu", "cuda")
 
 
+def test_device_name_says_what_ran_the_timings():
+    said = models.device_name("cpu")
+    assert said.endswith("PyTorch threads (CPU)") and f"{torch.get_num_threads()} PyTorch" in said
+
+
 # -- the attention gate (APR's) ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode,channels", [("pixel", 1), ("channel", 3)])
