@@ -13,7 +13,7 @@ turns those sentences into measurements on a gated model (``labkit.apr.Attention
 * ``attention_change``: how A changes when the attack writes its pixel, by distance.
 * ``concentration`` / ``class_concentration``: the share of attention mass in the top 10% of a map's pixels.
 * ``AttackedModel``: a gated model and the attacks on it, as Lab 08 studies it (``labkit.labs.attention_maps``
-  makes them, with the explorer's images and figures).
+  makes them, with the explorer's images and figures); a lab record keeps and rebuilds it (``to_record``).
 
 Everything is batched over images (no Python loop over images) and seeded.
 """
@@ -30,8 +30,10 @@ from torch import Tensor, nn
 
 from labkit._checks import check_int
 from labkit.attacks.base import model_device
+from labkit.evaluate import Evaluation
 from labkit.models import gate_of
 from labkit.stats import mean_ci
+from labkit.storable import NoWeights, Store, storable
 
 __all__ = [
     "AttackedModel", "GroupPixels", "PixelAttention", "attention_change", "attention_of", "class_concentration",
@@ -300,6 +302,7 @@ def class_concentration(maps: Tensor, labels: Tensor, classes: Sequence[str], to
 
 # -- attacked gated models ------------------------------------------------------------------------------------------
 
+@storable("attacked model")
 @dataclass
 class AttackedModel:
     """A gated APR variant and the book's attacks on it (DE at the profile's budget, corner search)."""
@@ -315,3 +318,22 @@ class AttackedModel:
     rows: list[dict[str, Any]]  # labkit.evaluate.evaluate_model's table rows
     results: dict[str, Any]  # attack name ("DE k=1", "corner") -> AttackResult on ``images``
     verified: dict[str, Tensor]  # attack name -> (n,) bool, successes re-verified (labkit.attacks.verify)
+
+    def to_record(self, store: Store, name: str) -> dict[str, str]:
+        """Keep this model in a lab record under ``name``: its table and attack results (an ``Evaluation``, per
+        image, with ``indices``) and its verified successes; returns what the record keeps of it in JSON (no
+        weights, no images: its cache key, and the dataset rebuilds the images from the indices)."""
+        store.rows(name, Evaluation(self.rows, self.results), indices=self.indices)
+        store.array(f"{name}/verified", self.verified)
+        return {"variant": self.variant, "arch": self.arch, "key": self.key}
+
+    @classmethod
+    def from_record(cls, store: Store, name: str, *, label: str, meta: dict[str, str]) -> AttackedModel:
+        """The model ``to_record`` kept under ``name`` (``meta``: what it returned; ``label``: its ``name``), around
+        a ``NoWeights`` network, its images and labels reloaded from the dataset by the recorded indices."""
+        ev = store.replayed_rows(name)
+        first = next(iter(store.named_under("attacks", name)))  # every attack ran on the same images
+        idx = store.stored_array(f"{first}/index")
+        split = store.split()
+        return cls(label, meta["variant"], meta["arch"], NoWeights(meta["key"]), meta["key"], idx, split.floats(idx),
+                   split.labels[idx], ev.rows, ev.results, store.replayed_array(f"{name}/verified"))

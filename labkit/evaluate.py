@@ -5,7 +5,8 @@
   finished chunk.
 * ``run_certify`` does the same for ``labkit.certify.certify``'s verdicts (Lab 12, ``python -m labkit certify``).
 * ``summarize`` turns records into one table row (aggregates are always computed
-  from records; only successes ``labkit.attacks.verify`` confirms count; its Wilson interval comes from ``labkit.stats``).
+  from records; only successes ``labkit.attacks.verify`` confirms count; its Wilson
+  interval comes from ``labkit.stats``).
 * ``evaluate_model`` is the book's protocol for one model (clean accuracy, DE,
   corner search); ``time_inference`` times models side by side (``timing_repeats``
   per profile, ``labkit.models.device_name`` says on what).
@@ -37,6 +38,7 @@ from labkit.cache import cache_path, config_key, load_checked, save_atomic
 from labkit.data import correctly_classified, first_n, load_cifar10, predict
 from labkit.models import synchronize
 from labkit.stats import wilson
+from labkit.storable import NoWeights, Store, model_entry, register_plan, storable
 
 if TYPE_CHECKING:  # annotations only: importing labkit.evaluate stays light (no training code)
     from labkit.certify import CertifyConfig, CertifyResult
@@ -176,6 +178,7 @@ def still_correct(model: nn.Module, split: Any, indices: Tensor) -> Tensor:
     return indices[predict(model, split.images[indices]) == split.labels[indices]]
 
 
+@storable("evaluation")
 @dataclass
 class Evaluation:
     """Rows of a results table and the per-image attack results behind them (by attack name)."""
@@ -183,7 +186,23 @@ class Evaluation:
     rows: list[dict[str, Any]]
     results: dict[str, AttackResult]
 
+    def to_record(self, store: Store, name: str, *, indices: Tensor | None = None) -> None:
+        """Keep the rows in a lab record's tables and each result per image under ``name/<attack>``;
+        ``indices``: the dataset indices (n,) of the attacked images, the results' rows."""
+        store.put("tables", name, self.rows)
+        if indices is None:
+            raise ValueError(f"record {name!r}: an Evaluation needs the indices of its images")
+        for attack, res in self.results.items():
+            res.to_record(store, f"{name}/{attack}", indices=indices, labels={"attack": attack})
 
+    @classmethod
+    def from_record(cls, store: Store, name: str) -> Evaluation:
+        """What ``to_record`` kept under ``name``, the results rebuilt (``AttackResult.from_record``)."""
+        return cls(store.stored("tables", name), {labels["attack"]: AttackResult.from_record(store, key)
+                                                  for key, labels in store.named_under("attacks", name).items()})
+
+
+@storable("suite")
 class SuiteRows(list):
     """``evaluate_suite``'s rows (a plain list of row dicts to every reader), with what produced them:
     ``results[(architecture, seed, defence, attack)]``, the ``AttackResult`` behind each attack row, and
@@ -196,6 +215,24 @@ class SuiteRows(list):
         super().__init__(rows)
         self.results = dict(results or {})
         self.indices = dict(indices or {})
+
+    def to_record(self, store: Store, name: str, *, indices: Tensor | None = None) -> None:
+        """Keep the rows in a lab record's tables and each result per image under
+        ``name/<architecture>/<seed>/<defence>/<attack>``, labelled so; ``indices`` is not needed (kept inside)."""
+        store.put("tables", name, list(self))
+        for (arch, seed, defence, attack), res in self.results.items():
+            res.to_record(store, f"{name}/{arch}/{seed}/{defence}/{attack}", indices=self.indices[arch, seed, defence],
+                          labels={"model": arch, "seed": seed, "defence": defence, "attack": attack})
+
+    @classmethod
+    def from_record(cls, store: Store, name: str) -> SuiteRows:
+        """What ``to_record`` kept under ``name``, the results and each entry's indices rebuilt."""
+        results, where = {}, {}
+        for key, labels in store.named_under("attacks", name).items():
+            arch, seed, defence = labels["model"], labels["seed"], labels["defence"]
+            results[arch, seed, defence, labels["attack"]] = AttackResult.from_record(store, key)
+            where[arch, seed, defence] = store.stored_array(f"{key}/index")
+        return cls(store.stored("tables", name), results, where)
 
 
 def evaluate_model(model: nn.Module, model_key: str, split: Any, indices: Tensor, profile: Profile, /, *,
@@ -508,21 +545,48 @@ class Trained:
     history: list[dict[str, float]]
     train_seconds: float
 
+    def to_record(self) -> dict[str, Any]:
+        """This pipeline as a lab record's "models" section keeps it (``storable.model_entry``; no weights)."""
+        c = self.entry.config
+        return model_entry(key=self.key, model=c.model, seed=c.seed, defence=self.entry.defence,
+                           train_seconds=self.train_seconds, history=self.history)
 
-def train_suite(entries: list[Entry], device: str | torch.device = "auto", progress: bool = True) -> list[Trained]:
-    """Load or train every entry through the cache; transforms are put in front (``defences.defended``)."""
-    # The one import kept local: training code (defences -> train) loads only when a suite is trained, so that
-    # importing labkit.evaluate stays light (the attack protocol needs none of it).
+    @classmethod
+    def from_record(cls, entry: Entry, stored: dict[str, Any]) -> Trained:
+        """``entry``'s pipeline as a record keeps it (``stored``: its ``to_record``), the network a ``NoWeights``."""
+        return cls(entry, NoWeights(stored["key"]), stored["key"], stored["history"], stored["train_seconds"])
+
+
+def train_entry(e: Entry, device: str | torch.device = "auto", progress: bool = True) -> Trained:
+    """Load or train ``e``'s model through the cache; its transform is put in front (``defences.defended``)."""
+    # Kept local: training code (defences -> train) loads only when a suite is trained, so that importing
+    # labkit.evaluate stays light (the attack protocol needs none of it).
     from labkit.defences import defended, defended_key
     from labkit.train import get_or_train
 
-    out = []
-    for e in entries:
-        tm = get_or_train(e.config, device, progress)
-        model = tm.model if e.transform is None else defended(tm.model, e.transform)
-        key = tm.key if e.transform is None else defended_key(tm.key, e.transform)
-        out.append(Trained(e, model.eval(), key, tm.history, tm.train_seconds))
-    return out
+    tm = get_or_train(e.config, device, progress)
+    model = tm.model if e.transform is None else defended(tm.model, e.transform)
+    key = tm.key if e.transform is None else defended_key(tm.key, e.transform)
+    return Trained(e, model.eval(), key, tm.history, tm.train_seconds)
+
+
+def entry_key(e: Entry) -> str:
+    """The cache key ``train_entry(e)`` gives the pipeline, known without training (a record's replay checks it)."""
+    # Kept local, as in train_entry: the key functions live with the training code.
+    from labkit.defences import defended_key
+    from labkit.train import model_key
+
+    key = model_key(e.config)
+    return key if e.transform is None else defended_key(key, e.transform)
+
+
+def train_suite(entries: list[Entry], device: str | torch.device = "auto", progress: bool = True) -> list[Trained]:
+    """Load or train every entry through the cache (``train_entry``)."""
+    return [train_entry(e, device, progress) for e in entries]
+
+
+# A lab record's models step trains an Entry, checks its key on replay and rebuilds it, through this.
+register_plan(Entry, key=entry_key, train=train_entry, rebuild=Trained.from_record)
 
 
 def _groups(trained: list[Trained]) -> dict[tuple[str, int], list[Trained]]:

@@ -10,15 +10,23 @@ Nothing here attacks: records are a by-product of running the labs, never writte
 Model weights are never recorded; the config hashes (cache keys) of the models are, and with the recorded
 ``Profile`` (every attack's budget) and the attacked indices they name every attack's cache entry.
 
+**A generic store.** This module knows sections of JSON, arrays and replay, not the lab's types: a result type
+says how it is written and rebuilt (``to_record`` / ``from_record`` through the record's primitives, the
+``storable.Store`` part of ``LabRecord``) and registers by a kind name where it is defined (``storable.KINDS``: an
+``AttackResult`` in ``labkit.attacks``, ``Evaluation`` and ``SuiteRows`` in ``labkit.evaluate``, Lab 08's
+``AttackedModel`` in ``labkit.attention``); a plan of models says how it is keyed, trained and rebuilt
+(``storable.PLANS``: ``train.TrainConfig``, ``evaluate.Entry``). A table's kind is kept beside it, so a replay
+finds the type by name.
+
 **Replay.** A lab hands each heavy step over as a callable (``rec.rows("suite", lambda: evaluate_suite(...))``).
 When a record of the lab exists for its profile and was made with the same ``Profile`` (``LabRecord.replaying``),
 the callables are never called: every step returns what the record holds, rebuilt as the objects the lab computed
-(``Evaluation``, ``SuiteRows``, ``AttackResult``, tensors; models as stand-ins without weights, ``NoWeights``), so
-the page shows the same tables, figures and verdicts without training or attacking. Each model's cache key is
-checked against the one recorded (a changed training config or dataset is a stale record), and a step the record
-lacks is one too: ``StaleRecord`` names the record and how to recompute. ``LABKIT_REPLAY`` (or the ``mode``
-argument) chooses: ``auto`` (replay a matching record, else compute and write it), ``only`` (replay or stop),
-``never`` (always compute, rewriting the record).
+(``Evaluation``, ``SuiteRows``, ``AttackResult``, tensors; models as stand-ins without weights,
+``storable.NoWeights``), so the page shows the same tables, figures and verdicts without training or attacking.
+Each model's cache key is checked against the one recorded (a changed training config or dataset is a stale
+record), and a step the record lacks is one too: ``StaleRecord`` names the record and how to recompute.
+``LABKIT_REPLAY`` (or the ``mode`` argument) chooses: ``auto`` (replay a matching record, else compute and write
+it), ``only`` (replay or stop), ``never`` (always compute, rewriting the record).
 
 **Drift.** A record's provenance holds a fingerprint of the labkit code its steps ran (``code_fingerprint``: a hash
 of each labkit module imported when it was written) and whether the device had native bf16 (which decides the
@@ -52,29 +60,22 @@ from torch import Tensor
 
 import labkit
 from labkit import data as datasets
-from labkit.attacks.base import AttackResult, apply_pixels
-from labkit.attention import AttackedModel
 from labkit.cache import cache_root, canonical, write_atomic
-from labkit.defences import defended_key
-from labkit.evaluate import Entry, Evaluation, SuiteRows, Trained, train_suite
 from labkit.models import device_name, resolve_device
 from labkit.precision import describe, native_bf16
 from labkit.profiles import Profile
-from labkit.train import TrainConfig, TrainedModel, get_or_train, model_key
+from labkit.storable import ATTACK, PlanKind, kind_class, kind_of, plan_kind
 
 #: Bumped when the layout of a record changes (2: replayable: full model histories, table kinds, non-finite
 #: floats kept, ``bf16`` per image).
 SCHEMA = 2
-#: The per-image fields of an ``AttackResult`` kept in a record (``adv_images`` is not: it is the clean image with
-#: ``colours`` written at ``pixels`` by ``attacks.base.apply_pixels``, so the dataset and the record rebuild it).
-PER_IMAGE = ("success", "queries", "pixels", "colours", "labels", "targets", "adv_pred", "adv_prob", "true_prob",
-             "bf16")
 #: ``LABKIT_REPLAY``'s values: replay a matching record else compute; replay or stop; always compute.
 REPLAY_MODES = ("auto", "only", "never")
 #: labkit modules left out of a record's code fingerprint. They never run inside a step: ``plotting`` and
-#: ``widgets`` draw what a page replays, and run anew on every replay; ``records`` stores and rebuilds (a change of
-#: layout is ``SCHEMA``'s business). Counting them would flag every record as drifted after a figure's tweak.
-NOT_FINGERPRINTED = ("labkit.records", "labkit.plotting", "labkit.widgets")
+#: ``widgets`` draw what a page replays, and run anew on every replay; ``records`` and its registries (``storable``)
+#: store and rebuild (a change of layout is ``SCHEMA``'s business). Counting them would flag every record as
+#: drifted after a figure's tweak.
+NOT_FINGERPRINTED = ("labkit.records", "labkit.storable", "labkit.plotting", "labkit.widgets")
 #: What ``LabRecord.code_drift`` says of a record written before records fingerprinted their code.
 UNFINGERPRINTED = "(record predates code fingerprints)"
 
@@ -287,112 +288,96 @@ class LabRecord:
 
     # -- what a lab hands over ------------------------------------------------------------------------------
 
-    def models(self, name: str, plan: Sequence[Entry | TrainConfig]) -> list[Any]:
-        """Load or train ``plan`` through the cache (``evaluate.train_suite`` for ``Entry``s, ``get_or_train``
-        for ``TrainConfig``s) and record each model's cache key and history.
+    def models(self, name: str, plan: Sequence[Any]) -> list[Any]:
+        """Load or train ``plan`` through the cache and record each model's cache key and history. A plan's
+        type says how (``storable.PLANS``: ``evaluate.Entry`` -> ``evaluate.Trained``, ``train.TrainConfig`` ->
+        ``train.TrainedModel``).
 
         Replaying: stand-ins of the same types whose ``model`` is a ``NoWeights`` (building a pipeline on it works,
         running it raises), and whose keys must equal the recorded ones.
         """
-        entries = all(isinstance(p, Entry) for p in plan)
+        kinds = [plan_kind(p) for p in plan]
         if self.replaying:
-            return self._replay_models(name, plan, entries)
-        trained = train_suite(list(plan)) if entries else [get_or_train(c) for c in plan]
-        self.data["models"][name] = [_model_entry(t) for t in trained]
+            return self._replay_models(name, plan, kinds)
+        trained = [kind.train(p) for kind, p in zip(kinds, plan)]
+        self.data["models"][name] = [jsonable(t.to_record()) for t in trained]
         return self._stage("models", name, trained)
 
     def rows(self, name: str, step: Step, indices: Tensor | None = None) -> Any:
-        """Record a table's rows (per-image ``outcomes`` included) and, where the rows carry them
-        (``evaluate.Evaluation`` / ``evaluate.SuiteRows``), the attack results behind them, per image.
+        """Record a table's rows (per-image ``outcomes`` included) and, where the rows are a registered kind that
+        carries them (``storable.KINDS``: ``evaluate.Evaluation``, ``evaluate.SuiteRows``), the attack results
+        behind them, per image (the kind writes itself: ``to_record``).
 
-        ``indices``: the dataset indices of the attacked images, for an ``Evaluation`` (``SuiteRows`` know
-        theirs). Returns the rows (replaying: rebuilt from the record, of the type computed).
+        ``indices``: the dataset indices of the attacked images, for a kind that needs them (an ``Evaluation``;
+        ``SuiteRows`` know theirs). Returns the rows (replaying: rebuilt from the record, of the kind computed).
         """
         if self.replaying:
-            return self._replay_rows(name) if callable(step) else step
+            return self.replayed_rows(name) if callable(step) else step
         rows = _run(step)
-        plain = rows.rows if isinstance(rows, Evaluation) else list(rows)
-        self._put("tables", name, plain)
-        if isinstance(rows, Evaluation):
-            if indices is None:
-                raise ValueError(f"record {name!r}: an Evaluation needs the indices of its images")
-            for attack, res in rows.results.items():
-                self._attack(f"{name}/{attack}", {"attack": attack}, res, indices)
-        elif isinstance(rows, SuiteRows):
-            for (arch, seed, defence, attack), res in rows.results.items():
-                labels = {"model": arch, "seed": seed, "defence": defence, "attack": attack}
-                self._attack(f"{name}/{arch}/{seed}/{defence}/{attack}", labels, res,
-                             rows.indices[(arch, seed, defence)])
-        self.data["kinds"][name] = ("evaluation" if isinstance(rows, Evaluation) else
-                                    "suite" if isinstance(rows, SuiteRows) else "rows")
+        kind = kind_of(rows)
+        if kind is None:
+            self.put("tables", name, list(rows))
+        else:
+            rows.to_record(self, name, indices=indices)
+        self.data["kinds"][name] = kind or "rows"
         return self._stage("tables", name, rows)
 
-    def result(self, name: str, step: Step, indices: Tensor, **labels: Any) -> AttackResult:
-        """Record one attack result per image (``indices``: dataset indices of its rows); returns it."""
+    def result(self, name: str, step: Step, indices: Tensor, **labels: Any) -> Any:
+        """Record one attack result (an ``AttackResult``) per image (``indices``: dataset indices of its rows);
+        returns it."""
         if self.replaying:
-            return self._replay_result(name) if callable(step) else step
+            return kind_class(ATTACK).from_record(self, name) if callable(step) else step
         result = _run(step)
-        self._attack(name, labels, result, indices)
+        result.to_record(self, name, indices=indices, labels=labels)
         return self._stage("attacks", name, result)
 
     def text(self, name: str, step: Step) -> str:
         """Record a generated sentence (a verdict, a summary); returns it."""
         if self.replaying:
-            return self._stored("texts", name) if callable(step) else step
-        return self._stage("texts", name, self._put("texts", name, _run(step)))
+            return self.stored("texts", name) if callable(step) else step
+        return self._stage("texts", name, self.put("texts", name, _run(step)))
 
     def value(self, name: str, step: Step) -> Any:
         """Record a value made of dicts (string keys), lists, numbers, strings and None; returns it."""
         if self.replaying:
-            return self._stored("values", name) if callable(step) else step
-        return self._stage("values", name, self._put("values", name, _run(step)))
+            return self.stored("values", name) if callable(step) else step
+        return self._stage("values", name, self.put("values", name, _run(step)))
 
     def array(self, name: str, step: Step) -> Any:
         """Record a tensor, or a dict of tensors (keys: strings or tuples of strings and ints), that the lab needs
         again and the dataset cannot rebuild (the attacked indices, the attention maps of the images shown, a
         model's probabilities); returns it (replaying: as stored, dtype kept)."""
         if self.replaying:
-            return self._replay_array(name) if callable(step) else step
+            return self.replayed_array(name) if callable(step) else step
         value = _run(step)
         if isinstance(value, dict):
             keys = list(value)
             for i, v in enumerate(value.values()):
-                self._arrays[f"arrays/{name}/{i}"] = torch.as_tensor(v).detach().cpu().numpy()
+                self.put_array(f"arrays/{name}/{i}", torch.as_tensor(v))
             self.data["figure_arrays"][name] = {"keys": jsonable(keys), "tuple_keys": isinstance(keys[0], tuple)
                                                 if keys else False}
         else:
-            self._arrays[f"arrays/{name}"] = torch.as_tensor(value).detach().cpu().numpy()
+            self.put_array(f"arrays/{name}", torch.as_tensor(value))
             self.data["figure_arrays"][name] = f"arrays/{name}"
         return self._stage("arrays", name, value)
 
-    def variants(self, name: str, step: Step) -> dict[str, AttackedModel]:
-        """Record ``labs.attention_maps.gated_variants``' attacked models (Lab 08): each one's table and attack results (as
-        ``rows`` records an ``Evaluation``), its verified successes and its cache key; returns them (replaying:
-        ``AttackedModel``s around ``NoWeights``, images and labels from the dataset)."""
+    def variants(self, name: str, step: Step, kind: type) -> dict[str, Any]:
+        """Record a dict of objects of one storable type ``kind`` (e.g. Lab 08's ``attention.AttackedModel``s),
+        each written by its ``to_record`` under ``name/<its key>``, what each returns kept in the values under
+        ``name``; returns them (replaying: rebuilt by ``kind.from_record``)."""
         if self.replaying and not callable(step):
             return step
         if self.replaying:
-            out = {}
-            for vname, meta in self._stored("values", name).items():
-                ev = self._replay_rows(f"{name}/{vname}")
-                first = next(iter(self._attacks_of(f"{name}/{vname}")))
-                idx = torch.from_numpy(self._arrays[f"{first}/index"])
-                split = self._split()
-                out[vname] = AttackedModel(vname, meta["variant"], meta["arch"], NoWeights(meta["key"]), meta["key"],
-                                           idx, split.floats(idx), split.labels[idx], ev.rows, ev.results,
-                                           self._replay_array(f"{name}/{vname}/verified"))
-            return out
-        attacked = _run(step)
-        for vname, m in attacked.items():
-            self.rows(f"{name}/{vname}", Evaluation(m.rows, m.results), indices=m.indices)
-            self.array(f"{name}/{vname}/verified", m.verified)
-        meta = {vname: {"variant": m.variant, "arch": m.arch, "key": m.key} for vname, m in attacked.items()}
-        self._put("values", name, meta)
-        return self._stage("variants", name, attacked)
+            return {key: kind.from_record(self, f"{name}/{key}", label=key, meta=meta)
+                    for key, meta in self.stored("values", name).items()}
+        objects = _run(step)
+        self.put("values", name, {key: obj.to_record(self, f"{name}/{key}") for key, obj in objects.items()})
+        return self._stage("variants", name, objects)
 
-    # -- storage --------------------------------------------------------------------------------------------
+    # -- the store: what a storable type writes and rebuilds itself with (``storable.Store``) --------------------
 
-    def _put(self, section: str, name: str, value: Any) -> Any:
+    def put(self, section: str, name: str, value: Any) -> Any:
+        """Keep ``value`` as JSON in ``section`` under ``name``; returns it."""
         # NaN and infinities are null in strict JSON; where they were is kept, so a replay gets them back.
         self.data[section][name] = jsonable(value)
         bad = _nonfinite(value)
@@ -400,18 +385,45 @@ class LabRecord:
             self.data["nonfinite"][f"{section}/{name}"] = bad
         return value
 
-    def _attack(self, name: str, labels: dict[str, Any], res: AttackResult, indices: Tensor) -> None:
-        indices = torch.as_tensor(indices)
-        if len(indices) != len(res):
-            raise ValueError(f"record {name!r}: {len(indices)} indices for {len(res)} attacked images")
-        arrays = {"index": indices}
-        arrays.update({f: getattr(res, f) for f in PER_IMAGE if getattr(res, f) is not None})
-        stored = []
-        for field, value in arrays.items():
-            self._arrays[f"{name}/{field}"] = value.detach().cpu().numpy()
-            stored.append(field)
-        self.data["attacks"][name] = {**jsonable(labels), "precision": res.precision_used, "images": len(res),
-                                      "arrays": [f"{name}/{f}" for f in stored]}
+    def put_array(self, key: str, value: Tensor) -> None:
+        """Keep one array in the ``.npz`` under ``key`` (dtype kept)."""
+        self._arrays[key] = value.detach().cpu().numpy()
+
+    def stored(self, section: str, name: str) -> Any:
+        """What ``put`` kept (non-finite floats back); ``StaleRecord`` when the record lacks it."""
+        if name not in self.data[section]:
+            raise self._stale(f"it has no {section[:-1]} {name!r} (written by an interrupted run, or by other code)")
+        return _restore(copy.deepcopy(self.data[section][name]), self.data["nonfinite"].get(f"{section}/{name}", []))
+
+    def stored_array(self, key: str) -> Tensor | None:
+        """What ``put_array`` kept under ``key``, or None when the record has no such array."""
+        return torch.from_numpy(self._arrays[key]) if key in self._arrays else None
+
+    def named_under(self, section: str, prefix: str) -> dict[str, Any]:
+        """The entries of ``section`` named ``<prefix>/...``, in the order written."""
+        return {k: v for k, v in self.data[section].items() if k.startswith(f"{prefix}/")}
+
+    def replayed_rows(self, name: str) -> Any:
+        """The table ``rows`` recorded under ``name``, rebuilt as the kind it was (plain rows: a list of dicts)."""
+        kind = self.data["kinds"].get(name, "rows")
+        return self.stored("tables", name) if kind == "rows" else kind_class(kind).from_record(self, name)
+
+    def replayed_array(self, name: str) -> Any:
+        """What ``array`` recorded under ``name``: a tensor, or a dict of tensors under their keys."""
+        spec = self.stored("figure_arrays", name)
+        if isinstance(spec, str):
+            return torch.from_numpy(self._arrays[spec])
+        keys = [tuple(k) for k in spec["keys"]] if spec["tuple_keys"] else spec["keys"]
+        return {k: torch.from_numpy(self._arrays[f"arrays/{name}/{i}"]) for i, k in enumerate(keys)}
+
+    def split(self) -> Any:
+        """The dataset split the recorded indices refer to: the one given, else CIFAR-10's test split (loaded
+        once, at the first replayed attack)."""
+        if self._test is None:
+            self._test = datasets.load_cifar10("test")
+        return self._test
+
+    # -- writing and replaying ------------------------------------------------------------------------------
 
     def _stage(self, kind: str, name: str, passthrough: Any) -> Any:
         now = time.perf_counter()
@@ -438,93 +450,20 @@ class LabRecord:
         write_atomic(self.path, lambda fh: fh.write(blob))
         return self.path
 
-    # -- replay ---------------------------------------------------------------------------------------------
-
     def _stale(self, what: str) -> StaleRecord:
         return StaleRecord(f"{self._shown_path()} is stale: {what}. {self._recompute_hint()}")
 
-    def _stored(self, section: str, name: str) -> Any:
-        if name not in self.data[section]:
-            raise self._stale(f"it has no {section[:-1]} {name!r} (written by an interrupted run, or by other code)")
-        return _restore(copy.deepcopy(self.data[section][name]), self.data["nonfinite"].get(f"{section}/{name}", []))
-
-    def _replay_models(self, name: str, plan: Sequence[Any], entries: bool) -> list[Any]:
-        stored = self._stored("models", name)
-        keys = [_planned_key(p) for p in plan]
+    def _replay_models(self, name: str, plan: Sequence[Any], kinds: Sequence[PlanKind]) -> list[Any]:
+        stored = self.stored("models", name)
+        keys = [kind.key(p) for kind, p in zip(kinds, plan)]
         if [m["key"] for m in stored] != keys:
             raise self._stale(f"the models of {name!r} have other cache keys now ({keys} vs "
                               f"{[m['key'] for m in stored]}): their training config or the dataset changed")
-        if entries:
-            return [Trained(p, NoWeights(m["key"]), m["key"], m["history"], m["train_seconds"])
-                    for p, m in zip(plan, stored)]
-        return [TrainedModel(NoWeights(m["key"]), p, m["key"], m["history"], m["train_seconds"], None, m["precision"],
-                             m["init_key"]) for p, m in zip(plan, stored)]
-
-    def _replay_rows(self, name: str) -> Any:
-        rows = self._stored("tables", name)
-        kind = self.data["kinds"].get(name, "rows")
-        if kind == "evaluation":
-            return Evaluation(rows, {labels["attack"]: self._replay_result(key)
-                                     for key, labels in self._attacks_of(name).items()})
-        if kind == "suite":
-            results, where = {}, {}
-            for key, labels in self._attacks_of(name).items():
-                arch, seed, defence = labels["model"], labels["seed"], labels["defence"]
-                results[arch, seed, defence, labels["attack"]] = self._replay_result(key)
-                where[arch, seed, defence] = torch.from_numpy(self._arrays[f"{key}/index"])
-            return SuiteRows(rows, results, where)
-        return rows
-
-    def _attacks_of(self, name: str) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.data["attacks"].items() if k.startswith(f"{name}/")}
-
-    def _replay_result(self, name: str) -> AttackResult:
-        if name not in self.data["attacks"]:
-            raise self._stale(f"it has no attack result {name!r}")
-        fields = {f: torch.from_numpy(self._arrays[f"{name}/{f}"]) if f"{name}/{f}" in self._arrays else None
-                  for f in ("index", *PER_IMAGE)}
-        # The adversarial images are not stored: the clean images with the recorded pixels written (apply_pixels,
-        # what the attacks write them with) are the attack's adv_images.
-        clean = self._split().floats(fields.pop("index")).clone()
-        pixels = fields["pixels"]
-        return AttackResult(apply_pixels(clean, pixels[..., 0], pixels[..., 1], fields["colours"]), **fields)
-
-    def _split(self) -> Any:
-        if self._test is None:
-            self._test = datasets.load_cifar10("test")
-        return self._test
-
-    def _replay_array(self, name: str) -> Any:
-        spec = self._stored("figure_arrays", name)
-        if isinstance(spec, str):
-            return torch.from_numpy(self._arrays[spec])
-        keys = [tuple(k) for k in spec["keys"]] if spec["tuple_keys"] else spec["keys"]
-        return {k: torch.from_numpy(self._arrays[f"arrays/{name}/{i}"]) for i, k in enumerate(keys)}
-
-
-class NoWeights(torch.nn.Module):
-    """The network of a replayed model: the record has no weights, so a forward pass is a mistake in the lab (a
-    step that needs the model was not handed to the record) and says so."""
-
-    def __init__(self, key: str):
-        super().__init__()
-        self.key = key
-
-    def forward(self, x: Tensor) -> Tensor:
-        raise RuntimeError(f"model {self.key} is replayed from a record and has no weights: hand the step that "
-                           "runs it to the LabRecord (rec.rows/result/array/value/text) so a replay reads it")
+        return [kind.rebuild(p, m) for kind, p, m in zip(kinds, plan, stored)]
 
 
 def _run(step: Step) -> Any:
     return step() if callable(step) else step
-
-
-def _planned_key(plan: Any) -> str:
-    """The cache key a model of ``plan`` (an ``Entry`` or a ``TrainConfig``) gets, without training it."""
-    if isinstance(plan, Entry):
-        key = model_key(plan.config)
-        return key if plan.transform is None else defended_key(key, plan.transform)
-    return model_key(plan)
 
 
 def _mismatch(stored: dict[str, Any], fresh: dict[str, Any]) -> str | None:
@@ -563,16 +502,6 @@ def _restore(obj: Any, bad: list[list[Any]]) -> Any:
             node = node[p]
         node[last] = float(what)
     return obj
-
-
-def _model_entry(t: Any) -> dict[str, Any]:
-    entry = getattr(t, "entry", None)
-    config = entry.config if entry is not None else t.config
-    return jsonable({"key": t.key, "defence": getattr(entry, "defence", None), "model": config.model,
-                     "seed": config.seed, "config_key": getattr(t, "config_key", None),
-                     "init_key": getattr(t, "init_key", None), "precision": getattr(t, "precision_used", None),
-                     "train_seconds": t.train_seconds, "history": t.history,
-                     "test_acc": (t.history or [{}])[-1].get("test_acc")})
 
 
 def load(lab: str, profile: str, root: Path | None = None) -> dict[str, Any] | None:

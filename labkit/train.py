@@ -29,6 +29,7 @@ from labkit.cache import NEW_FIELD, cache_path, canonical, config_key, load_chec
 from labkit.data import FIRST_N_ORDER, Split, dataset_source, dataset_spec, first_n, load_dataset, predict
 from labkit.models import AttentionGate, MedianBlur, build_model, resolve_device
 from labkit.precision import check_precision, resolve_precision
+from labkit.storable import NoWeights, model_entry, register_plan
 
 CHECKPOINT_FORMAT = 2  # 2: checkpoints record precision_used and init_key
 
@@ -149,6 +150,18 @@ class TrainedModel:
     path: Path
     precision_used: str  # what the run's autocast was ("fp32" or "bf16"), whatever config.precision asked
     init_key: str | None = None  # cache key of the model it was fine-tuned from (None: from scratch)
+
+    def to_record(self) -> dict[str, Any]:
+        """This model as a lab record's "models" section keeps it (``storable.model_entry``; no weights)."""
+        return model_entry(key=self.key, model=self.config.model, seed=self.config.seed, init_key=self.init_key,
+                           precision=self.precision_used, train_seconds=self.train_seconds, history=self.history)
+
+    @classmethod
+    def from_record(cls, config: TrainConfig, stored: dict[str, Any]) -> TrainedModel:
+        """``config``'s model as a record keeps it (``stored``: its ``to_record``): the network a ``NoWeights``,
+        no cache path."""
+        return cls(NoWeights(stored["key"]), config, stored["key"], stored["history"], stored["train_seconds"], None,
+                   stored["precision"], stored["init_key"])
 
 
 def model_key(config: TrainConfig) -> str:
@@ -385,3 +398,7 @@ def get_or_train(config: TrainConfig, device: str | torch.device = "auto", progr
         except (RuntimeError, KeyError) as exc:
             warnings.warn(f"retraining: cached weights in {path} do not fit the model ({exc})", stacklevel=2)
     return train(config, dev, progress)
+
+
+# A lab record's models step trains a TrainConfig, checks its key on replay and rebuilds it, through this.
+register_plan(TrainConfig, key=model_key, train=get_or_train, rebuild=TrainedModel.from_record)

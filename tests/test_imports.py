@@ -115,7 +115,7 @@ def test_the_graph_sees_every_kind_of_import() -> None:
     # The three places an import of another labkit module stands, each seen (so the checks below can fail).
     assert "labkit.defences" in GRAPH["labkit.evaluate"]  # inside a function (train_suite)
     assert "labkit.profiles" in GRAPH["labkit.evaluate"]  # under ``if TYPE_CHECKING``
-    assert "labkit.attacks.base" in GRAPH["labkit.records"]  # at module level
+    assert "labkit.storable" in GRAPH["labkit.records"]  # at module level
     assert "labkit.labs.apr_paper" in GRAPH["labkit.labs.attention_maps"]
     assert "labkit.attacks" in GRAPH["labkit.defences"] and "labkit.attacks.onepixel" in GRAPH["labkit.attacks"]
 
@@ -134,6 +134,17 @@ def test_a_cycle_would_be_found(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_methods_reach_no_evaluation_reporting_or_lab(method: str) -> None:
     reached = sorted(m for m in reachable(method) if under(m, ABOVE_METHODS))
     assert reached == [], f"{method} imports (directly or through another module) {reached}"
+
+
+def test_records_is_a_generic_store() -> None:
+    # records keeps and rebuilds results through the registries of labkit.storable, which the stored types fill
+    # where they are defined: it reaches no lab, method-of-defence or evaluation module, directly or not.
+    reached = reachable("labkit.records")
+    assert not [m for m in reached if under(m, ("labkit.attention", "labkit.defences", "labkit.labs",
+                                                "labkit.evaluate", "labkit.report", "labkit.claims"))]
+    assert GRAPH["labkit.storable"] == []  # the registries sit at the bottom: any type can register, no circle
+    stored_types = ("labkit.attacks.base", "labkit.evaluate", "labkit.train", "labkit.attention")
+    assert [m for m in stored_types if "labkit.records" in reachable(m)] == []  # they sit below the store
 
 
 #: The one module above the labs: the claims chapter reads their records through the names and verdicts they export.

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from labkit import records
-from labkit.attacks import CornerSearch, OnePixel
-from labkit.attacks import apply_pixels, verify
+from labkit import records, storable
+from labkit.attacks import CornerSearch, OnePixel, apply_pixels, changed_pixels, verify
+from labkit.attacks.base import PER_IMAGE
 from labkit.evaluate import Evaluation, SuiteRows, summarize
 from labkit.profiles import get_profile
+from labkit.train import TrainConfig, TrainedModel, model_key
 
 from conftest import result_row
 
@@ -125,10 +126,11 @@ def _never(*_):
 
 
 class _Split:
-    """A stand-in dataset split: ``floats(indices)`` gives the images the attacks ran on."""
+    """A stand-in dataset split: ``floats(indices)`` gives the images the attacks ran on, ``labels[indices]`` theirs."""
 
-    def __init__(self, images, first):
+    def __init__(self, images, first, labels=None):
         self.images, self.first = images, first
+        self.labels = labels
 
     def floats(self, idx):
         return self.images[torch.as_tensor(idx) - self.first]
@@ -166,7 +168,7 @@ def test_a_replay_returns_what_was_computed_without_running_a_step(tmp_path, tin
     assert isinstance(suite2, SuiteRows) and list(suite2) == list(suite)
     assert torch.equal(suite2.indices["m", 0, "APR"], idx)
     for replayed in (ev2.results["DE k=1"], suite2.results["m", 0, "APR", "DE k=1"], again.result("one", _never, idx)):
-        for field in ("adv_images", *records.PER_IMAGE):
+        for field in ("adv_images", *PER_IMAGE):
             want, got = getattr(res, field), getattr(replayed, field)
             assert (want is None and got is None) or torch.equal(want, got), field
     got = again.array("attacked", _never)
@@ -209,20 +211,171 @@ def test_replayed_models_are_keyed_stand_ins_and_a_changed_config_is_stale(tmp_p
     history = [{"epoch": 1, "test_acc": 0.5}, {"epoch": 2, "test_acc": 0.625}]
 
     def fake_train(c):  # the record's logic, not training, is under test here
-        return records.TrainedModel(torch.nn.Identity(), c, records.model_key(c), history, 3.0, None, "fp32")
+        return TrainedModel(torch.nn.Identity(), c, model_key(c), history, 3.0, None, "fp32")
 
-    monkeypatch.setattr(records, "get_or_train", fake_train)
+    monkeypatch.setitem(storable.PLANS, TrainConfig, dataclasses.replace(storable.PLANS[TrainConfig], train=fake_train))
     records.LabRecord("99_test", profile, root=tmp_path).models("base", [config])
-    monkeypatch.setattr(records, "get_or_train", _never)
+    monkeypatch.setitem(storable.PLANS, TrainConfig, dataclasses.replace(storable.PLANS[TrainConfig], train=_never))
     rec = records.LabRecord("99_test", profile, root=tmp_path, mode="only")
     (model,) = rec.models("base", [config])
-    assert model.key == records.model_key(config) and model.history == history
+    assert model.key == model_key(config) and model.history == history
     with pytest.raises(RuntimeError, match="no weights"):
         model.model(torch.zeros(1, 3, 32, 32))  # running a replayed model is a lab's mistake, said clearly
     assert model.config is config and model.train_seconds == 3.0 and model.precision_used == "fp32"
     other = dataclasses.replace(config, epochs=config.epochs + 1)
     with pytest.raises(records.StaleRecord, match="other cache keys"):
         rec.models("base", [other])
+
+
+# -- the generic store: every registered type writes and rebuilds itself ------------------------------------------
+
+
+def _same(want, got, path="obj"):
+    """``got`` (replayed) equals ``want`` (computed): tensors exactly, a model as its keyed ``NoWeights`` stand-in."""
+    if isinstance(want, torch.nn.Module):
+        assert isinstance(got, storable.NoWeights), path
+    elif isinstance(want, torch.Tensor):
+        assert torch.equal(want, got), path
+    elif isinstance(want, SuiteRows):
+        _same(list(want), list(got), path)
+        _same(want.results, got.results, f"{path}.results")
+        _same(want.indices, got.indices, f"{path}.indices")
+    elif dataclasses.is_dataclass(want):
+        assert type(got) is type(want), path
+        for f in dataclasses.fields(want):
+            _same(getattr(want, f.name), getattr(got, f.name), f"{path}.{f.name}")
+    elif isinstance(want, dict):
+        assert list(want) == list(got), path
+        for k in want:
+            _same(want[k], got[k], f"{path}[{k!r}]")
+    elif isinstance(want, (list, tuple)):
+        assert len(want) == len(got), path
+        for i, (w, g) in enumerate(zip(want, got)):
+            _same(w, g, f"{path}[{i}]")
+    elif isinstance(want, float) and want != want:
+        assert got != got, path  # NaN comes back as NaN
+    else:
+        assert want == got, path
+
+
+def test_every_registered_type_round_trips_through_a_record(tmp_path, tiny_cnn, monkeypatch):
+    from labkit.attention import AttackedModel  # registers Lab 08's type (labkit.evaluate registered its tables)
+    from labkit.evaluate import Entry, Trained
+
+    pool = torch.rand(20, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    split = _Split(pool, 0, tiny_cnn(pool).argmax(1))
+    idx = torch.arange(10, 14)
+    x, y = split.floats(idx), split.labels[idx]
+    de = OnePixel(tiny_cnn, population=10, generations=2)(x, y)
+    corner = CornerSearch(tiny_cnn, max_queries=16)(x, y)
+    rows = [result_row("No defence", "DE k=1", 0.5, n=4, p_value=float("nan"))]
+    gated = AttackedModel("full (tiny)", "full", "tiny", tiny_cnn, "0123abcd", idx, x, y, rows, {"DE k=1": de},
+                          {"DE k=1": verify(tiny_cnn, x, de, 1)})
+    config = get_profile("smoke").train_config()
+    plan = [config, Entry("Gradient masking", config, paper="x")]
+    history = [{"epoch": 1, "test_acc": 0.5}]
+    fakes = {TrainConfig: lambda c: TrainedModel(torch.nn.Identity(), c, model_key(c), history, 2.0, None, "bf16"),
+             Entry: lambda e: Trained(e, torch.nn.Identity(), storable.PLANS[Entry].key(e), history, 3.0)}
+    for cls, fake in fakes.items():  # the record's logic, not training, is under test
+        monkeypatch.setitem(storable.PLANS, cls, dataclasses.replace(storable.PLANS[cls], train=fake))
+
+    rec = records.LabRecord("99_test", get_profile("smoke"), root=tmp_path, mode="never")
+    computed = {
+        "attack": rec.result("attack", de, idx, attack="DE k=1"),
+        "evaluation": rec.rows("evaluation", Evaluation(rows, {"DE k=1": de, "corner": corner}), indices=idx),
+        "suite": rec.rows("suite", SuiteRows(rows, {("m", 0, "APR", "DE k=1"): de, ("m", 1, "APR", "corner"): corner},
+                                             {("m", 0, "APR"): idx, ("m", 1, "APR"): idx})),
+        "attacked model": rec.variants("attacked model", {gated.name: gated}, AttackedModel),
+    }
+    assert set(computed) == set(storable.KINDS)  # a newly registered type needs a round trip here
+    assert set(fakes) == set(storable.PLANS)  # and a new plan type too
+    trained = rec.models("models", plan)
+    assert [type(t) for t in trained] == [TrainedModel, Trained]
+
+    for cls in fakes:
+        monkeypatch.setitem(storable.PLANS, cls, dataclasses.replace(storable.PLANS[cls], train=_never))
+    again = records.LabRecord("99_test", get_profile("smoke"), root=tmp_path, mode="only", split=split)
+    replayed = {
+        "attack": again.result("attack", _never, idx),
+        "evaluation": again.rows("evaluation", _never),
+        "suite": again.rows("suite", _never),
+        "attacked model": again.variants("attacked model", _never, AttackedModel),
+    }
+    _same(computed, replayed)
+    again_trained = again.models("models", plan)
+    _same(trained, again_trained)
+    assert [t.to_record() for t in again_trained] == [t.to_record() for t in trained]
+    assert storable.kind_of(computed["suite"]) == "suite" and storable.kind_of(rows) is None  # plain rows: no kind
+
+
+class _ByIndex:
+    """A stand-in CIFAR-10 test split whose image i is a fixed function of i: a committed record's replay needs
+    no dataset to show its structure (the real split only changes which pixels are the clean ones)."""
+
+    labels = torch.arange(10_000) % 10
+
+    def floats(self, idx):
+        idx = torch.as_tensor(idx).view(-1, 1, 1, 1).float()
+        return (idx * 0.618 + torch.arange(3 * 32 * 32).view(1, 3, 32, 32) * 0.001) % 1
+
+
+def _matches_its_arrays(res, stored, key, split):
+    """A replayed result holds what the record's .npz holds for ``key``, and its images are the clean ones with
+    the recorded colours at the recorded pixels, nothing else changed."""
+    arrays = stored["arrays"]
+    for field in PER_IMAGE:
+        want = arrays.get(f"{key}/{field}")
+        got = getattr(res, field)
+        assert (want is None and got is None) or np.array_equal(got.numpy(), want), (key, field)
+    clean = split.floats(arrays[f"{key}/index"])
+    valid = res.pixels[..., 0] >= 0
+    assert (changed_pixels(clean, res.adv_images) <= valid.sum(1)).all()
+    i, j = valid.nonzero(as_tuple=True)
+    last = [(a, b) for a, b in zip(i.tolist(), j.tolist())
+            if not any((res.pixels[a, b] == res.pixels[a, c]).all() for c in range(b + 1, res.pixels.shape[1]))]
+    for a, b in last:  # the later of two coinciding pixels wins, as the attack wrote them
+        r, c = res.pixels[a, b].tolist()
+        assert torch.equal(res.adv_images[a, :, r, c], res.colours[a, b]), (key, a, b)
+
+
+def test_records_written_before_the_generic_store_replay_through_the_registered_types():
+    # results/cpu/ was written when records itself knew Lab 08's, evaluate's and train's types; the types now
+    # rebuild themselves, from the same files, unchanged (schema 2).
+    from labkit.attention import AttackedModel
+
+    root, split = records.project_root() / "results", _ByIndex()
+    cpu, defended = get_profile("cpu"), get_profile("cpu").for_defences()
+
+    lab08 = records.LabRecord("08_attention_maps", defended, root=root, mode="only", split=split)
+    stored = records.load("08_attention_maps", "cpu", root=root)
+    variants = lab08.variants("variants", _never, AttackedModel)
+    assert list(variants) == list(stored["values"]["variants"]) and len(variants) == 3
+    for vname, m in variants.items():
+        assert (m.name, m.variant, m.key) == (vname, stored["values"]["variants"][vname]["variant"],
+                                              stored["values"]["variants"][vname]["key"])
+        assert isinstance(m.model, storable.NoWeights) and torch.equal(m.images, split.floats(m.indices))
+        assert list(m.results) == ["DE k=1", "corner"] and set(m.verified) == set(m.results)
+        assert [r["attack"] for r in m.rows] == list(m.results) and len(m.rows[0]["outcomes"]) == len(m.indices)
+        for attack, res in m.results.items():
+            _matches_its_arrays(res, stored, f"variants/{vname}/{attack}", split)
+            assert not (m.verified[attack] & ~res.success).any()  # verified successes are reported ones
+
+    lab04 = records.LabRecord("04_training_defences", defended, root=root, mode="only", split=split)
+    stored = records.load("04_training_defences", "cpu", root=root)
+    suite = lab04.rows("suite", _never)
+    assert isinstance(suite, SuiteRows) and list(suite) == lab04.stored("tables", "suite")
+    assert len(suite.results) == len([k for k in stored["attacks"] if k.startswith("suite/")]) > 0
+    for (arch, seed, defence, attack), res in suite.results.items():
+        _matches_its_arrays(res, stored, f"suite/{arch}/{seed}/{defence}/{attack}", split)
+        assert torch.equal(suite.indices[arch, seed, defence], torch.from_numpy(
+            stored["arrays"][f"suite/{arch}/{seed}/{defence}/{attack}/index"]))
+
+    lab01 = records.LabRecord("01_one_pixel_attack", cpu, root=root, mode="only", split=split)
+    stored = records.load("01_one_pixel_attack", "cpu", root=root)
+    (model,) = lab01.models("base", [cpu.train_config()])  # its key still matches: the same config, the same key
+    assert isinstance(model, TrainedModel) and model.to_record() == stored["models"]["base"][0]
+    corner = lab01.result("corner", _never, None)
+    _matches_its_arrays(corner, stored, "corner", split)
 
 
 # -- provenance: the code a record ran, the device's bf16 -----------------------------------------------------

@@ -27,11 +27,17 @@ from tqdm.auto import tqdm
 
 from labkit.attacks._rng import MASK, image_keys, mix
 from labkit.precision import resolve_precision
+from labkit.storable import ATTACK, Store, storable
 
 #: Fitness functions an attack can minimise over its candidates (see ``CandidateScorer.score``).
 LOSSES = ("prob", "margin")
+#: The per-image fields of an ``AttackResult`` a lab record keeps (``adv_images`` is not: it is the clean image with
+#: ``colours`` written at ``pixels`` by ``apply_pixels``, so the dataset and the record rebuild it).
+PER_IMAGE = ("success", "queries", "pixels", "colours", "labels", "targets", "adv_pred", "adv_prob", "true_prob",
+             "bf16")
 
 
+@storable(ATTACK)
 @dataclass
 class AttackResult:
     """What an attack returns, one row per image (all tensors on the CPU).
@@ -85,6 +91,29 @@ class AttackResult:
     @classmethod
     def from_dict(cls, d: dict[str, Tensor]) -> "AttackResult":
         return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+
+    def to_record(self, store: Store, name: str, *, indices: Tensor, labels: dict[str, Any] | None = None) -> None:
+        """Keep this result in a lab record (``labkit.records``) under ``name``: one array per ``PER_IMAGE`` field
+        (and ``index``: the dataset ``indices`` (N,) of its rows, from which a replay reloads the clean images),
+        and in JSON its ``labels`` (e.g. the attack's name), precision, number of images and array names."""
+        indices = torch.as_tensor(indices)
+        if len(indices) != len(self):
+            raise ValueError(f"record {name!r}: {len(indices)} indices for {len(self)} attacked images")
+        arrays = {"index": indices, **{f: getattr(self, f) for f in PER_IMAGE if getattr(self, f) is not None}}
+        for field, value in arrays.items():
+            store.put_array(f"{name}/{field}", value)
+        store.put("attacks", name, {**(labels or {}), "precision": self.precision_used, "images": len(self),
+                                    "arrays": [f"{name}/{f}" for f in arrays]})
+
+    @classmethod
+    def from_record(cls, store: Store, name: str) -> "AttackResult":
+        """The result ``to_record`` kept under ``name``, its ``adv_images`` rebuilt: the clean images of its
+        dataset indices (``store.split()``) with the recorded ``colours`` written at ``pixels``."""
+        store.stored("attacks", name)  # a record without it is stale (StaleRecord), not a missing array
+        rows = {f: store.stored_array(f"{name}/{f}") for f in ("index", *PER_IMAGE)}
+        clean = store.split().floats(rows.pop("index")).clone()  # written in place below
+        pixels = rows["pixels"]
+        return cls(apply_pixels(clean, pixels[..., 0], pixels[..., 1], rows["colours"]), **rows)
 
     def select(self, idx: Tensor | slice) -> "AttackResult":
         """The rows ``idx`` as a new result."""
