@@ -86,7 +86,7 @@ class EvaluateSettings:
     """What an ``evaluate`` run measured beside the profile (recorded with it)."""
 
     model: str  # --model as given
-    model_key: str  # hash of the model's weights and class (the attack records' cache key)
+    weights_key: str  # hash of the model's weights and class (the attack records' cache key; ``weights_key``)
     dataset: str  # the dataset in words (no local paths)
     attacks: tuple[str, ...]  # of ATTACKS
     n: int  # correctly classified images attacked
@@ -97,7 +97,7 @@ class CertifySettings:
     """What a ``certify`` run decided beside the profile (recorded with it; the profile budgets ``--attacks suite``)."""
 
     model: str  # --model as given
-    model_key: str  # hash of the model's weights and class (the verdicts' and attacks' cache key)
+    weights_key: str  # hash of the model's weights and class (the verdicts' and attacks' cache key; ``weights_key``)
     dataset: str  # the dataset in words (no local paths)
     n: int  # correctly classified images certified
     attacks: str  # of CERTIFY_ATTACKS
@@ -224,8 +224,11 @@ def _imagenet_model(name: str, weights: str | None, num_classes: int) -> nn.Modu
     return model.eval()
 
 
-def model_key(model: nn.Module) -> str:
-    """A cache key for ``model``: its class and a hash of every parameter and buffer (same weights, same key)."""
+def weights_key(model: nn.Module) -> str:
+    """A cache key for ``model``: its class and a hash of every parameter and buffer (same weights, same key).
+
+    A user's model has no training config, so its weights name it; ``labkit.train.model_key`` is the other kind of
+    key, the hash of a ``TrainConfig`` (what a lab's model is cached under before it is trained)."""
     digest = hashlib.sha256(type(model).__qualname__.encode())
     for name, t in sorted(model.state_dict().items()):
         digest.update(name.encode())
@@ -310,7 +313,7 @@ class Run:
     """What every subcommand starts from: the checked model, its cache key, the dataset, the images chosen."""
 
     model: nn.Module
-    key: str  # model_key(model)
+    key: str  # weights_key(model)
     split: data.Split
     indices: torch.Tensor  # the first --n test images the model classifies correctly (first_n order)
     profile: Profile  # --profile, with n_attack = --n
@@ -343,7 +346,7 @@ def prepare(args: argparse.Namespace, check: Any = None) -> Run:
         raise UsageError(str(exc)) from exc
     name = args.name or Path(args.model.replace(":", "_")).stem.replace(".", "_")
     root = args.results or Path(os.environ.get("LABKIT_RESULTS") or Path.cwd() / "labkit-results")
-    return Run(model, model_key(model), split, idx, profile, name, root)
+    return Run(model, weights_key(model), split, idx, profile, name, root)
 
 
 def evaluate(args: argparse.Namespace, progress: bool = True) -> tuple[list[dict[str, Any]], Path]:

@@ -485,10 +485,12 @@ def probabilities(model: nn.Module, images: Tensor, batch_size: int = 500) -> Te
     return torch.cat(parts) if parts else torch.empty(0)
 
 
-def all_targets(labels: Tensor, num_classes: int = 10) -> tuple[Tensor, Tensor]:
-    """Every (image, other class) pair: (row index into ``labels``, target), each (N * (classes-1),).
+def target_pairs(labels: Tensor, num_classes: int = 10) -> tuple[Tensor, Tensor]:
+    """Every (image, other class) pair: (row index into ``labels``, target), each (N * (classes-1),), image by
+    image, targets in the order label + 1, label + 2, ... (mod classes).
 
-    Su et al.'s targeted protocol attacks each image towards each of the other classes.
+    Su et al.'s targeted protocol attacks each image towards each of the other classes (``labs.su.all_targets``
+    runs it).
     """
     n = len(labels)
     offsets = torch.arange(1, num_classes).repeat(n)

@@ -103,6 +103,9 @@ def test_a_user_model_is_attacked_verified_and_recorded(tiny_folder, user_module
     assert row["unverified"] == 0 and row["outcomes"] == [int(v) for v in (labels != 9).tolist()]
     assert stored["settings"]["attacks"] == ["corner"] and stored["settings"]["n"] == 6
     assert "/" not in stored["settings"]["dataset"]  # the dataset in words, no local path
+    import user_nets  # written by the fixture
+
+    assert stored["settings"]["weights_key"] == cli.weights_key(user_nets.build())  # its weights name it
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch 2.14 deprecates TorchScript; it still loads
@@ -134,14 +137,14 @@ def test_bad_input_gets_one_clear_message(tiny_folder, user_module, tmp_path, ca
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
-def test_the_model_key_follows_the_weights(user_module):
+def test_the_weights_key_follows_the_weights(user_module):
     import user_nets
 
     a, b = user_nets.build(), user_nets.build()
-    assert cli.model_key(a) == cli.model_key(b)
+    assert cli.weights_key(a) == cli.weights_key(b)
     with torch.no_grad():
         b.scale.add_(1)
-    assert cli.model_key(a) != cli.model_key(b)
+    assert cli.weights_key(a) != cli.weights_key(b)
 
 
 def test_python_dash_m_labkit_shows_its_help():

@@ -332,3 +332,14 @@ def PixelTrigger_like() -> torch.nn.Module:
         head.weight.copy_(torch.tensor([[0.0, 1.0], [10.0, 0.0]]))
         head.bias.zero_()
     return torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), head).eval()
+
+
+def test_target_pairs_are_every_other_class_of_every_image():
+    labels = torch.tensor([3, 0, 9])
+    rows, targets = evaluate.target_pairs(labels)
+    assert rows.tolist() == [0] * 9 + [1] * 9 + [2] * 9  # image by image
+    assert targets[:9].tolist() == [4, 5, 6, 7, 8, 9, 0, 1, 2]  # label + 1, label + 2, ... (mod 10)
+    for i in range(3):
+        assert sorted(targets[rows == i].tolist()) == [c for c in range(10) if c != labels[i]]  # never the label
+    rows, targets = evaluate.target_pairs(torch.tensor([1]), num_classes=3)
+    assert rows.tolist() == [0, 0] and targets.tolist() == [2, 0]

@@ -29,8 +29,7 @@ from torch import Tensor
 from labkit import papers, stats
 from labkit._checks import check_int
 from labkit.attacks import AttackResult, DEConfig, OnePixel, verify
-from labkit.evaluate import all_targets as target_pairs
-from labkit.evaluate import run_attack
+from labkit.evaluate import run_attack, target_pairs
 from labkit.profiles import Profile
 from labkit.report import MIN_IMAGES
 from labkit.stats import Verdict
@@ -110,7 +109,7 @@ def untargeted(trained: TrainedModel, split: Any, indices: Tensor, pixels: int, 
 
 def all_targets(trained: TrainedModel, split: Any, indices: Tensor, pixels: int, cfg: SuConfig) -> AttackResult:
     """Each image of ``indices`` (N,) attacked toward each of the 9 other classes: a result of N * 9 rows, image
-    by image (``labkit.evaluate.all_targets``'s order), through the cache; successes re-verified."""
+    by image (``labkit.evaluate.target_pairs``' order), through the cache; successes re-verified."""
     rows, targets = target_pairs(split.labels[indices])
     images, labels = split.floats(indices[rows]), split.labels[indices[rows]]
     result = run_attack(OnePixel(trained.model, de_config(cfg, pixels, targeted=True)), images, labels,
