@@ -79,7 +79,7 @@ class Storable(Protocol):
 
 #: Registered result types by kind name (``storable``).
 KINDS: dict[str, type] = {}
-#: The kind name of each registered type (exact types: a subclass is a kind of its own or none).
+#: The kind name of each registered type.
 KIND_OF: dict[type, str] = {}
 
 T = TypeVar("T", bound=type)
@@ -97,9 +97,15 @@ def storable(kind: str) -> Callable[[T], T]:
     return register
 
 
+def _registered(cls: type, registry: dict[type, Any]) -> Any:
+    """The entry of the nearest class in ``cls``'s MRO that ``registry`` holds (a subclass is kept as its registered
+    base, as an ``isinstance`` test would take it), or None."""
+    return next((registry[c] for c in cls.__mro__ if c in registry), None)
+
+
 def kind_of(obj: Any) -> str | None:
     """The registered kind of ``obj``'s type, or None for plain data (a list of row dicts, a tensor...)."""
-    return KIND_OF.get(type(obj))
+    return _registered(type(obj), KIND_OF)
 
 
 def kind_class(kind: str) -> type:
@@ -120,7 +126,7 @@ class PlanKind:
     rebuild: Callable[[Any, dict[str, Any]], Any]  # (plan, its ``model_entry``) -> the trained object, NoWeights
 
 
-#: Registered plan types (``register_plan``), by exact type.
+#: Registered plan types (``register_plan``).
 PLANS: dict[type, PlanKind] = {}
 
 
@@ -132,10 +138,11 @@ def register_plan(cls: type, *, key: Callable[[Any], str], train: Callable[[Any]
 
 def plan_kind(plan: Any) -> PlanKind:
     """How to handle ``plan``; TypeError when its type is not registered."""
-    if type(plan) not in PLANS:
+    kind = _registered(type(plan), PLANS)
+    if kind is None:
         raise TypeError(f"a record's models step takes plans of {', '.join(c.__name__ for c in PLANS)}, "
                         f"not {type(plan).__name__}")
-    return PLANS[type(plan)]
+    return kind
 
 
 def model_entry(*, key: str, model: str, seed: int, train_seconds: float, history: list[dict[str, float]],

@@ -306,6 +306,11 @@ def test_every_registered_type_round_trips_through_a_record(tmp_path, tiny_cnn, 
     _same(trained, again_trained)
     assert [t.to_record() for t in again_trained] == [t.to_record() for t in trained]
     assert storable.kind_of(computed["suite"]) == "suite" and storable.kind_of(rows) is None  # plain rows: no kind
+    assert storable.kind_of(type("Labelled", (SuiteRows,), {})()) == "suite"  # a subclass: as its registered base
+    with pytest.raises(TypeError, match="plans of"):
+        rec.models("other", ["small_cnn"])  # a plan no type registered
+    with pytest.raises(LookupError, match="'no such kind'"):
+        storable.kind_class("no such kind")
 
 
 class _ByIndex:

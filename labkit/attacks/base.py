@@ -110,10 +110,10 @@ class AttackResult:
         """The result ``to_record`` kept under ``name``, its ``adv_images`` rebuilt: the clean images of its
         dataset indices (``store.split()``) with the recorded ``colours`` written at ``pixels``."""
         store.stored("attacks", name)  # a record without it is stale (StaleRecord), not a missing array
-        rows = {f: store.stored_array(f"{name}/{f}") for f in ("index", *PER_IMAGE)}
-        clean = store.split().floats(rows.pop("index")).clone()  # written in place below
-        pixels = rows["pixels"]
-        return cls(apply_pixels(clean, pixels[..., 0], pixels[..., 1], rows["colours"]), **rows)
+        kept = {f: store.stored_array(f"{name}/{f}") for f in ("index", *PER_IMAGE)}
+        clean = store.split().floats(kept.pop("index")).clone()  # written in place below
+        pixels = kept["pixels"]
+        return cls(apply_pixels(clean, pixels[..., 0], pixels[..., 1], kept["colours"]), **kept)
 
     def select(self, idx: Tensor | slice) -> "AttackResult":
         """The rows ``idx`` as a new result."""
