@@ -517,8 +517,6 @@ def test_no_page_shows_a_profile_repr(html_dir: Path) -> None:
     assert not shown, f"pages showing settings as a repr: {shown}"
 
 
-@pytest.mark.xfail(strict=True, reason="labs display pandas tables with missing cells (NaN); the tables need a "
-                   "formatter that writes '—' or blank; see issue #25")
 def test_no_table_shows_nan(html_dir: Path) -> None:
     cell = re.compile(r"<td[^>]*>\s*(?:<p>)?\s*NaN\s*(?:</p>)?\s*</td>")
     shown = {name: len(cell.findall(text)) for name, text in page_texts(html_dir).items() if cell.search(text)}
