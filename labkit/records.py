@@ -146,7 +146,7 @@ def code_fingerprint(modules: Sequence[str] | None = None) -> dict[str, Any]:
     """
     if modules is None:
         modules = [m for m in list(sys.modules) if (m == "labkit" or m.startswith("labkit."))
-                   and m not in NOT_FINGERPRINTED]
+                   and not any(m == n or m.startswith(n + ".") for n in NOT_FINGERPRINTED)]  # packages too
     hashes = {}
     for name in sorted(set(modules)):
         source = _module_source(name)

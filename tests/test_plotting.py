@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from labkit import plotting
 from labkit.attacks import minimize
 from labkit.data import CLASSES
+from labkit.plotting.common import _overlap
 
 
 def rendered(fig: Figure) -> bool:
@@ -116,7 +117,7 @@ def test_tradeoff_labels_do_not_overlap_and_stay_in_the_axes():
     for i, a in enumerate(boxes):
         assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1, shown[i].get_text()
         for j, b in enumerate(boxes[:i]):
-            assert not plotting._overlap(a, b, pad=0), f"{shown[i].get_text()!r} overlaps {shown[j].get_text()!r}"
+            assert not _overlap(a, b, pad=0), f"{shown[i].get_text()!r} overlaps {shown[j].get_text()!r}"
 
 
 def test_declutter_draws_leader_lines_for_labels_moved_off_their_point() -> None:

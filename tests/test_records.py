@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 
@@ -402,6 +403,8 @@ def test_the_code_fingerprint_is_stable_and_follows_each_modules_source(tmp_path
     default = records.code_fingerprint()["modules"]  # the labkit modules imported now, presentation left out
     assert {"labkit.evaluate", "labkit.attacks.onepixel", "labkit.precision"} <= set(default)
     assert not set(default) & set(records.NOT_FINGERPRINTED) and all(m.startswith("labkit") for m in default)
+    importlib.import_module("labkit.plotting.proofs")  # a submodule of a package left out is left out too
+    assert not any(m.startswith("labkit.plotting") for m in records.code_fingerprint()["modules"])
 
 
 def test_a_new_record_keeps_its_code_and_bf16_and_a_replay_names_the_modules_changed_since(tmp_path, monkeypatch):
