@@ -6,6 +6,9 @@ Run (the lead runs it on the trained model; never at full size on the shared CPU
     python benchmarks/certify_speed.py --checkpoint natural=PATH proven=PATH   # several models, same images
     python benchmarks/certify_speed.py --smoke          # random-init small_cnn, random images: a dry run
 
+A labkit checkpoint (``labkit.train``'s cache file: weights plus config) is rebuilt with its own front (median
+filter or attention gate, ``labkit.train.build_for_config``); a bare state dict goes into ``--model``.
+
 One run, the same images and the same positions for every method ("interval", "forward", "backward" = CROWN,
 "alpha" = CROWN with optimised slopes): ``labkit.certify.certify`` restricted to those positions (corner search
 off, every position decided, ``--max-boxes`` per position), reporting per method boxes per position (median,
@@ -19,27 +22,50 @@ classifies correctly) and positions. Writes JSON (per-position boxes included, s
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import platform
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from labkit.certify import METHODS, ROBUST, UNKNOWN, VULNERABLE, CertifyConfig, certify
+from labkit.certify import METHODS, ROBUST, THREATS, UNKNOWN, VULNERABLE, CertifyConfig, certify
 from labkit.models import build_model
+from labkit.train import TrainConfig, build_for_config
 
 
 def load_model(checkpoint: Path | None, name: str) -> nn.Module:
-    """``name``'s architecture with the checkpoint's weights (a labkit checkpoint or a bare state dict), or
-    random-init weights without a checkpoint (a dry run: the numbers then say nothing about trained models)."""
-    model = build_model(name)
-    if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state))
+    """The checkpoint's model, loaded strictly: a labkit checkpoint (weights plus the ``TrainConfig`` they were
+    trained with) rebuilt as that config builds it (median filter or gate in front included), a bare state dict
+    into ``name``'s architecture; random-init ``name`` without a checkpoint (a dry run: the numbers then say
+    nothing about trained models)."""
+    if checkpoint is None:
+        return build_model(name).eval()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    config = state.get("config") if "state_dict" in state else None
+    if isinstance(config, dict) and config.get("__type__") == "TrainConfig":
+        arch = {k: config[k] for k in ("model", "gate", "gate_kernel", "median", "dataset") if k in config}
+        model = build_for_config(TrainConfig(**arch))
+    else:
+        model = build_model(name)
+    model.load_state_dict(state.get("state_dict", state))
     return model.eval()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform``'s guess elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def load_images(n: int, random: bool, models: list[nn.Module], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +110,7 @@ def quantiles(values: list[float]) -> dict[str, float | None]:
 def run_method(model: nn.Module, x: torch.Tensor, y: torch.Tensor, positions: tuple[tuple[int, int], ...],
                method: str, args: argparse.Namespace) -> dict:
     """One method on every (image, position): boxes per decided position, share decided, seconds."""
-    cfg = CertifyConfig(method=method, corners=False, all_positions=True, positions=positions,
+    cfg = CertifyConfig(threat=args.threat, method=method, corners=False, all_positions=True, positions=positions,
                         max_boxes=args.max_boxes * len(positions), position_budget=args.max_boxes,
                         max_seconds=args.max_seconds * len(positions),
                         alpha_steps=args.alpha_steps, chunk_size=args.chunk_size, group_size=len(x))
@@ -110,9 +136,9 @@ def run_method(model: nn.Module, x: torch.Tensor, y: torch.Tensor, positions: tu
     }
 
 
-def corner_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def corner_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: str) -> float:
     """Seconds per image of the exhaustive corner search (every position x 8 corners, no early stop)."""
-    cfg = CertifyConfig(max_boxes=0, all_positions=True, group_size=len(x))
+    cfg = CertifyConfig(threat=threat, max_boxes=0, all_positions=True, group_size=len(x))
     return certify(model, x, y, cfg).seconds.median().item()
 
 
@@ -128,12 +154,16 @@ def main() -> None:
     ap.add_argument("--alpha-steps", type=int, default=CertifyConfig.alpha_steps)
     ap.add_argument("--chunk-size", type=int, default=CertifyConfig.chunk_size)
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--threat", default=CertifyConfig.threat, choices=THREATS,
+                    help="colours searched (Lab 12 certifies 'continuous')")
+    ap.add_argument("--note", default="", help="recorded as is, e.g. what else ran on the machine")
     ap.add_argument("--random-images", action="store_true", help="random images labelled by the model")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="2 random images, 2 positions, 6 boxes each: a dry run")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/certify_speed.json"))
     args = ap.parse_args()
+    started, t_start = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
     if args.smoke:
         args.n, args.positions, args.max_boxes, args.random_images = 2, 2, 6, True
     torch.set_num_threads(args.threads)
@@ -144,7 +174,7 @@ def main() -> None:
     results = {}
     for name, model in models.items():
         rows = [run_method(model, x, y, positions, m, args) for m in args.methods.split(",")]
-        corner = corner_seconds(model, x, y)
+        corner = corner_seconds(model, x, y, args.threat)
         print(f"{name}\n{'method':9s} {'boxes/pos med':>13s} {'p90':>7s} {'decided':>8s} {'s/pos med':>9s} "
               f"{'s/img est':>10s}")
         for r in rows:
@@ -153,10 +183,12 @@ def main() -> None:
                   f"{r['share_decided']:8.2f} {s['median']:9.2f} {r['seconds_per_image_extrapolated']['median']:10.0f}")
         print(f"exhaustive corner search: {corner:.2f} s per image")
         results[name] = {"corner_search_seconds_per_image": corner, "methods": rows}
-    out = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
-           "torch": torch.__version__, "checkpoints": dict(specs), "model": args.model, "n": len(x),
-           "positions": [list(p) for p in positions], "max_boxes_per_position": args.max_boxes,
-           "alpha_steps": args.alpha_steps, "random_images": args.random_images, "models": results}
+    out = {"command": shlex.join(["python", *sys.argv]), "date": started, "machine": cpu_name(),
+           "threads": args.threads, "note": args.note, "torch": torch.__version__, "checkpoints": dict(specs),
+           "model": args.model, "n": len(x), "positions": [list(p) for p in positions], "threat": args.threat,
+           "max_boxes_per_position": args.max_boxes, "max_seconds_per_position": args.max_seconds,
+           "alpha_steps": args.alpha_steps, "chunk_size": args.chunk_size, "random_images": args.random_images,
+           "wall_s": time.perf_counter() - t_start, "models": results}
     args.out.write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")
 
