@@ -20,11 +20,11 @@ from labkit.labs import apr_paper, apr_tables, attention_maps, recovery, su, sur
 from labkit.stats import Verdict
 
 __all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table",
-           "markdown", "proof_rows", "provenance_rows", "status_counts", "totals"]
+           "markdown", "paper_value", "proof_rows", "provenance_rows", "status_counts", "totals"]
 
 #: The columns of ``claims_table``.
 COLUMNS = ["paper", "where", "claim", "paper_value", "model", "attackers", "ours", "ci", "n", "p", "power", "verdict",
-           "label", "why", "lab", "unit", "ours_question", "robust", "detail"]
+           "label", "why", "lab", "unit", "ours_question", "robust", "detail", "effect", "lo", "hi"]
 #: Every verdict a row can have, in the order the chapter counts them: ``labkit.stats.STATUSES`` and "not measured"
 #: (no lab or no record measures the claim).
 VERDICTS: tuple[str, ...] = (*stats.STATUSES, "not measured")
@@ -34,6 +34,20 @@ Records = dict[str, dict[str, Any]]
 
 def _rows(record: dict[str, Any], table: str) -> list[dict[str, Any]]:
     return record.get("tables", {}).get(table, [])
+
+
+#: What a lab's verdict function returned in the current ``claims_table`` call, by (function, id of the record or
+#: rows it read, arguments): a lab's verdicts are computed once however many of its claims read them (the survey's
+#: paired tests took 2.6 s a call, four calls a chapter). Emptied when the call ends.
+_ONCE: dict[tuple[Any, ...], Any] = {}
+
+
+def _once(fn: Callable[..., Any], source: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(source, *args, **kwargs)``, computed once per ``claims_table`` call (hashable arguments only)."""
+    key = (fn, id(source), args, tuple(sorted(kwargs.items())))
+    if key not in _ONCE:
+        _ONCE[key] = fn(source, *args, **kwargs)
+    return _ONCE[key]
 
 
 def _row(verdict: Verdict | None, *, ours: str = "", why: str = "", model: str | None = None,
@@ -47,7 +61,9 @@ def _row(verdict: Verdict | None, *, ours: str = "", why: str = "", model: str |
     both = not (math.isnan(verdict.lo) or math.isnan(verdict.hi))
     sign = "+" if verdict.unit in ("points", "") else ""
     effect = "" if math.isnan(verdict.effect) else f"{verdict.effect:{sign}.{d}f}"
-    return {"model": model or "", "ours": ours or effect, "unit": verdict.unit,
+    numbers = {k: None if math.isnan(v) else v for k, v in
+               (("effect", verdict.effect), ("lo", verdict.lo), ("hi", verdict.hi))}  # for figures
+    return {"model": model or "", "ours": ours or effect, "unit": verdict.unit, **numbers,
             "ci": f"{verdict.lo:{sign}.{d}f} to {verdict.hi:{sign}.{d}f}" if both else "", "n": verdict.n,
             "p": verdict.p, "power": None if verdict.power is None else round(verdict.power, 2),
             "verdict": verdict.status, "label": verdict.label, "attackers": attackers, "detail": verdict.claim,
@@ -93,12 +109,20 @@ def _undefended_asr(claim: papers.Claim, recs: Records) -> list[dict[str, Any]]:
     return out
 
 
+def _defence_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    # Labs 04-05 keep one table ("suite"); Lab 03 one per pipeline (and its replay table, without outcomes).
+    return [r for t in rec.get("tables", {}).values() for r in t if "outcomes" in r and "model" in r]
+
+
+def _defence_verdicts(rec: dict[str, Any]) -> list[tuple[str, str, Verdict]]:
+    return apr_tables.keyed_defence_verdicts(_defence_rows(rec))
+
+
 def _defence(claim: papers.Claim, recs: Records, key: str) -> list[dict[str, Any]]:
     rec = recs[claim.lab]
-    # Labs 04-05 keep one table ("suite"); Lab 03 one per pipeline (and its replay table, without outcomes).
-    rows = [r for t in rec.get("tables", {}).values() for r in t if "outcomes" in r and "model" in r]
+    rows = _defence_rows(rec)
     out = []
-    for arch, paper_key, v in apr_tables.keyed_defence_verdicts(rows):
+    for arch, paper_key, v in _once(_defence_verdicts, rec):
         if paper_key != key:
             continue
         defence = v.claim.split(" lowers")[0]
@@ -167,7 +191,7 @@ def _jpeg(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
         ("jpeg:", "jpeg_recovery:")) else ""
     rows = _rows(rec, recovery.TABLE_STEP)
     return [{**_row(v, model=label(v), attackers=blind, why=caveat), **({"ours_question": True} if "label-free" in v.claim else {})}
-            for key, v in recovery.keyed_recovery_verdicts(rows, arch) if key == claim.measure]
+            for key, v in _once(recovery.keyed_recovery_verdicts, rows, arch) if key == claim.measure]
 
 
 def _survey_f1(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, Any]]:
@@ -175,7 +199,7 @@ def _survey_f1(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, An
     datasets = {r["dataset"] for r in rows}
     ours = {survey.SURVEY_PAPER_DATASET[d]: d for d in datasets}  # the survey's dataset -> the one measured
     paper_ds = claim.measure.rsplit("|", 1)[-1]
-    out = [_row(v, model=f"survey_cnn, {ours.get(paper_ds, '?')}") for key, v in survey.survey_f1_verdicts(rows)
+    out = [_row(v, model=f"survey_cnn, {ours.get(paper_ds, '?')}") for key, v in _once(survey.survey_f1_verdicts, rows)
            if key == claim.measure]
     if not out and claim.measure.endswith("|GTSRB") and "gtsrb" not in datasets:
         return [{**_row(None, why="Not measured here: no GTSRB copy (set LABKIT_GTSRB to an ImageFolder of it)."),
@@ -183,12 +207,20 @@ def _survey_f1(claim: papers.Claim, recs: Records, *_: str) -> list[dict[str, An
     return out
 
 
+def _survey_defence_verdicts(rows: list[dict[str, Any]], directions: tuple[tuple[str, int], ...]
+                             ) -> list[tuple[str, Verdict]]:
+    return survey.survey_defence_verdicts(rows, directions=dict(directions))
+
+
 def _survey_defence(claim: papers.Claim, recs: Records, defence: str = "") -> list[dict[str, Any]]:
     """Lab 11's defence claims, judged as the lab judges them: the worst case per image over the four attacks and
     every attacker run on the defence (the survey's and the one who knows the defence), in the claim's direction."""
     rows = _rows(recs[survey.DEFENCES_LAB], survey.GRID_STEP)
     defence = defence or claim.measure.partition(":")[2]
-    verdicts = survey.survey_defence_verdicts(rows, directions={defence: getattr(claim, "direction", -1)})
+    # Every survey-defence claim's direction at once, so the lab's paired tests run once for all of them.
+    directions = {c.measure.partition(":")[2]: c.direction for c in papers.CLAIMS
+                  if c.measure.startswith("survey_defence:")} | {defence: getattr(claim, "direction", -1)}
+    verdicts = _once(_survey_defence_verdicts, rows, tuple(sorted(directions.items())))
     # The claim reads "[dataset] ... (worst case per image; attackers: <who>)": drop only that closing parenthesis (the
     # label itself can end in one: "... (they attack the defended pipeline as deployed)").
     return [_row(v, model=v.claim.split("]")[0].lstrip("["), attackers=v.claim.rsplit("attackers: ", 1)[-1][:-1])
@@ -254,6 +286,13 @@ def claims_table(recs: Records, claims: tuple[papers.Claim, ...] = papers.CLAIMS
     ``label``, why, the lab(s) that measure it, the unit of ``paper_value``/``ours``/``ci`` and whether the claim is
     the book's own question (``ours_question``) rather than the paper's. A measurement two labs share is one row.
     """
+    try:
+        return _claims_table(recs, claims)
+    finally:
+        _ONCE.clear()
+
+
+def _claims_table(recs: Records, claims: tuple[papers.Claim, ...]) -> list[dict[str, Any]]:
     out = []
     for c in claims:
         head = {"paper": c.paper, "where": c.where, "claim": c.what, "paper_value": c.value, "lab": c.lab or "",
@@ -274,8 +313,21 @@ def claims_table(recs: Records, claims: tuple[papers.Claim, ...] = papers.CLAIMS
                          "verdict": "not measured"}]
         elif kind in ONE_PIXEL_MEASURES:
             measured = [{**m, "why": ((m.get("why") or "") + " " + ATTACKS_ONLY).strip()} for m in measured]
-        out += [{**head, **m, "unit": m.get("unit") or c.unit} for m in measured]
+        # A verdict's unit is the row's, "" (a fraction) included; a plain measurement takes the claim's.
+        units = [m["unit"] if "unit" in m else c.unit for m in measured]
+        out += [{**head, **m, "unit": u, "paper_value": paper_value(c, u)} for m, u in zip(measured, units)]
     return _merge_duplicates([{col: r.get(col) for col in COLUMNS} for r in out])
+
+
+def paper_value(claim: papers.Claim, unit: str) -> float | None:
+    """The paper's number in the unit of a measured row: the claim's value, or, where the lab measured a change
+    (points) of a claim stated as two rates, the paper's change (value - baseline); None where the paper gives no
+    number in that unit (a column never mixes a rate with a change)."""
+    if unit == claim.unit or claim.value is None:
+        return claim.value
+    if unit == "points" and claim.unit == "%" and claim.baseline is not None:
+        return round(claim.value - claim.baseline, 2)
+    return None
 
 
 def status_counts(table: list[dict[str, Any]]) -> dict[str, int]:
@@ -350,7 +402,7 @@ def markdown(table: list[dict[str, Any]]) -> str:
                 k += 1
                 claim = f"*{r['where']}*: {r['claim']}" + (" *(the book's question)*" if r["ours_question"] else "")
                 verdict = f"**{r['verdict']}**" + (f" ({r['label']})" if r.get("label") else "")
-                cells = [str(k), claim, fmt(r["paper_value"]), r["model"] or "", r["ours"] or "", r["ci"] or "",
+                cells = [str(k), claim, fmt(r["paper_value"], "+g" if unit == "points" else "g"), r["model"] or "", r["ours"] or "", r["ci"] or "",
                          fmt(r["n"]), *([r.get("robust") or ""] if robust else []), verdict, _lab_link(r["lab"] or "")]
                 out.append("| " + " | ".join(cell(c) for c in cells) + " |")
                 extra = ", ".join(x for x in (f"attackers: {r['attackers']}" if r.get("attackers") else "",

@@ -147,3 +147,31 @@ def test_the_labs_name_their_records_as_their_notebooks_and_the_papers_claims_do
     notebooks = {p.stem for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")}
     assert exported <= notebooks
     assert {c.lab for c in papers.CLAIMS if c.lab} <= exported and papers.SU_LAB == su.LAB
+
+
+def test_a_change_row_sets_the_papers_change_beside_ours_never_its_rate():
+    # APR's Table 1 states "from 70.97% to 21.43%"; Lab 05 measures the change in points: the row's paper column
+    # must hold the paper's change (21.43 - 70.97), in the row's unit, not the rate 21.43.
+    table = claims.claims_table({"05_apr": _record("05_apr", suite=_suite(24))})
+    apr = next(c for c in papers.CLAIMS if c.measure == "defence:APR")
+    row = next(r for r in table if r["claim"] == apr.what and r["unit"] == "points")
+    assert apr.unit == "%" and apr.baseline is not None
+    assert row["paper_value"] == pytest.approx(apr.value - apr.baseline)
+    assert row["paper_value"] < 0 and row["effect"] < 0 and row["lo"] <= row["effect"] <= row["hi"]
+
+
+def test_paper_value_is_in_the_rows_unit_or_missing():
+    rate = papers.Claim("P", "T1", "x falls from 80% to 30%", 30.0, "%", "lab", baseline=80.0)
+    assert claims.paper_value(rate, "%") == 30.0
+    assert claims.paper_value(rate, "points") == -50.0
+    assert claims.paper_value(rate, "") is None  # a fraction is neither the rate nor its change
+    assert claims.paper_value(papers.Claim("P", "T1", "x is 30%", 30.0, "%", "lab"), "points") is None
+    assert claims.paper_value(papers.Claim("P", "T1", "a question", None, "", "lab"), "points") is None
+
+
+def test_every_change_claim_stated_as_two_rates_has_its_baseline():
+    # A claim "from A% to B%" measured as a change needs A to be set beside our change (else its row shows none).
+    for c in papers.CLAIMS:
+        if " from " in c.what and "% to " in c.what and c.lab is not None:
+            before = float(c.what.split(" from ")[1].split("%")[0])
+            assert c.baseline == pytest.approx(before), c.what
