@@ -10,11 +10,14 @@
 # download CIFAR-10 with torchvision. Variables: PYTHON (interpreter for the venv), VENV, PROFILE (the
 # book's profile: smoke, cpu or full; default cpu), REPLAY (auto: replay a lab's record when it matches,
 # else compute; only: replay or fail; never: compute; default only for cpu, auto otherwise),
-# TEST_PROFILE (the tests' notebooks; default $LABKIT_PROFILE, else smoke), LABKIT_DATA, LABKIT_CACHE.
+# TEST_PROFILE (the tests' notebooks; default $LABKIT_PROFILE, else smoke), JOBS (labs replayed at once, default
+# 2), LABKIT_DATA, LABKIT_CACHE.
 
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= cpu
+# Labs executed at once while replaying (REPLAY=only), each kernel on one thread; computing labs go one by one.
+JOBS ?= 2
 REPLAY ?= $(if $(filter cpu,$(PROFILE)),only,auto)
 TEST_PROFILE ?= $(or $(LABKIT_PROFILE),smoke)
 PY := $(VENV)/bin/python
@@ -30,7 +33,7 @@ export MPLBACKEND ?= Agg
 .PHONY: book test venv chromium datasets clean-venv
 
 book: $(STAMP) datasets
-	LABKIT_REPLAY=$(REPLAY) $(PY) tools/build_book.py --profile $(PROFILE)
+	LABKIT_REPLAY=$(REPLAY) $(PY) tools/build_book.py --profile $(PROFILE) --jobs $(JOBS)
 	@echo "The book: $(abspath _build/html/index.html)"
 
 # The notebooks under test compute (LABKIT_REPLAY=never): a test of the code must run it. The replay is tested

@@ -25,6 +25,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+from labkit import papers
+
 pytestmark = pytest.mark.book
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +141,7 @@ def html_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if os.environ.get("LABKIT_BOOK_HTML"):
         return Path(os.environ["LABKIT_BOOK_HTML"])
     out = tmp_path_factory.mktemp("book") / "_build"
-    command = [sys.executable, "tools/build_book.py", "--profile", "cpu", "--replay-only", "--out", str(out)]
+    command = [sys.executable, "tools/build_book.py", "--profile", "cpu", "--replay-only", "--jobs", "2", "--out", str(out)]
     result = subprocess.run(
         command,
         cwd=REPO_ROOT,
@@ -491,6 +493,31 @@ def test_the_landing_page_leads_to_every_lab_and_next_to_lab_01(html_dir: Path) 
     following = re.search(r'<a class="right-next"\s+href="([^"]+)"', landing)
     assert following and following.group(1).startswith("../notebooks/01_"), (
         f"'Next' on the landing page goes to {following.group(1) if following else None}, not Lab 01")
+
+
+def test_the_landing_page_opens_with_what_the_book_found(html_dir: Path) -> None:
+    landing = (html_dir / LANDING).read_text(encoding="utf-8")
+    article = landing[landing.index('<article class="bd-article">'):landing.index("</article>")]
+    found = article.index("What the book found")
+    assert found < article.index("The labs"), "the results do not come before the list of labs"
+    for paper in dict.fromkeys(c.paper for c in papers.CLAIMS):
+        assert html.escape(paper) in article[found:], f"the landing page gives no verdict totals for {paper}"
+    image = re.search(r'<img[^>]+src="([^"]*findings\.png)"', article)
+    assert image, "the landing page lacks its paper-vs-ours figure"
+    assert (html_dir / LANDING.parent / image.group(1)).resolve().is_file()
+
+
+def test_every_lab_opens_with_a_key_result_and_links_its_record(html_dir: Path) -> None:
+    for number, page in lab_pages(html_dir).items():
+        text = page.read_text(encoding="utf-8")
+        article = text[text.index('<article class="bd-article">'):text.index("</article>")]
+        box = article.find("Key result")
+        assert box != -1, f"Lab {number} has no key result box"
+        assert box < article.index("<h2"), f"Lab {number}'s key result does not come before its first section"
+        links = re.findall(r'href="([^"]+\.(?:json|npz))"', article)
+        assert any(link.endswith(f"{page.stem}.json") for link in links), f"Lab {number} links no record"
+        for link in links:
+            assert (page.parent / link).resolve().is_file(), f"Lab {number} links {link}, which is not in the book"
 
 
 def test_references_name_the_authors_of_the_four_sources(html_dir: Path) -> None:

@@ -85,6 +85,27 @@ def test_a_stale_record_recomputes_in_auto_and_fails_with_replay_only(tmp_path: 
     assert build_book.os.environ["LABKIT_REPLAY"] == "only"  # what the build's next lab gets
 
 
+THREADS_LAB = [('profile = "smoke"', ["parameters"]), ("import os\nprint(os.environ.get('OMP_NUM_THREADS'))", [])]
+
+
+def test_labs_replayed_two_at_a_time_come_back_in_order_on_one_thread_each(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    labs = [write_lab(tmp_path, f"lab{i}.ipynb", THREADS_LAB) for i in range(3)]
+    runs = list(build_book.execute_labs(labs, tmp_path, tmp_path / "stage", "smoke", "cpu", "only", jobs=2))
+    assert [r.notebook for r in runs] == [str(lab) for lab in labs] and {r.status for r in runs} == {"ok"}
+    for lab in labs:
+        assert nbformat.read(tmp_path / "stage" / lab, as_version=4).cells[-1].outputs[0]["text"] == "1\n"
+    assert "OMP_NUM_THREADS" not in build_book.os.environ  # put back for whatever the build runs next
+
+
+def test_a_lab_failing_among_parallel_ones_fails_the_build_naming_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LABKIT_REPLAY", "only")
+    labs = [write_lab(tmp_path, "ok.ipynb"), write_lab(tmp_path, "x.ipynb", STALE_LAB)]
+    with pytest.raises(build_book.NotebookFailed, match="StaleRecord") as failure:
+        list(build_book.execute_labs(labs, tmp_path, tmp_path / "stage", "smoke", "cpu", "only", jobs=2))
+    assert failure.value.run.notebook == str(labs[1]) and failure.value.run.status == "failed"
+
+
 def test_replay_flags() -> None:
     assert build_book.resolve_replay(build_book.parse_args(["--replay-only"])) == "only"
     assert build_book.resolve_replay(build_book.parse_args(["--recompute"])) == "never"
@@ -168,3 +189,33 @@ def test_replay_only_warns_of_drift_and_still_builds(tmp_path: Path, monkeypatch
     said = capsys.readouterr().out
     assert "WARNING: 05_apr replays a record made by other code (evaluate changed since)" in said
     assert "changed: evaluate" in (tmp_path / "stage" / build_book.STATUS_PAGE).read_text()
+
+
+def test_findings_box_each_lab_with_its_record_and_write_the_landing_pages_section(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    results = tmp_path / "results"
+    (results / "cpu").mkdir(parents=True)
+    row = {"attack": "DE k=1", "asr": 0.31, "asr_lo": 0.23, "asr_hi": 0.41, "attacked": 100}
+    (results / "cpu" / "02_baselines.json").write_text(json.dumps({"lab": "02_baselines", "profile": "cpu",
+                                                                   "tables": {"t": [row]}}))
+    (results / "cpu" / "02_baselines.npz").write_bytes(b"arrays")
+    monkeypatch.setenv("LABKIT_RESULTS", str(results))
+    stage = tmp_path / "stage"
+    (stage / "book").mkdir(parents=True)
+    labs = [write_lab(stage, "02_baselines.ipynb", [("# Lab 02", [])]), write_lab(stage, "03_other.ipynb")]
+    for _ in range(2):  # a second build (e.g. --only) replaces the box, never adds one
+        build_book.add_findings(labs, stage, "cpu")
+    nb = nbformat.read(stage / labs[0], as_version=4)
+    boxes = [c for c in nb.cells if build_book.KEY_RESULT_TAG in c.metadata.get("tags", [])]
+    assert len(boxes) == 1 and nb.cells[1] is boxes[0]  # right after the title
+    text = boxes[0].source
+    assert "DE k=1: 31% of 100 images fooled" in text
+    for name in ("02_baselines.json", "02_baselines.npz"):
+        assert f"<../{build_book.RECORDS_DIR}/{name}>" in text
+        assert (stage / build_book.RECORDS_DIR / name).read_bytes() == (results / "cpu" / name).read_bytes()
+    other = nbformat.read(stage / labs[1], as_version=4)  # no record: no box
+    assert not any(build_book.KEY_RESULT_TAG in c.metadata.get("tags", []) for c in other.cells)
+    findings_page = (stage / build_book.FINDINGS_PAGE).read_text(encoding="utf-8")
+    assert findings_page.startswith("## What the book found")
+    assert (stage / "book" / build_book.FINDINGS_FIGURE).is_file() == ("```{figure}" in findings_page)

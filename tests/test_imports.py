@@ -147,8 +147,9 @@ def test_records_is_a_generic_store() -> None:
     assert [m for m in stored_types if "labkit.records" in reachable(m)] == []  # they sit below the store
 
 
-#: The one module above the labs: the claims chapter reads their records through the names and verdicts they export.
-ABOVE_LABS = ("labkit.claims",)
+#: The modules above the labs: the claims chapter reads their records through the names and verdicts they export,
+#: and the findings (key results, the landing page) read the chapter's rows.
+ABOVE_LABS = ("labkit.claims", "labkit.findings")
 
 
 def test_nothing_outside_the_labs_imports_them() -> None:

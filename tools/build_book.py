@@ -17,7 +17,11 @@ Steps:
    parameters cell is tagged ``remove-cell``.
 3. Record each run (profile, status, wall time, date, device) in ``<out>/stage/execution.json`` and
    write the book's execution-status page from those records.
-4. Build the staged book with ``jupyter-book build -W --keep-going --all`` into ``<out>/html``
+4. Results first (``labkit.findings``, from the profile's records ``results/<profile>/``): every executed lab
+   page gets a "Key result" box after its title (a markdown cell tagged ``key-result``) with links to download
+   its record (copied to ``<out>/stage/records/``); the landing page includes ``book/findings.md`` and its
+   figure, written here from the same records.
+5. Build the staged book with ``jupyter-book build -W --keep-going --all`` into ``<out>/html``
    (``index.html`` there).
 
 Replay (``labkit.records``): a lab whose record ``results/<profile>/<lab>.json`` was made with the same profile
@@ -72,6 +76,11 @@ NOTEBOOK_DIR = "notebooks"
 # `literalinclude` the package's source instead of copying it.
 STAGED_PATHS = ("_config.yml", "_toc.yml", "book", "labkit")
 STATUS_PAGE = Path("book") / "execution_status.md"
+# The landing page's generated results (included by book/intro.md) and their figure; the lab pages' key results.
+FINDINGS_PAGE = Path("book") / "findings.md"
+FINDINGS_FIGURE = "findings.png"
+KEY_RESULT_TAG = "key-result"
+RECORDS_DIR = "records"  # in the stage: the record files the lab pages link for download
 RECORDS_FILE = "execution.json"
 KERNEL = "python3"
 # Tags that Jupyter Book and nbval understand; papermill's own names for its cells.
@@ -144,6 +153,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="+",
         metavar="LAB",
         help="execute only these labs, by number or name prefix (e.g. 01 02_baselines)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="labs executed at once when every lab replays (--replay-only): each kernel then gets one thread "
+        "(two multi-thread torch jobs on two cores slow each other down ~20x); computing labs run one at a time "
+        "(a later lab reads an earlier one's models and records)",
     )
     parser.add_argument(
         "--out",
@@ -498,6 +515,50 @@ def execute_lab(notebook: Path, root: Path, stage: Path, profile: str, device: s
         os.environ["LABKIT_REPLAY"] = replay
 
 
+def _execute_lab_outcome(notebook: Path, root: Path, stage: Path, profile: str, device: str,
+                         replay: str) -> tuple[Run, str | None]:
+    """``execute_lab`` in a worker process: (run, None), or (run, message) when the lab failed (an exception with
+    extra constructor arguments does not cross a process boundary intact)."""
+    try:
+        return execute_lab(notebook, root, stage, profile, device, replay), None
+    except NotebookFailed as failure:
+        return failure.run, str(failure)
+
+
+def execute_labs(notebooks: Sequence[Path], root: Path, stage: Path, profile: str, device: str, replay: str,
+                 jobs: int = 1) -> Iterator[Run]:
+    """Execute ``notebooks`` (``execute_lab``), yielding their runs in order; ``jobs`` > 1 runs that many at once
+    (replay only: a computing lab may read what an earlier one wrote), each kernel on one thread."""
+    if jobs <= 1:
+        for notebook in notebooks:
+            log(f"executing {notebook} (cwd {root / NOTEBOOK_DIR})")
+            yield execute_lab(notebook, root, stage, profile, device, replay)
+        return
+    import multiprocessing
+
+    log(f"executing {len(notebooks)} labs, {jobs} at a time, one thread each (cwd {root / NOTEBOOK_DIR})")
+    threads = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({name: "1" for name in threads})  # the kernels inherit it
+    try:
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            outcomes = pool.imap(_execute_lab_star, [(nb, root, stage, profile, device, replay) for nb in notebooks])
+            for run, failure in outcomes:
+                if failure is not None:
+                    pool.terminate()
+                    raise NotebookFailed(run, failure)
+                yield run
+    finally:
+        for name, value in threads.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _execute_lab_star(args: tuple[Any, ...]) -> tuple[Run, str | None]:
+    return _execute_lab_outcome(*args)
+
+
 def printed(nb: nbformat.NotebookNode) -> str:
     """Everything an executed notebook printed (its stdout streams)."""
     return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
@@ -562,6 +623,53 @@ def carry_over(notebook: Path, root: Path, stage: Path, records: dict[str, Run])
     (stage / notebook).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(root / notebook, stage / notebook)
     return Run(str(notebook), "", "not executed", None, "", "", sha256(root / notebook))
+
+
+def key_result_cell(lines: list[str], lab: str, files: list[str], profile: str) -> nbformat.NotebookNode:
+    """The "Key result" box of a lab page: ``lines`` as a list, then download links to its record ``files``."""
+    links = " · ".join(f"{{download}}`{name} <../{RECORDS_DIR}/{name}>`" for name in files)
+    body = [*(f"- {line}" for line in lines), ""] if lines else []
+    record = (f"The numbers on this page, as data: {links} (the `{profile}` record this page replays; "
+              "`labkit.records.load` reads it)." if files else "")
+    cell = nbformat.v4.new_markdown_cell("\n".join([":::{admonition} Key result", ":class: tip", "", *body, record,
+                                                   ":::"]))
+    cell.metadata["tags"] = [KEY_RESULT_TAG]
+    return cell
+
+
+def add_findings(notebooks: Sequence[Path], stage: Path, profile: str) -> None:
+    """Step 4: key-result boxes on the executed lab pages, record downloads, the landing page's findings."""
+    from labkit import claims, findings, records  # the kernels' labkit, in the same environment
+
+    recs = records.load_all(profile)
+    table = claims.claims_table(recs) if recs else []
+    source = records.results_root() / profile
+    target = stage / RECORDS_DIR
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for notebook in notebooks:
+        staged = stage / notebook
+        if not staged.is_file():
+            continue
+        lab = notebook.stem
+        files = [f.name for f in (source / f"{lab}.json", source / f"{lab}.npz") if f.is_file()]
+        for name in files:
+            shutil.copy2(source / name, target / name)
+        nb = read_notebook(staged)
+        nb.cells = [c for c in nb.cells if KEY_RESULT_TAG not in c.get("metadata", {}).get("tags", [])]
+        lines = findings.key_result(recs, lab, table) if lab in recs else []
+        if lines or files:  # after the title cell: what the lab found comes first
+            nb.cells.insert(1, key_result_cell(lines, lab, files, profile))
+        nbformat.write(nb, staged)
+    figure = None
+    fig = findings.findings_figure(table) if table else None
+    if fig is not None:
+        (stage / FINDINGS_PAGE.parent / FINDINGS_FIGURE).write_bytes(fig._repr_png_())  # as a lab's figure shows
+        figure = FINDINGS_FIGURE
+    text = (findings.findings_markdown(recs, table, figure) if table else
+            f"*No `{profile}` records yet: run the labs (`make book`) and this section lists what they found.*\n")
+    (stage / FINDINGS_PAGE).write_text(text, encoding="utf-8")
+    log(f"wrote key results for {len(recs)} records and {stage / FINDINGS_PAGE}")
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -705,12 +813,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stage_sources(root, stage)
         records = load_records(stage)
         runs: list[Run] = []
+        jobs = max(1, args.jobs) if replay == "only" else 1
         try:
-            for number, notebook in enumerate(chosen, start=1):
-                log(f"[{number}/{len(chosen)}] executing {notebook} (cwd {root / NOTEBOOK_DIR})")
-                run = execute_lab(notebook, root, stage, profile, device, replay)
+            for number, run in enumerate(execute_labs(chosen, root, stage, profile, device, replay, jobs), start=1):
                 records[run.notebook] = run
-                log(f"[{number}/{len(chosen)}] {notebook}: ok ({run.numbers or 'no record'}) in "
+                log(f"[{number}/{len(chosen)}] {run.notebook}: ok ({run.numbers or 'no record'}) in "
                     f"{format_seconds(run.wall_s)}")
         except NotebookFailed as failure:
             records[failure.run.notebook] = failure.run
@@ -730,6 +837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs.append(run)
         for line in drift_warnings(runs):  # a warning, not a failure: the page says what it replays
             log(line)
+        add_findings(notebooks, stage, profile)
         (stage / STATUS_PAGE).write_text(status_page(runs, root), encoding="utf-8")
         log(f"wrote {stage / STATUS_PAGE}")
         index = build_html(stage, out)
