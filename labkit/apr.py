@@ -15,7 +15,7 @@ ablation (its Table 3) is the same code with one switch off:
 
 What Labs 05-07 run (the suites of the paper's tables, the side-by-side timings of training) lives in
 ``labkit.labs.apr_paper``; the generic protocol they run (``train_suite``, ``attacked_indices``,
-``evaluate_suite`` with its adaptive suite) in ``labkit.evaluate``. This module imports neither.
+``evaluate_suite`` with its adaptive suite) in ``labkit.suites``. This module imports neither.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ import math
 from typing import Any, Callable
 
 from labkit import data, papers, report, stats
-from labkit.evaluate import SUITE, WORST_CASE
 from labkit.labs import apr_paper, apr_tables, attention_maps, recovery, su, survey, verification
 from labkit.stats import Verdict
+from labkit.suites import SUITE, WORST_CASE
 
 __all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table",
            "markdown", "paper_value", "proof_rows", "provenance_rows", "status_counts", "totals"]

@@ -55,11 +55,12 @@ from labkit import data, records
 from labkit.cache import config_key
 from labkit.certify import (METHODS, ROBUST, THREATS, UNKNOWN, VULNERABLE, CertifyConfig, NotCertifiable,
                             parse)
-from labkit.evaluate import WORST_CASE, Evaluation, adaptive_suite, evaluate_model, run_certify
+from labkit.evaluate import Evaluation, evaluate_model, run_certify
 from labkit.models import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_ARCHITECTURES, REGISTRY, build_model,
                            find_imagenet_weights, imagenet_model)
 from labkit.profiles import PROFILES, Profile, get_profile
 from labkit.stats import wilson
+from labkit.suites import WORST_CASE, adaptive_suite
 
 #: The attacks ``--attacks`` names: DE (Su et al.), the exhaustive corner search, the book's adaptive suite.
 ATTACKS = ("de", "corner", "suite")

@@ -84,7 +84,7 @@ class Profile:
     corner: bool  # run the corner search too
     corner_queries: int | None  # its budget per image; None = exhaustive (8,192 queries on 32x32)
     precision: str = "auto"  # search precision of every attack ("auto": bf16 where native; bf16 successes confirmed in fp32)
-    # The adaptive suite (labkit.evaluate): the strongest attacks tried against every defended pipeline.
+    # The adaptive suite (labkit.suites): the strongest attacks tried against every defended pipeline.
     strong_scale: int = 2  # its stronger DE multiplies population and generations by this (about scale**2 x queries)
     rs_queries: int = 1000  # Sparse-RS (black-box random search, margin loss) queries per image
     wb_positions: int = 64  # white-box gradient-ranked corner search: pixel positions tried (x 2**C corner colours)
@@ -206,7 +206,7 @@ PROFILES: dict[str, Profile] = {
                    # Sized by benchmarks/cpu_budget.py (book/running.md): on the 2-core EPYC of this project, 1 torch
                    # thread, a plain bf16 step 0.14 s, an APR step 2.0 s, 2,300 bf16 forwards/s; Labs 01-08 about
                    # 3.2 h. Defences fine-tune Labs 01-02's model (same schedule for each, undefended included);
-                   # the reference's first 200 correct images (evaluate.attacked_indices); the suite's budgets cut to fit (4,689
+                   # the reference's first 200 correct images (suites.attacked_indices); the suite's budgets cut to fit (4,689
                    # queries per image); Lab 03's 11 other transformations get DE only.
                    # Fine-tune lr 0.01: a cross-entropy fine-tune keeps 85.7% (0.02: 85.0%; base 86.3%).
                    defence_overrides=(("finetune_epochs", 2), ("finetune_size", 10_000), ("finetune_lr", 0.01),

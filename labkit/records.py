@@ -15,7 +15,7 @@ says how it is written and rebuilt (``to_record`` / ``from_record`` through the 
 ``storable.Store`` part of ``LabRecord``) and registers by a kind name where it is defined (``storable.KINDS``: an
 ``AttackResult`` in ``labkit.attacks``, ``Evaluation`` and ``SuiteRows`` in ``labkit.evaluate``, Lab 08's
 ``AttackedModel`` in ``labkit.attention``); a plan of models says how it is keyed, trained and rebuilt
-(``storable.PLANS``: ``train.TrainConfig``, ``evaluate.Entry``). A table's kind is kept beside it, so a replay
+(``storable.PLANS``: ``train.TrainConfig``, ``suites.Entry``). A table's kind is kept beside it, so a replay
 finds the type by name.
 
 **Replay.** A lab hands each heavy step over as a callable (``rec.rows("suite", lambda: evaluate_suite(...))``).
@@ -290,7 +290,7 @@ class LabRecord:
 
     def models(self, name: str, plan: Sequence[Any]) -> list[Any]:
         """Load or train ``plan`` through the cache and record each model's cache key and history. A plan's
-        type says how (``storable.PLANS``: ``evaluate.Entry`` -> ``evaluate.Trained``, ``train.TrainConfig`` ->
+        type says how (``storable.PLANS``: ``suites.Entry`` -> ``suites.Trained``, ``train.TrainConfig`` ->
         ``train.TrainedModel``).
 
         Replaying: stand-ins of the same types whose ``model`` is a ``NoWeights`` (building a pipeline on it works,

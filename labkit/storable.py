@@ -8,7 +8,7 @@ keeps. Each type says how it is written and rebuilt, and registers where it is d
   ``Storable``: ``to_record(store, name, **context)`` writes it through the record's primitives (``Store``) and
   the classmethod ``from_record(store, name, **context)`` rebuilds it. ``@storable("kind")`` registers a class.
 * ``PLANS``: how a record's ``models`` step loads or trains a model from a plan of one type (``train.TrainConfig``,
-  ``evaluate.Entry``), names its cache key before training, and rebuilds the trained object from the record's
+  ``suites.Entry``), names its cache key before training, and rebuilds the trained object from the record's
   entry (``model_entry``) around ``NoWeights``, since records never hold weights. ``register_plan`` adds one.
 
 This module sits at the bottom of labkit (no labkit imports): the types register here without importing

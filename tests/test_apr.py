@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labkit import apr, evaluate
+from labkit import apr, suites
 from labkit.apr import APRObjective, AttentionGate, apr_config, gate_of, input_gradient_penalty, jacobian_penalty
 from labkit.defences import OnePixelAT
 from labkit.labs import apr_tables
@@ -320,15 +320,15 @@ def test_lab_pipeline_end_to_end_on_tiny_data(tiny_folder, monkeypatch) -> None:
     p = replace(get_profile("smoke"), name="test", models=("colour_mlp",), epochs=15, train_size=120, batch_size=40,
                 optimizer="adam", lr=0.05, schedule="constant", eval_size=40, n_attack=3, population=4,
                 generations=1, seeds=(0,), corner=False)
-    suite = [evaluate.Entry("No defence", p.train_config(augment=False), paper="No defence"),
-             evaluate.Entry("APR", replace(apr_config(p, positions=1), augment=False), paper="APR")]
-    trained = evaluate.train_suite(suite, device="cpu", progress=False)
-    attacked = evaluate.attacked_indices(trained, p)
+    suite = [suites.Entry("No defence", p.train_config(augment=False), paper="No defence"),
+             suites.Entry("APR", replace(apr_config(p, positions=1), augment=False), paper="APR")]
+    trained = suites.train_suite(suite, device="cpu", progress=False)
+    attacked = suites.attacked_indices(trained, p)
     assert list(attacked) == [("colour_mlp", 0)] and len(attacked[("colour_mlp", 0)]) == 3
-    rows = evaluate.evaluate_suite(trained, p, attacked, progress=False)
-    suite = (*evaluate.SUITE, evaluate.WORST_CASE)
+    rows = suites.evaluate_suite(trained, p, attacked, progress=False)
+    suite = (*suites.SUITE, suites.WORST_CASE)
     assert [(r["defence"], r["attack"]) for r in rows] == [(d, a) for d in ("No defence", "APR") for a in suite]
-    worst = next(r for r in rows if r["defence"] == "APR" and r["attack"] == evaluate.WORST_CASE)
+    worst = next(r for r in rows if r["defence"] == "APR" and r["attack"] == suites.WORST_CASE)
     assert worst["asr"] >= max(r["asr"] for r in rows if r["defence"] == "APR")
     text = apr_tables.table1_verdict(apr_tables.seed_table(rows, apr_tables.TABLE1_CLAIMS), p)
     assert "APR lowers the one-pixel ASR (worst case)" in text and "n = 3" in text

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from labkit import claims, papers
-from labkit.evaluate import WORST_CASE
 from labkit.labs import (apr_paper, apr_tables, attention_maps, defence_baselines, recovery, su, survey,
                          verification)
+from labkit.suites import WORST_CASE
 
 from conftest import result_row
 

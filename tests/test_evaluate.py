@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkit import evaluate
+from labkit import evaluate, suites
 from labkit.attacks import CornerSearch, OnePixel
 from labkit.attacks import verify
 from labkit.evaluate import run_attack, summarize
@@ -170,7 +170,7 @@ def test_rows_keep_the_attacked_images_and_the_worst_case_too(pixel_model, dark_
     rows = [summarize(res, verify(pixel_model, dark_images, res, max_pixels=1), 1.0, image_ids=ids, model="p",
                       attack=a, targeted=False) for a in ("corner", "again")]
     assert rows[0]["image_ids"] == (7, 3, 9, 1, 4, 8) and len(rows[0]["outcomes"]) == 6
-    worst = evaluate.worst_case(rows)
+    worst = suites.worst_case(rows)
     assert worst["image_ids"] == rows[0]["image_ids"] and worst["model"] == "p"
     assert "image_ids" not in summarize(res, res.success, 1.0, model="p")  # only when given
 
@@ -202,14 +202,14 @@ def test_suite_worst_case_is_the_or_of_the_verified_outcomes(tmp_cache, pixel_mo
     p = _suite_profile(population=4, generations=1, strong_scale=1, corner_queries=16, wb_positions=1,
                        rs_queries=16)
     test, idx = _attacked(pixel_model)
-    ev = evaluate.adaptive_suite(pixel_model, "pixel", test, idx, p, progress=False, model="p")
-    assert [r["attack"] for r in ev.rows] == [*evaluate.SUITE, evaluate.WORST_CASE]
-    assert list(ev.results) == list(evaluate.SUITE)
+    ev = suites.adaptive_suite(pixel_model, "pixel", test, idx, p, progress=False, model="p")
+    assert [r["attack"] for r in ev.rows] == [*suites.SUITE, suites.WORST_CASE]
+    assert list(ev.results) == list(suites.SUITE)
     images = test.floats(idx)
     ok = {name: verify(pixel_model, images, res, 1) for name, res in ev.results.items()}
     for r in ev.rows:
         assert len(r["outcomes"]) == len(idx) and r["model"] == "p" and r["attacked"] == len(idx)
-        if r["attack"] != evaluate.WORST_CASE:
+        if r["attack"] != suites.WORST_CASE:
             assert r["outcomes"] == tuple(ok[r["attack"]].int().tolist())
     either = torch.stack(list(ok.values())).any(0)
     worst = ev.rows[-1]
@@ -220,10 +220,10 @@ def test_suite_worst_case_is_the_or_of_the_verified_outcomes(tmp_cache, pixel_mo
 
 def test_suite_breaks_the_pixel_trigger(tmp_cache, pixel_model):
     test, idx = _attacked(pixel_model)
-    ev = evaluate.adaptive_suite(pixel_model, "pixel", test, idx, _suite_profile(corner_queries=None),
+    ev = suites.adaptive_suite(pixel_model, "pixel", test, idx, _suite_profile(corner_queries=None),
                                  progress=False)
     by = {r["attack"]: r for r in ev.rows}
-    assert by[evaluate.WORST_CASE]["asr"] == 1.0
+    assert by[suites.WORST_CASE]["asr"] == 1.0
     assert by["corner"]["asr"] == 1.0  # exhaustive: the trigger pixel exists in every image
     assert by["white-box corner"]["asr"] == 1.0  # only the trigger pixel has a gradient
     assert all(r["unverified"] == 0 for r in ev.rows)
@@ -235,60 +235,60 @@ def test_gradient_masking_only_fools_the_white_box_attack(tmp_cache, pixel_model
     test, idx = _attacked(pixel_model)
     p = _suite_profile(corner_queries=None, wb_positions=2)
     torch.manual_seed(0)  # the masking noise draws from torch's global generator
-    masked = evaluate.adaptive_suite(GradientMasking(pixel_model, 1e3), "masked", test, idx, p, progress=False)
-    plain = evaluate.adaptive_suite(pixel_model, "pixel", test, idx, p, progress=False)
+    masked = suites.adaptive_suite(GradientMasking(pixel_model, 1e3), "masked", test, idx, p, progress=False)
+    plain = suites.adaptive_suite(pixel_model, "pixel", test, idx, p, progress=False)
     m, b = ({r["attack"]: r for r in ev.rows} for ev in (masked, plain))
     assert m["white-box corner"]["asr"] < b["white-box corner"]["asr"] == 1.0  # the gradient points nowhere
-    for name in evaluate.SUITE:
-        if name not in evaluate.WHITE_BOX:  # the outputs are the model's: black-box attacks see no change
+    for name in suites.SUITE:
+        if name not in suites.WHITE_BOX:  # the outputs are the model's: black-box attacks see no change
             assert m[name]["outcomes"] == b[name]["outcomes"]
-    assert m[evaluate.WORST_CASE]["asr"] == 1.0  # ... and they still break it
-    table = {r["attack"]: r for r in evaluate.broke_what(masked)}
+    assert m[suites.WORST_CASE]["asr"] == 1.0  # ... and they still break it
+    table = {r["attack"]: r for r in suites.broke_what(masked)}
     assert table["white-box corner"]["missed"] == len(idx) - table["white-box corner"]["broken"] > 0
 
 
 def test_broke_what_counts_only_and_missed_per_model():
     rows = [row("A", "x", 0.5, n=4, outcomes=(1, 1, 0, 0), mean_queries=10.0),
             row("A", "y", 0.5, n=4, outcomes=(0, 1, 1, 0), mean_queries=5.0),
-            row("A", evaluate.WORST_CASE, 0.75, n=4, outcomes=(1, 1, 1, 0)),
+            row("A", suites.WORST_CASE, 0.75, n=4, outcomes=(1, 1, 1, 0)),
             row("B", "x", 0.0, n=4, outcomes=(0, 0, 0, 0)), row("B", "y", 0.25, n=4, outcomes=(0, 0, 0, 1))]
-    table = evaluate.broke_what(rows)
+    table = suites.broke_what(rows)
     got = {(r["defence"], r["attack"]): (r["broken"], r["only"], r["missed"]) for r in table}
     assert got == {("A", "x"): (2, 1, 1), ("A", "y"): (2, 1, 1), ("B", "x"): (0, 0, 1), ("B", "y"): (1, 1, 0)}
     assert all(r["images"] == 4 for r in table)
-    worst = evaluate.worst_case([r for r in rows if r["defence"] == "A" and r["attack"] != evaluate.WORST_CASE])
+    worst = suites.worst_case([r for r in rows if r["defence"] == "A" and r["attack"] != suites.WORST_CASE])
     assert worst["outcomes"] == (1, 1, 1, 0) and worst["asr"] == 0.75 and worst["defence"] == "A"
     assert worst["mean_queries"] == 15.0  # what the suite spent per image
     with pytest.raises(ValueError):
-        evaluate.worst_case([rows[0], row("A", "z", 0.5, n=3, outcomes=(1, 0, 1))])  # not the same images
+        suites.worst_case([rows[0], row("A", "z", 0.5, n=3, outcomes=(1, 0, 1))])  # not the same images
 
 
 def test_query_curves_and_benchmark_follow_the_verified_outcomes(tmp_cache, pixel_model):
     test, idx = _attacked(pixel_model)
-    ev = evaluate.adaptive_suite(pixel_model, "pixel", test, idx, _suite_profile(corner_queries=None),
+    ev = suites.adaptive_suite(pixel_model, "pixel", test, idx, _suite_profile(corner_queries=None),
                                  progress=False)
-    curves = evaluate.query_curves(ev)
+    curves = suites.query_curves(ev)
     by = {r["attack"]: r for r in ev.rows}
-    assert set(curves) == set(evaluate.SUITE)
+    assert set(curves) == set(suites.SUITE)
     for name, (budgets, rates) in curves.items():
         assert budgets == sorted(budgets) and rates == sorted(rates)  # more queries never break fewer images
         assert rates[-1] == pytest.approx(by[name]["asr"])  # the last budget covers every query count
-    bench = {r["attack"]: r for r in evaluate.benchmark_table(ev)}
+    bench = {r["attack"]: r for r in suites.benchmark_table(ev)}
     assert bench["corner"]["queries_to_corner_asr"] == int(ev.results["corner"].queries.max())
     wb = bench["white-box corner"]["queries_to_corner_asr"]  # it reaches 100% within its own budget
     assert wb is not None and wb <= 8 * 8 and evaluate.success_at_budgets(ev.results["white-box corner"], [wb]) == [1.0]
 
 
-@pytest.mark.parametrize("sweep,attacks", [("adaptive", [*evaluate.SUITE, evaluate.WORST_CASE]),
+@pytest.mark.parametrize("sweep,attacks", [("adaptive", [*suites.SUITE, suites.WORST_CASE]),
                                            ("protocol", ["DE k=1", "corner"]), ("de", ["DE k=1"])])
 def test_sweep_attack_runs_what_the_profile_says(tmp_cache, pixel_model, sweep, attacks):
     p = _suite_profile(population=4, generations=1, strong_scale=1, corner_queries=16, wb_positions=1,
                        rs_queries=16, sweep_suite=sweep)
     test, idx = _attacked(pixel_model, n=3)
-    ev = evaluate.sweep_attack(pixel_model, "pixel", test, idx, p, progress=False, model="p")
+    ev = suites.sweep_attack(pixel_model, "pixel", test, idx, p, progress=False, model="p")
     assert [r["attack"] for r in ev.rows] == attacks
-    full = evaluate.sweep_attack(pixel_model, "pixel", test, idx, p, full=True, progress=False, model="p")
-    assert [r["attack"] for r in full.rows] == [*evaluate.SUITE, evaluate.WORST_CASE]
+    full = suites.sweep_attack(pixel_model, "pixel", test, idx, p, full=True, progress=False, model="p")
+    assert [r["attack"] for r in full.rows] == [*suites.SUITE, suites.WORST_CASE]
     # The shared attack is the same cached run either way: its outcomes agree image by image.
     assert ev.rows[0]["outcomes"] == full.rows[0]["outcomes"]
 

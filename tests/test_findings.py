@@ -9,8 +9,8 @@ matplotlib.use("Agg")
 import pytest
 
 from labkit import claims, findings, papers
-from labkit.evaluate import WORST_CASE
 from labkit.labs import verification
+from labkit.suites import WORST_CASE
 
 from conftest import result_row
 

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from labkit import papers, stats
-from labkit.evaluate import WORST_CASE
 from labkit.labs import apr_tables
+from labkit.suites import WORST_CASE
 
 from conftest import result_row as row
 

@@ -261,7 +261,7 @@ def _same(want, got, path="obj"):
 
 def test_every_registered_type_round_trips_through_a_record(tmp_path, tiny_cnn, monkeypatch):
     from labkit.attention import AttackedModel  # registers Lab 08's type (labkit.evaluate registered its tables)
-    from labkit.evaluate import Entry, Trained
+    from labkit.suites import Entry, Trained
 
     pool = torch.rand(20, 3, 8, 8, generator=torch.Generator().manual_seed(4))
     split = _Split(pool, 0, tiny_cnn(pool).argmax(1))

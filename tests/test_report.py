@@ -39,7 +39,8 @@ def test_attack_gap_reports_the_paired_difference() -> None:
 # -- layering ---------------------------------------------------------------------------------------------------------
 
 def test_method_modules_do_not_import_the_report_layer() -> None:
-    code = ("import sys, labkit.apr, labkit.attention, labkit.defences, labkit.evaluate, labkit.stats; "
+    code = ("import sys, labkit.apr, labkit.attention, labkit.defences, labkit.evaluate, labkit.stats, "
+            "labkit.suites; "
             "assert 'labkit.report' not in sys.modules, 'a method module imports labkit.report'")
     subprocess.run([sys.executable, "-c", code], check=True)
     code = ("import sys, labkit.stats; assert not [m for m in sys.modules if m.startswith('labkit.') and m not in "

@@ -4,11 +4,11 @@ A lab's module holds its plan (which models, which images, which attacks), its s
 read from the profile's section for it, ``labkit.profiles.Profile.lab``), its own tables and verdicts, and the names
 of its result record and of the steps in it that others read (``LAB``, ``..._STEP``: ``labkit.records`` stores a
 lab's record under the notebook's name). What labs share stays outside: methods (``labkit.attacks``,
-``labkit.defences``, ``labkit.apr``, ``labkit.models``, ``labkit.train``), measurement (``labkit.evaluate``),
-statistics (``labkit.stats``), storage (``labkit.cache``, ``labkit.records``) and presentation (``labkit.plotting``,
-``labkit.widgets``, ``labkit.report``: the verdict rules and sentences several labs use). A notebook imports its lab's
-module; inside labkit only ``labkit.claims`` does (it judges the labs' records with the labs' own verdicts, finding
-them by the names each module exports).
+``labkit.defences``, ``labkit.apr``, ``labkit.models``, ``labkit.train``), measurement (``labkit.evaluate``,
+``labkit.suites``), statistics (``labkit.stats``), storage (``labkit.cache``, ``labkit.records``) and presentation
+(``labkit.plotting``, ``labkit.widgets``, ``labkit.report``: the verdict rules and sentences several labs use). A
+notebook imports its lab's module; inside labkit only ``labkit.claims`` does (it judges the labs' records with the
+labs' own verdicts, finding them by the names each module exports).
 
 * ``su``: Lab 02b, Su et al.'s study on their own three networks, and the verdicts on the paper's claims.
 * ``defence_baselines``: Labs 03-04, the replayed-vs-re-run table of the input transformations (and its summary),

@@ -8,7 +8,7 @@
   and the paper's Table 4 (``TABLE4_CLAIMS``) judged by ``overhead_verdicts`` and told by ``overhead_sentences``.
 
 The method (the gate, the objective, ``apr_config``) is ``labkit.apr``; the generic protocol these suites run
-(``train_suite``, ``attacked_indices``, ``evaluate_suite``) is ``labkit.evaluate``; the tables and verdicts of
+(``train_suite``, ``attacked_indices``, ``evaluate_suite``) is ``labkit.suites``; the tables and verdicts of
 Tables 1 and 3 are ``labkit.labs.apr_tables``'. Sizes: the profile's ``apr`` (inner attack) and ``timing`` sections
 (``Profile.lab``).
 """
@@ -27,10 +27,11 @@ from labkit import papers, stats
 from labkit.apr import VARIANTS, apr_config, inner_positions
 from labkit.data import first_n, load_cifar10
 from labkit.defences import JPEG, PGDAT, BitDepth, OnePixelAT, distillation_config
-from labkit.evaluate import Entry, time_inference, timing_repeats
+from labkit.evaluate import time_inference, timing_repeats
 from labkit.models import resolve_device, synchronize
 from labkit.profiles import Profile
 from labkit.stats import Verdict
+from labkit.suites import Entry
 from labkit.train import TrainConfig, TrainContext, build_for_config, get_or_train, make_optimizer, train_step
 
 __all__ = ["ABLATION_LAB", "OVERHEAD_LAB", "OVERHEAD_STEP", "SUITE_STEP", "TABLE1_LAB", "TABLE4_CLAIMS",
@@ -38,7 +39,7 @@ __all__ = ["ABLATION_LAB", "OVERHEAD_LAB", "OVERHEAD_STEP", "SUITE_STEP", "TABLE
            "overhead_split", "overhead_table", "overhead_verdicts", "table1_suite", "time_training"]
 
 #: The labs' records (``labkit.records``) and the steps ``labkit.claims`` reads in them: Labs 05 and 06 record their
-#: evaluated suite (``labkit.evaluate.evaluate_suite`` rows) as ``SUITE_STEP``, Lab 07 its ``overhead_table``.
+#: evaluated suite (``labkit.suites.evaluate_suite`` rows) as ``SUITE_STEP``, Lab 07 its ``overhead_table``.
 TABLE1_LAB = "05_apr"
 ABLATION_LAB = "06_apr_ablation"
 OVERHEAD_LAB = "07_apr_overhead"

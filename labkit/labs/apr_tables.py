@@ -2,7 +2,7 @@
 
 Labs 03 and 04 (the baselines: input transformations, training-time defences) and Lab 05 (APR) measure rows of the
 paper's Table 1; Lab 06 measures its Table 3 (the ablation). Each lab evaluates its suite with
-``labkit.evaluate.evaluate_suite`` (per-image outcomes, the worst case over the attack suite); this module turns
+``labkit.suites.evaluate_suite`` (per-image outcomes, the worst case over the attack suite); this module turns
 those rows into tables and verdicts:
 
 * ``seed_table`` (``TABLE_COLUMNS``, ``ROUNDING``): rows aggregated over seeds, in percent with 95% intervals, the
@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from labkit import papers, stats
-from labkit.evaluate import WORST_CASE
+from labkit.suites import WORST_CASE
 from labkit.report import mean_outcome, on_paper_architecture
 from labkit.stats import Verdict
 
@@ -248,7 +248,7 @@ def rate_of(rows: list[dict[str, Any]], defence: str, attack: str, arch: str) ->
 def table1_verdict(table: list[dict[str, Any]], profile: Any = None) -> str:
     """Sentences, generated from the measured rows, on the APR paper's Table 1 claim.
 
-    ``table``: rows of ``labkit.evaluate.evaluate_suite`` (raw, or ``seed_table`` rows of one seed): the
+    ``table``: rows of ``labkit.suites.evaluate_suite`` (raw, or ``seed_table`` rows of one seed): the
     attack suite per model, with its ``WORST_CASE`` row (per-image outcomes). Per architecture:
 
     * our undefended and APR clean accuracy and ASR against the paper's numbers (``stats.rate_verdict``; the

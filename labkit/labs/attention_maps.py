@@ -24,12 +24,13 @@ from labkit.apr import gate_of
 from labkit.attacks import verify
 from labkit.attention import AttackedModel, attention_of
 from labkit.data import CLASSES, first_n, load_cifar10
-from labkit.evaluate import common_correct, evaluate_model, probabilities, train_suite
+from labkit.evaluate import common_correct, evaluate_model, probabilities
 from labkit.labs.apr_paper import ablation_suite
 from labkit.plotting import attention_attack, attention_panel
 from labkit.profiles import Profile
 from labkit.report import MIN_IMAGES
 from labkit.stats import Verdict
+from labkit.suites import train_suite
 
 __all__ = ["CLAIM", "CLAIM_STEP", "EXPLORED", "LAB", "change_figure", "change_verdict", "claim_answer", "claim_table",
            "claim_verdict", "claim_verdicts", "concentration_verdict", "explorer_indices", "first_success",

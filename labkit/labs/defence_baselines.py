@@ -172,7 +172,7 @@ def training_table(trained: list[Any], teachers: dict[str, float] | None = None,
     Columns: model, seed, defence, test_acc (percent, last epoch), train_s, teacher_s, inner_attack_s, total_s
     (train_s + teacher_s) and vs_reference (total_s over the reference's, same model and seed).
 
-    ``trained``: ``labkit.evaluate.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
+    ``trained``: ``labkit.suites.Trained``-like objects (``entry.defence``, ``entry.config``, ``history``,
     ``train_seconds``); ``teachers``: ``teacher_seconds(trained)``, a distilled model's cost including its teacher's
     run (required when ``trained`` has one). The runs were timed whenever they were trained, so machine load enters
     the ratio; ``labkit.labs.apr_paper.time_training`` measures steps side by side.
