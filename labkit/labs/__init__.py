@@ -8,7 +8,9 @@ lab's record under the notebook's name). What labs share stays outside: methods 
 ``labkit.suites``), statistics (``labkit.stats``), storage (``labkit.cache``, ``labkit.records``) and presentation
 (``labkit.plotting``, ``labkit.widgets``, ``labkit.report``: the verdict rules and sentences several labs use). A
 notebook imports its lab's module; inside labkit only ``labkit.claims`` does (it judges the labs' records with the
-labs' own verdicts, finding them by the names each module exports).
+labs' own verdicts, finding them by the names each module exports), and ``labkit.findings`` above it (each lab's key
+result, the landing page). Labs 01-02 run the book's shared protocol (``labkit.evaluate.evaluate_model``, the attacks
+of ``labkit.attacks``) on the profile's model and need no module of their own.
 
 * ``su``: Lab 02b, Su et al.'s study on their own three networks, and the verdicts on the paper's claims.
 * ``defence_baselines``: Labs 03-04, the replayed-vs-re-run table of the input transformations (and its summary),
