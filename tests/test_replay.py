@@ -15,7 +15,8 @@ a lab as this test's kernels start (inline figures, a results folder of its own)
 nbclient, papermill's client, and saves the executed copy; this module's tests run after every notebook. The copy
 stands in for a papermill run only if nbval ran every cell of the lab, with ``LABKIT_PROFILE=smoke`` and
 ``LABKIT_REPLAY=never``; otherwise this test computes with papermill itself (a warning says why when a copy was
-there), and fails at once if nbval's run of the lab failed.
+there), and fails at once if nbval's run of the lab failed. The selected labs' passes start together at the first
+replay test, ``JOBS`` labs at a time in worker processes, each kernel on one thread (the ``passes`` fixture).
 
 Run one lab by hand (computes with papermill): ``python -m pytest tests/test_replay.py -k 05 -p no:cacheprovider
 -o addopts=""``; with nbval's run as the compute pass: ``LABKIT_REPLAY=never python -m pytest
@@ -25,9 +26,13 @@ notebooks/05_apr.ipynb tests/test_replay.py -k 05``.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,45 +105,91 @@ def nbval_run(lab: str, runs: Path) -> tuple[nbformat.NotebookNode, Path] | None
     return nb, Path(env["LABKIT_RESULTS"])
 
 
-def compute(lab: str, tmp_path: Path, runs: Path,
-            monkeypatch: pytest.MonkeyPatch) -> tuple[nbformat.NotebookNode, Path]:
-    """The compute pass: nbval's run of the lab (its record copied to ``tmp_path/results``), else a papermill run
-    (``LABKIT_REPLAY=never``) writing there. Returns the executed notebook and the cache it used."""
-    done = nbval_run(lab, runs)
-    if done is not None:
-        nb, results = done
-        shutil.copytree(results, tmp_path / "results")
-        return nb, cache_of(nb.metadata["labkit_nbval"]["env"]["LABKIT_CACHE"])
-    monkeypatch.setenv("LABKIT_REPLAY", "never")
-    return execute(lab, tmp_path / "computed.ipynb"), cache_of(os.environ.get("LABKIT_CACHE"))
-
-
 def cache_of(env: str | None) -> Path:
     """The cache folder ``LABKIT_CACHE=env`` names (labkit.cache.cache_root's rule)."""
     return Path(env).expanduser() if env else Path.home() / ".cache" / "labkit"
 
 
+#: Labs whose passes run at once, each kernel on one thread (two multi-thread torch jobs on two cores slow each
+#: other down ~20x); a replay mostly draws figures, so two at a time take about half as long.
+JOBS = 2
+
+
+@dataclass
+class Passes:
+    """A lab's two passes: where its executed copies and record went, and which caches they used."""
+
+    work: Path  # results/ (the record), computed.ipynb (unless nbval's copy is the compute pass), record.json (the
+    #             record as the compute pass left it), replayed.ipynb
+    computed: nbformat.NotebookNode | None  # nbval's executed copy, or None: the worker computes with papermill
+    cache: Path  # the compute pass's cache
+    fresh: Path  # the replay's cache: the decoded dataset and nothing else, as on a fresh machine
+
+
+def _run_passes(lab: str, work: Path, env: dict[str, str], compute: bool) -> None:
+    """In a worker process: the compute pass with papermill (``compute``; else nbval's run was it), then the
+    replay with ``LABKIT_REPLAY=only`` and the fresh cache; ``env``: the kernels' environment for both."""
+    os.environ.update(env)
+    if compute:
+        os.environ["LABKIT_REPLAY"] = "never"
+        execute(lab, work / "computed.ipynb")
+    shutil.copy(work / "results" / "smoke" / f"{lab}.json", work / "record.json")
+    os.environ.update(LABKIT_REPLAY="only", LABKIT_CACHE=str(work / "fresh-cache"))
+    execute(lab, work / "replayed.ipynb")
+
+
+def _selected_labs(session: pytest.Session) -> list[str]:
+    return [item.callspec.params["lab"] for item in session.items
+            if getattr(item, "originalname", "") == "test_a_replayed_lab_renders_what_its_run_rendered"]
+
+
+@pytest.fixture(scope="session")
+def passes(request: pytest.FixtureRequest, nbval_runs: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[Passes, Future | str]]]:
+    """Every selected lab's passes, ``JOBS`` labs at a time in worker processes, started at the first replay test:
+    lab -> (its ``Passes``, the worker's future, or the reason nbval's run of it failed)."""
+    labs = _selected_labs(request.session)
+    together = min(JOBS, len(labs))
+    out: dict[str, tuple[Passes, Future | str]] = {}
+    with ProcessPoolExecutor(max(1, together), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for lab in labs:
+            work = tmp_path_factory.mktemp(f"replay-{lab}")
+            try:
+                done = nbval_run(lab, nbval_runs)
+            except pytest.fail.Exception as failed:  # that lab's test fails with it, not every lab's
+                out[lab] = Passes(work, None, work, work), str(failed)
+                continue
+            if done is not None:
+                shutil.copytree(done[1], work / "results")
+                cache = cache_of(done[0].metadata["labkit_nbval"]["env"]["LABKIT_CACHE"])
+            else:
+                cache = cache_of(os.environ.get("LABKIT_CACHE"))
+            fresh = work / "fresh-cache"
+            fresh.mkdir()
+            if (cache / "data").is_dir():
+                (fresh / "data").symlink_to(cache / "data")
+            env = {"LABKIT_PROFILE": "smoke", "LABKIT_RESULTS": str(work / "results"), "MPLBACKEND": INLINE,
+                   "LABKIT_CACHE": str(cache), **({"OMP_NUM_THREADS": "1"} if together > 1 else {})}
+            out[lab] = (Passes(work, done[0] if done else None, cache, fresh),
+                        pool.submit(_run_passes, lab, work, env, done is None))
+        yield out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS)
-def test_a_replayed_lab_renders_what_its_run_rendered(lab: str, tmp_path: Path, nbval_runs: Path,
-                                                      monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("LABKIT_PROFILE", "smoke")
-    monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("MPLBACKEND", INLINE)
-    computed_nb, cache = compute(lab, tmp_path, nbval_runs, monkeypatch)
-    record = json.loads((tmp_path / "results" / "smoke" / f"{lab}.json").read_text())
-    monkeypatch.setenv("LABKIT_REPLAY", "only")
-    fresh = tmp_path / "fresh-cache"  # a machine with the dataset decoded and nothing else
-    fresh.mkdir()
-    if (cache / "data").is_dir():
-        (fresh / "data").symlink_to(cache / "data")
-    monkeypatch.setenv("LABKIT_CACHE", str(fresh))
-    replayed_nb = execute(lab, tmp_path / "replayed.ipynb")
-    loaded = sorted(str(p.relative_to(fresh)) for p in fresh.iterdir() if p.name != "data")
+def test_a_replayed_lab_renders_what_its_run_rendered(lab: str, passes: dict[str, tuple[Passes, Future | str]]):
+    run, job = passes[lab]
+    if isinstance(job, str):
+        pytest.fail(job, pytrace=False)
+    job.result()  # the worker's exception, if a pass failed
+    computed_nb = run.computed or nbformat.read(run.work / "computed.ipynb", as_version=4)
+    replayed_nb = nbformat.read(run.work / "replayed.ipynb", as_version=4)
+    record = json.loads((run.work / "record.json").read_text())
+    loaded = sorted(str(p.relative_to(run.fresh)) for p in run.fresh.iterdir() if p.name != "data")
     assert not loaded, f"{lab}: the replay trained, attacked or looked up the cache: {loaded}"
     said = "".join(o.get("text", "") for c in replayed_nb.cells for o in c.get("outputs", []))
     assert f"replayed from results/smoke/{lab}.json" in said  # the page says where its numbers come from
-    assert json.loads((tmp_path / "results" / "smoke" / f"{lab}.json").read_text()) == record  # never rewritten
+    assert json.loads((run.work / "results" / "smoke" / f"{lab}.json").read_text()) == record  # never rewritten
     computed, replayed = rendered(computed_nb), rendered(replayed_nb)
     assert len(computed) == len(replayed)
     for i, (a, b) in enumerate(zip(computed, replayed)):
