@@ -1,19 +1,25 @@
-"""Interactive views (ipywidgets) for the labs, that respond in the static book too.
+"""Interactive views for the labs that respond in the static book too, with no kernel and no widget manager.
 
 A published page has no kernel, so a control that redraws through a Python callback changes nothing there.
-These widgets instead render every view a control can show up front (one PNG per view, in an
-``ipywidgets.Stack``) and tie the controls to the stacks with ``ipywidgets.jslink``: the browser switches the
-shown view by itself, in JupyterLab and in the book alike. The executed notebook stores the widget state (the
-PNGs and the links), and the book loads the widget JavaScript from local copies (see book/vendor/).
+These views instead render every picture a control can show up front (one PNG per view) and ship them in one
+HTML block with their controls (dropdowns, a slider) and a few lines of JavaScript that show the picture the
+controls point at: the browser switches it by itself, in JupyterLab and in the book alike (``Switchboard``).
 
-The price is weight: every view is a picture in the page, so each widget caps how many it renders
+Why not ipywidgets' ``Stack`` + ``jslink``: the static book then needs the ipywidgets HTML manager, 4.3 MB of
+script, a quarter of the whole book (issue #25: the book <= 15 MB); the switch itself is ten lines.
+
+The price is weight: every view is a picture in the page, so each view caps how many it renders
 (``max_images``), and stores them as palette PNGs (about 10-15 kB per view).
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import html
 import io
+import json
 from typing import Any, Sequence
 
 from matplotlib.figure import Figure
@@ -30,26 +36,116 @@ VIEW_DPI = 100
 
 
 @dataclasses.dataclass(frozen=True)
-class Switchboard:
-    """How a precomputed widget is wired, for tests and for callers that add controls.
+class Control:
+    """One control of a ``Switchboard``."""
 
-    box: the widget to display (controls above the views). stacks: every ``ipywidgets.Stack`` holding views,
-    outermost first. links: every ``jslink`` between a control and a stack (``ipywidgets.Link``).
+    name: str  # the label in front of it, e.g. "image"
+    options: tuple[str, ...]  # what each position is called (a dropdown's entries; a slider shows the chosen one)
+    start: int  # the position shown first
+    kind: str = "dropdown"  # "dropdown" (an HTML select) or "slider" (an HTML range input)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("dropdown", "slider"):
+            raise ValueError(f"kind must be 'dropdown' or 'slider', got {self.kind!r}")
+        if not 0 <= self.start < len(self.options):
+            raise ValueError(f"start {self.start} outside the {len(self.options)} options of {self.name!r}")
+
+
+#: The script that switches a board's picture: the controls' positions, read in the order they appear, index the
+#: row-major table ``index`` (the last control fastest); the picture with that number is shown, the others hidden.
+SWITCH_JS = """(() => {
+  const root = document.getElementById(%(id)s);
+  const index = %(index)s, sizes = %(sizes)s;
+  const controls = [...root.querySelectorAll("select, input[type=range]")];
+  const views = [...root.querySelectorAll("img.labkit-view")];
+  const show = () => {
+    let flat = 0;
+    controls.forEach((c, k) => { flat = flat * sizes[k] + Number(c.value); });
+    views.forEach((v, i) => { v.style.display = i === index[flat] ? "" : "none"; });
+    root.querySelectorAll("output").forEach(o => {
+      const c = root.querySelector("#" + o.htmlFor); o.value = c.dataset.labels.split("\\n")[Number(c.value)];
+    });
+  };
+  controls.forEach(c => { c.addEventListener("input", show); c.addEventListener("change", show); });
+  show();
+})();"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Switchboard:
+    """Precomputed pictures and the controls that pick one; displayed as HTML that switches them in the browser.
+
+    controls: the controls, in the order shown. views: the distinct pictures (PNG bytes). index: for every
+    combination of control positions, row-major over ``controls`` (the last fastest), the number of the view it
+    shows (a combination with nothing of its own shows a shared view, stored once).
     """
 
-    box: Any  # ipywidgets.VBox
-    stacks: tuple[Any, ...]  # ipywidgets.Stack, outermost first
-    links: tuple[Any, ...]  # ipywidgets.Link (control -> stack selected_index)
+    controls: tuple[Control, ...]
+    views: tuple[bytes, ...]  # PNG bytes, each once
+    index: tuple[int, ...]  # len = product of the controls' option counts; values in range(len(views))
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """Displayed as its box: a cell ending in a ``Switchboard`` shows the widget."""
-        return self.box._repr_mimebundle_(**kwargs)
+    def __post_init__(self) -> None:
+        size = 1
+        for c in self.controls:
+            size *= len(c.options)
+        if len(self.index) != size:
+            raise ValueError(f"index needs {size} entries (one per combination of positions), got {len(self.index)}")
+        if self.index and not (0 <= min(self.index) and max(self.index) < len(self.views)):
+            raise ValueError(f"index must point into the {len(self.views)} views")
+
+    def view_of(self, *positions: int) -> int:
+        """The number of the view shown when control k is at ``positions[k]``."""
+        if len(positions) != len(self.controls):
+            raise ValueError(f"need {len(self.controls)} positions, got {len(positions)}")
+        flat = 0
+        for c, p in zip(self.controls, positions):
+            if not 0 <= p < len(c.options):
+                raise ValueError(f"position {p} outside the {len(c.options)} options of {c.name!r}")
+            flat = flat * len(c.options) + p
+        return self.index[flat]
+
+    @property
+    def shown(self) -> int:
+        """The view shown first (every control at its start)."""
+        return self.view_of(*(c.start for c in self.controls))
+
+    def _repr_html_(self) -> str:
+        """The board as one HTML block: controls, every view (only the shown one visible), the switch script.
+        Its element id is a digest of the content, so the same board renders the same HTML in every run."""
+        digest = hashlib.sha1(repr((self.controls, self.index)).encode())
+        for png in self.views:
+            digest.update(png)
+        uid = f"labkit-board-{digest.hexdigest()[:12]}"
+        parts = [f'<div class="labkit-board" id="{uid}">',
+                 '<div class="labkit-controls" style="display:flex;flex-wrap:wrap;gap:0.3em 1.5em;'
+                 'align-items:center;margin-bottom:0.4em">']
+        for k, c in enumerate(self.controls):
+            cid = f"{uid}-c{k}"
+            label = f'<label for="{cid}" style="margin-right:0.4em">{html.escape(c.name)}</label>'
+            if c.kind == "slider":
+                labels = html.escape("\n".join(c.options), quote=True)
+                parts.append(f'<span>{label}<input type="range" id="{cid}" min="0" max="{len(c.options) - 1}" '
+                             f'step="1" value="{c.start}" data-labels="{labels}" style="vertical-align:middle"> '
+                             f'<output for="{cid}">{html.escape(c.options[c.start])}</output></span>')
+            else:
+                options = "".join(f'<option value="{i}"{" selected" if i == c.start else ""}>{html.escape(o)}</option>'
+                                  for i, o in enumerate(c.options))
+                parts.append(f'<span>{label}<select id="{cid}">{options}</select></span>')
+        parts.append("</div>")
+        for i, png in enumerate(self.views):
+            hidden = "" if i == self.shown else "display:none;"
+            parts.append(f'<img class="labkit-view" alt="view {i}" style="{hidden}max-width:100%;height:auto" '
+                         f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+        script = SWITCH_JS % {"id": json.dumps(uid), "index": json.dumps(list(self.index)),
+                              "sizes": json.dumps([len(c.options) for c in self.controls])}
+        parts += [f"<script>{script}</script>", "</div>"]
+        return "\n".join(parts)
 
 
 def _png(fig: Figure, dpi: int = VIEW_DPI, colours: int = 256) -> bytes:
     """A figure as PNG bytes, cropped to its contents (as Jupyter shows it), in a palette of ``colours``.
 
-    Why a palette: a widget stores dozens of views in its page; an 8-bit palette PNG is about a third of the
+    Why a palette: a board stores dozens of views in its page; an 8-bit palette PNG is about a third of the
     size of the full-colour one, and a panel of 32x32 images, a few curves and text uses fewer colours than that.
     """
     from PIL import Image
@@ -61,13 +157,6 @@ def _png(fig: Figure, dpi: int = VIEW_DPI, colours: int = 256) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     return out.getvalue()
-
-
-def _view(png: bytes) -> Any:
-    """One precomputed view: an Image widget no wider than its container."""
-    import ipywidgets as w
-
-    return w.Image(value=png, format="png", layout=w.Layout(max_width="100%", height="auto"))
 
 
 #: ``browser_probabilities``' key of the clean images' probabilities.
@@ -92,10 +181,8 @@ def attack_browser(originals: Tensor, results: dict[str, AttackResult], probs: d
     never runs the model, so a replayed page shows it too).
     max_images: the slider covers the first ``max_images`` images (each image costs one PNG per run).
     Opens on the first successful attack (first run that has one, its first image), so the saved view shows
-    what the attack does. Returns a ``Switchboard`` (display it; ``.box`` is the ``ipywidgets.VBox``).
+    what the attack does. Returns a ``Switchboard`` (display it: the page shows its HTML).
     """
-    import ipywidgets as w
-
     if not results:
         raise ValueError("attack_browser needs at least one run")
     if max_images < 1:
@@ -106,23 +193,20 @@ def attack_browser(originals: Tensor, results: dict[str, AttackResult], probs: d
     start_run, start_image = next(((k, i) for k, name in enumerate(names) for i in range(n)
                                    if bool(results[name].success[i])), (0, 0))
 
-    def panel(name: str, i: int) -> Any:
+    def panel(name: str, i: int) -> bytes:
         r = results[name]
         verdict = "success" if r.success[i] else "failed"
         title = f"{name}: {verdict} after {int(r.queries[i])} queries"
         if r.targets is not None:
             title += f" (target: {classes[int(r.targets[i])]})"
         fig = attack_panel(originals[i], r.adv_images[i], r.pixels[i], before[i], probs[name][i], classes, title)
-        return _view(_png(fig))
+        return _png(fig)
 
-    per_run = tuple(w.Stack([panel(name, i) for i in range(n)], selected_index=start_image) for name in names)
-    runs = w.Stack(list(per_run), selected_index=start_run)
-    index = w.IntSlider(start_image, 0, n - 1, description="image", continuous_update=True)
-    run = w.Dropdown(options=names, index=start_run, description="attack")
-    links = (w.jslink((run, "index"), (runs, "selected_index")),
-             *(w.jslink((index, "value"), (stack, "selected_index")) for stack in per_run))
-    box = w.VBox([w.HBox([index, run]), runs])
-    return Switchboard(box, (runs, *per_run), links)
+    # Controls: image (slider) then attack (dropdown); the view of (image i, run k) is number i * runs + k.
+    views = tuple(panel(name, i) for i in range(n) for name in names)
+    controls = (Control("image", tuple(str(i) for i in range(n)), start_image, kind="slider"),
+                Control("attack", tuple(names), start_run))
+    return Switchboard(controls, views, tuple(range(len(views))))
 
 
 def explorer_views(models: dict[str, nn.Module], images: Tensor,
@@ -159,9 +243,8 @@ def attention_explorer(views: dict[tuple[str, ...], Tensor], images: Tensor, lab
     ones first (led by the first one the first model's first attack broke), then up to two that were not
     attacked. The image list names each image's class.
     Opens on the first image that the first model's first attack broke (first in the list; else the first
-    attacked image), under that attack. Returns a ``Switchboard`` (display it; ``.box`` is the ``ipywidgets.VBox``).
+    attacked image), under that attack. Returns a ``Switchboard`` (display it: the page shows its HTML).
     """
-    import ipywidgets as w
     import torch
 
     models = list(dict.fromkeys(key[0] for key in views))
@@ -198,7 +281,7 @@ def attention_explorer(views: dict[tuple[str, ...], Tensor], images: Tensor, lab
         order = [lead, *(p for p in order if p != lead)]
     shown = [*order[:max_images - keep_plain], *plain[:keep_plain]]
 
-    def panel(name: str, i: int, a: str | None) -> Any:
+    def panel(name: str, i: int, a: str | None) -> bytes:
         kw: dict[str, Any] = {}
         title = f"{name}: {classes[int(labels[i])]} #{int(ids[i])}"
         if a is not None:
@@ -209,32 +292,28 @@ def attention_explorer(views: dict[tuple[str, ...], Tensor], images: Tensor, lab
         else:
             title += "\nnot attacked" if i not in row_of else "\nno attack shown"
         fig = attention_panel(images[i], views[name, "maps"][i], views[name, "probs"][i], classes, title=title, **kw)
-        return _view(_png(fig))
+        return _png(fig)
 
-    # model -> image -> attack ("none" first). A combination without an attack (image not attacked, or no such
-    # attack on that model) shows the plain view: the same widget, so it costs one PNG, not one per option.
+    # Controls: model, image, attack ("none" first). A combination without an attack (image not attacked, or no
+    # such attack on that model) shows the plain view: stored once, not once per option.
     # Open on what the explorer is for: that broken image (else the first attacked one), under that attack.
     start_image = 0
     start_attack = 1 if names and shown and shown[start_image] in row_of else 0
-    per_image: list[Any] = []
-    per_model: list[Any] = []
+    pngs: list[bytes] = []
+    index: list[int] = []
     for name in models:
-        rows = []
         for i in shown:
-            plain_view = panel(name, i, None)
-            options = [panel(name, i, a) if i in row_of and a in attacks.get(name, {}) else plain_view for a in names]
-            stack = w.Stack([plain_view, *options], selected_index=start_attack)
-            per_image.append(stack)
-            rows.append(stack)
-        per_model.append(w.Stack(rows, selected_index=start_image))
-    top = w.Stack(per_model, selected_index=0)
-
-    model = w.Dropdown(options=models, index=0, description="model")
-    image = w.Dropdown(options=[(f"{classes[int(labels[p])]} #{int(ids[p])}" + (" (attacked)" if p in row_of else ""),
-                                 k) for k, p in enumerate(shown)], index=start_image, description="image")
-    attack = w.Dropdown(options=["none", *names], index=start_attack, description="attack")
-    links = (w.jslink((model, "index"), (top, "selected_index")),
-             *(w.jslink((image, "index"), (stack, "selected_index")) for stack in per_model),
-             *(w.jslink((attack, "index"), (stack, "selected_index")) for stack in per_image))
-    box = w.VBox([w.HBox([model, image, attack]), top])
-    return Switchboard(box, (top, *per_model, *per_image), links)
+            plain_view = len(pngs)
+            pngs.append(panel(name, i, None))
+            index.append(plain_view)
+            for a in names:
+                if i in row_of and a in attacks.get(name, {}):
+                    index.append(len(pngs))
+                    pngs.append(panel(name, i, a))
+                else:
+                    index.append(plain_view)
+    image_names = tuple(f"{classes[int(labels[p])]} #{int(ids[p])}" + (" (attacked)" if p in row_of else "")
+                        for p in shown)
+    controls = (Control("model", tuple(models), 0), Control("image", image_names, start_image),
+                Control("attack", ("none", *names), start_attack))
+    return Switchboard(controls, tuple(pngs), tuple(index))

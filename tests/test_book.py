@@ -3,10 +3,11 @@
 One build per test session, into a temporary folder, with `tools/build_book.py --profile cpu --replay-only`:
 the book `make book` builds, every lab replaying its committed record (results/cpu/), so CI also checks that
 those records still replay with the current code. Each page in PAGES is then opened in headless Chromium
-with name resolution switched off, and the rendered DOM must show the figures and the ipywidgets, with no
-request having left the machine. Chromium missing: skipped on a workstation, a failure in CI (env CI set).
+with name resolution switched off, and the rendered DOM must show the figures and the interactive views
+(``labkit.widgets.Switchboard``), with no request having left the machine. Chromium missing: skipped on a
+workstation, a failure in CI (env CI set).
 
-To check another lab, add a Page to PAGES (e.g. Page("notebooks/08_...", {"widget-hprogress"})).
+To check another lab, add a Page to PAGES (e.g. Page("notebooks/08_...", frozenset({"select"}))).
 """
 
 from __future__ import annotations
@@ -55,17 +56,15 @@ class Page:
     """A built page and what its rendered DOM must contain."""
 
     name: str  # docname, e.g. notebooks/01_one_pixel_attack (HTML at <html>/<name>.html)
-    widget_classes: frozenset[str]  # CSS classes html-manager gives rendered widgets
+    controls: frozenset[str]  # the kinds of control its views have: "select" (a dropdown), "range" (a slider)
     min_figures: int = 1  # matplotlib images in cell outputs
 
 
 PAGES = [
-    # Lab 01's attack browser has a slider (widget-slider) and a Stack of precomputed pictures (widget-image)
-    # besides its figures (a replay has no progress bars).
-    Page("notebooks/01_one_pixel_attack", frozenset({"widget-slider", "widget-image"})),
-    # Lab 08's attention explorer: dropdowns over a Stack of precomputed pictures (Image widgets); five static
-    # figures.
-    Page("notebooks/08_attention_maps", frozenset({"widget-dropdown", "widget-image"}), min_figures=5),
+    # Lab 01's attack browser: an image slider and a dropdown over precomputed pictures, besides its figures.
+    Page("notebooks/01_one_pixel_attack", frozenset({"range", "select"})),
+    # Lab 08's attention explorer: three dropdowns over precomputed pictures; five static figures.
+    Page("notebooks/08_attention_maps", frozenset({"select"}), min_figures=5),
 ]
 
 
@@ -79,6 +78,9 @@ class DomSummary(HTMLParser):
         self.output_images: list[str] = []  # img src inside cell outputs
         self.widget_views = 0  # saved widget views (<script type=...widget-view+json>)
         self.rendered_views = 0  # .widget-subarea blocks holding a rendered widget
+        self.boards = 0  # labkit.widgets.Switchboard blocks
+        self.board_controls: set[str] = set()  # "select" / "range" controls inside them
+        self.board_views = 0  # their pictures
         self._stack: list[set[str]] = []
         self._subarea_depth: int | None = None
         self._subarea_rendered = False
@@ -95,6 +97,11 @@ class DomSummary(HTMLParser):
             self.output_images.append(attributes.get("src", ""))
         if tag == "script" and attributes.get("type") == "application/vnd.jupyter.widget-view+json":
             self.widget_views += 1
+        self.boards += "labkit-board" in classes
+        if any("labkit-board" in c for c in self._stack):
+            if tag == "select" or (tag == "input" and attributes.get("type") == "range"):
+                self.board_controls.add("select" if tag == "select" else "range")
+            self.board_views += tag == "img" and "labkit-view" in classes
         if self._subarea_depth is not None and "jupyter-widgets" in classes:
             self._subarea_rendered = True
         if tag in VOID_TAGS:
@@ -239,14 +246,15 @@ def test_page_renders_offline(page: Page, html_dir: Path, chromium: str, tmp_pat
         f"{dom.output_images}"
     )
 
-    # (b) The widgets rendered: every saved widget view got its DOM, of the expected kinds.
-    assert dom.widget_views > 0, "the page carries no widget state (was it saved when executed?)"
+    # (b) The interactive views are there with their controls; any saved ipywidget (a computed page's progress
+    # bars) got its DOM.
+    assert dom.boards > 0 and dom.board_views > 1, "the page shows no interactive view (labkit.widgets)"
+    missing = page.controls - dom.board_controls
+    assert not missing, f"no {sorted(missing)} control in the page's interactive views"
     assert dom.rendered_views == dom.widget_views, (
         f"{dom.rendered_views} of {dom.widget_views} widget views rendered: the widget JavaScript "
         "did not run (see book/vendor/README.md)"
     )
-    missing = page.widget_classes - dom.classes
-    assert not missing, f"no rendered widget with class(es) {sorted(missing)}"
     assert "jupyter-widgets-error-widget" not in dom.classes, "a widget failed to load"
 
     # Maths, where the page has any, was typeset by the vendored MathJax.
@@ -559,20 +567,20 @@ def test_the_book_ships_no_source_maps(html_dir: Path) -> None:
     assert not pointing, f"files still pointing at source maps: {pointing}"
 
 
-#: The picture a widget shows: the visible <img> inside the widget area (a Stack shows one child at a time).
+#: The picture an interactive view shows: its visible <img> (its switch hides the others).
 SHOWN_IMAGE = r"""
 (() => {
-  const imgs = [...document.querySelectorAll('.widget-subarea img')]
+  const imgs = [...document.querySelectorAll('.labkit-board img.labkit-view')]
     .filter(i => i.offsetParent !== null && i.getBoundingClientRect().width > 0);
   return imgs.map(i => i.src.length + ':' + i.src.slice(-64));
 })()
 """
 
-#: Change the dropdown number ``index`` of the page's widgets to its next option, as a reader would, firing
-#: the event the widget view listens to.
+#: Change the dropdown number ``index`` of the page's interactive views to its next option, as a reader would,
+#: firing the event a browser fires.
 CHANGE_SELECT = r"""
 ((index) => {
-  const controls = [...document.querySelectorAll('.widget-subarea select')];
+  const controls = [...document.querySelectorAll('.labkit-board select')];
   const c = controls[index];
   if (!c) return 'no dropdown number ' + index + ' (found ' + controls.length + ')';
   c.selectedIndex = (c.selectedIndex + 1) % c.options.length;
@@ -580,13 +588,15 @@ CHANGE_SELECT = r"""
   return 'ok';
 })
 """
-#: Focus the handle of slider number ``index`` (ipywidgets draws sliders with noUiSlider, not <input>).
+#: Focus slider number ``index`` (an <input type=range>); returns the arrow key that moves it one step (right,
+#: unless it is at its end).
 FOCUS_SLIDER = r"""
 ((index) => {
-  const handles = [...document.querySelectorAll('.widget-subarea .noUi-handle')];
-  if (!handles[index]) return 'no slider number ' + index + ' (found ' + handles.length + ')';
-  handles[index].focus();
-  return 'ok';
+  const sliders = [...document.querySelectorAll('.labkit-board input[type=range]')];
+  const s = sliders[index];
+  if (!s) return 'no slider number ' + index + ' (found ' + sliders.length + ')';
+  s.focus();
+  return Number(s.value) < Number(s.max) ? 'ArrowRight' : 'ArrowLeft';
 })
 """
 
@@ -596,10 +606,12 @@ def change_control(browser: Browser, kind: str, index: int) -> None:
     if kind == "select":
         assert browser.evaluate(f"{CHANGE_SELECT}({index})") == "ok"
         return
-    assert browser.evaluate(f"{FOCUS_SLIDER}({index})") == "ok"
-    for event in ("keyDown", "keyUp"):  # one press of the right arrow key: the handle moves one step
-        browser.call("Input.dispatchKeyEvent", type=event, key="ArrowRight", code="ArrowRight",
-                     windowsVirtualKeyCode=39, nativeVirtualKeyCode=39)
+    key = browser.evaluate(f"{FOCUS_SLIDER}({index})")
+    assert key in ("ArrowRight", "ArrowLeft"), key
+    code = 39 if key == "ArrowRight" else 37
+    for event in ("keyDown", "keyUp"):  # one press of an arrow key: the slider moves one step
+        browser.call("Input.dispatchKeyEvent", type=event, key=key, code=key, windowsVirtualKeyCode=code,
+                     nativeVirtualKeyCode=code)
 
 
 @pytest.mark.parametrize("lab, controls", [
@@ -622,6 +634,71 @@ def test_widgets_respond_without_a_kernel(lab: str, controls: list[tuple[str, in
             browser.screenshot(tmp_path / f"{lab}-unchanged.png")
         assert after != before, f"{lab}: changing {kind} #{index} left the picture as it was"
         before = after
+
+
+#: The most the built (replayed) book may weigh, in bytes (issue #25).
+BOOK_BYTES = 15_000_000
+
+
+def test_the_book_weighs_at_most_its_budget(html_dir: Path) -> None:
+    files = [p for p in html_dir.rglob("*") if p.is_file()]
+    total = sum(p.stat().st_size for p in files)
+    heaviest = sorted(files, key=lambda p: p.stat().st_size)[-5:]
+    assert total <= BOOK_BYTES, (f"the book weighs {total / 1e6:.1f} MB (budget {BOOK_BYTES / 1e6:.1f}); heaviest: "
+                                 + ", ".join(f"{p.relative_to(html_dir)} {p.stat().st_size / 1e6:.1f} MB"
+                                             for p in reversed(heaviest)))
+
+
+def test_drop_unloaded_assets_keeps_what_pages_load(tmp_path: Path) -> None:
+    from tools.postbuild import drop_unloaded_assets
+
+    fonts = tmp_path / "_static" / "vendor" / "webfonts"
+    fonts.mkdir(parents=True)
+    for name in ("a.woff2", "a.ttf", "b.ttf"):  # b has no woff2: its TrueType file is what loads
+        (fonts / name).write_bytes(b"x")
+    (tmp_path / "_static" / "locales" / "pl" / "LC_MESSAGES").mkdir(parents=True)
+    (tmp_path / "_static" / "locales" / "pl" / "LC_MESSAGES" / "booktheme.mo").write_bytes(b"x")
+    for name in ("require.js", "embed-amd.js", "LICENSE-html-manager.txt", "tex-svg-full.js", "LICENSE-mathjax.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "page.html").write_text('<script src="../tex-svg-full.js"></script>', encoding="utf-8")
+    removed = drop_unloaded_assets(tmp_path)
+    assert sorted(p.name for p in removed) == ["LICENSE-html-manager.txt", "a.ttf", "booktheme.mo", "embed-amd.js",
+                                               "require.js"]
+    assert (tmp_path / "tex-svg-full.js").is_file() and (tmp_path / "LICENSE-mathjax.txt").is_file()
+    assert sorted(p.name for p in fonts.iterdir()) == ["a.woff2", "b.ttf"]
+    assert not (tmp_path / "_static" / "locales").exists()
+    with pytest.raises(FileNotFoundError):
+        drop_unloaded_assets(tmp_path / "missing")
+
+
+def test_palette_images_rewrites_only_what_it_cannot_spoil(tmp_path: Path) -> None:
+    import numpy as np
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from tools.postbuild import palette_images
+
+    images = tmp_path / "_images"
+    images.mkdir()
+    fig = Figure(figsize=(4, 3))
+    ax = fig.add_subplot()
+    ax.imshow(np.linspace(0, 1, 400).reshape(20, 20), cmap="viridis")
+    ax.plot([0, 19], [0, 19], "r-")
+    ax.set_title("a plot")
+    fig.savefig(images / "plot.png", format="png", dpi=100)  # opaque: white face
+    fig.savefig(images / "clear.png", format="png", dpi=100, transparent=True)
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(images / "noise.png")  # 12k colours: a palette would blur it
+    sizes = {p.name: p.stat().st_size for p in images.iterdir()}
+    originals = {p.name: np.asarray(Image.open(p).convert("RGB"), dtype=float) for p in images.iterdir()}
+    clear, noisy = (images / "clear.png").read_bytes(), (images / "noise.png").read_bytes()
+    before, after = palette_images(tmp_path)
+    assert before == sum(sizes.values()) and after < before
+    plot = Image.open(images / "plot.png")
+    assert plot.mode == "P" and (images / "plot.png").stat().st_size < sizes["plot.png"]
+    assert np.abs(np.asarray(plot.convert("RGB"), dtype=float) - originals["plot.png"]).mean() < 1.0
+    assert (images / "clear.png").read_bytes() == clear  # transparency kept
+    assert (images / "noise.png").read_bytes() == noisy  # too many colours: kept
 
 
 def test_strip_source_maps_removes_maps_and_their_comments(tmp_path: Path) -> None:

@@ -841,8 +841,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         (stage / STATUS_PAGE).write_text(status_page(runs, root), encoding="utf-8")
         log(f"wrote {stage / STATUS_PAGE}")
         index = build_html(stage, out)
-        removed = _postbuild().strip_source_maps(index.parent)  # developer-tool files no reader loads
+        postbuild = _postbuild()
+        removed = postbuild.strip_source_maps(index.parent)  # developer-tool files no reader loads
         log(f"removed {len(removed)} source maps")
+        unloaded = postbuild.drop_unloaded_assets(index.parent)
+        log(f"removed {len(unloaded)} files no page loads (the theme's translations, TrueType fonts beside woff2)")
+        was, now = postbuild.palette_images(index.parent)
+        log(f"figures as palette PNGs: {was / 1e6:.1f} -> {now / 1e6:.1f} MB")
     except BuildError as error:
         print(f"\n[build_book] FAILED: {error}", file=sys.stderr, flush=True)
         return 1
