@@ -15,12 +15,13 @@ import math
 from typing import Any, Callable
 
 from labkit import data, papers, report, stats
-from labkit.labs import apr_paper, apr_tables, attention_maps, recovery, su, survey, verification
+from labkit.labs import apr_paper, apr_tables, attention_maps, full_budget, recovery, su, survey, verification
 from labkit.stats import Verdict
 from labkit.suites import SUITE, WORST_CASE
 
-__all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "claims_table",
-           "markdown", "paper_value", "proof_rows", "provenance_rows", "status_counts", "totals"]
+__all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "budget_note",
+           "budget_rows", "claims_table", "markdown", "paper_value", "proof_rows", "provenance_rows", "status_counts",
+           "totals"]
 
 #: The columns of ``claims_table``.
 COLUMNS = ["paper", "where", "claim", "paper_value", "model", "attackers", "ours", "ci", "n", "p", "power", "verdict",
@@ -244,6 +245,29 @@ ATTACKS_ONLY = ("Judged by attacks only: no proof covers this model (Lab 12 prov
                 "proofs table).")
 
 
+def budget_rows(recs: Records) -> list[dict[str, Any]]:
+    """Lab 05b's check per model, for the chapter: Lab 05's suite beside DE at the papers' budget on the images the
+    suite missed (how many it attacked and fooled), and the range of the ASR of both together (%; empty without a
+    record)."""
+    rows = _rows(recs.get(full_budget.LAB, {}), full_budget.BUDGET_STEP)
+    return [{"model": r["defence"], "images": r["attacked"], "suite ASR %": round(100 * r["suite_asr"], 1),
+             "DE budget": f"{r['population']} x {r['generations']}", "DE on (suite missed)": r["full_budget_attacked"],
+             "DE fooled": r["full_budget_fooled"],
+             "ASR with it (%)": (f"{100 * r['asr_both_lo']:.1f} to {100 * r['asr_both_hi']:.1f}"
+                                 if r["full_budget_attacked"] else f"{100 * r['suite_asr']:.1f}"),
+             "lab": _lab_link(full_budget.LAB)} for r in rows]
+
+
+def budget_note(recs: Records) -> str:
+    """What a row judged by Lab 05's suite adds about the full-budget check (Lab 05b), or "" without its record."""
+    rows = _rows(recs.get(full_budget.LAB, {}), full_budget.BUDGET_STEP)
+    if not rows:
+        return ""
+    found = ", ".join(f"{r['defence']}: {r['full_budget_fooled']} of {r['full_budget_attacked']}" for r in rows)
+    return (f"Full-budget check (Lab 05b): DE at {rows[0]['population']} x {rows[0]['generations']} on images Lab "
+            f"05's suite missed fooled {found} (see the table under 'Attacked hard enough?').")
+
+
 def proof_rows(recs: Records) -> list[dict[str, Any]]:
     """Lab 12's bracket per model, for the chapter: clean accuracy, the share of correctly classified images proven
     one-pixel robust, the attacks' success rate and the bracket on the true one-pixel ASR (%; empty without a
@@ -312,7 +336,8 @@ def _claims_table(recs: Records, claims: tuple[papers.Claim, ...]) -> list[dict[
             measured = [{**_row(None, why=f"{c.lab}'s record holds nothing that measures this claim."),
                          "verdict": "not measured"}]
         elif kind in ONE_PIXEL_MEASURES:
-            measured = [{**m, "why": ((m.get("why") or "") + " " + ATTACKS_ONLY).strip()} for m in measured]
+            note = " ".join(filter(None, [ATTACKS_ONLY, budget_note(recs) if c.lab == apr_paper.TABLE1_LAB else ""]))
+            measured = [{**m, "why": ((m.get("why") or "") + " " + note).strip()} for m in measured]
         # A verdict's unit is the row's, "" (a fraction) included; a plain measurement takes the claim's.
         units = [m["unit"] if "unit" in m else c.unit for m in measured]
         out += [{**head, **m, "unit": u, "paper_value": paper_value(c, u)} for m, u in zip(measured, units)]

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from labkit import claims
 from labkit.claims import Records
-from labkit.labs import verification
+from labkit.labs import full_budget, verification
 from labkit.plotting import COLUMN_IN, LabFigure
 
 __all__ = ["DECISIVE", "FIGURE_UNITS", "key_result", "findings_markdown", "findings_figure"]
@@ -78,6 +78,12 @@ def _proof_lines(recs: Records) -> list[str]:
             for r in claims.proof_rows(recs)]
 
 
+def _budget_lines(recs: Records) -> list[str]:
+    return [f"{r['model']}: DE at {r['DE budget']} fooled {r['DE fooled']} of the {r['DE on (suite missed)']} images "
+            f"the suite missed; the suite's ASR of {r['suite ASR %']:g}% becomes {r['ASR with it (%)']}% with it"
+            for r in claims.budget_rows(recs)]
+
+
 def key_result(recs: Records, lab: str, table: list[dict[str, Any]] | None = None, lines: int = 4) -> list[str]:
     """At most ``lines`` Markdown lines (no bullets) saying what lab ``lab`` (a notebook stem) found, from the
     records ``recs`` (``labkit.records.load_all``); ``table``: ``claims.claims_table(recs)`` when already built.
@@ -96,6 +102,8 @@ def key_result(recs: Records, lab: str, table: list[dict[str, Any]] | None = Non
         return [head, *(_claim_line(r) for r in shown[:lines - 1])]
     if lab == verification.LAB:
         return _proof_lines(recs)[:lines]
+    if lab == full_budget.LAB:
+        return _budget_lines(recs)[:lines]
     return _rate_lines(recs[lab], lines)
 
 

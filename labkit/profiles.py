@@ -41,6 +41,7 @@ LAB_PARTS: dict[str, str] = {
     "recovery": "Lab 09: ``labkit.labs.recovery.RecoveryConfig``'s fields",
     "survey": "Labs 10-11: ``labkit.labs.survey.SurveyConfig``'s fields",
     "verify": "Lab 12: ``labkit.labs.verification.VerifyConfig``'s fields",
+    "budget": "Lab 05b: ``labkit.labs.full_budget.BudgetConfig``'s fields",
 }
 
 #: ``Profile.labs``' type: (part, ((field, value), ...)) pairs, sorted, so a profile stays frozen and hashable.
@@ -198,7 +199,8 @@ PROFILES: dict[str, Profile] = {
                                      examples=2),
                          verify=dict(n_images=8, proven_epochs=1, proven_size=512, seconds=2.0, natural_seconds=1.0,
                                      max_boxes=2000, study_images=1, study_positions=2, study_budget=10, study_samples=64,
-                                     de_images=2, de_population=20, de_generations=3, median=3))),
+                                     de_images=2, de_population=20, de_generations=3, median=3),
+                         budget=dict(n_images=2, population=8, generations=2))),
     "cpu": Profile(name="cpu", models=("small_cnn",), epochs=15, train_size=None, batch_size=128,
                    optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100, n_pairs=30,
                    population=200, generations=20, pixels=(1, 3, 5), seeds=(0,), corner=True, corner_queries=None,
@@ -235,7 +237,10 @@ PROFILES: dict[str, Profile] = {
                        # Lab 12: sized on the 2-core EPYC *without* native bf16 (fp32: 2.5 training steps/s, 1,100
                        # forwards/s), in one session. The natural model trains 6 epochs (Labs 01-02's 15 cost 40 min in
                        # fp32 there); VERIFY_CPU_NOTE in labkit.labs.verification has the measured costs.
-                       verify=VERIFY_CPU)),
+                       verify=VERIFY_CPU,
+                       # Lab 05b: the papers' DE (400 x 100) on 50 images per model that the suite missed: about 13
+                       # minutes per model when every image spends the whole budget (2,500 forwards/s, 2 threads).
+                       budget=dict(n_images=50))),
     "full": Profile(name="full", models=("resnet18", "vgg16"), epochs=200, train_size=None, batch_size=128,
                     optimizer="adam", lr=1e-3, schedule="cosine", eval_size=10000, n_attack=500, n_pairs=500,
                     population=400, generations=100, pixels=(1, 3, 5), seeds=(0, 1, 2, 3, 4), corner=True, corner_queries=None,
@@ -243,7 +248,8 @@ PROFILES: dict[str, Profile] = {
                     # Su et al.'s networks and the survey at their papers' settings (their configs' defaults); the
                     # JPEG paper's 1,000 and 200 images; APR's inner attack at OnePixelAT's default 8 positions.
                     labs=lab_sizes(apr=dict(inner_positions=8), timing=dict(warmup=3, repeats=15),
-                                   recovery=dict(n_images=1000, n_sweep=200), verify=dict(median=3))),
+                                   recovery=dict(n_images=1000, n_sweep=200), verify=dict(median=3),
+                                   budget=dict(n_images=500))),
 }
 
 

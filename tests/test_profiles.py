@@ -132,12 +132,12 @@ def test_lab_sections_leave_the_recorded_profile_as_the_committed_records_hold_i
 
 
 def test_the_labs_settings_are_the_committed_records_ones():
-    # Lab 02b, 09, 10, 11 and 12 record the settings they build from their section: what the sizes moved to
+    # Labs 02b, 05b, 09, 10, 11 and 12 record the settings they build from their section: what the sizes moved to
     # ``Profile.labs`` build is what the committed records hold.
     import json
     from pathlib import Path
 
-    from labkit.labs import recovery, su, survey, verification
+    from labkit.labs import full_budget, recovery, su, survey, verification
     from labkit.records import jsonable
 
     folder = Path(__file__).resolve().parents[1] / "results" / "cpu"
@@ -145,7 +145,8 @@ def test_the_labs_settings_are_the_committed_records_ones():
     built = {"02b_su_networks": su.su_config(cpu), "09_jpeg_recovery": recovery.recovery_config(cpu),
              "10_survey_attacks": replace(survey.survey_config(cpu), datasets=("fashion-mnist", "cifar10")),
              "11_survey_defences": replace(survey.survey_config(cpu), datasets=("fashion-mnist", "cifar10")),
-             "12_verification": verification.verify_config(cpu)}
+             "12_verification": verification.verify_config(cpu),
+             "05b_full_budget": full_budget.budget_config(cpu.for_defences())}
     for lab, settings in built.items():
         assert json.loads((folder / f"{lab}.json").read_text())["settings"] == jsonable(settings), lab
 

@@ -19,6 +19,8 @@ of ``labkit.attacks``) on the profile's model and need no module of their own.
   the paired verdicts on its claims (a defence lowers the ASR; removing a component of APR raises it).
 * ``apr_paper``: Labs 05-07, the suites of the APR paper's Tables 1 and 3, the overhead timings, and Lab 07's table
   and verdicts on its Table 4.
+* ``full_budget``: Lab 05b, DE at the papers' budget (400 x 100) on the images Lab 05's suite missed, on Lab 05's
+  undefended model and APR: was the suite strong enough?
 * ``attention_maps``: Lab 08, the gated APR variants attacked, the explorer's images and figures, and the test of
   "attacks succeed where attention is low".
 * ``recovery``: Lab 09, JPEG against FGSM and the one-pixel "class recovery": the paper's Table I and its verdicts.

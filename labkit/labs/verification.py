@@ -34,15 +34,15 @@ import torch
 from torch import Tensor, nn
 
 from labkit._checks import check_int, check_number, check_positive
-from labkit.attacks import DEConfig, OnePixel, verify
 from labkit.cache import NEW_FIELD
 from labkit.attacks.corner import cube_corners
 from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, CertifyResult, Chain, certify,
                             parse)
 from labkit.certify.training import OnePixelIBP
 from labkit.data import Split
-from labkit.evaluate import run_attack, run_certify
+from labkit.evaluate import run_certify
 from labkit.labs.apr_paper import SUITE_STEP
+from labkit.labs.full_budget import full_budget_de
 from labkit.profiles import Profile
 from labkit.stats import wilson
 from labkit.train import TrainConfig
@@ -195,16 +195,9 @@ def budget_images(status: Tensor, broken: Tensor, limit: int) -> Tensor:
 def full_budget_check(model: nn.Module, key: str, split: Split, indices: Tensor, cfg: VerifyConfig,
                       precision: str = "auto", progress: bool = True) -> dict[str, Tensor]:
     """DE at Su et al.'s budget (``de_population`` x ``de_generations``, 1 pixel, untargeted) on ``indices``
-    through the cache, every success re-checked (``labkit.attacks.verify``): {"index": (m,) dataset indices,
+    (``labkit.labs.full_budget.full_budget_de``: cached, every success re-checked): {"index": (m,) dataset indices,
     "success": (m,) verified, "queries": (m,)}; empty tensors when no image is open."""
-    if not len(indices):
-        return {"index": indices.long(), "success": torch.zeros(0, dtype=torch.bool),
-                "queries": torch.zeros(0, dtype=torch.long)}
-    attack = OnePixel(model, DEConfig(population=cfg.de_population, generations=cfg.de_generations,
-                                      precision=precision))
-    x, y = split.floats(indices), split.labels[indices]
-    res = run_attack(attack, x, y, model_key=key, indices=indices, chunk_images=10, progress=progress)
-    return {"index": indices.long(), "success": verify(model, x, res, max_pixels=1), "queries": res.queries}
+    return full_budget_de(model, key, split, indices, cfg.de_population, cfg.de_generations, precision, progress)
 
 
 def broken(suite_outcomes: Sequence[int], open_positions: Tensor, de_success: Tensor) -> Tensor:

@@ -13,11 +13,13 @@ from labkit.plotting.attention import (attention_attack, attention_overlay, atte
 from labkit.plotting.common import (COLUMN_IN, COLUMN_PX, MIN_CELL_IN, MIN_DISPLAY_PT, PNG_DPI, LabFigure, attack_panel,
                                     budget_curves, de_generations, declutter, display_scale, displayed_pt, heatmap,
                                     histograms, image_grid, legible, quality_curves, texts, training_curves)
-from labkit.plotting.defences import attention_maps, grouped_bars, paper_comparison, time_split, tradeoff
+from labkit.plotting.defences import (attention_maps, budget_gaps, grouped_bars, paper_comparison, time_split,
+                                      tradeoff)
 from labkit.plotting.proofs import bound_widths, brackets, position_maps
 
 __all__ = ["COLUMN_IN", "COLUMN_PX", "LabFigure", "MIN_CELL_IN", "MIN_DISPLAY_PT", "PNG_DPI", "attack_panel",
            "attention_attack", "attention_maps", "attention_overlay", "attention_panel", "bound_widths", "brackets",
+           "budget_gaps",
            "budget_curves", "class_attention_grid", "class_grid_summary", "de_generations", "declutter", "display_scale",
            "displayed_pt", "grouped_bars", "heatmap", "histograms", "image_grid", "legible", "paper_comparison",
            "position_maps", "quality_curves", "texts", "time_split", "tradeoff", "training_curves"]

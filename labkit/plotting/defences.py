@@ -143,3 +143,27 @@ def grouped_bars(categories: Sequence[str], series: dict[str, Sequence[float]], 
         ax.axhline(float(reference[1]), color="black", lw=1, ls="--", label=reference[0])
     _finish_bars(ax, pos.numpy(), categories, ylabel, title)
     return fig
+
+
+def budget_gaps(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
+    """Per model (Lab 05b's ``budget_rows``): the suite's one-pixel ASR (dot, 95% CI whiskers) and the range the ASR
+    of the suite and the papers' full-budget DE together can take (band: from the images attacked at the full budget
+    to the upper estimate for the rest)."""
+    fig = LabFigure(figsize=(COLUMN_IN, 0.9 + 0.55 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    for i, r in enumerate(rows):
+        suite = 100 * r["suite_asr"]
+        lo, hi = 100 * r["asr_both_lo"], 100 * r["asr_both_hi"]
+        if hi == hi:  # nothing attacked at the full budget: no band
+            ax.plot([lo, hi], [i, i], color="#ff7f0e", lw=7, alpha=0.45, solid_capstyle="butt",
+                    label="suite + DE 400 x 100 (range)" if i == 0 else None)
+        ax.errorbar([suite], [i], xerr=[[suite - 100 * r["suite_asr_lo"]], [100 * r["suite_asr_hi"] - suite]],
+                    fmt="o", color="#1f77b4", capsize=3, label="suite alone (95% CI)" if i == 0 else None)
+    ax.set_yticks(range(len(rows)), [r["defence"] for r in rows])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlim(-2, 102)
+    ax.set_xlabel("one-pixel attack success rate (%), correctly classified images")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
