@@ -318,6 +318,8 @@ def claims_table(recs: Records, claims: tuple[papers.Claim, ...] = papers.CLAIMS
 
 def _claims_table(recs: Records, claims: tuple[papers.Claim, ...]) -> list[dict[str, Any]]:
     out = []
+    # What a one-pixel row adds to its reasons: Lab 05's rows also name the full-budget check (Lab 05b's record).
+    lab05_note = " ".join(filter(None, [ATTACKS_ONLY, budget_note(recs)]))
     for c in claims:
         head = {"paper": c.paper, "where": c.where, "claim": c.what, "paper_value": c.value, "lab": c.lab or "",
                 "ours_question": bool(getattr(c, "ours", False)), "unit": c.unit}
@@ -336,7 +338,7 @@ def _claims_table(recs: Records, claims: tuple[papers.Claim, ...]) -> list[dict[
             measured = [{**_row(None, why=f"{c.lab}'s record holds nothing that measures this claim."),
                          "verdict": "not measured"}]
         elif kind in ONE_PIXEL_MEASURES:
-            note = " ".join(filter(None, [ATTACKS_ONLY, budget_note(recs) if c.lab == apr_paper.TABLE1_LAB else ""]))
+            note = lab05_note if c.lab == apr_paper.TABLE1_LAB else ATTACKS_ONLY
             measured = [{**m, "why": ((m.get("why") or "") + " " + note).strip()} for m in measured]
         # A verdict's unit is the row's, "" (a fraction) included; a plain measurement takes the claim's.
         units = [m["unit"] if "unit" in m else c.unit for m in measured]

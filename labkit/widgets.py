@@ -132,8 +132,9 @@ class Switchboard:
                                   for i, o in enumerate(c.options))
                 parts.append(f'<span>{label}<select id="{cid}">{options}</select></span>')
         parts.append("</div>")
+        shown = self.shown
         for i, png in enumerate(self.views):
-            hidden = "" if i == self.shown else "display:none;"
+            hidden = "" if i == shown else "display:none;"
             parts.append(f'<img class="labkit-view" alt="view {i}" style="{hidden}max-width:100%;height:auto" '
                          f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
         script = SWITCH_JS % {"id": json.dumps(uid), "index": json.dumps(list(self.index)),

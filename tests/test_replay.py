@@ -117,12 +117,11 @@ JOBS = 2
 
 @dataclass
 class Passes:
-    """A lab's two passes: where its executed copies and record went, and which caches they used."""
+    """A lab's two passes: where its executed copies and record went, and the replay's cache."""
 
     work: Path  # results/ (the record), computed.ipynb (unless nbval's copy is the compute pass), record.json (the
     #             record as the compute pass left it), replayed.ipynb
     computed: nbformat.NotebookNode | None  # nbval's executed copy, or None: the worker computes with papermill
-    cache: Path  # the compute pass's cache
     fresh: Path  # the replay's cache: the decoded dataset and nothing else, as on a fresh machine
 
 
@@ -157,7 +156,7 @@ def passes(request: pytest.FixtureRequest, nbval_runs: Path,
             try:
                 done = nbval_run(lab, nbval_runs)
             except pytest.fail.Exception as failed:  # that lab's test fails with it, not every lab's
-                out[lab] = Passes(work, None, work, work), str(failed)
+                out[lab] = Passes(work, None, work), str(failed)
                 continue
             if done is not None:
                 shutil.copytree(done[1], work / "results")
@@ -170,7 +169,7 @@ def passes(request: pytest.FixtureRequest, nbval_runs: Path,
                 (fresh / "data").symlink_to(cache / "data")
             env = {"LABKIT_PROFILE": "smoke", "LABKIT_RESULTS": str(work / "results"), "MPLBACKEND": INLINE,
                    "LABKIT_CACHE": str(cache), **({"OMP_NUM_THREADS": "1"} if together > 1 else {})}
-            out[lab] = (Passes(work, done[0] if done else None, cache, fresh),
+            out[lab] = (Passes(work, done[0] if done else None, fresh),
                         pool.submit(_run_passes, lab, work, env, done is None))
         yield out
 

@@ -173,30 +173,33 @@ def budget_rows(rows: Sequence[dict[str, Any]], checks: dict[str, dict[str, Tens
             "population": cfg.population, "generations": cfg.generations, "max_queries": cfg.max_queries,
             "asr_both_lo": (suite + found) / n if n else float("nan"),
             "asr_both_hi": (suite + found + (missed - m) * share_hi) / n if n and m else float("nan"),
-            "fooled_ids": [int(i) for i in checks[defence]["index"][check["success"]]] if m else [],
+            "fooled_ids": [int(i) for i in check["index"][check["success"]]] if m else [],
         })
     return out
 
 
-#: Columns of the page's table, with readable names (``budget_rows``' keys -> header).
+#: Columns of the page's table, with readable names (a ``budget_rows`` key, or what ``display_rows`` makes of
+#: several: ``suite_ci``, ``full_budget_ci``, ``asr_both`` -> header).
 COLUMNS = {"defence": "model", "attacked": "images", "suite_asr": "suite ASR %", "suite_ci": "95% CI",
            "missed": "suite missed", "full_budget_attacked": "full-budget DE on", "full_budget_fooled": "it fooled",
            "full_budget_ci": "share fooled % (95% CI)", "asr_both": "ASR, suite + full-budget DE %"}
 
 
+def _pct(v: float, unit: str = "") -> str:
+    """A fraction as a percentage with one decimal, "—" for NaN (nothing measured)."""
+    return "—" if v != v else f"{100 * v:.1f}{unit}"
+
+
 def display_rows(table: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """``budget_rows`` as the page shows them: percentages, intervals as "lo–hi", the combined ASR as a range."""
-    def pct(v: float) -> str:
-        return "—" if v != v else f"{100 * v:.1f}"
-
     return [{COLUMNS["defence"]: r["defence"], COLUMNS["attacked"]: r["attacked"],
-             COLUMNS["suite_asr"]: pct(r["suite_asr"]),
-             COLUMNS["suite_ci"]: f"{pct(r['suite_asr_lo'])}–{pct(r['suite_asr_hi'])}",
+             COLUMNS["suite_asr"]: _pct(r["suite_asr"]),
+             COLUMNS["suite_ci"]: f"{_pct(r['suite_asr_lo'])}–{_pct(r['suite_asr_hi'])}",
              COLUMNS["missed"]: r["missed"], COLUMNS["full_budget_attacked"]: r["full_budget_attacked"],
              COLUMNS["full_budget_fooled"]: r["full_budget_fooled"],
-             COLUMNS["full_budget_ci"]: f"{pct(r['full_budget_share'])} ({pct(r['full_budget_share_lo'])}–"
-                                        f"{pct(r['full_budget_share_hi'])})",
-             COLUMNS["asr_both"]: f"{pct(r['asr_both_lo'])}–{pct(r['asr_both_hi'])}"} for r in table]
+             COLUMNS["full_budget_ci"]: f"{_pct(r['full_budget_share'])} ({_pct(r['full_budget_share_lo'])}–"
+                                        f"{_pct(r['full_budget_share_hi'])})",
+             COLUMNS["asr_both"]: f"{_pct(r['asr_both_lo'])}–{_pct(r['asr_both_hi'])}"} for r in table]
 
 
 def summary(table: Sequence[dict[str, Any]], reference: str = "No defence") -> str:
@@ -204,7 +207,7 @@ def summary(table: Sequence[dict[str, Any]], reference: str = "No defence") -> s
     whether it changes the reference-vs-defence difference Lab 05 judged (the difference with the suite alone beside
     the range it can take with the full budget)."""
     def pct(v: float) -> str:
-        return "—" if v != v else f"{100 * v:.1f}%"
+        return _pct(v, "%")
 
     lines = []
     for r in table:

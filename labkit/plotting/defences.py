@@ -154,9 +154,9 @@ def budget_gaps(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
     for i, r in enumerate(rows):
         suite = 100 * r["suite_asr"]
         lo, hi = 100 * r["asr_both_lo"], 100 * r["asr_both_hi"]
-        if hi == hi:  # nothing attacked at the full budget: no band
+        if hi == hi:  # NaN when nothing was attacked at the full budget: no band
             ax.plot([lo, hi], [i, i], color="#ff7f0e", lw=7, alpha=0.45, solid_capstyle="butt",
-                    label="suite + DE 400 x 100 (range)" if i == 0 else None)
+                    label=f"suite + DE {r['population']} x {r['generations']} (range)" if i == 0 else None)
         ax.errorbar([suite], [i], xerr=[[suite - 100 * r["suite_asr_lo"]], [100 * r["suite_asr_hi"] - suite]],
                     fmt="o", color="#1f77b4", capsize=3, label="suite alone (95% CI)" if i == 0 else None)
     ax.set_yticks(range(len(rows)), [r["defence"] for r in rows])
