@@ -35,9 +35,11 @@ def test_every_profile_sizes_the_lab_and_the_proven_models_fine_tune_the_natural
         assert proven.objective.positions == cfg.positions and proven.objective.kappa == cfg.kappa
         assert natural.epochs == (cfg.natural_epochs or profile.epochs)
     assert V.verify_config(PROFILES["cpu"]).natural_epochs == 6  # sized for a CPU without native bf16
-    # smoke runs the median model's code; the cpu record predates it (its settings stay as they were).
-    assert [V.verify_config(PROFILES[p]).median for p in ("smoke", "cpu", "full")] == [3, 0, 3]
-    assert "median" not in records.jsonable(V.verify_config(PROFILES["cpu"]))
+    # Every profile trains the median model, a trade-off over kappa, and certifies Lab 05's APR beside them.
+    assert [V.verify_config(PROFILES[p]).median for p in ("smoke", "cpu", "full")] == [3, 3, 3]
+    assert all(V.curve_kappas(V.verify_config(p)) and "APR" in V.verify_config(p).claimed for p in PROFILES.values())
+    # A default left alone stays out of the record's settings (cache.NEW_FIELD), so older records still match.
+    assert "claimed" not in records.jsonable(V.VerifyConfig())
 
 
 @pytest.mark.parametrize("field, value", [("n_images", 0), ("kappa", 1.5), ("threat", "4bit"), ("seconds", 0),
@@ -122,7 +124,7 @@ def test_summary_and_apr_comparison_come_from_the_rows():
                                    {"attack": "DE k=1", "defence": "APR", "clean_acc": 0.8, "robust_acc": 0.7,
                                     "attacked": 100}]}}
     beside = V.beside_apr(rows, record)
-    assert [b["model"] for b in beside] == ["a", "b", "APR (Lab 05)"]
+    assert [b["model"] for b in beside] == ["a", "b", "APR (Lab 05's record)"]
     assert beside[-1]["proven_robust_acc"] is None and beside[-1]["attacked_robust_acc"] == 0.6
     assert V.beside_apr(rows, None) == beside[:2]
 
@@ -141,3 +143,46 @@ def test_the_config_is_frozen_and_compared_by_value():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.n_images = 3
     assert V.certify_config(cfg).threat == "continuous" and V.certify_config(cfg).max_seconds == cfg.seconds
+
+
+def test_the_curve_trains_the_last_model_again_at_each_other_kappa():
+    profile = PROFILES["smoke"]
+    cfg = dataclasses.replace(V.verify_config(profile), kappas=(0.8, 0.5, 0.2, 0.8), kappa=0.5)
+    assert V.curve_kappas(cfg) == (0.2, 0.8)  # the lab's own kappa reuses its model; each kappa once, sorted
+    last = V.plan(profile, cfg)[-1]
+    extra = V.curve_plan(profile, cfg)
+    assert [c.objective.kappa for c in extra] == [0.2, 0.8]
+    # Only kappa differs: the same schedule, filter and warm start as the lab's last model.
+    assert all(dataclasses.replace(c, objective=last.objective) == last for c in extra)
+    assert V.curve_name(cfg, 0.2) == ("median + IBP, kappa 0.2" if cfg.median else "proven (IBP), kappa 0.2")
+    assert V.curve_plan(profile, dataclasses.replace(cfg, kappas=())) == []
+    with pytest.raises(ValueError, match="kappas"):
+        V.VerifyConfig(kappas=(1.5,))
+
+
+def test_curve_rows_count_every_point_on_the_same_first_images():
+    first = torch.arange(10, 14)  # the curve's 4 images
+    proofs = {"status": torch.tensor([ROBUST, UNKNOWN, ROBUST, ROBUST], dtype=torch.int8),
+              "position_status": torch.tensor([ROBUST, UNKNOWN, ROBUST, ROBUST], dtype=torch.int8)[:, None, None]
+              .expand(4, 2, 2),
+              "seconds": torch.tensor([1.0, 9.0, 3.0, 5.0])}
+    correct = torch.tensor([10, 12, 13, 20])  # image 20 is outside the curve's images: left out
+    rows = V.curve_rows([("m", 0.5, 0.9, correct, proofs), ("none", None, 0.1, torch.zeros(0, dtype=torch.long),
+                                                            {k: v[:0] for k, v in proofs.items()})], first)
+    m, none = rows
+    # Of 4 images, 2 proven (10 and 13); image 12 unknown; image 11 misclassified counts as not proven.
+    assert m["images"] == 4 and m["correct"] == 3 and m["proven_robust_acc"] == pytest.approx(0.5)
+    assert m["proven_lo"] < 0.5 < m["proven_hi"] and m["median_seconds"] == pytest.approx(2.0)
+    assert m["positions_proven"] == pytest.approx(2 / 3) and m["kappa"] == 0.5
+    # A model with no correct image is a point at 0, not an error.
+    assert none["proven_robust_acc"] == 0.0 and none["correct"] == 0 and none["median_seconds"] != none["median_seconds"]
+
+
+def test_lab_05s_models_are_named_and_unknown_ones_refused():
+    profile = PROFILES["smoke"]
+    cfg = dataclasses.replace(V.verify_config(profile), claimed=("APR", "No defence"))
+    entries = V.claimed_plan(profile, cfg)
+    assert [e.defence for e in entries] == ["APR", "No defence"]
+    assert V.claimed_name("APR") == "APR (Lab 05)"
+    with pytest.raises(ValueError, match="JPEG"):
+        V.VerifyConfig(claimed=("JPEG",))

@@ -41,10 +41,11 @@ from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, C
 from labkit.certify.training import OnePixelIBP
 from labkit.data import Split
 from labkit.evaluate import run_certify
-from labkit.labs.apr_paper import SUITE_STEP
+from labkit.labs.apr_paper import SUITE_STEP, table1_suite
 from labkit.labs.full_budget import full_budget_de
 from labkit.profiles import Profile
 from labkit.stats import wilson
+from labkit.suites import Entry
 from labkit.train import TrainConfig
 
 #: The lab's section of ``Profile.labs``.
@@ -56,6 +57,9 @@ BRACKET_STEP = "bracket"
 MODELS = ("natural", "proven (IBP)", "median + IBP")
 #: The bound methods compared in the study, cheapest first (``CertifyConfig.method``).
 STUDY_METHODS = ("interval", "forward", "backward", "alpha")
+#: Lab 05's models the verifier has bound rules for (``VerifyConfig.claimed``): JPEG has none, and its other
+#: baselines are not the lab's question.
+CLAIMABLE = ("No defence", "APR")
 #: Verdict names, as the tables print them.
 VERDICTS = {ROBUST: "proven robust", VULNERABLE: "vulnerable", UNKNOWN: "unknown"}
 
@@ -103,6 +107,14 @@ class VerifyConfig:
     # the middle values of that output's window, so the bounds start from a box as narrow as the image is smooth.
     # Added after the cpu record (cache.NEW_FIELD: out of the record's settings while 0).
     median: int = field(default=0, metadata=NEW_FIELD)
+    # The trade-off (issue #23 §2): the last model's certified training again at each of these final natural-loss
+    # weights (kappa; the lab's own ``kappa`` reuses its model), each certified on the same first ``curve_images``
+    # test images with the ``seconds`` budget. Empty: no curve (cache.NEW_FIELD: out of older records' settings).
+    kappas: tuple[float, ...] = field(default=(), metadata=NEW_FIELD)
+    curve_images: int = field(default=30, metadata=NEW_FIELD)  # first test images of the curve (correct or not)
+    # Lab 05's models (its Table 1 names) proven and attacked here on this lab's images, as the natural model is
+    # (issue #23 §3: "the proven model beside APR, same images"); the cache holds them where Lab 05 or 05b ran.
+    claimed: tuple[str, ...] = field(default=(), metadata=NEW_FIELD)
 
     def __post_init__(self) -> None:
         if self.natural_epochs is not None:
@@ -113,6 +125,12 @@ class VerifyConfig:
                      "study_budget", "study_samples", "de_population", "de_generations"):
             check_int(name, getattr(self, name), 1)
         check_int("de_images", self.de_images, 0)
+        check_int("curve_images", self.curve_images, 1)
+        unknown = sorted(set(self.claimed) - set(CLAIMABLE))
+        if unknown:
+            raise ValueError(f"claimed: Lab 05 trains no certifiable {unknown}; choose among {list(CLAIMABLE)}")
+        for k in self.kappas:
+            check_number("kappas", k, 0.0, 1.0)
         if self.median:
             TrainConfig(median=self.median)  # a ValueError for a window the filter does not have
             if self.median % 2 == 0:
@@ -157,6 +175,63 @@ def plan(profile: Profile, cfg: VerifyConfig) -> list[TrainConfig]:
     """The lab's models, in ``MODELS`` order (the median model only with ``cfg.median``)."""
     models = [natural_config(profile, cfg), proven_config(profile, cfg)]
     return models + [median_config(profile, cfg)] if cfg.median else models
+
+
+def curve_kappas(cfg: VerifyConfig) -> tuple[float, ...]:
+    """The trade-off's extra blend weights: ``cfg.kappas`` without the lab's own (its model is already trained),
+    sorted."""
+    return tuple(sorted(k for k in set(cfg.kappas) if k != cfg.kappa))
+
+
+def curve_plan(profile: Profile, cfg: VerifyConfig) -> list[TrainConfig]:
+    """The trade-off's extra models: the lab's last model (median + IBP where ``cfg.median``, else IBP) trained
+    again with final natural-loss weight kappa, one per ``curve_kappas``."""
+    last = plan(profile, cfg)[-1]
+    return [replace(last, objective=replace(last.objective, kappa=k)) for k in curve_kappas(cfg)]
+
+
+def curve_row(model: str, kappa: float, clean_acc: float, n_images: int, status: Tensor,
+              position_status: Tensor, seconds: Tensor) -> dict[str, Any]:
+    """One point of the trade-off: over the first ``n_images`` test images (correct or not), the share proven
+    one-pixel robust (``status``: the verdicts on the correctly classified ones among them) with its Wilson 95%
+    interval, beside the model's clean accuracy (on the profile's evaluation images); the mean share of positions
+    proven and the median seconds per proven image."""
+    proven = int((status == ROBUST).sum())
+    lo, hi = wilson(proven, n_images)
+    return {"model": model, "kappa": kappa, "clean_acc": clean_acc, "images": n_images, "correct": len(status),
+            "proven_robust_acc": proven / n_images, "proven_lo": lo, "proven_hi": hi,
+            "positions_proven": float((position_status == ROBUST).float().mean()) if len(status) else math.nan,
+            "median_seconds": _median(seconds[status == ROBUST])}
+
+
+def curve_name(cfg: VerifyConfig, kappa: float) -> str:
+    """A trade-off model's name: the lab's last model's, with its kappa."""
+    return f"{MODELS[2] if cfg.median else MODELS[1]}, kappa {kappa:g}"
+
+
+def curve_rows(points: Sequence[tuple[str, float | None, float, Tensor, dict[str, Tensor]]],
+               first: Tensor) -> list[dict[str, Any]]:
+    """The trade-off's rows (``curve_row``), each point (name, kappa or None, clean accuracy, the dataset indices
+    of its correctly classified images, its ``certify_model`` proofs on them) cut to the images among ``first``
+    (the curve's test images), so every point counts the same images."""
+    rows = []
+    for name, kappa, acc, correct, proofs in points:
+        keep = torch.isin(correct, first)
+        rows.append(curve_row(name, kappa, acc, len(first), proofs["status"][keep], proofs["position_status"][keep],
+                              proofs["seconds"][keep]))
+    return rows
+
+
+def claimed_plan(profile: Profile, cfg: VerifyConfig) -> list[Entry]:
+    """Lab 05's entries named by ``cfg.claimed``, in that order (its Table 1 suite at the profile's defence
+    budgets, ``Profile.for_defences``; ``claimed_name`` names them here)."""
+    entries = {e.defence: e for e in table1_suite(profile.for_defences())}
+    return [entries[d] for d in cfg.claimed]
+
+
+def claimed_name(defence: str) -> str:
+    """How the lab's tables name Lab 05's model ``defence``."""
+    return f"{defence} (Lab 05)"
 
 
 # -- proofs and attacks --------------------------------------------------------------------------------------------
@@ -360,7 +435,7 @@ def beside_apr(rows: Sequence[dict[str, Any]], record: dict[str, Any] | None,
             "attacked_robust_acc": r["attacked_robust_acc"], "images": r["certified"]} for r in rows]
     for r in (record or {}).get("tables", {}).get(SUITE_STEP, []):
         if r.get("attack") == "worst case" and r.get("defence") in defences:
-            out.append({"model": f"{r['defence']} (Lab 05)", "lab": "05", "clean_acc": r["clean_acc"],
+            out.append({"model": f"{r['defence']} (Lab 05's record)", "lab": "05", "clean_acc": r["clean_acc"],
                         "proven_robust_acc": None, "attacked_robust_acc": r["robust_acc"], "images": r["attacked"]})
     return out
 

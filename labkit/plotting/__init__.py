@@ -15,11 +15,11 @@ from labkit.plotting.common import (COLUMN_IN, COLUMN_PX, MIN_CELL_IN, MIN_DISPL
                                     histograms, image_grid, legible, quality_curves, texts, training_curves)
 from labkit.plotting.defences import (attention_maps, budget_gaps, grouped_bars, paper_comparison, time_split,
                                       tradeoff)
-from labkit.plotting.proofs import bound_widths, brackets, position_maps
+from labkit.plotting.proofs import bound_widths, brackets, position_maps, proof_tradeoff
 
 __all__ = ["COLUMN_IN", "COLUMN_PX", "LabFigure", "MIN_CELL_IN", "MIN_DISPLAY_PT", "PNG_DPI", "attack_panel",
            "attention_attack", "attention_maps", "attention_overlay", "attention_panel", "bound_widths", "brackets",
            "budget_gaps",
            "budget_curves", "class_attention_grid", "class_grid_summary", "de_generations", "declutter", "display_scale",
            "displayed_pt", "grouped_bars", "heatmap", "histograms", "image_grid", "legible", "paper_comparison",
-           "position_maps", "quality_curves", "texts", "time_split", "tradeoff", "training_curves"]
+           "position_maps", "proof_tradeoff", "quality_curves", "texts", "time_split", "tradeoff", "training_curves"]

@@ -1,4 +1,5 @@
-"""Figures of Lab 12: bound widths per layer, verdicts per pixel position, and the bracket on the true one-pixel ASR."""
+"""Figures of Lab 12: bound widths per layer, verdicts per pixel position, the bracket on the true one-pixel ASR, and
+clean accuracy against proven robustness."""
 
 from __future__ import annotations
 
@@ -69,4 +70,22 @@ def brackets(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
     ax.set_xlabel("one-pixel attack success rate (%), correctly classified images")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def proof_tradeoff(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
+    """Clean accuracy against the share of test images proven one-pixel robust, one point per model with its Wilson
+    band, labelled with its name (``labs.verification.curve_row`` rows; Lab 12's trade-off over kappa)."""
+    fig = LabFigure(figsize=(COLUMN_IN, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for r in rows:
+        x, y = 100 * r["clean_acc"], 100 * r["proven_robust_acc"]
+        ax.errorbar([x], [y], yerr=[[y - 100 * r["proven_lo"]], [100 * r["proven_hi"] - y]], fmt="o", capsize=3,
+                    color="#2ca02c" if r.get("kappa") is not None else "#7f7f7f")
+        ax.annotate(r["model"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel("test images proven one-pixel robust (%)")
+    ax.set_title(title, fontsize=10)
     return fig
