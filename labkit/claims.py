@@ -20,8 +20,8 @@ from labkit.stats import Verdict
 from labkit.suites import SUITE, WORST_CASE
 
 __all__ = ["ATTACKS_ONLY", "COLUMNS", "MEASURES", "ONE_PIXEL_MEASURES", "UNIT_HEADINGS", "VERDICTS", "budget_note",
-           "budget_rows", "claims_table", "markdown", "paper_value", "proof_rows", "provenance_rows", "status_counts",
-           "totals"]
+           "budget_rows", "claims_table", "markdown", "paper_value", "proof_note", "proof_rows", "provenance_rows",
+           "status_counts", "totals"]
 
 #: The columns of ``claims_table``.
 COLUMNS = ["paper", "where", "claim", "paper_value", "model", "attackers", "ours", "ci", "n", "p", "power", "verdict",
@@ -241,8 +241,8 @@ MEASURES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 ONE_PIXEL_MEASURES = ("su_untargeted", "su_any_target", "su_pixels", "su_confidence", "undefended_asr", "defence",
                       "ablation")
 #: What such a row adds to its reasons.
-ATTACKS_ONLY = ("Judged by attacks only: no proof covers this model (Lab 12 proves only its own models; see the "
-                "proofs table).")
+ATTACKS_ONLY = ("Judged by attacks only: no proof covers this model (the proofs table lists the models Lab 12 "
+                "proves).")
 
 
 def budget_rows(recs: Records) -> list[dict[str, Any]]:
@@ -266,6 +266,19 @@ def budget_note(recs: Records) -> str:
     found = ", ".join(f"{r['defence']}: {r['full_budget_fooled']} of {r['full_budget_attacked']}" for r in rows)
     return (f"Full-budget check (Lab 05b): DE at {rows[0]['population']} x {rows[0]['generations']} on images Lab "
             f"05's suite missed fooled {found} (see the table under 'Attacked hard enough?').")
+
+
+def proof_note(recs: Records) -> str:
+    """What a row judged by Lab 05's suite adds about Lab 12's proofs of Lab 05's recipes (its ``claimed`` models:
+    retrains through the same cache keys, on Lab 12's images), or "" where Lab 12 proved none of them."""
+    names = {verification.claimed_name(d): d for d in verification.CLAIMABLE}
+    rows = [r for r in _rows(recs.get(verification.LAB, {}), verification.BRACKET_STEP) if r["model"] in names]
+    if not rows:
+        return ""
+    found = "; ".join(f"{names[r['model']]}: {round(100 * r['proven'], 1)}% of {r['certified']} images proven robust, "
+                      f"true ASR in {100 * r['bracket_lo']:.1f} to {100 * r['bracket_hi']:.1f}%" for r in rows)
+    return (f"Judged by attacks; the proven bound (Lab 12, on a retrain of the recipe and Lab 12's images): {found} "
+            "(see the proofs table).")
 
 
 def proof_rows(recs: Records) -> list[dict[str, Any]]:
@@ -318,8 +331,9 @@ def claims_table(recs: Records, claims: tuple[papers.Claim, ...] = papers.CLAIMS
 
 def _claims_table(recs: Records, claims: tuple[papers.Claim, ...]) -> list[dict[str, Any]]:
     out = []
-    # What a one-pixel row adds to its reasons: Lab 05's rows also name the full-budget check (Lab 05b's record).
-    lab05_note = " ".join(filter(None, [ATTACKS_ONLY, budget_note(recs)]))
+    # What a one-pixel row adds to its reasons: Lab 05's rows also name Lab 12's proofs of its recipes and the
+    # full-budget check (Lab 05b's record).
+    lab05_note = " ".join(filter(None, [proof_note(recs) or ATTACKS_ONLY, budget_note(recs)]))
     for c in claims:
         head = {"paper": c.paper, "where": c.where, "claim": c.what, "paper_value": c.value, "lab": c.lab or "",
                 "ours_question": bool(getattr(c, "ours", False)), "unit": c.unit}

@@ -136,6 +136,11 @@ def test_the_claims_chapter_shows_the_proofs_and_marks_attack_only_rows():
     assert shown[0]["model"] == "natural" and shown[0]["proven robust %"] == 0.0
     assert shown[0]["true ASR in (%)"] == "50.0 to 100.0"
     assert claims.proof_rows({}) == []
+    assert claims.proof_note({V.LAB: {"tables": {V.BRACKET_STEP: rows}}}) == ""  # no Lab 05 model proven
+    apr = V.bracket_row(V.claimed_name("APR"), 0.8, torch.tensor([ROBUST, UNKNOWN, VULNERABLE, UNKNOWN],
+                                                                 dtype=torch.int8), torch.zeros(4, dtype=torch.bool))
+    note = claims.proof_note({V.LAB: {"tables": {V.BRACKET_STEP: rows + [apr]}}})
+    assert "APR: 25.0% of 4 images proven robust, true ASR in 25.0 to 75.0%" in note and "natural" not in note
 
 
 def test_the_config_is_frozen_and_compared_by_value():

@@ -147,3 +147,10 @@ def test_lab12_figures_render():
            "proven_hi": 0.5}
     fig = plotting.brackets([row, {**row, "model": "n"}])
     assert rendered(fig) and [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["m", "n"]
+    points = [{"model": "natural", "kappa": None, "clean_acc": 0.83, "proven_robust_acc": 0.0, "proven_lo": 0.0,
+               "proven_hi": 0.1},
+              {"model": "median + IBP", "kappa": 0.5, "clean_acc": 0.4, "proven_robust_acc": 0.2, "proven_lo": 0.1,
+               "proven_hi": 0.35}]
+    fig = plotting.proof_tradeoff(points, title="t")
+    assert rendered(fig) and [t.get_text() for t in fig.axes[0].texts] == ["natural", "median + IBP"]
+    assert fig.axes[0].get_xlim() == (0, 100)  # clean accuracy in %, the whole range: the trade-off is to scale
