@@ -13,12 +13,16 @@ found", never "robust". The lab's plan:
   (``proven_config``: ``labkit.certify.training.OnePixelIBP``, warm-started from the natural model), and that
   training with a median filter in front (``median_config``: ``labkit.models.MedianBlur``), which passes the pixel
   only between its neighbourhood's middle values, so the box the bounds start from is narrow;
+* ``claimed_plan``: Lab 05's models named by ``claimed`` (APR), proven and attacked on the same images as the
+  natural model, with its budget: a defence whose robustness is claimed beside one whose robustness is proven;
 * ``certify_model``: every correctly classified image of the first ``n_images`` (``labkit.data.first_n`` order),
   through the cache (``labkit.evaluate.run_certify``);
 * the defence labs' attack suite on the same images, then the papers' DE budget (400 x 100) on the images the
   suite missed and no proof settled (``budget_images``): which does the full budget fool?
-* ``bracket_rows``: the table; ``bound_study``: why proofs are hard (bound width per layer by method, boxes per
-  position by method, and whether flipping colours are cube corners).
+* ``bracket_row``: the table; ``layer_widths`` and ``method_costs``: why proofs are hard (bound width per layer by
+  method, boxes per position by method, and whether flipping colours are cube corners);
+* ``curve_plan`` and ``curve_rows``: the trade-off of clean accuracy against proven share over the blend weight
+  kappa (the last model trained again at each of ``kappas``, every point certified on the same first images).
 
 Sizes: the profile's ``verify`` section (``Profile.lab``).
 """
@@ -105,7 +109,7 @@ class VerifyConfig:
     # The third model: the same certified training with a median filter of this window in front (0: no third
     # model). One pixel then reaches the network only through clamp(colour, a, b) at each output near it, a and b
     # the middle values of that output's window, so the bounds start from a box as narrow as the image is smooth.
-    # Added after the cpu record (cache.NEW_FIELD: out of the record's settings while 0).
+    # Added after the first cpu record (cache.NEW_FIELD: out of a record's settings while 0).
     median: int = field(default=0, metadata=NEW_FIELD)
     # The trade-off (issue #23 §2): the last model's certified training again at each of these final natural-loss
     # weights (kappa; the lab's own ``kappa`` reuses its model), each certified on the same first ``curve_images``
