@@ -69,7 +69,7 @@ def brackets(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
     ax.set_xlim(-2, 102)
     ax.set_xlabel("one-pixel attack success rate (%), correctly classified images")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    fig.legend(fontsize=8, loc="outside lower center", ncol=2)  # below the axes: inside, it covers a bar
     return fig
 
 
@@ -78,11 +78,12 @@ def proof_tradeoff(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
     band, labelled with its name (``labs.verification.curve_row`` rows; Lab 12's trade-off over kappa)."""
     fig = LabFigure(figsize=(COLUMN_IN, 3.4), layout="constrained")
     ax = fig.subplots()
-    for r in rows:
+    # Labels alternate above and below their points, left to right: neighbours at one proven share stay legible.
+    for i, r in enumerate(sorted(rows, key=lambda r: r["clean_acc"])):
         x, y = 100 * r["clean_acc"], 100 * r["proven_robust_acc"]
         ax.errorbar([x], [y], yerr=[[y - 100 * r["proven_lo"]], [100 * r["proven_hi"] - y]], fmt="o", capsize=3,
                     color="#2ca02c" if r.get("kappa") is not None else "#7f7f7f")
-        ax.annotate(r["model"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.annotate(r["model"], (x, y), textcoords="offset points", xytext=(5, 5 if i % 2 == 0 else -12), fontsize=8)
     ax.set_xlim(0, 100)
     ax.set_ylim(-2, 102)
     ax.set_xlabel("clean accuracy (%)")
