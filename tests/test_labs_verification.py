@@ -189,5 +189,6 @@ def test_lab_05s_models_are_named_and_unknown_ones_refused():
     entries = V.claimed_plan(profile, cfg)
     assert [e.defence for e in entries] == ["APR", "No defence"]
     assert V.claimed_name("APR") == "APR (Lab 05)"
+    assert V.claimed_plan(profile, dataclasses.replace(cfg, claimed=())) == []
     with pytest.raises(ValueError, match="JPEG"):
         V.VerifyConfig(claimed=("JPEG",))

@@ -45,8 +45,8 @@ from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, C
 from labkit.certify.training import OnePixelIBP
 from labkit.data import Split
 from labkit.evaluate import run_certify
-from labkit.labs.apr_paper import SUITE_STEP, table1_suite
-from labkit.labs.full_budget import full_budget_de
+from labkit.labs import full_budget
+from labkit.labs.apr_paper import SUITE_STEP
 from labkit.profiles import Profile
 from labkit.stats import wilson
 from labkit.suites import Entry
@@ -228,9 +228,11 @@ def curve_rows(points: Sequence[tuple[str, float | None, float, Tensor, dict[str
 
 def claimed_plan(profile: Profile, cfg: VerifyConfig) -> list[Entry]:
     """Lab 05's entries named by ``cfg.claimed``, in that order (its Table 1 suite at the profile's defence
-    budgets, ``Profile.for_defences``; ``claimed_name`` names them here)."""
-    entries = {e.defence: e for e in table1_suite(profile.for_defences())}
-    return [entries[d] for d in cfg.claimed]
+    budgets, ``Profile.for_defences``, looked up as Lab 05b does: ``full_budget.plan``; ``claimed_name`` names them
+    here)."""
+    if not cfg.claimed:
+        return []
+    return full_budget.plan(profile.for_defences(), full_budget.BudgetConfig(defences=cfg.claimed))
 
 
 def claimed_name(defence: str) -> str:
@@ -276,7 +278,7 @@ def full_budget_check(model: nn.Module, key: str, split: Split, indices: Tensor,
     """DE at Su et al.'s budget (``de_population`` x ``de_generations``, 1 pixel, untargeted) on ``indices``
     (``labkit.labs.full_budget.full_budget_de``: cached, every success re-checked): {"index": (m,) dataset indices,
     "success": (m,) verified, "queries": (m,)}; empty tensors when no image is open."""
-    return full_budget_de(model, key, split, indices, cfg.de_population, cfg.de_generations, precision, progress)
+    return full_budget.full_budget_de(model, key, split, indices, cfg.de_population, cfg.de_generations, precision, progress)
 
 
 def broken(suite_outcomes: Sequence[int], open_positions: Tensor, de_success: Tensor) -> Tensor:
