@@ -278,7 +278,8 @@ def full_budget_check(model: nn.Module, key: str, split: Split, indices: Tensor,
     """DE at Su et al.'s budget (``de_population`` x ``de_generations``, 1 pixel, untargeted) on ``indices``
     (``labkit.labs.full_budget.full_budget_de``: cached, every success re-checked): {"index": (m,) dataset indices,
     "success": (m,) verified, "queries": (m,)}; empty tensors when no image is open."""
-    return full_budget.full_budget_de(model, key, split, indices, cfg.de_population, cfg.de_generations, precision, progress)
+    return full_budget.full_budget_de(model, key, split, indices, cfg.de_population, cfg.de_generations, precision,
+                                      progress)
 
 
 def broken(suite_outcomes: Sequence[int], open_positions: Tensor, de_success: Tensor) -> Tensor:
