@@ -268,17 +268,22 @@ def budget_note(recs: Records) -> str:
             f"05's suite missed fooled {found} (see the table under 'Attacked hard enough?').")
 
 
-def proof_note(recs: Records) -> str:
-    """What a row judged by Lab 05's suite adds about Lab 12's proofs of Lab 05's recipes (its ``claimed`` models:
-    retrains through the same cache keys, on Lab 12's images), or "" where Lab 12 proved none of them."""
-    names = {verification.claimed_name(d): d for d in verification.CLAIMABLE}
-    rows = [r for r in _rows(recs.get(verification.LAB, {}), verification.BRACKET_STEP) if r["model"] in names]
-    if not rows:
+def proof_note(recs: Records, lab: str, model: str) -> str:
+    """Lab 12's proven bound on the model a one-pixel row of ``lab`` measured (``model``: the row's "small_cnn" or
+    "small_cnn, <Lab 05 defence>"), or "" where Lab 12 proved no model of that cache key. Lab 12 proves Lab 05's
+    recipes (its ``claimed`` models) through the same cache keys, retrained on its machine, on its own images; a
+    row of another lab (Lab 04 shares Lab 05's AT and DD) gets the note only where its record's key is the same."""
+    defence = model.partition(", ")[2] or "No defence"
+    ours = recs.get(verification.LAB, {})
+    proved = {m.get("defence"): m.get("key") for m in ours.get("models", {}).get("claimed", [])}
+    keys = {m.get("defence"): m.get("key") for ms in recs.get(lab, {}).get("models", {}).values() for m in ms}
+    row = next((r for r in _rows(ours, verification.BRACKET_STEP)
+                if r["model"] == verification.claimed_name(defence)), None)
+    if row is None or proved.get(defence) is None or keys.get(defence) != proved[defence]:
         return ""
-    found = "; ".join(f"{names[r['model']]}: {round(100 * r['proven'], 1)}% of {r['certified']} images proven robust, "
-                      f"true ASR in {100 * r['bracket_lo']:.1f} to {100 * r['bracket_hi']:.1f}%" for r in rows)
-    return (f"Judged by attacks; the proven bound (Lab 12, on a retrain of the recipe and Lab 12's images): {found} "
-            "(see the proofs table).")
+    return (f"Judged by attacks; the proven bound (Lab 12, on a retrain of the recipe and Lab 12's images): "
+            f"{round(100 * row['proven'], 1)}% of {row['certified']} images proven robust, true ASR in "
+            f"{100 * row['bracket_lo']:.1f} to {100 * row['bracket_hi']:.1f}% (see the proofs table).")
 
 
 def proof_rows(recs: Records) -> list[dict[str, Any]]:
@@ -331,9 +336,9 @@ def claims_table(recs: Records, claims: tuple[papers.Claim, ...] = papers.CLAIMS
 
 def _claims_table(recs: Records, claims: tuple[papers.Claim, ...]) -> list[dict[str, Any]]:
     out = []
-    # What a one-pixel row adds to its reasons: Lab 05's rows also name Lab 12's proofs of its recipes and the
-    # full-budget check (Lab 05b's record).
-    lab05_note = " ".join(filter(None, [proof_note(recs) or ATTACKS_ONLY, budget_note(recs)]))
+    # What a one-pixel row adds to its reasons: Lab 12's proof of its model where Lab 12 proved it (else that only
+    # attacks judge it), and for Lab 05's rows the full-budget check (Lab 05b's record).
+    budget = budget_note(recs)
     for c in claims:
         head = {"paper": c.paper, "where": c.where, "claim": c.what, "paper_value": c.value, "lab": c.lab or "",
                 "ours_question": bool(getattr(c, "ours", False)), "unit": c.unit}
@@ -352,8 +357,11 @@ def _claims_table(recs: Records, claims: tuple[papers.Claim, ...]) -> list[dict[
             measured = [{**_row(None, why=f"{c.lab}'s record holds nothing that measures this claim."),
                          "verdict": "not measured"}]
         elif kind in ONE_PIXEL_MEASURES:
-            note = lab05_note if c.lab == apr_paper.TABLE1_LAB else ATTACKS_ONLY
-            measured = [{**m, "why": ((m.get("why") or "") + " " + note).strip()} for m in measured]
+            def note(m: dict[str, Any]) -> str:
+                extra = budget if c.lab == apr_paper.TABLE1_LAB else ""
+                return " ".join(filter(None, [proof_note(recs, c.lab, m.get("model") or "") or ATTACKS_ONLY, extra]))
+
+            measured = [{**m, "why": ((m.get("why") or "") + " " + note(m)).strip()} for m in measured]
         # A verdict's unit is the row's, "" (a fraction) included; a plain measurement takes the claim's.
         units = [m["unit"] if "unit" in m else c.unit for m in measured]
         out += [{**head, **m, "unit": u, "paper_value": paper_value(c, u)} for m, u in zip(measured, units)]

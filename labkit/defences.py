@@ -108,8 +108,13 @@ class BitDepth(InputTransform):
     def label(self) -> str:
         return f"bit depth {self.bits}"
 
+    @property
+    def quantise_levels(self) -> int:
+        """Levels above 0 per channel, 2**bits - 1: how ``labkit.certify`` recognises and bounds the rounding."""
+        return 2 ** self.bits - 1
+
     def transform(self, x: Tensor) -> Tensor:
-        levels = 2 ** self.bits - 1
+        levels = self.quantise_levels
         return _attach(x, (x.clamp(0, 1) * levels).round() / levels, self.straight_through)
 
 

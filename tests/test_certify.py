@@ -11,6 +11,7 @@ from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, C
                             certify, margin_bounds, parse)
 from labkit.certify.layers import clean_activations
 from labkit.certify.relax import unfold
+from labkit.defences import BitDepth
 from labkit.models import AttentionGate, BasicBlock, MedianBlur, Normalize
 
 METHODS = ("interval", "forward", "backward", "alpha")
@@ -55,6 +56,9 @@ LAYER_NETS = {
     "median 3x3": lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                                         nn.LazyLinear(3)),
     "median 5x5": lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3)),
+    # Bit-depth reduction in front (Lab 05's "IT (bit depth 5)"; 3 bits here, so boxes often round to a point).
+    "bit depth 3": lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                         nn.LazyLinear(3)),
 }
 
 
@@ -68,6 +72,8 @@ def build(name: str, seed: int = 0) -> nn.Module:
         net = nn.Sequential(gate, net)
     if name.startswith("median"):
         net = nn.Sequential(MedianBlur(5 if "5x5" in name else 3), net)
+    if name.startswith("bit depth"):
+        net = nn.Sequential(BitDepth(3), net)
     for m in net.modules():  # batch norm with statistics of its own, not the identity
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -117,7 +123,7 @@ def test_every_activation_window_contains_sampled_activations(name: str) -> None
     chain = Chain(layers, images.double())
     boxes = random_boxes(3, 24, seed=1)
     x = sample_inputs(images, boxes, 40, seed=2)
-    acts = clean_activations(layers, x.flatten(0, 1))
+    acts = clean_activations(chain.layers, chain.inputs(x.flatten(0, 1)))  # behind a leading bit-depth reduction
     for forms, crown in ((False, 0), (True, 0), (True, 10_000)):
         info = chain.forward(boxes, forms, crown_neurons=crown)
         for t, (lo, hi) in enumerate(info.bounds):
@@ -288,7 +294,8 @@ def test_a_model_without_flips_is_proven_and_its_mode_restored() -> None:
 
 
 @pytest.mark.parametrize("layer", [nn.Tanh(), nn.GELU(), nn.Sequential(Normalize(), AttentionGate()),
-                                   nn.Upsample(scale_factor=2), MedianBlur(2), nn.Sequential(Normalize(), MedianBlur())])
+                                   nn.Upsample(scale_factor=2), MedianBlur(2), nn.Sequential(Normalize(), MedianBlur()),
+                                   nn.Sequential(Normalize(), BitDepth(4))])
 def test_unsupported_layers_are_named(layer: nn.Module) -> None:
     net = nn.Sequential(layer, nn.Flatten(), nn.LazyLinear(3))
     net(torch.zeros(1, 3, 8, 8))
@@ -352,7 +359,7 @@ def test_results_survive_saving_and_chunking(tmp_path) -> None:
 
 @pytest.mark.parametrize("name, seed, index", [("gate pixel", 5, 0), ("gate channel 5x5", 0, 0),
                                               ("residual blocks (identity, projection)", 1, 15), ("median 3x3", 1, 1),
-                                              ("median 3x3", 2, 0)])
+                                              ("median 3x3", 2, 0), ("bit depth 3", 6, 2)])
 def test_gated_median_and_residual_models_are_verified_completely(name: str, seed: int, index: int) -> None:
     net = build(name, seed=seed)
     images = torch.rand(index + 1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))[index:]

@@ -10,10 +10,13 @@ from torch import nn
 
 from labkit import claims, records
 from labkit.certify import ROBUST, UNKNOWN, VULNERABLE
+from labkit.certify import parse as certify_parse
 from labkit.certify.training import OnePixelIBP
 from labkit.labs import verification as V
 from labkit.models import Normalize, small_cnn
 from labkit.profiles import PROFILES
+from labkit.defences import defended
+from labkit.train import build_for_config
 
 from conftest import PixelTrigger
 
@@ -136,11 +139,21 @@ def test_the_claims_chapter_shows_the_proofs_and_marks_attack_only_rows():
     assert shown[0]["model"] == "natural" and shown[0]["proven robust %"] == 0.0
     assert shown[0]["true ASR in (%)"] == "50.0 to 100.0"
     assert claims.proof_rows({}) == []
-    assert claims.proof_note({V.LAB: {"tables": {V.BRACKET_STEP: rows}}}) == ""  # no Lab 05 model proven
+    lab05 = {"models": {"suite": [{"defence": "No defence", "key": "k0"}, {"defence": "APR", "key": "k1"},
+                                  {"defence": "DD (T=20)", "key": "k2"}]}}
+    ours = {"tables": {V.BRACKET_STEP: rows}, "models": {"claimed": [{"defence": "APR", "key": "k1"}]}}
+    assert claims.proof_note({V.LAB: ours, "05": lab05}, "05", "small_cnn, APR") == ""  # no Lab 05 model proven
     apr = V.bracket_row(V.claimed_name("APR"), 0.8, torch.tensor([ROBUST, UNKNOWN, VULNERABLE, UNKNOWN],
                                                                  dtype=torch.int8), torch.zeros(4, dtype=torch.bool))
-    note = claims.proof_note({V.LAB: {"tables": {V.BRACKET_STEP: rows + [apr]}}})
-    assert "APR: 25.0% of 4 images proven robust, true ASR in 25.0 to 75.0%" in note and "natural" not in note
+    recs = {V.LAB: {**ours, "tables": {V.BRACKET_STEP: rows + [apr]}}, "05": lab05}
+    note = claims.proof_note(recs, "05", "small_cnn, APR")
+    assert "25.0% of 4 images proven robust, true ASR in 25.0 to 75.0%" in note and "natural" not in note
+    # Only the row's own model, and only where the proven model has the row's cache key.
+    assert claims.proof_note(recs, "05", "small_cnn, DD (T=20)") == ""  # proved no DD
+    assert claims.proof_note(recs, "05", "small_cnn") == ""  # nor the undefended model
+    other = {**recs, "05": {"models": {"suite": [{"defence": "APR", "key": "another recipe"}]}}}
+    assert claims.proof_note(other, "05", "small_cnn, APR") == ""
+    assert claims.proof_note(recs, "04", "small_cnn, APR") == ""  # a lab without that model
 
 
 def test_the_config_is_frozen_and_compared_by_value():
@@ -191,4 +204,10 @@ def test_lab_05s_models_are_named_and_unknown_ones_refused():
     assert V.claimed_name("APR") == "APR (Lab 05)"
     assert V.claimed_plan(profile, dataclasses.replace(cfg, claimed=())) == []
     with pytest.raises(ValueError, match="JPEG"):
-        V.VerifyConfig(claimed=("JPEG",))
+        V.VerifyConfig(claimed=("IT (JPEG q75)",))
+    # Every other Table 1 model is claimable, and the verifier parses each pipeline (bit depth included).
+    every = V.claimed_plan(profile, dataclasses.replace(cfg, claimed=V.CLAIMABLE))
+    assert [e.defence for e in every] == list(V.CLAIMABLE)
+    for e in every:
+        model = build_for_config(e.config)
+        certify_parse(model if e.transform is None else defended(model, e.transform), (3, 32, 32))

@@ -78,6 +78,13 @@ class Chain:
     """
 
     def __init__(self, layers: list[Layer], images: Tensor, dtype: torch.dtype = torch.float64, full: bool = False):
+        # A leading bit-depth reduction ("quantise") is not bounded as a layer: the network behind it sees the
+        # rounded image and, at the pixel, a rounded colour, which lies in the rounded box (``rounded``). The chain
+        # starts behind it; ``quantise`` keeps it.
+        self.quantise = layers[0] if layers and layers[0].kind == "quantise" else None
+        if self.quantise is not None:
+            layers = layers[1:]
+        images = self.inputs(images)
         self.layers, self.dtype = layers, dtype
         self.cin = images.shape[1]
         self.geos = geometry(layers, tuple(images.shape[1:]), full, images.device)
@@ -94,6 +101,22 @@ class Chain:
             self._median_last: tuple[Boxes | None, tuple[Tensor, Tensor]] = (None, ())  # type: ignore[assignment]
             self._median_padded = (F.pad(self.acts[0], (p, p, p, p), mode="reflect"), _reflected(H, p, images.device),
                                    _reflected(W, p, images.device))
+
+    def inputs(self, images: Tensor) -> Tensor:
+        """The chain's input for images (N, C, H, W): rounded where a bit-depth reduction leads (in the images'
+        own dtype, as the model rounds them), else the images."""
+        return images if self.quantise is None else self.quantise.forward(images)
+
+    def rounded(self, boxes: Boxes) -> Boxes:
+        """``boxes`` as the chain's first layer sees them. Behind a bit-depth reduction q (non-decreasing) a colour
+        in [lo, hi] reaches the network as q(colour) in [q(lo), q(hi)]; the ends move out by 1e-6 first, so that a
+        colour the model rounds in float32 on the other side of a tie is still inside (8-bit colours lie at least
+        6e-5 from any tie of 1-7 bits). Idempotent (rounded ends are 1/(2 levels) from a tie), so every entry point
+        (``forward``, ``margins.margin_bounds``) applies it; without a bit-depth reduction, ``boxes`` itself."""
+        if self.quantise is None:
+            return boxes
+        q = self.quantise.forward
+        return Boxes(boxes.img, boxes.row, boxes.col, q(boxes.lo - 1e-6), q(boxes.hi + 1e-6))
 
     # -- windows and patches --------------------------------------------------------------------------------
     def origin(self, t: int, boxes: Boxes) -> tuple[Tensor, Tensor]:
@@ -378,6 +401,7 @@ class Chain:
         (``forms``) and, at ReLU inputs behind another non-linearity where at most ``crown_neurons`` window neurons
         are unstable, by back-substitution to the colour (CROWN), kept for the backward pass."""
         out = Pass()
+        boxes = self.rounded(boxes)
         lo, hi = self.input_window(boxes)
         L = U = self.input_forms(boxes) if forms else None
         upto = len(self.layers) if upto is None else upto

@@ -9,7 +9,9 @@ supported module, because each has one sound rule per bound method (``labkit.cer
   depthwise convolution of weight 1/k^2, which is what they compute with ``count_include_pad``).
 - ``"relu"``, ``"maxpool"`` (``MaxPool2d`` / ``AdaptiveMaxPool2d``; padding cells are -inf), ``"flatten"``,
   ``"linear"``, and ``"gate"``: APR's ``AttentionGate`` sigmoid(conv(x)) * x, only as the first layer, and
-  ``"median"``: ``labkit.models.MedianBlur`` (odd window, reflect padding), only as the first layer.
+  ``"median"``: ``labkit.models.MedianBlur`` (odd window, reflect padding), only as the first layer, and
+  ``"quantise"``: a module with an integer ``quantise_levels`` that computes round(clamp(x, 0, 1) * levels) /
+  levels per channel (``labkit.defences.BitDepth``), only as the first layer.
 - ``"add"``: a residual block's sum, main branch (the layers before it) plus the shortcut from the block's input.
 
 :func:`geometry` says, for each activation, which window of the map a change of the pixel at (row, col) can
@@ -36,7 +38,7 @@ class NotCertifiable(TypeError):
 class Layer:
     """One step of the chain, parameters in the verifier's dtype.
 
-    kind: "scale", "conv", "relu", "maxpool", "flatten" or "linear".
+    kind: "scale", "conv", "relu", "maxpool", "flatten", "linear", "gate", "median", "quantise" or "add".
     weight/bias: scale: a, b (C,); conv: (C', C/groups, kh, kw), (C',); linear: (D', D), (D',).
     kernel, stride, padding: (h, w) pairs for conv and maxpool.
     """
@@ -51,6 +53,7 @@ class Layer:
     groups: int = 1
     source: int = -1  # "add": the activation its shortcut starts from (the residual block's input)
     branch: list["Layer"] = field(default_factory=list)  # "add": the shortcut's layers (conv 1x1, scale), or none
+    levels: int = 0  # "quantise": the levels above 0 per channel (2**bits - 1): x -> round(x * levels) / levels
 
     @property
     def spatial(self) -> bool:
@@ -70,6 +73,8 @@ class Layer:
             return torch.sigmoid(F.conv2d(x, self.weight, self.bias, 1, self.padding)) * x
         if self.kind == "median":
             return median_blur(x, self.kernel[0])
+        if self.kind == "quantise":
+            return quantise(x, self.levels)
         if self.kind == "maxpool":
             return F.max_pool2d(x, self.kernel, self.stride, self.padding)
         if self.kind == "flatten":
@@ -84,10 +89,15 @@ class Layer:
             return (int(torch.tensor(shape).prod()),)
         if self.kind == "linear":
             return (self.weight.shape[0],)
-        if self.kind in ("gate", "median"):
+        if self.kind in ("gate", "median", "quantise"):
             return shape
         c = self.weight.shape[0] if self.kind == "conv" else shape[0]
         return (c, *(_out_len(n, k, s, p) for n, k, s, p in zip(shape[1:], self.kernel, self.stride, self.padding)))
+
+
+def quantise(x: Tensor, levels: int) -> Tensor:
+    """``labkit.defences.BitDepth``'s map, round(clamp(x, 0, 1) * levels) / levels, in ``x``'s dtype."""
+    return (x.clamp(0, 1) * levels).round() / levels
 
 
 def _out_len(n: int, k: int, s: int, p: int) -> int:
@@ -202,6 +212,11 @@ def parse(model: nn.Module, in_shape: tuple[int, int, int], dtype: torch.dtype =
             if m.size % 2 == 0:
                 raise NotCertifiable(f"{m!r}: only odd median windows are supported (an even one is off-centre)")
             layer = Layer("median", "MedianBlur", kernel=(m.size, m.size), padding=(m.size // 2, m.size // 2))
+        elif isinstance(getattr(m, "quantise_levels", None), int) and i == 0:
+            # Bit-depth reduction of the image (feature squeezing): non-decreasing per channel, and the network
+            # behind it sees only the rounded colour, so the chain bounds the rounded box (bounds.Chain.rounded).
+            # Recognised by its attribute: labkit.defences (a higher layer) holds BitDepth.
+            layer = Layer("quantise", type(m).__name__, levels=m.quantise_levels)
         elif isinstance(m, (Normalize, nn.BatchNorm2d, nn.BatchNorm1d)):
             layer = _scale_layer(m, dtype, device)
         elif isinstance(m, nn.Conv2d):
@@ -238,7 +253,7 @@ def parse(model: nn.Module, in_shape: tuple[int, int, int], dtype: torch.dtype =
             raise NotCertifiable(f"labkit.certify has no sound bound rule for {type(m).__name__} ({m!r}) on an input "
                                  f"of shape {shape}; supported: Normalize, Conv2d, BatchNorm, ReLU, MaxPool2d, "
                                  "AvgPool2d, adaptive max/avg pooling, Flatten, Linear, Dropout (eval), "
-                                 "AttentionGate or an odd MedianBlur (as the first layer), BasicBlock")
+                                 "AttentionGate, BitDepth or an odd MedianBlur (as the first layer), BasicBlock")
         layers.append(layer)
         shape = layer.out_shape(shape)
     if len(shape) != 1:

@@ -66,6 +66,7 @@ def margin_bounds(chain: Chain, boxes: Boxes, labels: Tensor, method: str, inter
     ReLU inputs with at most ``crown_neurons`` unstable window neurons, through ``crown_depth`` ReLU layers (0: all))
     or "alpha" (backward with the lower
     ReLU slopes optimised by ``alpha_steps`` steps of Adam at ``alpha_lr`` on the boxes not yet proven)."""
+    boxes = chain.rounded(boxes)  # behind a bit-depth reduction, the rounded colours (the same boxes otherwise)
     classes = chain.geos[-1].shape[0]
     spec = margin_spec(labels, classes, chain.dtype)
     stop = chain.last_map

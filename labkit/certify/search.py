@@ -195,9 +195,11 @@ class Group:
         return children
 
     def boxes_of(self, batch: Queue) -> Boxes:
-        """The bound module's view of queued boxes: colours in [0, 1] in the chain's dtype."""
-        return Boxes(batch.img, batch.pos // self.w, batch.pos % self.w, (batch.lo / LEVELS).to(self.chain.dtype),
-                     (batch.hi / LEVELS).to(self.chain.dtype))
+        """The bound module's view of queued boxes: colours in [0, 1] in the chain's dtype (``Chain.rounded``:
+        rounded behind a bit-depth reduction)."""
+        return self.chain.rounded(Boxes(batch.img, batch.pos // self.w, batch.pos % self.w,
+                                        (batch.lo / LEVELS).to(self.chain.dtype),
+                                        (batch.hi / LEVELS).to(self.chain.dtype)))
 
     def enumerate(self, batch: Queue) -> None:
         """Check every 8-bit colour of small boxes with plain forwards."""

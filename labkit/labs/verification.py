@@ -61,9 +61,9 @@ BRACKET_STEP = "bracket"
 MODELS = ("natural", "proven (IBP)", "median + IBP")
 #: The bound methods compared in the study, cheapest first (``CertifyConfig.method``).
 STUDY_METHODS = ("interval", "forward", "backward", "alpha")
-#: Lab 05's models the verifier has bound rules for (``VerifyConfig.claimed``): JPEG has none, and its other
-#: baselines are not the lab's question.
-CLAIMABLE = ("No defence", "APR")
+#: Lab 05's models (its Table 1 names) the verifier has bound rules for (``VerifyConfig.claimed``): all but JPEG,
+#: whose codec has none. Labs 04 and 05 share these models (the same cache keys), so the proofs cover both labs' rows.
+CLAIMABLE = ("No defence", "AT (one-pixel)", "AT (PGD)", "IT (bit depth 5)", "DD (T=20)", "APR")
 #: Verdict names, as the tables print them.
 VERDICTS = {ROBUST: "proven robust", VULNERABLE: "vulnerable", UNKNOWN: "unknown"}
 
@@ -333,8 +333,8 @@ def layer_widths(model: nn.Module, image: Tensor, label: int, position: tuple[in
     at ``position`` of ``image`` (C, H, W), and the mean width of the range that ``samples`` 8-bit colours (the
     8 corners included) actually reach there: "true" (a lower bound of the true range). Window cells only.
     "layers" names the activations ("input", then the layer that made each)."""
-    layers = parse(model.eval(), tuple(image.shape), torch.float64, image.device)
-    chain = Chain(layers, image[None], torch.float64)
+    chain = Chain(parse(model.eval(), tuple(image.shape), torch.float64, image.device), image[None], torch.float64)
+    layers = chain.layers  # behind a leading bit-depth reduction, which the chain applies to its inputs
     c = image.shape[0]
     boxes = Boxes(torch.zeros(1, dtype=torch.long), torch.tensor([position[0]]), torch.tensor([position[1]]),
                   torch.zeros(1, c, dtype=torch.float64), torch.ones(1, c, dtype=torch.float64))
@@ -345,6 +345,7 @@ def layer_widths(model: nn.Module, image: Tensor, label: int, position: tuple[in
     colours = torch.cat([corners, torch.randint(0, 256, (max(0, samples - len(corners)), c), generator=gen) / 255])
     x = image[None].double().repeat(len(colours), 1, 1, 1)
     x[:, :, position[0], position[1]] = colours
+    x = chain.inputs(x)
     out: dict[str, list[Any]] = {m: [] for m in (*runs, "true")}
     out["layers"] = ["input"] + [f"{t + 1} {layer.name}" for t, layer in enumerate(layers)]
     acts = x
