@@ -5,6 +5,7 @@ Run (the lead runs it on the trained model; never at full size on the shared CPU
     python benchmarks/certify_speed.py --checkpoint PATH [--n 8 --positions 16 --max-boxes 2000] [--out FILE]
     python benchmarks/certify_speed.py --checkpoint natural=PATH proven=PATH   # several models, same images
     python benchmarks/certify_speed.py --smoke          # random-init small_cnn, random images: a dry run
+    python benchmarks/certify_speed.py --checkpoint PATH --at 0,0 0,31 31,0 31,31   # chosen positions only
 
 A labkit checkpoint (``labkit.train``'s cache file: weights plus config) is rebuilt with its own front (median
 filter or attention gate, ``labkit.train.build_for_config``); a bare state dict goes into ``--model``.
@@ -14,7 +15,9 @@ One run, the same images and the same positions for every method ("interval", "f
 off, every position decided, ``--max-boxes`` per position), reporting per method boxes per position (median,
 p90, over the decided positions, and the share decided within the budget), seconds per position and the
 extrapolation to a whole image (x H*W), and the exhaustive corner search's seconds per image beside it.
-Positions: a fixed sample per image, a third of them on the border (where the receptive field is cut).
+Positions: a fixed sample per image, a third of them on the border (where the receptive field is cut), or the
+positions ``--at`` names (e.g. the four corners: the cheapest to decide, so a natural model's positions can be
+decided within a budget that leaves the methods' ratio measurable).
 With several checkpoints (``name=PATH``), every model is measured on the same images (test images every model
 classifies correctly) and positions. Writes JSON (per-position boxes included, so methods can be paired).
 """
@@ -100,6 +103,15 @@ def sample_positions(h: int, w: int, k: int, seed: int) -> tuple[tuple[int, int]
     return tuple(sorted(pick_b + pick_i))
 
 
+def position(text: str) -> tuple[int, int]:
+    """``"row,col"`` as a (row, col) pair (``--at``'s argument type)."""
+    try:
+        r, c = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a position is ROW,COL (two integers), got {text!r}") from None
+    return r, c
+
+
 def quantiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"median": None, "p90": None}
@@ -159,6 +171,8 @@ def main() -> None:
     ap.add_argument("--note", default="", help="recorded as is, e.g. what else ran on the machine")
     ap.add_argument("--random-images", action="store_true", help="random images labelled by the model")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--at", nargs="*", type=position, default=None, metavar="ROW,COL",
+                    help="search these positions instead of --positions sampled ones")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="2 random images, 2 positions, 6 boxes each: a dry run")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/certify_speed.json"))
@@ -170,7 +184,9 @@ def main() -> None:
     specs = [c.partition("=")[::2] if "=" in c else ("model", c) for c in args.checkpoint] or [("random", None)]
     models = {name: load_model(Path(path) if path else None, args.model) for name, path in specs}
     x, y = load_images(args.n, args.random_images, list(models.values()), args.seed)
-    positions = sample_positions(x.shape[2], x.shape[3], args.positions, args.seed)
+    positions = tuple(args.at) if args.at else sample_positions(x.shape[2], x.shape[3], args.positions, args.seed)
+    if any(not (0 <= r < x.shape[2] and 0 <= c < x.shape[3]) for r, c in positions):
+        ap.error(f"--at: positions must lie in the {x.shape[2]} x {x.shape[3]} image, got {list(positions)}")
     results = {}
     for name, model in models.items():
         rows = [run_method(model, x, y, positions, m, args) for m in args.methods.split(",")]

@@ -53,3 +53,11 @@ def test_a_bare_state_dict_goes_into_the_named_architecture(bench, tmp_path):
 
 def test_the_machine_is_named(bench):
     assert bench.cpu_name().strip()
+
+
+def test_positions_are_parsed_and_bad_ones_refused(bench):
+    import argparse
+
+    assert bench.position("0,31") == (0, 31)
+    with pytest.raises(argparse.ArgumentTypeError, match="ROW,COL"):
+        bench.position("0;31")
