@@ -357,11 +357,10 @@ def _claims_table(recs: Records, claims: tuple[papers.Claim, ...]) -> list[dict[
             measured = [{**_row(None, why=f"{c.lab}'s record holds nothing that measures this claim."),
                          "verdict": "not measured"}]
         elif kind in ONE_PIXEL_MEASURES:
-            def note(m: dict[str, Any]) -> str:
-                extra = budget if c.lab == apr_paper.TABLE1_LAB else ""
-                return " ".join(filter(None, [proof_note(recs, c.lab, m.get("model") or "") or ATTACKS_ONLY, extra]))
-
-            measured = [{**m, "why": ((m.get("why") or "") + " " + note(m)).strip()} for m in measured]
+            extra = budget if c.lab == apr_paper.TABLE1_LAB else ""
+            measured = [{**m, "why": " ".join(filter(None, [
+                m.get("why") or "", proof_note(recs, c.lab, m.get("model") or "") or ATTACKS_ONLY, extra])).strip()}
+                for m in measured]
         # A verdict's unit is the row's, "" (a fraction) included; a plain measurement takes the claim's.
         units = [m["unit"] if "unit" in m else c.unit for m in measured]
         out += [{**head, **m, "unit": u, "paper_value": paper_value(c, u)} for m, u in zip(measured, units)]

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from labkit._checks import check_int, check_positive, is_number
 from labkit.attacks import SURVEY_ATTACKS, GradientCorner, survey_attack
 from labkit.cache import config_key
-from labkit.models import median_blur, synchronize
+from labkit.models import median_blur, quantise, synchronize
 from labkit.train import TrainConfig, TrainContext, get_or_train
 
 __all__ = [
@@ -114,8 +114,7 @@ class BitDepth(InputTransform):
         return 2 ** self.bits - 1
 
     def transform(self, x: Tensor) -> Tensor:
-        levels = self.quantise_levels
-        return _attach(x, (x.clamp(0, 1) * levels).round() / levels, self.straight_through)
+        return _attach(x, quantise(x, self.quantise_levels), self.straight_through)
 
 
 class JPEG(InputTransform):

@@ -150,6 +150,14 @@ def survey_cnn(num_classes: int = 10, in_channels: int = 3, widths: tuple[int, i
                          nn.Linear(hidden, num_classes), nn.LogSoftmax(dim=1))
 
 
+# -- bit-depth reduction (labkit.defences.BitDepth applies it; labkit.certify bounds it) ---------------------------
+
+def quantise(x: Tensor, levels: int) -> Tensor:
+    """Each value of ``x`` rounded to the nearest of ``levels`` + 1 evenly spaced values in [0, 1]:
+    round(clamp(x, 0, 1) * levels) / levels, in ``x``'s dtype (``levels`` = 2**bits - 1 for ``bits`` bits)."""
+    return (x.clamp(0, 1) * levels).round() / levels
+
+
 # -- the median filter in front (labkit.train builds it from TrainConfig.median) ------------------------------------
 
 def median_blur(x: Tensor, size: int = 3) -> Tensor:

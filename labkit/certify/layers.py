@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.models import AttentionGate, BasicBlock, MedianBlur, Normalize, median_blur
+from labkit.models import AttentionGate, BasicBlock, MedianBlur, Normalize, median_blur, quantise
 
 
 class NotCertifiable(TypeError):
@@ -93,11 +93,6 @@ class Layer:
             return shape
         c = self.weight.shape[0] if self.kind == "conv" else shape[0]
         return (c, *(_out_len(n, k, s, p) for n, k, s, p in zip(shape[1:], self.kernel, self.stride, self.padding)))
-
-
-def quantise(x: Tensor, levels: int) -> Tensor:
-    """``labkit.defences.BitDepth``'s map, round(clamp(x, 0, 1) * levels) / levels, in ``x``'s dtype."""
-    return (x.clamp(0, 1) * levels).round() / levels
 
 
 def _out_len(n: int, k: int, s: int, p: int) -> int:
