@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from labkit import data, papers, report, stats
 from labkit.labs import apr_paper, apr_tables, attention_maps, full_budget, recovery, su, survey, verification
@@ -268,22 +268,30 @@ def budget_note(recs: Records) -> str:
             f"05's suite missed fooled {found} (see the table under 'Attacked hard enough?').")
 
 
-def proof_note(recs: Records, lab: str, model: str) -> str:
-    """Lab 12's proven bound on the model a one-pixel row of ``lab`` measured (``model``: the row's "small_cnn" or
-    "small_cnn, <Lab 05 defence>"), or "" where Lab 12 proved no model of that cache key. Lab 12 proves Lab 05's
-    recipes (its ``claimed`` models) through the same cache keys, retrained on its machine, on its own images; a
-    row of another lab (Lab 04 shares Lab 05's AT and DD) gets the note only where its record's key is the same."""
-    defence = model.partition(", ")[2] or "No defence"
+def proof_note(recs: Records, lab: str, model: str, defences: Sequence[str] | None = None) -> str:
+    """Lab 12's proven bounds on the models a one-pixel row of ``lab`` measured, or "" where Lab 12 proved none of
+    them. ``model``: the row's "small_cnn" or "small_cnn, <defence>"; ``defences``: the row's defences where that
+    string does not name them (Lab 06's ablation rows compare a variant with "full"). A model counts as proven where
+    one of Lab 12's ``claimed`` models has the cache key of the row lab's model of that defence: Lab 12 proves the
+    defence labs' recipes, retrained on its machine, on its own images (Lab 04 shares Lab 05's AT and DD, Lab 06's
+    "full" is Lab 05's APR)."""
+    names = list(defences) if defences else [model.partition(", ")[2] or "No defence"]
     ours = recs.get(verification.LAB, {})
-    proved = {m.get("defence"): m.get("key") for m in ours.get("models", {}).get("claimed", [])}
+    proved = {m.get("key"): m.get("defence") for m in ours.get("models", {}).get("claimed", [])}
     keys = {m.get("defence"): m.get("key") for ms in recs.get(lab, {}).get("models", {}).values() for m in ms}
-    row = next((r for r in _rows(ours, verification.BRACKET_STEP)
-                if r["model"] == verification.claimed_name(defence)), None)
-    if row is None or proved.get(defence) is None or keys.get(defence) != proved[defence]:
+    bracket = {r["model"]: r for r in _rows(ours, verification.BRACKET_STEP)}
+    parts = []
+    for name in names:
+        mine = proved.get(keys[name]) if keys.get(name) is not None else None
+        row = bracket.get(verification.claimed_name(mine)) if mine is not None else None
+        if row is not None:
+            parts.append(f"{name + ': ' if len(names) > 1 else ''}{round(100 * row['proven'], 1)}% of "
+                         f"{row['certified']} images proven robust, true ASR in {100 * row['bracket_lo']:.1f} to "
+                         f"{100 * row['bracket_hi']:.1f}%")
+    if not parts:
         return ""
     return (f"Judged by attacks; the proven bound (Lab 12, on a retrain of the recipe and Lab 12's images): "
-            f"{round(100 * row['proven'], 1)}% of {row['certified']} images proven robust, true ASR in "
-            f"{100 * row['bracket_lo']:.1f} to {100 * row['bracket_hi']:.1f}% (see the proofs table).")
+            f"{'; '.join(parts)} (see the proofs table).")
 
 
 def proof_rows(recs: Records) -> list[dict[str, Any]]:
@@ -358,9 +366,10 @@ def _claims_table(recs: Records, claims: tuple[papers.Claim, ...]) -> list[dict[
                          "verdict": "not measured"}]
         elif kind in ONE_PIXEL_MEASURES:
             extra = budget if c.lab == apr_paper.TABLE1_LAB else ""
+            pair = (arg, "full") if kind == "ablation" else None  # an ablation row compares the variant with full APR
             measured = [{**m, "why": " ".join(filter(None, [
-                m.get("why") or "", proof_note(recs, c.lab, m.get("model") or "") or ATTACKS_ONLY, extra])).strip()}
-                for m in measured]
+                m.get("why") or "", proof_note(recs, c.lab, m.get("model") or "", pair) or ATTACKS_ONLY,
+                extra])).strip()} for m in measured]
         # A verdict's unit is the row's, "" (a fraction) included; a plain measurement takes the claim's.
         units = [m["unit"] if "unit" in m else c.unit for m in measured]
         out += [{**head, **m, "unit": u, "paper_value": paper_value(c, u)} for m, u in zip(measured, units)]

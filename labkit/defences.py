@@ -215,6 +215,11 @@ class MedianFilter(InputTransform):
     def label(self) -> str:
         return f"median {self.size}x{self.size}"
 
+    @property
+    def median_window(self) -> int:
+        """The window's side: how ``labkit.certify`` recognises the filter and bounds it (odd windows only)."""
+        return self.size
+
     def transform(self, x: Tensor) -> Tensor:
         return median_blur(x, self.size)
 

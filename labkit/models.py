@@ -204,6 +204,11 @@ class MedianBlur(nn.Module):
             raise ValueError(f"size must be an integer >= 2, got {size!r}")
         self.size = size
 
+    @property
+    def median_window(self) -> int:
+        """The window's side: how ``labkit.certify`` recognises the filter (as ``labkit.defences.MedianFilter``)."""
+        return self.size
+
     def extra_repr(self) -> str:
         return f"size={self.size}"
 

@@ -48,18 +48,21 @@ LAB_PARTS: dict[str, str] = {
 LabSizes = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
 
 
-#: Lab 05's models Lab 12 proves in the cpu and full profiles (``labkit.labs.verification.CLAIMABLE``: all of Table 1
-#: but JPEG).
-VERIFY_CLAIMED = ("No defence", "AT (one-pixel)", "AT (PGD)", "IT (bit depth 5)", "DD (T=20)", "APR")
+#: The defence labs' models Lab 12 proves in the cpu and full profiles (``labkit.labs.verification.CLAIMABLE``): all of
+#: Lab 05's Table 1 but JPEG, and Lab 06's APR ablations (its "full" is Lab 05's APR).
+VERIFY_CLAIMED = ("No defence", "AT (one-pixel)", "AT (PGD)", "IT (bit depth 5)", "DD (T=20)", "APR", "no_attention",
+                  "no_adversarial", "no_regularisation")
 #: Lab 12's cpu sizes (``labkit.labs.verification.VerifyConfig``'s fields), measured to fit one session.
 #: On the 2-core EPYC with native bf16 the natural model (6 epochs) trains in 346 s, each certified model (474 steps)
 #: in 480-590 s; the median model (median=3) reaches 39% clean and proves ~70% of an image's positions within 20 s;
-#: one more kappa (0.8) for the trade-off. Lab 05's Table 1 models (all but JPEG, which has no bound rule) are
-#: certified and attacked on the lab's images with the natural model's budget (about 12 minutes each).
+#: two more kappas (0.2 and 0.8) for the trade-off. Lab 05's Table 1 models (all but JPEG, which has no bound rule)
+#: and Lab 06's ablations are certified and attacked on the lab's images with the natural model's budget (about 12
+#: minutes each).
 VERIFY_CPU: dict[str, Any] = dict(natural_epochs=6, n_images=100, proven_epochs=6, proven_size=10_000, seconds=20.0,
                                   natural_seconds=5.0, method="interval",
                                   study_images=1, study_positions=2, study_budget=20, study_samples=512,
-                                  de_images=10, median=3, kappas=(0.8,), curve_images=30, claimed=VERIFY_CLAIMED)
+                                  de_images=10, median=3, kappas=(0.2, 0.8), curve_images=30,
+                                  claimed=VERIFY_CLAIMED)
 
 
 def lab_sizes(**parts: dict[str, Any]) -> LabSizes:
@@ -208,7 +211,8 @@ PROFILES: dict[str, Profile] = {
                          verify=dict(n_images=16, proven_epochs=1, proven_size=512, seconds=1.5, natural_seconds=0.5,
                                      max_boxes=2000, study_images=1, study_positions=2, study_budget=10, study_samples=64,
                                      de_images=2, de_population=20, de_generations=3, median=3,
-                                     kappas=(0.8,), curve_images=8, claimed=("IT (bit depth 5)", "APR")),
+                                     kappas=(0.8,), curve_images=8,
+                                     claimed=("IT (bit depth 5)", "APR", "no_adversarial")),
                          budget=dict(n_images=2, population=8, generations=2))),
     "cpu": Profile(name="cpu", models=("small_cnn",), epochs=15, train_size=None, batch_size=128,
                    optimizer="sgd", lr=0.1, schedule="onecycle", eval_size=10000, n_attack=100, n_pairs=30,

@@ -11,7 +11,7 @@ from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, C
                             certify, margin_bounds, parse)
 from labkit.certify.layers import clean_activations
 from labkit.certify.relax import unfold
-from labkit.defences import BitDepth
+from labkit.defences import BitDepth, MedianFilter, defended
 from labkit.models import AttentionGate, BasicBlock, MedianBlur, Normalize
 
 METHODS = ("interval", "forward", "backward", "alpha")
@@ -291,6 +291,21 @@ def test_a_model_without_flips_is_proven_and_its_mode_restored() -> None:
     assert net.training
     assert (result.status == ROBUST).all() and (result.position_status == ROBUST).all()
     assert (result.boxes >= 64).all() and (result.bound_evals >= result.boxes).all() and (result.seconds > 0).all()
+
+
+def test_lab_03s_median_filter_is_verified_as_the_models_median_layer() -> None:
+    # defences.MedianFilter in front of a model trained without it (Lab 03) is the same function as models.MedianBlur:
+    # the verifier recognises both by ``median_window`` and decides every position alike.
+    net = build("median 3x3", seed=1)
+    behind = net[1]
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    labels = net(images).argmax(1)
+    cfg = CertifyConfig(method="interval", all_positions=True, max_boxes=20_000)
+    ours, lab03 = certify(net, images, labels, cfg), certify(defended(behind, MedianFilter(3)), images, labels, cfg)
+    assert torch.equal(ours.position_status, lab03.position_status) and torch.equal(ours.status, lab03.status)
+    assert (ours.position_status != UNKNOWN).any()
+    with pytest.raises(NotCertifiable, match="MedianFilter.*odd"):
+        certify(defended(behind, MedianFilter(2)), images, labels, cfg)
 
 
 @pytest.mark.parametrize("layer", [nn.Tanh(), nn.GELU(), nn.Sequential(Normalize(), AttentionGate()),

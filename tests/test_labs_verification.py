@@ -156,6 +156,55 @@ def test_the_claims_chapter_shows_the_proofs_and_marks_attack_only_rows():
     assert claims.proof_note(recs, "04", "small_cnn, APR") == ""  # a lab without that model
 
 
+def test_an_ablation_row_gets_the_bounds_of_both_models_it_compares():
+    status = torch.tensor([ROBUST, UNKNOWN], dtype=torch.int8)
+    rows = [V.bracket_row(V.claimed_name("APR"), 0.8, status, torch.zeros(2, dtype=torch.bool)),
+            V.bracket_row(V.claimed_name("no_attention"), 0.8, torch.tensor([UNKNOWN, VULNERABLE], dtype=torch.int8),
+                          torch.zeros(2, dtype=torch.bool))]
+    ours = {"tables": {V.BRACKET_STEP: rows},
+            "models": {"claimed": [{"defence": "APR", "key": "k1"}, {"defence": "no_attention", "key": "k2"}]}}
+    # Lab 06 names Lab 05's APR "full": the same cache key finds its bracket.
+    lab06 = {"models": {"suite": [{"defence": "full", "key": "k1"}, {"defence": "no_attention", "key": "k2"},
+                                  {"defence": "no_adversarial", "key": "k3"}]}}
+    recs = {V.LAB: ours, "06": lab06}
+    note = claims.proof_note(recs, "06", "small_cnn", ("no_attention", "full"))
+    assert "no_attention: 0.0% of 2 images proven robust, true ASR in 50.0 to 100.0%" in note
+    assert "full: 50.0% of 2 images proven robust, true ASR in 0.0 to 50.0%" in note
+    # A variant Lab 12 did not prove leaves only the other's bound; neither proven: no note.
+    assert "no_adversarial" not in claims.proof_note(recs, "06", "small_cnn", ("no_adversarial", "full"))
+    assert claims.proof_note(recs, "06", "small_cnn", ("no_adversarial", "no_regularisation")) == ""
+
+
+def test_attention_at_flips_compares_each_image_s_flipping_positions_with_its_others():
+    from labkit.models import AttentionGate
+    torch.manual_seed(0)
+    gated = nn.Sequential(AttentionGate(), Normalize(), small_cnn(num_classes=3, widths=(4, 4, 6))).eval()
+    images = torch.rand(4, 3, 8, 8)
+    images[:, :, :4] *= 0.1  # a dark top half
+    with torch.no_grad():  # attention rises with brightness: a bright pixel is let through, a dark one dimmed
+        gated[0].conv.weight.fill_(1.0)
+        gated[0].conv.bias.fill_(-4.0)
+    status = torch.full((4, 8, 8), UNKNOWN, dtype=torch.int8)
+    status[0, 6, 1] = status[0, 7, 7] = status[1, 5, 5] = VULNERABLE  # flips only in the bright half
+    status[3, 0, 0] = ROBUST  # image 3: proven positions, no flip; image 2: nothing decided
+    row = V.attention_at_flips(gated, images, status, "gated")
+    assert row["images"] == 2 and row["flip_positions"] == 3 and row["model"] == "gated"
+    assert row["at_flips"] > 0.6 > 0.5 > row["elsewhere"] and row["difference"] > 0
+    assert row["ci_lo"] <= row["difference"] <= row["ci_hi"]
+    # The flips moved to the dark half: the sign follows.
+    dark = torch.full((4, 8, 8), UNKNOWN, dtype=torch.int8)
+    dark[0, 1, 1] = dark[1, 2, 2] = VULNERABLE
+    assert V.attention_at_flips(gated, images, dark, "gated")["difference"] < 0
+    # No flip anywhere: a row of NaNs, not an error; no gate: no row.
+    empty = V.attention_at_flips(gated, images, torch.full((4, 8, 8), UNKNOWN, dtype=torch.int8), "gated")
+    assert empty["images"] == 0 and empty["difference"] != empty["difference"]
+    assert V.attention_at_flips(tiny(), images, status, "plain") is None
+    text = V.attention_summary([row, empty]).splitlines()
+    assert "higher than elsewhere" in text[0] and "on 2 images the 3 flipping positions" in text[0]
+    assert "nothing to compare" in text[1]
+    assert "includes 0" in V.attention_summary([{**row, "ci_lo": -0.1}])
+
+
 def test_the_config_is_frozen_and_compared_by_value():
     cfg = V.VerifyConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -196,12 +245,16 @@ def test_curve_rows_count_every_point_on_the_same_first_images():
     assert none["proven_robust_acc"] == 0.0 and none["correct"] == 0 and none["median_seconds"] != none["median_seconds"]
 
 
-def test_lab_05s_models_are_named_and_unknown_ones_refused():
+def test_the_defence_labs_models_are_named_and_unknown_ones_refused():
     profile = PROFILES["smoke"]
-    cfg = dataclasses.replace(V.verify_config(profile), claimed=("APR", "No defence"))
+    cfg = dataclasses.replace(V.verify_config(profile), claimed=("APR", "no_attention", "No defence"))
     entries = V.claimed_plan(profile, cfg)
-    assert [e.defence for e in entries] == ["APR", "No defence"]
-    assert V.claimed_name("APR") == "APR (Lab 05)"
+    assert [e.defence for e in entries] == ["APR", "no_attention", "No defence"]
+    assert V.claimed_name("APR") == "APR (Lab 05)" and V.claimed_name("no_attention") == "no_attention (Lab 06)"
+    # Lab 06's variant is its own recipe: APR with the gate switched off, the rest as Lab 05's APR.
+    assert entries[1].config == dataclasses.replace(entries[0].config, gate="none")
+    with pytest.raises(ValueError, match="full"):
+        V.VerifyConfig(claimed=("full",))  # Lab 06's full APR is Lab 05's: claim "APR"
     assert V.claimed_plan(profile, dataclasses.replace(cfg, claimed=())) == []
     with pytest.raises(ValueError, match="JPEG"):
         V.VerifyConfig(claimed=("IT (JPEG q75)",))

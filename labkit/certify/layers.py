@@ -9,7 +9,8 @@ supported module, because each has one sound rule per bound method (``labkit.cer
   depthwise convolution of weight 1/k^2, which is what they compute with ``count_include_pad``).
 - ``"relu"``, ``"maxpool"`` (``MaxPool2d`` / ``AdaptiveMaxPool2d``; padding cells are -inf), ``"flatten"``,
   ``"linear"``, and ``"gate"``: APR's ``AttentionGate`` sigmoid(conv(x)) * x, only as the first layer, and
-  ``"median"``: ``labkit.models.MedianBlur`` (odd window, reflect padding), only as the first layer, and
+  ``"median"``: a per-channel median with reflect padding over an odd window, only as the first layer: a module with
+  an integer ``median_window`` (``labkit.models.MedianBlur``, ``labkit.defences.MedianFilter``), and
   ``"quantise"``: a module with an integer ``quantise_levels`` that computes round(clamp(x, 0, 1) * levels) /
   levels per channel (``labkit.defences.BitDepth``), only as the first layer.
 - ``"add"``: a residual block's sum, main branch (the layers before it) plus the shortcut from the block's input.
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from labkit.models import AttentionGate, BasicBlock, MedianBlur, Normalize, median_blur, quantise
+from labkit.models import AttentionGate, BasicBlock, Normalize, median_blur, quantise
 
 
 class NotCertifiable(TypeError):
@@ -200,13 +201,16 @@ def parse(model: nn.Module, in_shape: tuple[int, int, int], dtype: torch.dtype =
             k = m.kernel_size
             layer = Layer("gate", "AttentionGate", m.conv.weight.detach().to(device, dtype),
                           m.conv.bias.detach().to(device, dtype), (k, k), (1, 1), (k // 2, k // 2))
-        elif isinstance(m, MedianBlur) and i == 0:
-            # A median filter on the image: as a function of the pixel's colour each output near it is a clamp
-            # (bounds.Chain._median_ends). Reflection reaches no output farther than size // 2 from the pixel, so
-            # the window is a zero-padded kernel's; an even window has no centre, so no symmetric one.
-            if m.size % 2 == 0:
+        elif isinstance(getattr(m, "median_window", None), int) and i == 0:
+            # A median filter on the image (labkit.models.median_blur; recognised by its attribute, as the bit-depth
+            # reduction is: labkit.defences holds MedianFilter): as a function of the pixel's colour each output
+            # near it is a clamp (bounds.Chain._median_ends). Reflection reaches no output farther than size // 2
+            # from the pixel, so the window is a zero-padded kernel's; an even window has no centre, so no
+            # symmetric one.
+            size = m.median_window
+            if size % 2 == 0:
                 raise NotCertifiable(f"{m!r}: only odd median windows are supported (an even one is off-centre)")
-            layer = Layer("median", "MedianBlur", kernel=(m.size, m.size), padding=(m.size // 2, m.size // 2))
+            layer = Layer("median", type(m).__name__, kernel=(size, size), padding=(size // 2, size // 2))
         elif isinstance(getattr(m, "quantise_levels", None), int) and i == 0:
             # Bit-depth reduction of the image (feature squeezing): non-decreasing per channel, and the network
             # behind it sees only the rounded colour, so the chain bounds the rounded box (bounds.Chain.rounded).
@@ -248,7 +252,8 @@ def parse(model: nn.Module, in_shape: tuple[int, int, int], dtype: torch.dtype =
             raise NotCertifiable(f"labkit.certify has no sound bound rule for {type(m).__name__} ({m!r}) on an input "
                                  f"of shape {shape}; supported: Normalize, Conv2d, BatchNorm, ReLU, MaxPool2d, "
                                  "AvgPool2d, adaptive max/avg pooling, Flatten, Linear, Dropout (eval), "
-                                 "AttentionGate, BitDepth or an odd MedianBlur (as the first layer), BasicBlock")
+                                 "AttentionGate, BitDepth or an odd MedianBlur / MedianFilter (as the first layer), "
+                                 "BasicBlock")
         layers.append(layer)
         shape = layer.out_shape(shape)
     if len(shape) != 1:

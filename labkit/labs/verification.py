@@ -13,8 +13,10 @@ found", never "robust". The lab's plan:
   (``proven_config``: ``labkit.certify.training.OnePixelIBP``, warm-started from the natural model), and that
   training with a median filter in front (``median_config``: ``labkit.models.MedianBlur``), which passes the pixel
   only between its neighbourhood's middle values, so the box the bounds start from is narrow;
-* ``claimed_plan``: Lab 05's models named by ``claimed`` (APR), proven and attacked on the same images as the
-  natural model, with its budget: a defence whose robustness is claimed beside one whose robustness is proven;
+* ``claimed_plan``: the defence labs' models named by ``claimed`` (Lab 05's Table 1 but JPEG, Lab 06's APR
+  ablations), proven and attacked on the same images as the natural model, with its budget: defences whose
+  robustness is claimed beside one whose robustness is proven; ``attention_at_flips`` gives Lab 08's question
+  (where is the gate's attention at the pixels that flip?) the verifier's labels;
 * ``certify_model``: every correctly classified image of the first ``n_images`` (``labkit.data.first_n`` order),
   through the cache (``labkit.evaluate.run_certify``);
 * the defence labs' attack suite on the same images, then the papers' DE budget (400 x 100) on the images the
@@ -40,15 +42,17 @@ from torch import Tensor, nn
 from labkit._checks import check_int, check_number, check_positive
 from labkit.cache import NEW_FIELD
 from labkit.attacks.corner import cube_corners
+from labkit.attention import attention_of, percentile_at
 from labkit.certify import (ROBUST, UNKNOWN, VULNERABLE, Boxes, CertifyConfig, CertifyResult, Chain, certify,
                             parse)
 from labkit.certify.training import OnePixelIBP
 from labkit.data import Split
 from labkit.evaluate import run_certify
-from labkit.labs import full_budget
+from labkit.labs import apr_paper, full_budget
 from labkit.labs.apr_paper import SUITE_STEP
+from labkit.models import gate_of
 from labkit.profiles import Profile
-from labkit.stats import wilson
+from labkit.stats import cluster_compare, wilson
 from labkit.suites import Entry
 from labkit.train import TrainConfig
 
@@ -61,9 +65,12 @@ BRACKET_STEP = "bracket"
 MODELS = ("natural", "proven (IBP)", "median + IBP")
 #: The bound methods compared in the study, cheapest first (``CertifyConfig.method``).
 STUDY_METHODS = ("interval", "forward", "backward", "alpha")
-#: Lab 05's models (its Table 1 names) the verifier has bound rules for (``VerifyConfig.claimed``): all but JPEG,
-#: whose codec has none. Labs 04 and 05 share these models (the same cache keys), so the proofs cover both labs' rows.
-CLAIMABLE = ("No defence", "AT (one-pixel)", "AT (PGD)", "IT (bit depth 5)", "DD (T=20)", "APR")
+#: The defence labs' models the verifier has bound rules for (``VerifyConfig.claimed``), each with the lab that trains
+#: it: Lab 05's Table 1 (all but JPEG, whose codec has none) and Lab 06's APR ablations (its "full" is Lab 05's APR, the
+#: same cache key). Lab 04 shares Lab 05's AT and DD (the same cache keys), so the proofs cover its rows too.
+CLAIMED_LAB = {"No defence": "05", "AT (one-pixel)": "05", "AT (PGD)": "05", "IT (bit depth 5)": "05",
+               "DD (T=20)": "05", "APR": "05", "no_attention": "06", "no_adversarial": "06", "no_regularisation": "06"}
+CLAIMABLE = tuple(CLAIMED_LAB)
 #: Verdict names, as the tables print them.
 VERDICTS = {ROBUST: "proven robust", VULNERABLE: "vulnerable", UNKNOWN: "unknown"}
 
@@ -132,7 +139,7 @@ class VerifyConfig:
         check_int("curve_images", self.curve_images, 1)
         unknown = sorted(set(self.claimed) - set(CLAIMABLE))
         if unknown:
-            raise ValueError(f"claimed: Lab 05 trains no certifiable {unknown}; choose among {list(CLAIMABLE)}")
+            raise ValueError(f"claimed: Labs 05-06 train no certifiable {unknown}; choose among {list(CLAIMABLE)}")
         for k in self.kappas:
             check_number("kappas", k, 0.0, 1.0)
         if self.median:
@@ -227,17 +234,20 @@ def curve_rows(points: Sequence[tuple[str, float | None, float, Tensor, dict[str
 
 
 def claimed_plan(profile: Profile, cfg: VerifyConfig) -> list[Entry]:
-    """Lab 05's entries named by ``cfg.claimed``, in that order (its Table 1 suite at the profile's defence
-    budgets, ``Profile.for_defences``, looked up as Lab 05b does: ``full_budget.plan``; ``claimed_name`` names them
-    here)."""
+    """The defence labs' entries named by ``cfg.claimed``, in that order, at the profile's defence budgets
+    (``Profile.for_defences``): Lab 05's Table 1 suite (``apr_paper.table1_suite``) and Lab 06's ablation variants
+    (``apr_paper.ablation_suite``), for the profile's first model and seed."""
     if not cfg.claimed:
         return []
-    return full_budget.plan(profile.for_defences(), full_budget.BudgetConfig(defences=cfg.claimed))
+    d = profile.for_defences()
+    entries = {e.defence: e for e in [*apr_paper.table1_suite(d), *apr_paper.ablation_suite(d)]
+               if e.config.model == d.models[0] and e.config.seed == d.seeds[0] and e.defence in cfg.claimed}
+    return [entries[n] for n in cfg.claimed]
 
 
 def claimed_name(defence: str) -> str:
-    """How the lab's tables name Lab 05's model ``defence``."""
-    return f"{defence} (Lab 05)"
+    """How the lab's tables name the defence labs' model ``defence`` (``CLAIMED_LAB``: the lab that trains it)."""
+    return f"{defence} (Lab {CLAIMED_LAB.get(defence, '05')})"
 
 
 # -- proofs and attacks --------------------------------------------------------------------------------------------
@@ -446,6 +456,58 @@ def beside_apr(rows: Sequence[dict[str, Any]], record: dict[str, Any] | None,
             out.append({"model": f"{r['defence']} (Lab 05's record)", "lab": "05", "clean_acc": r["clean_acc"],
                         "proven_robust_acc": None, "attacked_robust_acc": r["robust_acc"], "images": r["attacked"]})
     return out
+
+
+def attention_at_flips(model: nn.Module, images: Tensor, position_status: Tensor, name: str,
+                       seed: int = 0) -> dict[str, Any] | None:
+    """Lab 08's question (do one-pixel attacks succeed where the gate's attention is low?) with the verifier's labels.
+
+    ``images`` (N, C, H, W) in [0, 1], ``position_status`` (N, H, W) their per-position verdicts. On every image with
+    a position the verifier found VULNERABLE (each one a flip re-checked by an fp32 forward), the within-image
+    percentile of the clean image's attention A(x) (``labkit.attention.percentile_at``: 0 its lowest pixel, 1 its
+    highest) at those positions against its other positions, which are mostly *unknown* (no flip found within the
+    budget), not proven robust. Paired per image, whole images resampled (``labkit.stats.cluster_compare``):
+    "difference" is the mean over images of (mean percentile at flips - mean at the others). None for a model
+    without an attention gate.
+    """
+    if gate_of(model) is None:
+        return None
+    n, h, w = position_status.shape
+    flips = (position_status == VULNERABLE).flatten(1)
+    keep = flips.any(1).nonzero().squeeze(1)
+    row: dict[str, Any] = {"model": name, "images": len(keep), "flip_positions": int(flips.sum())}
+    if not len(keep):
+        return {**row, "at_flips": math.nan, "elsewhere": math.nan, "difference": math.nan, "ci_lo": math.nan,
+                "ci_hi": math.nan, "p_value": math.nan}
+    maps = attention_of(model, images[keep])
+    grid = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(1, h * w, 2)
+    pct = percentile_at(maps, grid.expand(len(keep), -1, -1).contiguous())  # (n, H * W)
+    mine = flips[keep]
+    image = torch.arange(len(keep))[:, None].expand(-1, h * w)
+    cmp = cluster_compare(pct[mine], pct[~mine], image[mine], image[~mine], seed=seed)
+    return {**row, "at_flips": cmp.a, "elsewhere": cmp.b, "difference": cmp.difference, "ci_lo": cmp.ci_lo,
+            "ci_hi": cmp.ci_hi, "p_value": cmp.p_value}
+
+
+def attention_summary(rows: Sequence[dict[str, Any]]) -> str:
+    """What ``attention_at_flips`` rows say, one sentence per gated model, generated from the numbers: where the
+    verifier's flips sit in the gate's attention (a difference is read as such only where its 95% interval excludes
+    0)."""
+    parts = []
+    for r in rows:
+        if not r["images"]:
+            parts.append(f"{r['model']}: the verifier found no flipping position, so there is nothing to compare.")
+            continue
+        if r["ci_lo"] > 0:
+            where = "where its attention is higher than elsewhere in the image"
+        elif r["ci_hi"] < 0:
+            where = "where its attention is lower than elsewhere in the image"
+        else:
+            where = "no differently from the image's other positions (the interval includes 0)"
+        parts.append(f"{r['model']}: on {r['images']} images the {r['flip_positions']} flipping positions sit {where}: "
+                     f"mean attention percentile {r['at_flips']:.2f} against {r['elsewhere']:.2f}, difference "
+                     f"{r['difference']:+.3f} (95% CI {r['ci_lo']:+.3f} to {r['ci_hi']:+.3f}, p = {r['p_value']:.3g}).")
+    return "\n".join(parts)
 
 
 def _median(values: Tensor) -> float:
